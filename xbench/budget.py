@@ -1,0 +1,65 @@
+"""The BudgetMeter: what each stage spent, and the limit that stopped it."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+@dataclass
+class StageSpend:
+    """What one stage spent. FLOPs are counted with torch.utils.flop_counter on the stage's first
+    step (forward + backward + teacher forward) and multiplied by the steps taken: every step has
+    the same shapes (drop_last batches), so this is exact without counting every step."""
+
+    stage: str
+    max_steps: int
+    steps: int = 0
+    samples: int = 0
+    teacher_forwards: int = 0
+    flops_per_step: int = 0
+    flops: int = 0
+    seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+    memory_kind: str = "host-rss"
+    stopped_by: str | None = None
+    evaluations: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda-allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "host-rss"
+
+
+@dataclass
+class BudgetMeter:
+    """Counts every stage of one run against one tier; ``deadline`` is the run's wall-clock cap."""
+
+    max_seconds: float
+    started: float = field(default_factory=time.perf_counter)
+    stages: list[StageSpend] = field(default_factory=list)
+
+    def stage(self, name: str, max_steps: int) -> StageSpend:
+        spend = StageSpend(stage=name, max_steps=max_steps)
+        self.stages.append(spend)
+        return spend
+
+    def out_of_time(self) -> bool:
+        return time.perf_counter() - self.started >= self.max_seconds
+
+    def totals(self) -> dict:
+        keys = ("steps", "samples", "teacher_forwards", "flops", "seconds")
+        out = {k: sum(getattr(s, k) for s in self.stages) for k in keys}
+        out["peak_memory_mb"] = max((s.peak_memory_mb for s in self.stages), default=0.0)
+        out["stopped_by"] = next((f"{s.stage}:{s.stopped_by}" for s in self.stages
+                                  if s.stopped_by not in (None, "max_steps")), None)
+        return out

@@ -1,0 +1,258 @@
+"""Typed configuration: budget tiers, run configs and ``--set`` overrides.
+
+Everything is read with ``yaml.safe_load`` and checked against dataclasses: an unknown key or a
+value of the wrong type is a :class:`ConfigError` naming the file, the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from xbench.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted for floats); return it
+    converted (lists to tuples where a tuple is expected, mappings to nested dataclasses)."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise bad
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise bad
+    if tp is type(None):
+        if value is None:
+            return None
+        raise bad
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (arg, *_) = typing.get_args(tp) or (Any,)
+        items = [coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad
+        return from_mapping(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise ConfigError(f"{where}: unsupported option type {tp!r}")
+
+
+def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
+    """Build the dataclass ``cls`` from a mapping; unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.init}
+    kwargs = {}
+    for key, value in mapping.items():
+        if key not in known:
+            choices = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {choices})")
+        kwargs[key] = coerce(value, hints[key], f"{where}: key '{key}'")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}: {exc}") from exc
+    except ValueError as exc:  # the dataclass's own __post_init__ validation
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def replace_options(obj: Any, updates: dict[str, Any], where: str) -> Any:
+    """A copy of the dataclass ``obj`` with ``updates`` applied, type-checked."""
+    merged = {**dataclasses.asdict(obj), **updates} if updates else None
+    return obj if merged is None else from_mapping(type(obj), merged, where)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses/tuples -> JSON-able plain values."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(to_plain(obj), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: bad YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: bad YAML: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- budget tiers
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A compute budget. Every method in a comparison gets exactly this."""
+
+    name: str
+    description: str
+    batch_size: int
+    student_steps: int
+    teacher_steps: int
+    max_seconds: float
+    eval_every: int
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    #: dataset option defaults for this tier (e.g. the synth size)
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "student_steps", "eval_every"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be positive")
+        if self.teacher_steps < 0 or self.max_seconds <= 0:
+            raise ValueError("teacher_steps must be >= 0 and max_seconds > 0")
+
+
+def budgets_path() -> Path:
+    return Path(os.environ.get("XBENCH_BUDGETS", REPO_ROOT / "benchmarks" / "budgets.yaml"))
+
+
+def load_tiers(path: Path | None = None) -> dict[str, Tier]:
+    path = path or budgets_path()
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of tier name -> tier")
+    tiers = {}
+    for name, body in raw.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: tier '{name}': expected a mapping")
+        tiers[name] = from_mapping(Tier, {"name": name, **body}, f"{path}: tier '{name}'")
+    return tiers
+
+
+# ----------------------------------------------------------------------------- run configs
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What ``xbench run`` runs. Options of the dataset, task and method are checked later against
+    the option types their specs declare."""
+
+    method: str
+    task: str
+    dataset: str | None = None
+    budget: str = "cpu"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
+    budget_options: dict[str, Any] = field(default_factory=dict)
+
+
+SET_SECTIONS = {"dataset": "dataset_options", "task": "task_options", "method": "method_options",
+                "budget": "budget_options"}
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set section.key=value`` -> {field: {key: value}}; values are parsed as YAML scalars."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE with SECTION one of "
+                              f"{', '.join(SET_SECTIONS)}")
+        if section not in SET_SECTIONS:
+            raise ConfigError(f"--set {item}: unknown section '{section}' "
+                              f"(known: {', '.join(SET_SECTIONS)})")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item}: cannot parse value {raw!r}") from exc
+        out.setdefault(SET_SECTIONS[section], {})[name] = value
+    return out
+
+
+def load_run_config(path: Path) -> dict[str, Any]:
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    from_mapping(RunConfig, {"method": "?", "task": "?", **raw}, str(path))  # key/type check
+    return raw

@@ -1,0 +1,1 @@
+"""Datasets: annotation records, file readers and the embedded synthetic benchmark."""

@@ -1,0 +1,159 @@
+"""Readers and writers for the file formats datasets are stored in. Real datasets and ``synth``
+go through the same readers; every failure is a :class:`DataError` naming the file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xbench.errors import DataError
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One annotated step of a video, in frames [start, end)."""
+
+    start: int
+    end: int
+    label: int
+    verb: int
+    noun: int
+    sentence: str
+    #: whether the audio of this step carries the action (False: irrelevant sound)
+    audio_relevant: bool = True
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """A video with its files (relative to the dataset root) and its annotated steps."""
+
+    id: str
+    split: str
+    procedure: int
+    num_frames: int
+    fps: float
+    files: dict[str, str]
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
+    """Write uint8 RGB frames (N, H, W, 3) as H.264 yuv444p (keeps colour at small sizes).
+    One encoder thread so the same frames give byte-identical files."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1], frames.shape[2]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)  # atomic: a killed writer never leaves a half file under the real name
+
+
+def read_mp4(path: Path) -> np.ndarray:
+    """All frames of a video as uint8 (N, H, W, 3), decoded with decord."""
+    import decord
+
+    if not path.is_file():
+        raise DataError(f"missing video file {path}")
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+        return reader.get_batch(list(range(len(reader)))).asnumpy()
+    except Exception as exc:  # decord raises its own DECORDError, or RuntimeError
+        raise DataError(f"corrupt video file {path}: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    tmp = path.with_suffix(".tmp.wav")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Mono 16-bit PCM -> float32 in [-1, 1] and the sample rate."""
+    if not path.is_file():
+        raise DataError(f"missing audio file {path}")
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2 or w.getnchannels() != 1:
+                raise DataError(f"unsupported audio file {path}: expected mono 16-bit PCM")
+            rate, raw = w.getframerate(), w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise DataError(f"corrupt audio file {path}: {exc}") from exc
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32767.0, rate
+
+
+def write_array(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
+def read_array(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"missing array file {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"corrupt array file {path}: {exc}") from exc
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.json")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError(f"missing annotation file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"corrupt annotation file {path}: {exc}") from exc
+
+
+def load_annotations(path: Path) -> list[VideoRecord]:
+    """Read the canonical annotation format (JSON: {"videos": [...]}) into records. Adapters for
+    other formats (EPIC-style CSV, ActivityNet JSON) convert to these records."""
+    raw = read_json(path)
+    try:
+        return [
+            VideoRecord(
+                id=v["id"], split=v["split"], procedure=v["procedure"],
+                num_frames=v["num_frames"], fps=v["fps"], files=dict(v["files"]),
+                segments=tuple(Segment(**s) for s in v["segments"]),
+            )
+            for v in raw["videos"]
+        ]
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"corrupt annotation file {path}: missing or bad field {exc}") from exc

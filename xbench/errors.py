@@ -1,0 +1,27 @@
+"""Expected failures. Each is printed by the CLI as one line on stderr with exit status 2."""
+
+from __future__ import annotations
+
+
+class XbenchError(Exception):
+    """Base class of every error the user can fix (bad name, bad config, bad data, bad plugin)."""
+
+
+class ConfigError(XbenchError):
+    """A configuration file or override is malformed, has an unknown key or a wrong type."""
+
+
+class RegistryError(XbenchError):
+    """A name is unknown, or two plugins register the same name."""
+
+
+class PluginError(XbenchError):
+    """A plugin failed to import, raised inside a hook or misbehaved at run time."""
+
+
+class DataError(XbenchError):
+    """A data file is missing, corrupt or does not match its manifest."""
+
+
+class IncompatibleError(XbenchError):
+    """A method cannot run on a task/dataset (a modality or output it needs is missing)."""

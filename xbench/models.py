@@ -1,0 +1,81 @@
+"""The core's model architectures: the recognition student and the audio teacher.
+
+Both are small enough to train in seconds on 2 CPU cores; students are identical for every method
+of a comparison (the task picks them) and return a dict of named taps that losses read."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xbench.specs import ModelContext
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+
+class FrameCNNStudent(nn.Module):
+    """Per-frame 2D CNN -> temporal convolutions -> mean over time -> linear classifier.
+
+    Taps: ``logits`` (B, C), ``feature`` (B, D) pooled clip embedding, ``tokens`` (B, T, D) per-frame
+    embeddings after temporal mixing, ``spatial`` (B, T, D, h, w) the last convolutional map.
+    The temporal convolutions are what let it tell a slide from a lift: pooling frame features
+    alone would discard the order of frames."""
+
+    def __init__(self, ctx: ModelContext, width: int = 16, dim: int = 64) -> None:
+        super().__init__()
+        self.frames = nn.Sequential(_conv(3, width), _conv(width, 2 * width), _conv(2 * width, dim))
+        self.temporal = nn.Sequential(
+            nn.Conv1d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv1d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+        )
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(dim, ctx.num_classes)
+        self.dim = dim
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = inputs["rgb"]  # (B, T, 3, H, W) uint8, normalised here so callers pass raw frames
+        b, t = x.shape[:2]
+        x = x.flatten(0, 1).float().div_(255.0).sub_(0.5)
+        spatial = self.frames(x)  # (B*T, D, h, w)
+        frame = spatial.mean(dim=(2, 3)).view(b, t, -1)
+        tokens = frame + self.temporal(frame.transpose(1, 2)).transpose(1, 2)
+        feature = tokens.mean(dim=1)
+        return {"logits": self.head(self.dropout(feature)), "feature": feature, "tokens": tokens,
+                "spatial": spatial.view(b, t, *spatial.shape[1:])}
+
+
+class AudioTeacher(nn.Module):
+    """A 2D CNN over the log-mel spectrogram of a clip's audio. Taps: ``logits``, ``feature``."""
+
+    def __init__(self, ctx: ModelContext, width: int = 32, dim: int = 96) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(1, width), _conv(width, 2 * width), _conv(2 * width, dim))
+        self.head = nn.Linear(dim, ctx.num_classes)
+        self.dim = dim
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feature = self.body(inputs["audio"]).mean(dim=(2, 3))
+        return {"logits": self.head(feature), "feature": feature}
+
+
+def log_mel(wave: torch.Tensor, rate: int, n_mels: int = 32, n_frames: int = 32) -> torch.Tensor:
+    """(N, S) waveforms -> (N, 1, n_mels, n_frames) log-mel spectrograms (hand-built mel bank,
+    so no torchaudio dependency)."""
+    n_fft = 512
+    hop = max(wave.shape[1] // n_frames, 1)
+    spec = torch.stft(wave, n_fft, hop_length=hop, window=torch.hann_window(n_fft),
+                      return_complex=True).abs().pow(2)[..., :n_frames]  # (N, F, T)
+    freqs = torch.linspace(0, rate / 2, spec.shape[1])
+    mel = lambda f: 2595.0 * torch.log10(1.0 + f / 700.0)  # noqa: E731
+    edges = torch.linspace(float(mel(torch.tensor(50.0))), float(mel(torch.tensor(rate / 2))), n_mels + 2)
+    m = mel(freqs)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    bank = torch.clamp(torch.minimum((m - lo) / (mid - lo), (hi - m) / (hi - mid)), min=0)
+    out = torch.log(torch.einsum("mf,nft->nmt", bank, spec) + 1e-6)
+    # per-clip standardisation: independent of which other clips share the split or batch
+    mean = out.mean(dim=(1, 2), keepdim=True)
+    std = out.std(dim=(1, 2), keepdim=True)
+    return ((out - mean) / (std + 1e-6)).unsqueeze(1)

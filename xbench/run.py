@@ -1,0 +1,368 @@
+"""From a RunConfig to a RunRecord: resolve and check everything, then train and evaluate.
+
+``plan`` does every check that can fail cheaply (names, options, modalities, taps) before any data
+is generated or any model built, so a bad command fails in milliseconds with one line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import platform
+import secrets
+import subprocess
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from xbench import __version__
+from xbench.budget import BudgetMeter
+from xbench.config import REPO_ROOT, RunConfig, Tier, from_mapping, replace_options, stable_hash, to_plain
+from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
+from xbench.registry import Registry
+from xbench.specs import LossSpec, LossTerm, MethodSpec, ModelContext, TaskSpec, TeacherSpec
+from xbench.train import derive_seed, fit, predict
+
+
+@dataclass
+class Plan:
+    cfg: RunConfig
+    tier: Tier
+    method: MethodSpec
+    task: TaskSpec
+    dataset_name: str
+    teacher: TeacherSpec | None
+    method_options: Any
+    task_options: Any
+    dataset_options: Any
+    terms: list[tuple[str, LossTerm, LossSpec, Any]]
+    registry: Registry
+
+    @property
+    def uses_teacher_in_loss(self) -> bool:
+        return any(spec.reads == "teacher" for _, _, spec, _ in self.terms)
+
+    def resolved(self) -> dict[str, Any]:
+        """Everything that determines a run's result but the seed: hashed into config_hash."""
+        return {
+            "method": self.method.name, "task": self.task.name, "dataset": self.dataset_name,
+            "tier": to_plain(self.tier), "teacher": self.teacher.name if self.teacher else None,
+            "student": self.task.student, "method_options": to_plain(self.method_options),
+            "task_options": to_plain(self.task_options), "dataset_options": to_plain(self.dataset_options),
+            "loss_terms": [{"key": k, **to_plain(t), "options": to_plain(o)} for k, t, _, o in self.terms],
+            "lr_multipliers": dict(self.method.lr_multipliers),
+        }
+
+
+def _options(spec_options: type, values: dict[str, Any], where: str) -> Any:
+    return from_mapping(spec_options, values, where)
+
+
+def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
+    method = reg.get("methods", cfg.method)
+    task = reg.get("tasks", cfg.task)
+    m_owner = reg.entry("methods", cfg.method).plugin
+    if method.tasks is not None and task.name not in method.tasks:
+        raise IncompatibleError(f"method '{method.name}' does not support task '{task.name}' "
+                                f"(it supports: {', '.join(method.tasks)})")
+    dataset_name = cfg.dataset or task.datasets[0]
+    dataset = reg.get("datasets", dataset_name)
+    if dataset_name not in task.datasets:
+        raise IncompatibleError(f"task '{task.name}' cannot run on dataset '{dataset_name}' "
+                                f"(it runs on: {', '.join(task.datasets)})")
+    if cfg.budget not in tiers:
+        import difflib
+
+        hint = difflib.get_close_matches(cfg.budget, list(tiers), n=1)
+        raise ConfigError(f"unknown budget tier '{cfg.budget}'"
+                          + (f"; did you mean '{hint[0]}'?" if hint else f"; known: {', '.join(tiers)}"))
+    tier = tiers[cfg.budget]
+    if cfg.budget_options:
+        if "name" in cfg.budget_options:
+            raise ConfigError("--set budget.name: a tier's name cannot be overridden")
+        tier = replace_options(tier, cfg.budget_options, f"budget tier '{tier.name}'")
+        # a modified tier is a different budget: never compared with the published one
+        tier = replace_options(tier, {"name": f"{tier.name}+custom"}, "budget")
+
+    known = {f.name for f in fields(dataset.options)} if dataset.options else set()
+    ds_values = {k: v for k, v in tier.dataset.items() if k in known}
+    ds_values.update(cfg.dataset_options)
+    dataset_options = _options(dataset.options, ds_values, f"dataset '{dataset_name}' options")
+    task_options = _options(task.options, cfg.task_options, f"task '{task.name}' options")
+    method_options = _options(method.options, cfg.method_options, f"method '{method.name}' options")
+
+    student = reg.get("students", task.student)
+    teacher = None
+    if method.teacher is not None:
+        teacher = reg.get("teachers", task.default_teacher if method.teacher == "default" else method.teacher)
+    for mod in student.modalities + (teacher.modalities if teacher else ()):
+        if mod not in dataset.modalities:
+            who = f"teacher '{teacher.name}'" if teacher and mod in teacher.modalities else "the student"
+            raise IncompatibleError(f"method '{method.name}' needs modality '{mod}' ({who}), which "
+                                    f"dataset '{dataset_name}' does not provide")
+
+    try:
+        raw_terms = list(method.terms(method_options))
+    except Exception as exc:
+        raise PluginError(f"plugin '{m_owner}': method '{method.name}' failed to list its loss "
+                          f"terms: {type(exc).__name__}: {exc}") from exc
+    if not raw_terms and method.evaluates == "student":
+        raise PluginError(f"plugin '{m_owner}': method '{method.name}' has no loss terms")
+    terms = []
+    task_obj_targets = ("label",)
+    for term in raw_terms:
+        if not isinstance(term, LossTerm):
+            raise PluginError(f"plugin '{m_owner}': method '{method.name}' returned {term!r}, "
+                              f"not a LossTerm")
+        try:
+            spec = reg.get("losses", term.loss)
+        except XbenchError as exc:
+            raise IncompatibleError(f"method '{method.name}': {exc}") from exc
+        if term.student not in student.taps:
+            raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads student tap "
+                                    f"'{term.student}', which student '{student.name}' does not have "
+                                    f"(taps: {', '.join(student.taps)})")
+        if spec.reads == "teacher":
+            if teacher is None:
+                raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' needs a teacher "
+                                        f"but the method declares none")
+            if term.teacher not in teacher.taps:
+                raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads teacher tap "
+                                        f"'{term.teacher}', which teacher '{teacher.name}' does not "
+                                        f"have (taps: {', '.join(teacher.taps)})")
+        elif term.target not in task_obj_targets:
+            raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads target "
+                                    f"'{term.target}', which task '{task.name}' does not provide")
+        opts = _options(spec.options, dict(term.options), f"method '{method.name}': loss '{term.loss}'")
+        key = term.loss
+        n = 2
+        while any(k == key for k, *_ in terms):
+            key, n = f"{term.loss}#{n}", n + 1
+        terms.append((key, term, spec, opts))
+    for name in method.lr_multipliers:
+        if not any(t.loss == name for _, t, _, _ in terms):
+            raise PluginError(f"plugin '{m_owner}': method '{method.name}' sets an lr multiplier for "
+                              f"'{name}', which is none of its losses")
+    return Plan(cfg, tier, method, task, dataset_name, teacher, method_options, task_options,
+                dataset_options, terms, reg)
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _count(module: nn.Module | None) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def _call(owner: str, what: str, fn: Callable, *args):
+    """Run plugin code; any exception is re-raised naming the plugin."""
+    try:
+        return fn(*args)
+    except XbenchError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin '{owner}' raised in {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None = None,
+            progress: bool = False, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Train and evaluate one seed of a plan; returns the run record (not yet stored)."""
+    reg = p.registry
+    started = dt.datetime.now(dt.timezone.utc)
+    meter = BudgetMeter(p.tier.max_seconds)
+    ds_spec = reg.get("datasets", p.dataset_name)
+    ds_owner = reg.entry("datasets", p.dataset_name).plugin
+    dataset = _call(ds_owner, f"dataset '{p.dataset_name}'", ds_spec.factory, p.dataset_options, data_root)
+    task_owner = reg.entry("tasks", p.task.name).plugin
+    task = _call(task_owner, f"task '{p.task.name}'", p.task.factory, p.task_options)
+    s_mods = p.task.student_modalities
+    t_mods = p.teacher.modalities if p.teacher else ()
+    label_fraction = getattr(p.dataset_options, "label_fraction", 1.0)
+
+    def load(split: str, mods: tuple[str, ...]):
+        return task.examples(dataset, split, tuple(dict.fromkeys(mods)), label_fraction, seed)
+
+    train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ())
+    teacher_eval = p.method.evaluates == "teacher"
+    train = load("train", train_mods) if not teacher_eval else None
+    val = load("val", s_mods + t_mods)
+    test = load("test", t_mods if teacher_eval else s_mods)
+    ctx = ModelContext(num_classes=dataset.num_classes,
+                       shapes={m: tuple(val.tensors[m].shape[1:]) for m in s_mods + t_mods})
+    targets = ("label", "label_mask")
+    record_stages = []
+
+    teacher_model = None
+    teacher_record = None
+    if p.teacher is not None:
+        t_owner = reg.entry("teachers", p.teacher.name).plugin
+        torch.manual_seed(derive_seed(seed, "teacher-init"))
+        teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, ctx).to(device)
+        tdata = load("teacher", t_mods)
+        ce = reg.get("losses", "ce").factory(None, {})
+
+        def teacher_step(batch):
+            return {"ce": ce(teacher_model({m: batch[m] for m in t_mods})["logits"], batch["label"])}
+
+        torch.manual_seed(derive_seed(seed, "train", "teacher"))
+        spend, sel = fit(
+            stage="teacher", modules={"teacher": teacher_model},
+            groups=[(list(teacher_model.parameters()), 1.0)], step_fn=teacher_step, data=tdata,
+            keys=t_mods + ("label",), tier=p.tier, max_steps=p.tier.teacher_steps, seed=seed,
+            device=device, meter=meter, main_metric=p.task.main_metric, progress=progress,
+            evaluate=lambda: task.evaluate(predict(teacher_model, val, t_mods, device), val),
+            culprit=f"teacher '{p.teacher.name}'")
+        record_stages.append(spend.as_dict())
+        teacher_model.requires_grad_(False)
+        teacher_record = {"name": p.teacher.name, "plugin": t_owner, "modalities": list(t_mods),
+                          "trained_on": "teacher split (disjoint from the student's train split)",
+                          "soft_targets": "online forwards of the frozen teacher on train clips it "
+                                          "never trained on",
+                          "val": sel.val_metrics, "selected_step": sel.step}
+        log(f"teacher '{p.teacher.name}': val {p.task.main_metric} {sel.value:.2f} after "
+            f"{spend.steps} steps ({spend.stopped_by})")
+
+    heads: dict[str, nn.Module] = {}
+    student = None
+    if teacher_eval:
+        final_model, final_mods, sel_record = teacher_model, t_mods, teacher_record
+        selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                     "value": sel.value, "metrics": sel.val_metrics}
+    else:
+        st_spec = reg.get("students", p.task.student)
+        st_owner = reg.entry("students", st_spec.name).plugin
+        torch.manual_seed(derive_seed(seed, "student-init"))  # identical init for every method
+        student = _call(st_owner, f"student '{st_spec.name}'", st_spec.factory, ctx).to(device)
+        probe = {k: v.to(device) for k, v in train.take(torch.arange(min(2, len(train)))).items()}
+        with torch.no_grad():
+            student.eval()
+            s_probe = student({m: probe[m] for m in s_mods})
+            t_probe = teacher_model({m: probe[m] for m in t_mods}) if p.uses_teacher_in_loss else {}
+        torch.manual_seed(derive_seed(seed, "heads-init"))
+        m_owner = reg.entry("methods", p.method.name).plugin
+        for key, term, spec, opts in p.terms:
+            dims = {"student": s_probe[term.student].shape[-1]}
+            if spec.reads == "teacher":
+                dims["teacher"] = t_probe[term.teacher].shape[-1]
+            l_owner = reg.entry("losses", spec.name).plugin
+            heads[key] = _call(l_owner, f"loss '{spec.name}'", spec.factory, opts, dims).to(device)
+        groups = [(list(student.parameters()), 1.0)]
+        for key, term, spec, _ in p.terms:
+            groups.append((list(heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
+        frozen_before = _state_fingerprint(teacher_model) if teacher_model is not None else None
+        use_teacher = p.uses_teacher_in_loss
+
+        def student_step(batch):
+            s_out = student({m: batch[m] for m in s_mods})
+            t_out = None
+            if use_teacher:
+                with torch.no_grad():  # frozen: eval mode, no graph
+                    t_out = teacher_model({m: batch[m] for m in t_mods})
+            out = {}
+            for key, term, spec, _ in p.terms:
+                if spec.reads == "teacher":
+                    value = heads[key](s_out[term.student], t_out[term.teacher])
+                else:
+                    value = heads[key](s_out[term.student], batch[term.target], batch["label_mask"])
+                out[key] = term.weight * value
+            return out
+
+        if teacher_model is not None:
+            teacher_model.eval()
+        modules = {"student": student, **{f"head:{k}": h for k, h in heads.items()}}
+        torch.manual_seed(derive_seed(seed, "train", "student"))
+        spend, sel = fit(
+            stage="student", modules=modules, groups=groups, step_fn=student_step, data=train,
+            keys=tuple(dict.fromkeys(train_mods + targets)), tier=p.tier,
+            max_steps=p.tier.student_steps, seed=seed, device=device, meter=meter,
+            main_metric=p.task.main_metric, progress=progress,
+            evaluate=lambda: task.evaluate(predict(student, val, s_mods, device), val),
+            teacher_forwards_per_step=1 if use_teacher else 0,
+            culprit=f"plugin '{m_owner}': method '{p.method.name}'")
+        record_stages.append(spend.as_dict())
+        if teacher_model is not None and not same_state(_state_fingerprint(teacher_model), frozen_before):
+            raise PluginError(f"plugin '{m_owner}': method '{p.method.name}' changed the frozen "
+                              f"teacher's parameters or buffers")
+        final_model, final_mods = student, s_mods
+        selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                     "value": sel.value, "metrics": sel.val_metrics}
+        log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
+            f"{spend.steps} ({spend.stopped_by})")
+
+    # test is evaluated exactly once, on the val-selected state
+    metrics = task.evaluate(predict(final_model, test, final_mods, device), test)
+    finished = dt.datetime.now(dt.timezone.utc)
+    resolved = p.resolved()
+    run_id = f"{p.method.name}-{p.task.name}-{p.tier.name}-s{seed}-" \
+             f"{started.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return {
+        "schema": 1,
+        "id": run_id,
+        "method": p.method.name,
+        "task": p.task.name,
+        "dataset": p.dataset_name,
+        "tier": p.tier.name,
+        "seed": seed,
+        "evaluated": p.method.evaluates,
+        "eval_modalities": list(final_mods),
+        "main_metric": p.task.main_metric,
+        "metrics": metrics,
+        "selection": selection,
+        "budget": {"stages": record_stages, "totals": meter.totals(), "tier": to_plain(p.tier)},
+        "params": {"student": _count(student), "heads": sum(_count(h) for h in heads.values()),
+                   "teacher": _count(teacher_model)},
+        "teacher": teacher_record,
+        "config": {**resolved, "seed": seed},
+        "config_hash": stable_hash(resolved),
+        "plugins": {name: {"dist": i.dist, "version": i.version} for name, i in reg.plugins.items()},
+        "data": {"root": str(getattr(dataset, "root", "")),
+                 "manifest_sha256": getattr(dataset, "manifest_hash", lambda: None)(),
+                 "sizes": {"train": len(train) if train is not None else 0, "val": len(val),
+                           "test": len(test)}},
+        "env": {"xbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                "platform": platform.platform(), "device": _device_name(device),
+                "threads": torch.get_num_threads(), "git_sha": git_sha(),
+                "malloc": {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                                        "LD_PRELOAD") if k in os.environ}},
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()}"
+
+
+def _state_fingerprint(model: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+def same_state(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))

@@ -1,0 +1,131 @@
+"""Frozen specs that plugins register. They hold factories, never built models: registering is
+cheap and never downloads or builds anything (the factories run only when a run needs them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: Every modality a batch may carry. Students read the task's student modalities; teachers may
+#: read privileged ones at train time only.
+MODALITIES = ("rgb", "audio", "flow", "pose", "text")
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options type of a spec that takes none."""
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What a student or teacher factory is told about the data it will see."""
+
+    num_classes: int
+    #: modality -> shape of one sample (without the batch dimension), e.g. rgb: (T, 3, H, W)
+    shapes: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """A student architecture. Built by ``factory(ctx)``; its ``forward(inputs)`` takes a dict
+    modality -> tensor holding exactly ``modalities`` and returns a dict of named taps that
+    includes every name in ``taps`` (``logits`` always)."""
+
+    name: str
+    description: str
+    factory: Callable[[ModelContext], nn.Module]
+    modalities: tuple[str, ...] = ("rgb",)
+    taps: tuple[str, ...] = ("logits", "feature")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher reading privileged modalities. Same calling convention as a student; the harness
+    trains it in the ``teacher`` stage with cross-entropy on its ``logits`` tap, then freezes it."""
+
+    name: str
+    description: str
+    factory: Callable[[ModelContext], nn.Module]
+    modalities: tuple[str, ...]
+    taps: tuple[str, ...] = ("logits", "feature")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss term. ``factory(options, dims)`` returns an ``nn.Module`` called as
+    ``loss(student, other)`` where ``student`` is a student tap and ``other`` a teacher tap or a
+    target; it returns a scalar. ``dims`` maps 'student'/'teacher' to the feature sizes of the taps
+    it reads, so losses with learned parts (a FitNet regressor) can size them. Parameters of the
+    module are extra trainable heads, counted in the run's params."""
+
+    name: str
+    description: str
+    factory: Callable[[Any, dict[str, int]], nn.Module]
+    options: type = NoOptions
+    #: "teacher" when the second argument is a teacher tap, "target" when it is a label
+    reads: str = "teacher"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: videos with annotations and the modalities stored for them.
+    ``factory(options, root)`` returns an object with ``videos(split)`` and ``read(video, modality)``
+    (see :class:`xbench.data.synth.SynthDataset`)."""
+
+    name: str
+    description: str
+    factory: Callable[[Any, Any], Any]
+    modalities: tuple[str, ...]
+    options: type = NoOptions
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: how examples are cut from a dataset's videos, what the student reads, the student
+    architecture every method shares, the default teacher and the metrics."""
+
+    name: str
+    description: str
+    factory: Callable[[Any], Any]
+    student: str
+    default_teacher: str
+    student_modalities: tuple[str, ...] = ("rgb",)
+    main_metric: str = "top1"
+    datasets: tuple[str, ...] = ("synth",)
+    options: type = NoOptions
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One weighted term of a method's objective: ``weight * loss(student.<student>, <other>)``
+    where other is ``teacher.<teacher>`` or the target ``target``."""
+
+    loss: str
+    weight: float = 1.0
+    student: str = "logits"
+    teacher: str | None = None
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A distillation method: the loss terms it trains the task's student with, and which teacher.
+
+    ``terms(options)`` returns the :class:`LossTerm` list. ``teacher`` is ``"default"`` (the task's
+    default teacher), a teacher name, or ``None`` (no teacher). ``evaluates`` is ``"student"`` for
+    every distillation method; only the ``teacher`` reference method sets ``"teacher"`` (its row is
+    the privileged-modality ceiling and is labelled so). ``lr_multipliers`` maps a loss name to the
+    learning-rate multiplier of that loss's parameters: the only optimizer setting a method owns."""
+
+    name: str
+    description: str
+    terms: Callable[[Any], list[LossTerm]]
+    options: type = NoOptions
+    teacher: str | None = "default"
+    evaluates: str = "student"
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    tasks: tuple[str, ...] | None = None

@@ -1,0 +1,76 @@
+"""The results store: SQLite (WAL, one transaction per record) plus ``runs/<id>/result.json``.
+
+Only finished runs are written, so a failed or interrupted run never appears as a result. The JSON
+file is the portable form of a record: it moves between machines and can be imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    task TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    main_metric TEXT NOT NULL,
+    score REAL,
+    config_hash TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_task ON runs (task, tier, method);
+"""
+
+
+def xbench_home() -> Path:
+    return Path(os.environ.get("XBENCH_HOME", ".xbench"))
+
+
+class ResultStore:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or xbench_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "results.sqlite"
+        # a generous timeout: parallel sweep workers may write at once
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def run_dir(self, run_id: str) -> Path:
+        path = self.home / "runs" / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def add(self, record: dict[str, Any]) -> Path:
+        """Write result.json (atomically), then the row, in one transaction."""
+        path = self.run_dir(record["id"]) / "result.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+        tmp.replace(path)
+        with self.db:
+            self.db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (record["id"], record["method"], record["task"], record["dataset"], record["tier"],
+                 record["seed"], record["main_metric"], record["metrics"].get(record["main_metric"]),
+                 record["config_hash"], record["finished"], json.dumps(record, sort_keys=True)),
+            )
+        return path
+
+    def records(self, task: str | None = None, tier: str | None = None) -> list[dict[str, Any]]:
+        query, args = "SELECT record FROM runs WHERE 1=1", []
+        if task:
+            query, args = query + " AND task = ?", args + [task]
+        if tier:
+            query, args = query + " AND tier = ?", args + [tier]
+        rows = self.db.execute(query + " ORDER BY finished, id", args).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,208 @@
+"""The one training loop every method and every stage goes through.
+
+The loop owns everything a comparison must hold fixed: the batch order (a seeded permutation that
+depends on the run seed and the stage only, never on the method), the optimizer and schedule (from
+the budget tier; a method may only scale the learning rate of its own heads), the step budget and
+the wall-clock cap, and model selection (on the val split only; test is evaluated once, later)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from xbench.budget import BudgetMeter, StageSpend, peak_memory_mb
+from xbench.config import Tier
+from xbench.errors import PluginError
+from xbench.tasks import Examples
+
+
+def derive_seed(seed: int, *names: str) -> int:
+    """A stable 63-bit seed for one purpose of one run (student init, data order, ...), so that
+    e.g. a method building extra heads cannot shift the student's initialisation."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((seed, names)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def batch_indices(n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+    """Endless seeded epochs of full batches (drop_last), so every step has the same shapes.
+    With ``world`` > 1 each rank takes every world-th batch of the same permutation."""
+    g = torch.Generator().manual_seed(seed)
+    bs = min(batch_size, n)
+    while True:
+        perm = torch.randperm(n, generator=g)
+        for k, i in enumerate(range(0, n - bs + 1, bs)):
+            if k % world == rank:
+                yield perm[i: i + bs]
+
+
+def build_optimizer(groups: list[tuple[list[nn.Parameter], float]], tier: Tier) -> torch.optim.Optimizer:
+    cfg = tier.optimizer
+    params = [{"params": p, "lr": cfg.lr * mult} for p, mult in groups if p]
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def build_schedule(opt: torch.optim.Optimizer, tier: Tier, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warm = tier.schedule.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if tier.schedule.name == "constant":
+            return 1.0
+        progress = (step - warm) / max(steps - warm, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@dataclass
+class Selection:
+    """The val-selected state of a stage."""
+
+    step: int
+    metric: str
+    value: float
+    val_metrics: dict[str, float]
+
+
+def fit(
+    *,
+    stage: str,
+    modules: dict[str, nn.Module],
+    groups: list[tuple[list[nn.Parameter], float]],
+    step_fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+    data: Examples,
+    keys: tuple[str, ...],
+    tier: Tier,
+    max_steps: int,
+    seed: int,
+    device: torch.device,
+    meter: BudgetMeter,
+    evaluate: Callable[[], dict[str, float]],
+    main_metric: str,
+    teacher_forwards_per_step: int = 0,
+    progress: bool = False,
+    culprit: str = "",
+) -> tuple[StageSpend, Selection]:
+    """Train ``modules`` with ``step_fn`` (a batch -> named loss terms, already weighted) for at
+    most ``max_steps`` steps or until the run's wall-clock cap; evaluate on val every
+    ``tier.eval_every`` steps and at the end; restore the best val state. Returns the spend."""
+    from tqdm.auto import tqdm
+
+    spend = meter.stage(stage, max_steps)
+    opt = build_optimizer(groups, tier)
+    sched = build_schedule(opt, tier, max_steps)
+    order = batch_indices(len(data), tier.batch_size, derive_seed(seed, "data", stage))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    best: Selection | None = None
+    best_state: dict[str, dict] = {}
+    running: dict[str, torch.Tensor] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(total=max_steps, desc=stage, disable=not progress, leave=False, mininterval=0.5)
+
+    def train_mode() -> None:
+        for m in modules.values():
+            m.train()
+
+    def one_step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if amp is not None:
+            with amp:
+                terms = step_fn(batch)
+        else:
+            terms = step_fn(batch)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return terms
+
+    train_mode()
+    step = 0
+    while step < max_steps:
+        if meter.out_of_time():
+            spend.stopped_by = "max_seconds"
+            break
+        batch = to_device(data.take(next(order), keys), device)
+        if step == 0:  # count FLOPs once: every step has the same shapes
+            with FlopCounterMode(display=False) as counter:
+                terms = one_step(batch)
+            spend.flops_per_step = int(counter.get_total_flops())
+        else:
+            terms = one_step(batch)
+        step += 1
+        spend.steps = step
+        spend.samples += len(next(iter(batch.values())))
+        spend.teacher_forwards += teacher_forwards_per_step * len(next(iter(batch.values())))
+        for name, value in terms.items():  # accumulate on device: no host sync per step
+            running[name] = running.get(name, 0) + value.detach()
+        bar.update(1)
+        if step % tier.eval_every == 0 or step == max_steps:
+            best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
+            train_mode()
+    if spend.stopped_by is None:
+        spend.stopped_by = "max_steps"
+    if best is None or best.step != step:  # stopped between evaluations: judge the last state too
+        if step > 0:
+            best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
+    bar.close()
+    if best is None:  # no step fit in the budget: the untrained state is what was selected
+        best = Selection(0, main_metric, float("nan"), {})
+    for name, state in best_state.items():
+        modules[name].load_state_dict(state)
+    for m in modules.values():
+        m.eval()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    spend.seconds = time.perf_counter() - t0
+    spend.flops = spend.flops_per_step * spend.steps
+    spend.peak_memory_mb, spend.memory_kind = peak_memory_mb(device)
+    return spend, best
+
+
+def _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit):
+    # one host sync per evaluation: check the accumulated loss terms are finite
+    for name, total in running.items():
+        if not math.isfinite(float(total)):
+            raise PluginError(f"{culprit}: loss term '{name}' is not finite at step {step}")
+    running.clear()
+    metrics = evaluate()
+    spend.evaluations += 1
+    value = metrics[main_metric]
+    if best is None or value > best.value:
+        best = Selection(step, main_metric, value, metrics)
+        for name, m in modules.items():
+            best_state[name] = copy.deepcopy(m.state_dict())
+    return best
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Examples, keys: tuple[str, ...], device: torch.device,
+            batch_size: int = 256) -> torch.Tensor:
+    """Logits of ``model`` over a split, reading only ``keys`` (the modalities it may see)."""
+    model.eval()
+    out = []
+    n = len(data)
+    for i in range(0, n, batch_size):
+        batch = to_device(data.take(torch.arange(i, min(i + batch_size, n)), keys), device)
+        out.append(model(batch)["logits"].float().cpu())
+    return torch.cat(out)
