@@ -117,9 +117,12 @@ def plugin_manager(extra: dict[str, Any] | None = None) -> tuple[pluggy.PluginMa
         infos[name] = PluginInfo(name=name, dist="(in-process)", version="-", module=repr(obj))
     try:
         pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin_name if hasattr(exc, 'plugin_name') else exc.plugin}' "
-                          f"implements an unknown hook: {exc}") from exc
+    except pluggy.PluginValidationError as exc:  # a misspelled hook fails at once, by name
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        hook = str(exc).split("'")[1] if str(exc).count("'") >= 2 else str(exc)
+        hint = difflib.get_close_matches(hook, [k for k, _ in KINDS.values()], n=1)
+        raise PluginError(f"plugin '{name}' implements an unknown hook '{hook}'"
+                          + (f"; did you mean '{hint[0]}'?" if hint else "")) from exc
     return pm, infos
 
 

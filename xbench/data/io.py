@@ -52,7 +52,11 @@ def sha256_file(path: Path) -> str:
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
     """Write uint8 RGB frames (N, H, W, 3) as H.264 yuv444p (keeps colour at small sizes).
-    One encoder thread so the same frames give byte-identical files."""
+    One encoder thread and explicit timestamps so the same frames give byte-identical files
+    (without them libx264 picked different frame types from run to run), and no SIMD: on frames
+    this small its assembly paths made encodes depend on what was encoded before in the process."""
+    from fractions import Fraction
+
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,10 +65,13 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = "yuv444p"
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
+                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:asm=0"}
         stream.codec_context.thread_count = 1
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

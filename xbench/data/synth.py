@@ -31,7 +31,7 @@ from xbench.config import stable_hash
 from xbench.data import io
 from xbench.errors import DataError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test", "teacher")
 #: videos per split for each size (the teacher split trains teachers, so a student's soft targets
 #: come from a teacher that never saw those clips)

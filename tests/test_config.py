@@ -1,0 +1,75 @@
+"""Typed configuration: tiers, run configs and --set overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from xbench.config import RunConfig, Tier, coerce, from_mapping, load_tiers, parse_set
+from xbench.errors import ConfigError
+
+
+def test_budget_tiers_load():
+    tiers = load_tiers()
+    assert sorted(tiers) == ["cpu", "smoke"]
+    smoke = tiers["smoke"]
+    assert (smoke.batch_size, smoke.student_steps, smoke.teacher_steps, smoke.eval_every) == (16, 30, 30, 15)
+    assert (smoke.optimizer.name, smoke.optimizer.lr, smoke.schedule.name) == ("adamw", 0.003, "cosine")
+    assert smoke.dataset == {"size": "tiny"}
+    cpu = tiers["cpu"]
+    assert (cpu.batch_size, cpu.student_steps, cpu.teacher_steps) == (32, 250, 300)
+
+
+def test_parse_set_types_values():
+    assert parse_set(["dataset.pixel_noise=0.2", "method.T=2", "budget.student_steps=5",
+                      "task.frames=null", "dataset.audio_noise_kind=white"]) == {
+        "dataset_options": {"pixel_noise": 0.2, "audio_noise_kind": "white"},
+        "method_options": {"T": 2}, "budget_options": {"student_steps": 5},
+        "task_options": {"frames": None},
+    }
+
+
+@pytest.mark.parametrize("item, message", [
+    ("noequals", "--set noequals: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget"),
+    ("nosection=1", "--set nosection=1: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget"),
+    ("model.x=1", "--set model.x=1: unknown section 'model' (known: dataset, task, method, budget)"),
+])
+def test_parse_set_errors(item, message):
+    with pytest.raises(ConfigError) as err:
+        parse_set([item])
+    assert str(err.value) == message
+
+
+def test_unknown_key_and_wrong_type_name_the_key():
+    with pytest.raises(ConfigError) as err:
+        from_mapping(RunConfig, {"method": "kd", "task": "x", "sedes": [1]}, "run.yaml")
+    assert str(err.value) == ("run.yaml: unknown key 'sedes' (known: budget, budget_options, dataset, "
+                              "dataset_options, device, method, method_options, seeds, task, task_options)")
+    with pytest.raises(ConfigError) as err:
+        from_mapping(RunConfig, {"method": "kd", "task": "x", "seeds": ["a"]}, "run.yaml")
+    assert str(err.value) == "run.yaml: key 'seeds'[0]: expected int, got 'a'"
+    with pytest.raises(ConfigError) as err:
+        from_mapping(RunConfig, {"method": "kd", "task": "x", "device": "tpu"}, "run.yaml")
+    assert str(err.value) == "run.yaml: key 'device': expected 'cpu' | 'cuda' | 'auto', got 'tpu'"
+
+
+def test_coerce_accepts_int_for_float_but_not_bool_for_int():
+    assert coerce(2, float, "x") == 2.0
+    with pytest.raises(ConfigError, match=r"^x: expected int, got True$"):
+        coerce(True, int, "x")
+
+
+def test_bad_tier_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "budgets.yaml"
+    bad.write_text("smoke:\n  batch_size: 4\n  student_steps: [1,\n")
+    with pytest.raises(ConfigError, match=r"budgets.yaml:4: bad YAML"):
+        load_tiers(bad)
+    bad.write_text("smoke:\n  batch_size: four\n")
+    with pytest.raises(ConfigError) as err:
+        load_tiers(bad)
+    assert str(err.value) == f"{bad}: tier 'smoke': key 'batch_size': expected int, got 'four'"
+
+
+def test_tier_validation():
+    with pytest.raises(ConfigError, match="student_steps must be positive"):
+        from_mapping(Tier, {"name": "t", "description": "", "batch_size": 1, "student_steps": 0,
+                            "teacher_steps": 0, "max_seconds": 1, "eval_every": 1}, "t")

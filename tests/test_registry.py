@@ -1,0 +1,121 @@
+"""The plugin API: loading, ownership, conflicts, disabling and the listing commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from xbench.cli import main
+from xbench.errors import PluginError, RegistryError
+from xbench.registry import build_registry
+
+METHODS = """\
+name     description                                                 plugin
+-------  ----------------------------------------------------------  ---------
+fitnet   Romero et al. 2015: CE + feature regression to the teacher  baselines
+kd       Hinton et al. 2015: CE + T^2 KL of softened logits          baselines
+student  The task's student on labels alone (no KD)                  baselines
+teacher  The task's privileged-modality teacher alone (the ceiling)  baselines
+"""
+
+
+def test_list_methods_output(capsys):
+    assert main(["list", "methods"]) == 0
+    assert capsys.readouterr().out == METHODS
+
+
+def test_registry_names_and_owners(registry):
+    assert {k: registry.names(k) for k in registry.entries} == {
+        "teachers": ["audio-cnn"], "students": ["frame-cnn"], "losses": ["ce", "fitnet", "kd"],
+        "datasets": ["synth"], "tasks": ["recognition"],
+        "methods": ["fitnet", "kd", "student", "teacher"],
+    }
+    assert registry.registered_by("core") == {
+        "teachers": ["audio-cnn"], "students": ["frame-cnn"], "losses": ["ce"],
+        "datasets": ["synth"], "tasks": ["recognition"],
+    }
+    assert registry.owner("methods", "kd").dist == "xbench-baselines"
+
+
+def test_plugins_command_lists_each_plugin(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["plugin", "distribution", "version", "registers"]
+    assert out[2].split()[:3] == ["baselines", "xbench-baselines", "0.1.0"]
+    assert out[2].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
+    assert out[3].split()[:3] == ["core", "xbench", "0.1.0"]
+    assert len(out) == 4
+
+
+def test_unknown_name_did_you_mean(registry):
+    with pytest.raises(RegistryError, match=r"^unknown method 'kdd'; did you mean 'kd'\?$"):
+        registry.get("methods", "kdd")
+    with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: ce, fitnet, kd$"):
+        registry.get("losses", "zzz")
+
+
+def test_duplicate_name_names_both_plugins(add_plugin):
+    add_plugin("dupkd", """
+        from xbench import hookimpl
+        from xbench.specs import LossTerm, MethodSpec
+
+        @hookimpl
+        def xbench_register_methods(register):
+            register(MethodSpec(name="kd", description="mine", terms=lambda o: [LossTerm("ce", target="label")]))
+    """)
+    with pytest.raises(RegistryError) as err:
+        build_registry()
+    assert str(err.value) == "method 'kd' is registered by both plugin 'baselines' and plugin 'dupkd'"
+
+
+def test_plugin_that_fails_to_import_is_named(add_plugin, capsys):
+    add_plugin("brokenimport", "import no_such_module_xyz\n")
+    assert main(["list", "methods"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("xbench: error: plugin 'brokenimport' (brokenimport) failed to import brokenimport: "
+                   "ModuleNotFoundError: No module named 'no_such_module_xyz'\n")
+
+
+def test_plugin_raising_in_hook_is_named(add_plugin):
+    add_plugin("raiser", """
+        from xbench import hookimpl
+
+        @hookimpl
+        def xbench_register_losses(register):
+            raise RuntimeError("boom")
+    """)
+    with pytest.raises(PluginError, match=r"^plugin 'raiser' raised in xbench_register_losses: RuntimeError: boom$"):
+        build_registry()
+
+
+def test_misspelled_hook_fails_at_once(add_plugin):
+    add_plugin("typo", """
+        from xbench import hookimpl
+
+        @hookimpl
+        def xbench_register_method(register):
+            pass
+    """)
+    with pytest.raises(PluginError, match=r"^plugin 'typo' implements an unknown hook 'xbench_register_method'; did you mean 'xbench_register_methods'\?$"):
+        build_registry()
+
+
+def test_wrong_spec_type_is_named(add_plugin):
+    add_plugin("wrongtype", """
+        from xbench import hookimpl
+        from xbench.specs import LossSpec
+
+        @hookimpl
+        def xbench_register_methods(register):
+            register(LossSpec(name="x", description="", factory=None))
+    """)
+    with pytest.raises(PluginError, match=r"^plugin 'wrongtype' registered a LossSpec through "
+                                          r"xbench_register_methods; expected MethodSpec$"):
+        build_registry()
+
+
+def test_disable_plugins(monkeypatch, add_plugin):
+    add_plugin("brokenimport", "import no_such_module_xyz\n")
+    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines")
+    reg = build_registry()
+    assert sorted(reg.plugins) == ["core"]
+    assert reg.names("methods") == []

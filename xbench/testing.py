@@ -1,0 +1,114 @@
+"""Conformance checks for registered specs, used by xbench's own tests over every registered
+spec and usable by third-party plugin tests. Each check raises AssertionError with a message
+naming the spec; none needs a GPU or a download."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xbench.config import RunConfig, Tier, load_tiers, replace_options
+from xbench.registry import Registry
+from xbench.specs import ModelContext
+from xbench.train import derive_seed
+
+#: a budget small enough for a conformance run: two steps of each stage
+MICRO = {"student_steps": 2, "teacher_steps": 2, "eval_every": 2, "batch_size": 4}
+
+
+@functools.lru_cache(maxsize=4)
+def _tiny(reg_id: int, reg: Registry, dataset: str, data_root: str, task: str):
+    spec = reg.get("datasets", dataset)
+    opts = spec.options(size="tiny") if "size" in {f.name for f in dataclasses.fields(spec.options)} \
+        else spec.options()
+    ds = spec.factory(opts, Path(data_root))
+    t = reg.get("tasks", task)
+    return ds, t.factory(t.options())
+
+
+def tiny_examples(reg: Registry, task: str, modalities: tuple[str, ...], data_root: Path, n: int = 4):
+    """``n`` examples of the task's first dataset at size tiny, with the given modalities."""
+    t = reg.get("tasks", task)
+    ds, task_obj = _tiny(id(reg), reg, t.datasets[0], str(data_root), task)
+    ex = task_obj.examples(ds, "val", modalities)
+    return ds, task_obj, ex.take(torch.arange(n))
+
+
+def _ctx(ds, batch: dict[str, torch.Tensor]) -> ModelContext:
+    return ModelContext(num_classes=ds.num_classes, shapes={k: tuple(v.shape[1:]) for k, v in batch.items()})
+
+
+def check_model(reg: Registry, kind: str, name: str, data_root: Path, task: str = "recognition") -> None:
+    """Build a student or teacher, forward on its modalities only, check taps, shapes, a finite
+    backward, and that the same seed builds the same model."""
+    spec = reg.get(kind, name)
+    ds, _, batch = tiny_examples(reg, task, spec.modalities, data_root)
+    inputs = {m: batch[m] for m in spec.modalities}
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(derive_seed(0, "conformance"))
+        model = spec.factory(_ctx(ds, inputs))
+        model.train()
+        out = model(inputs)
+        missing = [t for t in spec.taps if t not in out]
+        assert not missing, f"{kind[:-1]} '{name}': forward returned no tap(s) {missing}"
+        assert out["logits"].shape == (4, ds.num_classes), \
+            f"{kind[:-1]} '{name}': logits shape {tuple(out['logits'].shape)}, expected (4, {ds.num_classes})"
+        loss = out["logits"].float().logsumexp(1).mean()
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), \
+            f"{kind[:-1]} '{name}': missing or non-finite gradients"
+        model.eval()
+        with torch.no_grad():
+            outs.append(model(inputs)["logits"])
+    assert torch.equal(outs[0], outs[1]), f"{kind[:-1]} '{name}': not deterministic for a fixed seed"
+
+
+def check_loss(reg: Registry, name: str) -> None:
+    """Build a loss with its default options; a finite scalar and finite gradients."""
+    spec = reg.get("losses", name)
+    torch.manual_seed(0)
+    # the same width on both sides: logit losses need it, feature losses size their heads by it
+    loss = spec.factory(spec.options(), {"student": 8, "teacher": 8})
+    s = torch.randn(4, 8, requires_grad=True)
+    if spec.reads == "target":
+        value = loss(s, torch.tensor([0, 1, 2, 3]), torch.tensor([True, True, False, True]))
+    else:
+        value = loss(s, torch.randn(4, 8))
+    assert value.ndim == 0, f"loss '{name}': returned shape {tuple(value.shape)}, expected a scalar"
+    assert math.isfinite(float(value)), f"loss '{name}': not finite"
+    value.backward()
+    assert s.grad is not None and torch.isfinite(s.grad).all(), f"loss '{name}': bad gradient"
+
+
+def micro_tier(tier: Tier) -> Tier:
+    return replace_options(tier, MICRO, "conformance tier")
+
+
+def check_method(reg: Registry, name: str, task: str, data_root: Path) -> dict[str, Any]:
+    """Run the method end to end on tiny data for two steps per stage. Checks: budget obeyed,
+    val selection recorded, test metrics finite, no privileged modality at evaluation, and the
+    frozen teacher unchanged (the harness raises if it changed)."""
+    from xbench.run import execute, plan
+
+    tiers = load_tiers()
+    tiers = {"micro": replace_options(micro_tier(tiers["smoke"]), {"name": "micro"}, "micro")}
+    p = plan(reg, RunConfig(method=name, task=task, budget="micro"), tiers)
+    rec = execute(p, 0, device=torch.device("cpu"), data_root=data_root)
+    spec, t = reg.get("methods", name), reg.get("tasks", task)
+    for stage in rec["budget"]["stages"]:
+        limit = MICRO["teacher_steps"] if stage["stage"] == "teacher" else MICRO["student_steps"]
+        assert stage["steps"] <= limit, f"method '{name}': {stage['stage']} ran {stage['steps']} steps"
+        assert stage["samples"] <= limit * MICRO["batch_size"], f"method '{name}': too many samples"
+    assert rec["selection"]["split"] == "val", f"method '{name}': selection not on val"
+    assert all(math.isfinite(v) for v in rec["metrics"].values()), f"method '{name}': non-finite metric"
+    if spec.evaluates == "student":
+        assert tuple(rec["eval_modalities"]) == t.student_modalities, \
+            f"method '{name}': student evaluated with {rec['eval_modalities']}"
+    return rec
