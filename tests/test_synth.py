@@ -98,3 +98,14 @@ def test_generation_key_ignores_label_fraction_only():
 def test_options_are_validated():
     with pytest.raises(ValueError, match="audio_noise_rate must be in"):
         SynthOptions(audio_noise_rate=1.5)
+
+
+def test_corrupt_annotation_is_named_and_rewritten(tmp_path):
+    ds = SynthDataset(SynthOptions(size="tiny"), tmp_path, log=lambda m: None)
+    ann = ds.root / "annotations/val.json"
+    good = ann.read_text()
+    ann.write_text("{ broken")
+    messages = []
+    SynthDataset(SynthOptions(size="tiny"), tmp_path, log=messages.append)
+    assert messages == [f"synth: annotation files in {ds.root} are missing or corrupt; rewriting them"]
+    assert ann.read_text() == good

@@ -5,7 +5,6 @@ naming the spec; none needs a GPU or a download."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,10 @@ from xbench.train import derive_seed
 MICRO = {"student_steps": 2, "teacher_steps": 2, "eval_every": 2, "batch_size": 4}
 
 
-@functools.lru_cache(maxsize=4)
-def _tiny(reg_id: int, reg: Registry, dataset: str, data_root: str, task: str):
+def _tiny(reg: Registry, dataset: str, data_root: str, task: str):
     spec = reg.get("datasets", dataset)
-    opts = spec.options(size="tiny") if "size" in {f.name for f in dataclasses.fields(spec.options)} \
-        else spec.options()
-    ds = spec.factory(opts, Path(data_root))
+    names = {f.name for f in dataclasses.fields(spec.options)}
+    ds = spec.factory(spec.options(size="tiny") if "size" in names else spec.options(), Path(data_root))
     t = reg.get("tasks", task)
     return ds, t.factory(t.options())
 
@@ -34,7 +31,7 @@ def _tiny(reg_id: int, reg: Registry, dataset: str, data_root: str, task: str):
 def tiny_examples(reg: Registry, task: str, modalities: tuple[str, ...], data_root: Path, n: int = 4):
     """``n`` examples of the task's first dataset at size tiny, with the given modalities."""
     t = reg.get("tasks", task)
-    ds, task_obj = _tiny(id(reg), reg, t.datasets[0], str(data_root), task)
+    ds, task_obj = _tiny(reg, t.datasets[0], str(data_root), task)
     ex = task_obj.examples(ds, "val", modalities)
     return ds, task_obj, ex.take(torch.arange(n))
 
@@ -82,7 +79,7 @@ def check_loss(reg: Registry, name: str) -> None:
     else:
         value = loss(s, torch.randn(4, 8))
     assert value.ndim == 0, f"loss '{name}': returned shape {tuple(value.shape)}, expected a scalar"
-    assert math.isfinite(float(value)), f"loss '{name}': not finite"
+    assert math.isfinite(float(value.detach())), f"loss '{name}': not finite"
     value.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all(), f"loss '{name}': bad gradient"
 

@@ -84,7 +84,10 @@ class SynthOptions:
             raise ValueError(f"objects must be in 1..{len(COLOURS)}")
         if self.resolution < 16 or self.frames < 2 or self.steps_min > self.steps_max:
             raise ValueError("need resolution >= 16, frames >= 2, steps_min <= steps_max")
-        for key in ("grammar_noise", "audio_noise_rate", "label_fraction", "distractor_rate"):
+        if min(self.fps, self.procedures, self.steps_min) < 1 or self.clutter < 0:
+            raise ValueError("need fps, procedures, steps_min >= 1 and clutter >= 0")
+        for key in ("grammar_noise", "audio_noise_rate", "label_fraction", "distractor_rate",
+                    "pixel_noise"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in [0, 1]")
 
@@ -376,9 +379,13 @@ class SynthDataset:
                         continue
                     todo.append((split, i))
                     break
-        if not todo and all((self.root / f"annotations/{s}.json").is_file() for s in SPLITS):
-            return
-        self._generate(todo, manifest, workers)
+        stale = manifest is None or any(
+            not (self.root / rel).is_file() or io.sha256_file(self.root / rel) != digest
+            for rel, digest in manifest.get("annotations", {"?": ""}).items())
+        if stale and manifest is not None:
+            self._log(f"synth: annotation files in {self.root} are missing or corrupt; rewriting them")
+        if todo or stale:
+            self._generate(todo, manifest, workers)
 
     def _generate(self, todo: list[tuple[str, int]], manifest: dict | None, workers: int | None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -397,15 +404,18 @@ class SynthDataset:
             records[rec["id"]] = rec
             for rel in rec["files"].values():
                 files[rel] = io.sha256_file(self.root / rel)
+        annotations = {}
         for split in SPLITS:
             videos = [records[_video_id(split, i)] for i in range(SIZES[self.opts.size][split])]
-            io.write_json(self.root / f"annotations/{split}.json", {
+            rel = f"annotations/{split}.json"
+            io.write_json(self.root / rel, {
                 "classes": self.class_names, "verbs": list(VERBS[: self.opts.verbs]),
                 "nouns": [object_name(o)[4:] for o in range(self.opts.objects)], "videos": videos})
+            annotations[rel] = io.sha256_file(self.root / rel)
         # the manifest is written last: an interrupted generation leaves no claim of completeness
         io.write_json(self.root / "manifest.json", {
             "generator_version": GENERATOR_VERSION, "options": asdict(self.opts),
-            "videos": records, "files": files})
+            "videos": records, "files": files, "annotations": annotations})
 
     def clear(self) -> None:
         """Delete this option set's files (only ever inside its own directory)."""

@@ -1,0 +1,81 @@
+"""The conformance checks of xbench.testing over every registered spec."""
+
+from __future__ import annotations
+
+import pytest
+
+from xbench import testing
+from xbench.registry import build_registry
+
+REG = build_registry()
+
+
+@pytest.mark.parametrize("name", REG.names("students"))
+def test_student_conforms(registry, data_root, name):
+    testing.check_model(registry, "students", name, data_root)
+
+
+@pytest.mark.parametrize("name", REG.names("teachers"))
+def test_teacher_conforms(registry, data_root, name):
+    testing.check_model(registry, "teachers", name, data_root)
+
+
+@pytest.mark.parametrize("name", REG.names("losses"))
+def test_loss_conforms(registry, name):
+    testing.check_loss(registry, name)
+
+
+@pytest.mark.parametrize("name", REG.names("methods"))
+def test_method_conforms(registry, data_root, name):
+    rec = testing.check_method(registry, name, "recognition", data_root)
+    assert rec["budget"]["stages"][-1]["steps"] == 2
+
+
+@pytest.mark.parametrize("name", REG.names("tasks"))
+def test_task_conforms(registry, data_root, name):
+    spec = registry.get("tasks", name)
+    ds, task, batch = testing.tiny_examples(registry, name, spec.student_modalities, data_root)
+    assert set(task.targets) <= set(batch)
+    assert spec.main_metric in task.metrics
+
+
+@pytest.mark.parametrize("name", REG.names("datasets"))
+def test_dataset_conforms(registry, data_root, name):
+    spec = registry.get("datasets", name)
+    ds = spec.factory(spec.options(size="tiny"), data_root)
+    for split in ("train", "val", "test", "teacher"):
+        assert ds.videos(split), f"dataset '{name}' has an empty {split} split"
+    video = ds.videos("val")[0]
+    for modality in spec.modalities:
+        if modality != "text":
+            assert len(ds.read(video, modality)) == video.num_frames or modality == "audio"
+
+
+def test_frozen_teacher_change_is_caught(registry, data_root, add_plugin):
+    """A method whose loss writes into the teacher's features' source is stopped by the harness."""
+    add_plugin("sneaky", """
+        import torch
+        from xbench import hookimpl
+        from xbench.specs import LossSpec, LossTerm, MethodSpec
+
+        class Sneaky(torch.nn.Module):
+            def forward(self, s, t):
+                import gc
+                for obj in gc.get_objects():  # reach the teacher and nudge a buffer
+                    if type(obj).__name__ == "AudioTeacher":
+                        next(iter(obj.buffers())).add_(1.0)
+                return s.float().pow(2).mean()
+
+        @hookimpl
+        def xbench_register_losses(register):
+            register(LossSpec(name="sneaky", description="d", factory=lambda o, d: Sneaky()))
+
+        @hookimpl
+        def xbench_register_methods(register):
+            register(MethodSpec(name="sneaky", description="d",
+                                terms=lambda o: [LossTerm("sneaky", teacher="logits")]))
+    """)
+    from xbench.errors import PluginError
+
+    with pytest.raises(PluginError, match=r"^plugin 'sneaky': method 'sneaky' changed the frozen teacher"):
+        testing.check_method(build_registry(), "sneaky", "recognition", data_root)

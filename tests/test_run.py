@@ -1,0 +1,105 @@
+"""End-to-end runs on the tiny synthetic data under the smoke tier."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xbench.config import RunConfig, load_tiers
+from xbench.run import execute, plan
+from xbench.store import ResultStore
+from xbench.train import batch_indices
+
+
+def _run(registry, data_root, method, seed=0, **budget):
+    p = plan(registry, RunConfig(method=method, task="recognition", budget="smoke",
+                                 budget_options=budget), load_tiers())
+    return execute(p, seed, device=torch.device("cpu"), data_root=data_root)
+
+
+@pytest.fixture(scope="module")
+def records(registry, data_root):
+    out = {m: _run(registry, data_root, m) for m in ("student", "kd", "fitnet", "teacher")}
+    out["kd-again"] = _run(registry, data_root, "kd")
+    return out
+
+
+def test_same_seed_gives_identical_metrics(records):
+    assert records["kd"]["metrics"] == records["kd-again"]["metrics"]
+    assert records["kd"]["selection"] == records["kd-again"]["selection"]
+    assert records["kd"]["config_hash"] == records["kd-again"]["config_hash"]
+
+
+def test_every_method_gets_the_same_student_budget(records):
+    spend = {m: (r["budget"]["stages"][-1]["stage"], r["budget"]["stages"][-1]["steps"],
+                 r["budget"]["stages"][-1]["samples"]) for m, r in records.items() if m != "teacher"}
+    assert spend == {m: ("student", 30, 480) for m in ("student", "kd", "fitnet", "kd-again")}
+    assert [s["stage"] for s in records["kd"]["budget"]["stages"]] == ["teacher", "student"]
+    assert [s["stage"] for s in records["student"]["budget"]["stages"]] == ["student"]
+    assert records["kd"]["budget"]["stages"][0]["steps"] == 30
+    assert records["kd"]["budget"]["totals"]["teacher_forwards"] == 480
+    assert records["student"]["budget"]["totals"]["teacher_forwards"] == 0
+    assert all(s["flops_per_step"] > 0 and s["flops"] == s["flops_per_step"] * s["steps"]
+               for r in records.values() for s in r["budget"]["stages"])
+
+
+def test_student_params_identical_and_heads_counted(records):
+    assert {r["params"]["student"] for m, r in records.items() if m != "teacher"} == {
+        records["student"]["params"]["student"]}
+    assert records["student"]["params"]["heads"] == 0
+    assert records["kd"]["params"]["heads"] == 0
+    assert records["fitnet"]["params"]["heads"] == 64 * 96 + 96  # the linear regressor
+
+
+def test_record_says_what_was_evaluated(records):
+    assert records["kd"]["evaluated"] == "student"
+    assert records["kd"]["eval_modalities"] == ["rgb"]
+    assert records["teacher"]["evaluated"] == "teacher"
+    assert records["teacher"]["eval_modalities"] == ["audio"]
+    assert records["kd"]["selection"]["split"] == "val"
+    assert records["kd"]["teacher"]["trained_on"] == "teacher split (disjoint from the student's train split)"
+    assert sorted(records["kd"]["metrics"]) == ["class_mean", "top1", "top5"]
+    assert records["kd"]["tier"] == "smoke" and records["kd"]["budget"]["tier"]["student_steps"] == 30
+
+
+def test_data_order_depends_on_seed_and_stage_only():
+    a = [b.tolist() for b, _ in zip(batch_indices(10, 4, 123), range(5))]
+    b = [b.tolist() for b, _ in zip(batch_indices(10, 4, 123), range(5))]
+    assert a == b and all(len(x) == 4 for x in a)
+    assert sorted(a[0] + a[1]) == sorted(set(a[0] + a[1]))  # no repeats within an epoch
+    # rank-aware: two ranks split one permutation's batches between them
+    r0 = [x.tolist() for x, _ in zip(batch_indices(16, 4, 1, rank=0, world=2), range(2))]
+    r1 = [x.tolist() for x, _ in zip(batch_indices(16, 4, 1, rank=1, world=2), range(2))]
+    assert sorted(sum(r0 + r1, [])) == list(range(16))
+
+
+def test_wall_clock_cap_stops_the_run_and_is_recorded(registry, data_root):
+    rec = _run(registry, data_root, "student", max_seconds=0.001)
+    stage = rec["budget"]["stages"][-1]
+    assert stage["stopped_by"] == "max_seconds" and stage["steps"] == 0
+    assert rec["budget"]["totals"]["stopped_by"] == "student:max_seconds"
+    assert rec["tier"] == "smoke+custom"
+
+
+def test_store_and_leaderboard(records, capsys):
+    from xbench.cli import main
+
+    store = ResultStore()
+    for m in ("student", "kd", "kd-again"):
+        store.add(records[m])
+    assert [r["method"] for r in store.records(task="recognition")] == ["student", "kd", "kd"]
+    saved = json.loads((store.home / "runs" / records["kd"]["id"] / "result.json").read_text())
+    assert saved == records["kd"]
+    assert main(["leaderboard", "--task", "recognition"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "tier: smoke"
+    assert [c.strip() for c in out[1].split("|")[1:-1]] == [
+        "method", "seeds", "top1", "steps", "samples", "teacher fwd", "params", "GFLOPs", "seconds"]
+    kd = [c.strip() for c in out[3].split("|")[1:-1]]
+    top1 = records["kd"]["metrics"]["top1"]
+    # two stored kd records of seed 0: the later one counts once
+    assert kd[:8] == ["kd", "1", f"{top1:.2f} ± 0.00", "30", "480", "480",
+                      str(records["kd"]["params"]["student"]),
+                      f"{records['kd']['budget']['totals']['flops'] / 1e9:.1f}"]
