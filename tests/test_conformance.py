@@ -34,7 +34,7 @@ def test_method_conforms(registry, data_root, name):
 @pytest.mark.parametrize("name", REG.names("tasks"))
 def test_task_conforms(registry, data_root, name):
     spec = registry.get("tasks", name)
-    ds, task, batch = testing.tiny_examples(registry, name, spec.student_modalities, data_root)
+    _, task, batch = testing.tiny_examples(registry, name, spec.student_modalities, data_root)
     assert set(task.targets) <= set(batch)
     assert spec.main_metric in task.metrics
 

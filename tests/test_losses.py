@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from xbench_baselines import FitNetLoss, KDLoss, KDLossOptions
 
 from xbench.builtin import MaskedCrossEntropy
-from xbench_baselines import FitNetLoss, KDLoss, KDLossOptions
 
 
 def _logits():

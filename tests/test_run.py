@@ -72,7 +72,7 @@ def test_data_order_depends_on_seed_and_stage_only():
     # rank-aware: two ranks split one permutation's batches between them
     r0 = [x.tolist() for x, _ in zip(batch_indices(16, 4, 1, rank=0, world=2), range(2))]
     r1 = [x.tolist() for x, _ in zip(batch_indices(16, 4, 1, rank=1, world=2), range(2))]
-    assert sorted(sum(r0 + r1, [])) == list(range(16))
+    assert sorted(i for batch in r0 + r1 for i in batch) == list(range(16))
 
 
 def test_wall_clock_cap_stops_the_run_and_is_recorded(registry, data_root):

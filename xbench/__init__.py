@@ -13,6 +13,6 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = ["XbenchError", "__version__"]
 
-from xbench.hookspecs import hookimpl  # noqa: E402  (plugins write `from xbench import hookimpl`)
+from xbench.hookspecs import hookimpl
 
 __all__ += ["hookimpl"]

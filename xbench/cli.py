@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,7 +127,7 @@ def cmd_run(args) -> int:
         say(f"xbench: {p.method.name} on {p.task.name}/{p.dataset_name}, tier {p.tier.name}, seed {seed}")
         lines: list[str] = []
 
-        def log(msg: str) -> None:
+        def log(msg: str, lines: list[str] = lines) -> None:
             lines.append(msg)
             say(f"  {msg}")
 

@@ -13,7 +13,7 @@ registering a name another plugin already owns is an error naming both plugins.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

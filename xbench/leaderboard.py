@@ -29,7 +29,9 @@ def rows(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         student = [r["budget"]["stages"][-1] for r in recs]
         totals = [r["budget"]["totals"] for r in recs]
         out[tier].append({
-            "method": method + (" (teacher, privileged input)" if recs[0]["evaluated"] == "teacher" else ""),
+            # a row evaluated on a privileged modality is a reference, not a student result
+            "method": method + (f" [{', '.join(recs[0]['eval_modalities'])} input]"
+                                if recs[0]["evaluated"] == "teacher" else ""),
             "seeds": len(recs),
             metric: mean_std([r["metrics"][metric] for r in recs]),
             "steps": "/".join(sorted({str(s["steps"]) for s in student})),

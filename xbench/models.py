@@ -69,7 +69,7 @@ def log_mel(wave: torch.Tensor, rate: int, n_mels: int = 32, n_frames: int = 32)
     spec = torch.stft(wave, n_fft, hop_length=hop, window=torch.hann_window(n_fft),
                       return_complex=True).abs().pow(2)[..., :n_frames]  # (N, F, T)
     freqs = torch.linspace(0, rate / 2, spec.shape[1])
-    mel = lambda f: 2595.0 * torch.log10(1.0 + f / 700.0)  # noqa: E731
+    mel = lambda f: 2595.0 * torch.log10(1.0 + f / 700.0)
     edges = torch.linspace(float(mel(torch.tensor(50.0))), float(mel(torch.tensor(rate / 2))), n_mels + 2)
     m = mel(freqs)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]

@@ -135,11 +135,12 @@ def build_registry(extra: dict[str, Any] | None = None) -> Registry:
         for impl in caller.get_hookimpls():
             plugin = impl.plugin_name
 
-            def register(spec: Any, _plugin: str = plugin, _kind: str = kind, _t: type = spec_type) -> None:
+            def register(spec: Any, _plugin: str = plugin, _kind: str = kind, _t: type = spec_type,
+                         _hook: str = hook_name) -> None:
                 if not isinstance(spec, _t):
                     raise PluginError(
                         f"plugin '{_plugin}' registered a {type(spec).__name__} through "
-                        f"{hook_name}; expected {_t.__name__}"
+                        f"{_hook}; expected {_t.__name__}"
                     )
                 table = reg.entries[_kind]
                 if spec.name in table:

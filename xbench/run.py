@@ -11,16 +11,25 @@ import os
 import platform
 import secrets
 import subprocess
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from xbench import __version__
 from xbench.budget import BudgetMeter
-from xbench.config import REPO_ROOT, RunConfig, Tier, from_mapping, replace_options, stable_hash, to_plain
+from xbench.config import (
+    REPO_ROOT,
+    RunConfig,
+    Tier,
+    from_mapping,
+    replace_options,
+    stable_hash,
+    to_plain,
+)
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
 from xbench.registry import Registry
 from xbench.specs import LossSpec, LossTerm, MethodSpec, ModelContext, TaskSpec, TeacherSpec
@@ -156,14 +165,14 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, check=False,
                              text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
         return None
     dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=5).stdout.strip()
+                           capture_output=True, text=True, timeout=5, check=False).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
@@ -250,7 +259,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     heads: dict[str, nn.Module] = {}
     student = None
     if teacher_eval:
-        final_model, final_mods, sel_record = teacher_model, t_mods, teacher_record
+        final_model, final_mods = teacher_model, t_mods
         selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
                      "value": sel.value, "metrics": sel.val_metrics}
     else:

@@ -92,7 +92,7 @@ class RecognitionTask:
         mask = torch.ones(n, dtype=torch.bool)
         if split == "train" and label_fraction < 1.0:
             g = torch.Generator().manual_seed(seed)
-            hidden = torch.randperm(n, generator=g)[: n - int(round(label_fraction * n))]
+            hidden = torch.randperm(n, generator=g)[: n - round(label_fraction * n)]
             mask[hidden] = False
         tensors["label_mask"] = mask
         return Examples(tensors, meta={"text": cols.get("text")})

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -137,7 +137,7 @@ def fit(
         return terms
 
     train_mode()
-    step = 0
+    step = last_eval = 0
     while step < max_steps:
         if meter.out_of_time():
             spend.stopped_by = "max_seconds"
@@ -158,12 +158,12 @@ def fit(
         bar.update(1)
         if step % tier.eval_every == 0 or step == max_steps:
             best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
+            last_eval = step
             train_mode()
     if spend.stopped_by is None:
         spend.stopped_by = "max_steps"
-    if best is None or best.step != step:  # stopped between evaluations: judge the last state too
-        if step > 0:
-            best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
+    if step > last_eval:  # stopped between evaluations (wall-clock cap): judge the last state too
+        best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
     bar.close()
     if best is None:  # no step fit in the budget: the untrained state is what was selected
         best = Selection(0, main_metric, float("nan"), {})
