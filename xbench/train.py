@@ -115,7 +115,7 @@ def fit(
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     best: Selection | None = None
     best_state: dict[str, dict] = {}
-    running: dict[str, torch.Tensor] = {}
+    running: dict[str, list[torch.Tensor]] = {}
     t0 = time.perf_counter()
     bar = tqdm(total=max_steps, desc=stage, disable=not progress, leave=False, mininterval=0.5)
 
@@ -129,7 +129,10 @@ def fit(
                 terms = step_fn(batch)
         else:
             terms = step_fn(batch)
-        loss = sum(terms.values())
+        values = iter(terms.values())
+        loss = next(values)
+        for value in values:  # not sum(): that adds a 0 + tensor op every step
+            loss = loss + value
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -151,10 +154,11 @@ def fit(
             terms = one_step(batch)
         step += 1
         spend.steps = step
-        spend.samples += len(next(iter(batch.values())))
-        spend.teacher_forwards += teacher_forwards_per_step * len(next(iter(batch.values())))
-        for name, value in terms.items():  # accumulate on device: no host sync per step
-            running[name] = running.get(name, 0) + value.detach()
+        n = len(next(iter(batch.values())))
+        spend.samples += n
+        spend.teacher_forwards += teacher_forwards_per_step * n
+        for name, value in terms.items():  # kept on device: no host sync per step
+            running.setdefault(name, []).append(value.detach())
         bar.update(1)
         if step % tier.eval_every == 0 or step == max_steps:
             best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
@@ -181,8 +185,8 @@ def fit(
 
 def _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit):
     # one host sync per evaluation: check the accumulated loss terms are finite
-    for name, total in running.items():
-        if not math.isfinite(float(total)):
+    for name, values in running.items():
+        if not math.isfinite(float(torch.stack(values).sum())):
             raise PluginError(f"{culprit}: loss term '{name}' is not finite at step {step}")
     running.clear()
     metrics = evaluate()
