@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench.hookspecs import hookimpl
-from xbench.specs import DatasetSpec, LossSpec, StudentSpec, TaskSpec, TeacherSpec
+from xbench.specs import DatasetSpec, LossSpec, LossTerm, StudentSpec, TaskSpec, TeacherSpec
 
 
 class MaskedCrossEntropy(nn.Module):
@@ -51,6 +51,8 @@ def xbench_register_tasks(register):
         main_metric="top1",
         datasets=("synth",),
         options=RecognitionOptions,
+        terms=(LossTerm("ce", target="label"),),
+        targets=("label",),
     ))
 
 

@@ -176,6 +176,8 @@ class Tier:
     teacher_steps: int
     max_seconds: float
     eval_every: int
+    #: steps of the encoder-pretraining stage, for tasks that have one (the same for every method)
+    pretrain_steps: int = 0
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     #: dataset option defaults for this tier (e.g. the synth size)

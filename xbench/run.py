@@ -5,6 +5,7 @@ is generated or any model built, so a bad command fails in milliseconds with one
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -121,11 +122,16 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     if not raw_terms and method.evaluates == "student":
         raise PluginError(f"plugin '{m_owner}': method '{method.name}' has no loss terms")
     terms = []
-    task_obj_targets = ("label",)
+    expanded: list[LossTerm] = []
     for term in raw_terms:
         if not isinstance(term, LossTerm):
             raise PluginError(f"plugin '{m_owner}': method '{method.name}' returned {term!r}, "
                               f"not a LossTerm")
+        if term.loss == "task":  # the task's supervised objective, scaled as a whole
+            expanded += [dataclasses.replace(t, weight=t.weight * term.weight) for t in task.terms]
+        else:
+            expanded.append(term)
+    for term in expanded:
         try:
             spec = reg.get("losses", term.loss)
         except XbenchError as exc:
@@ -142,7 +148,12 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
                 raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads teacher tap "
                                         f"'{term.teacher}', which teacher '{teacher.name}' does not "
                                         f"have (taps: {', '.join(teacher.taps)})")
-        elif term.target not in task_obj_targets:
+        elif (term.target or "").startswith("student:"):
+            if term.target[8:] not in student.taps:
+                raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads student "
+                                        f"tap '{term.target[8:]}', which student '{student.name}' "
+                                        f"does not have (taps: {', '.join(student.taps)})")
+        elif term.target not in task.targets:
             raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads target "
                                     f"'{term.target}', which task '{task.name}' does not provide")
         opts = _options(spec.options, dict(term.options), f"method '{method.name}': loss '{term.loss}'")
@@ -200,7 +211,12 @@ def _call(owner: str, what: str, fn: Callable, *args):
 
 def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None = None,
             progress: bool = False, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Train and evaluate one seed of a plan; returns the run record (not yet stored)."""
+    """Train and evaluate one seed of a plan; returns the run record (not yet stored).
+
+    Stages, each through the one loop of ``train.fit`` and counted by one BudgetMeter:
+    ``teacher`` (the privileged teacher on the teacher split, then frozen), ``pretrain`` (the
+    student's clip encoder, for tasks that have it: identical for every method), ``student``
+    (the method's objective). Test is evaluated once, on the val-selected state."""
     reg = p.registry
     started = dt.datetime.now(dt.timezone.utc)
     meter = BudgetMeter(p.tier.max_seconds)
@@ -209,6 +225,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     dataset = _call(ds_owner, f"dataset '{p.dataset_name}'", ds_spec.factory, p.dataset_options, data_root)
     task_owner = reg.entry("tasks", p.task.name).plugin
     task = _call(task_owner, f"task '{p.task.name}'", p.task.factory, p.task_options)
+    st_spec = reg.get("students", p.task.student)
     s_mods = p.task.student_modalities
     t_mods = p.teacher.modalities if p.teacher else ()
     label_fraction = getattr(p.dataset_options, "label_fraction", 1.0)
@@ -222,9 +239,15 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     val = load("val", s_mods + t_mods)
     test = load("test", t_mods if teacher_eval else s_mods)
     ctx = ModelContext(num_classes=dataset.num_classes,
-                       shapes={m: tuple(val.tensors[m].shape[1:]) for m in s_mods + t_mods})
-    targets = ("label", "label_mask")
+                       shapes={m: tuple(val.tensors[m].shape[1:]) for m in s_mods + t_mods
+                               if isinstance(val.tensors[m], torch.Tensor)},
+                       extras=dict(getattr(task, "extras", {})))
+    eval_taps = getattr(task, "eval_taps", ("logits",))
+    targets = tuple(dict.fromkeys((*p.task.targets, "label_mask")))
     record_stages = []
+
+    def evaluator(model: nn.Module, mods: tuple[str, ...], data, final: bool = False):
+        return lambda: task.evaluate(predict(model, data, mods, device, eval_taps), data, final)
 
     teacher_model = None
     teacher_record = None
@@ -241,11 +264,11 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         torch.manual_seed(derive_seed(seed, "train", "teacher"))
         spend, sel = fit(
             stage="teacher", modules={"teacher": teacher_model},
-            groups=[(list(teacher_model.parameters()), 1.0)], step_fn=teacher_step, data=tdata,
-            keys=t_mods + ("label",), tier=p.tier, max_steps=p.tier.teacher_steps, seed=seed,
-            device=device, meter=meter, main_metric=p.task.main_metric, progress=progress,
-            evaluate=lambda: task.evaluate(predict(teacher_model, val, t_mods, device), val),
-            culprit=f"teacher '{p.teacher.name}'")
+            groups=[([q for q in teacher_model.parameters() if q.requires_grad], 1.0)],
+            step_fn=teacher_step, data=tdata, keys=t_mods + ("label",), tier=p.tier,
+            max_steps=p.tier.teacher_steps, seed=seed, device=device, meter=meter,
+            main_metric=p.task.main_metric, progress=progress,
+            evaluate=evaluator(teacher_model, t_mods, val), culprit=f"teacher '{p.teacher.name}'")
         record_stages.append(spend.as_dict())
         teacher_model.requires_grad_(False)
         teacher_record = {"name": p.teacher.name, "plugin": t_owner, "modalities": list(t_mods),
@@ -260,17 +283,18 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     student = None
     if teacher_eval:
         final_model, final_mods = teacher_model, t_mods
-        selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
-                     "value": sel.value, "metrics": sel.val_metrics}
     else:
-        st_spec = reg.get("students", p.task.student)
         st_owner = reg.entry("students", st_spec.name).plugin
         torch.manual_seed(derive_seed(seed, "student-init"))  # identical init for every method
         student = _call(st_owner, f"student '{st_spec.name}'", st_spec.factory, ctx).to(device)
-        probe = {k: v.to(device) for k, v in train.take(torch.arange(min(2, len(train)))).items()}
+        if p.task.pretrain and p.tier.pretrain_steps > 0:
+            record_stages.append(_pretrain(p, task, dataset, student, seed, device, meter, progress, log))
+        train_keys = tuple(dict.fromkeys(train_mods + targets))
+        probe = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                 for k, v in train.take(torch.arange(min(2, len(train))), train_keys).items()}
         with torch.no_grad():
             student.eval()
-            s_probe = student({m: probe[m] for m in s_mods})
+            s_probe = student({m: probe[m] for m in s_mods + st_spec.train_inputs})
             t_probe = teacher_model({m: probe[m] for m in t_mods}) if p.uses_teacher_in_loss else {}
         torch.manual_seed(derive_seed(seed, "heads-init"))
         m_owner = reg.entry("methods", p.method.name).plugin
@@ -285,9 +309,10 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             groups.append((list(heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
         frozen_before = _state_fingerprint(teacher_model) if teacher_model is not None else None
         use_teacher = p.uses_teacher_in_loss
+        s_inputs = s_mods + st_spec.train_inputs
 
         def student_step(batch):
-            s_out = student({m: batch[m] for m in s_mods})
+            s_out = student({m: batch[m] for m in s_inputs})
             t_out = None
             if use_teacher:
                 with torch.no_grad():  # frozen: eval mode, no graph
@@ -296,6 +321,8 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             for key, term, spec, _ in p.terms:
                 if spec.reads == "teacher":
                     value = heads[key](s_out[term.student], t_out[term.teacher])
+                elif term.target.startswith("student:"):
+                    value = heads[key](s_out[term.student], s_out[term.target[8:]], batch["label_mask"])
                 else:
                     value = heads[key](s_out[term.student], batch[term.target], batch["label_mask"])
                 out[key] = term.weight * value
@@ -307,10 +334,9 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         torch.manual_seed(derive_seed(seed, "train", "student"))
         spend, sel = fit(
             stage="student", modules=modules, groups=groups, step_fn=student_step, data=train,
-            keys=tuple(dict.fromkeys(train_mods + targets)), tier=p.tier,
-            max_steps=p.tier.student_steps, seed=seed, device=device, meter=meter,
-            main_metric=p.task.main_metric, progress=progress,
-            evaluate=lambda: task.evaluate(predict(student, val, s_mods, device), val),
+            keys=train_keys, tier=p.tier, max_steps=p.tier.student_steps, seed=seed, device=device,
+            meter=meter, main_metric=p.task.main_metric, progress=progress,
+            evaluate=evaluator(student, s_mods, val),
             teacher_forwards_per_step=1 if use_teacher else 0,
             culprit=f"plugin '{m_owner}': method '{p.method.name}'")
         record_stages.append(spend.as_dict())
@@ -318,13 +344,13 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             raise PluginError(f"plugin '{m_owner}': method '{p.method.name}' changed the frozen "
                               f"teacher's parameters or buffers")
         final_model, final_mods = student, s_mods
-        selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
-                     "value": sel.value, "metrics": sel.val_metrics}
         log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
             f"{spend.steps} ({spend.stopped_by})")
+    selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                 "value": sel.value, "metrics": sel.val_metrics}
 
     # test is evaluated exactly once, on the val-selected state
-    metrics = task.evaluate(predict(final_model, test, final_mods, device), test)
+    metrics = evaluator(final_model, final_mods, test, final=True)()
     finished = dt.datetime.now(dt.timezone.utc)
     resolved = p.resolved()
     run_id = f"{p.method.name}-{p.task.name}-{p.tier.name}-s{seed}-" \
@@ -361,6 +387,27 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }
+
+
+def _pretrain(p: Plan, task, dataset, student: nn.Module, seed: int, device: torch.device,
+              meter: BudgetMeter, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """The encoder-pretraining stage: the student's clip encoder learns to recognise single step
+    clips of the train split (labels masked as for the student). Same data, seed and budget for
+    every method, so every method starts distillation from the same encoder."""
+    clips = task.pretrain_examples(dataset, getattr(p.dataset_options, "label_fraction", 1.0), seed)
+    ce = p.registry.get("losses", "ce").factory(None, {})
+
+    def step(batch):
+        return {"ce": ce(student.pretrain_logits(batch["rgb"]), batch["label"], batch["label_mask"])}
+
+    torch.manual_seed(derive_seed(seed, "train", "pretrain"))
+    spend, _ = fit(stage="pretrain", modules={"student": student},
+                   groups=[(list(student.parameters()), 1.0)], step_fn=step, data=clips,
+                   keys=("rgb", "label", "label_mask"), tier=p.tier, max_steps=p.tier.pretrain_steps,
+                   seed=seed, device=device, meter=meter, evaluate=None, main_metric="top1",
+                   progress=progress, culprit=f"student '{p.task.student}'")
+    log(f"pretrain: {spend.steps} steps on {len(clips)} clips ({spend.stopped_by})")
+    return spend.as_dict()
 
 
 def _device_name(device: torch.device) -> str:

@@ -27,6 +27,8 @@ class ModelContext:
     num_classes: int
     #: modality -> shape of one sample (without the batch dimension), e.g. rgb: (T, 3, H, W)
     shapes: dict[str, tuple[int, ...]]
+    #: task-specific sizes, e.g. the sentence vocabulary: {"vocab_size": 40, "max_tokens": 10}
+    extras: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class StudentSpec:
     factory: Callable[[ModelContext], nn.Module]
     modalities: tuple[str, ...] = ("rgb",)
     taps: tuple[str, ...] = ("logits", "feature")
+    #: targets the harness also passes to ``forward`` in training only (teacher forcing of a
+    #: sentence decoder); at evaluation the student gets its modalities and nothing else
+    train_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,22 @@ class TaskSpec:
     main_metric: str = "top1"
     datasets: tuple[str, ...] = ("synth",)
     options: type = NoOptions
+    #: the supervised objective every method trains the student with; a method includes it with
+    #: ``LossTerm("task", weight)`` (weight scales every term)
+    terms: tuple[LossTerm, ...] = ()
+    #: target names examples carry (losses may read them with ``LossTerm(target=...)``)
+    targets: tuple[str, ...] = ("label",)
+    #: whether the student's clip encoder gets the budgeted ``pretrain`` stage (the same for
+    #: every method): the task's ``pretrain_examples`` and the student's ``pretrain_logits``
+    pretrain: bool = False
 
 
 @dataclass(frozen=True)
 class LossTerm:
     """One weighted term of a method's objective: ``weight * loss(student.<student>, <other>)``
-    where other is ``teacher.<teacher>`` or the target ``target``."""
+    where other is ``teacher.<teacher>``, the target ``target``, or another student tap when
+    ``target`` is ``"student:<tap>"``. ``LossTerm("task", w)`` stands for the task's supervised
+    terms, each scaled by ``w``."""
 
     loss: str
     weight: float = 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,15 +17,20 @@ from xbench.models import log_mel
 class Examples:
     """One split as tensors: modality and target name -> tensor with the examples first."""
 
-    tensors: dict[str, torch.Tensor]
+    #: tensors, or lists for values that are not tensors (the text of the observed steps)
+    tensors: dict[str, Any]
     meta: dict[str, object] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
 
-    def take(self, index: torch.Tensor, keys: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    def take(self, index: torch.Tensor, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
         keys = keys or tuple(self.tensors)
-        return {k: self.tensors[k][index] for k in keys}
+        out = {}
+        for k in keys:
+            v = self.tensors[k]
+            out[k] = v[index] if isinstance(v, torch.Tensor) else [v[i] for i in index.tolist()]
+        return out
 
 
 @dataclass(frozen=True)
@@ -97,11 +103,12 @@ class RecognitionTask:
         tensors["label_mask"] = mask
         return Examples(tensors, meta={"text": cols.get("text")})
 
-    def evaluate(self, logits: torch.Tensor, data: Examples) -> dict[str, float]:
+    def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
+                 final: bool = False) -> dict[str, float]:
         from sklearn.metrics import recall_score, top_k_accuracy_score
 
         y = data.tensors["label"].numpy()
-        scores = logits.float().numpy()
+        scores = outputs["logits"].float().numpy()
         classes = np.arange(scores.shape[1])
         k = min(5, scores.shape[1] - 1)
         return {

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,10 +67,12 @@ def build_schedule(opt: torch.optim.Optimizer, tier: Tier, steps: int) -> torch.
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors to the device; other values (text) stay as they are."""
     if device.type == "cpu":
         return batch
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
 
 
 @dataclass
@@ -95,7 +98,7 @@ def fit(
     seed: int,
     device: torch.device,
     meter: BudgetMeter,
-    evaluate: Callable[[], dict[str, float]],
+    evaluate: Callable[[], dict[str, float]] | None,
     main_metric: str,
     teacher_forwards_per_step: int = 0,
     progress: bool = False,
@@ -103,7 +106,8 @@ def fit(
 ) -> tuple[StageSpend, Selection]:
     """Train ``modules`` with ``step_fn`` (a batch -> named loss terms, already weighted) for at
     most ``max_steps`` steps or until the run's wall-clock cap; evaluate on val every
-    ``tier.eval_every`` steps and at the end; restore the best val state. Returns the spend."""
+    ``tier.eval_every`` steps and at the end; restore the best val state. With ``evaluate`` None
+    (a pretraining stage) nothing is evaluated and the last state is kept."""
     from tqdm.auto import tqdm
 
     spend = meter.stage(stage, max_steps)
@@ -160,13 +164,13 @@ def fit(
         for name, value in terms.items():  # kept on device: no host sync per step
             running.setdefault(name, []).append(value.detach())
         bar.update(1)
-        if step % tier.eval_every == 0 or step == max_steps:
+        if evaluate is not None and (step % tier.eval_every == 0 or step == max_steps):
             best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
             last_eval = step
             train_mode()
     if spend.stopped_by is None:
         spend.stopped_by = "max_steps"
-    if step > last_eval:  # stopped between evaluations (wall-clock cap): judge the last state too
+    if evaluate is not None and step > last_eval:  # stopped by the wall-clock cap between evaluations
         best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
     bar.close()
     if best is None:  # no step fit in the budget: the untrained state is what was selected
@@ -201,12 +205,16 @@ def _select(step, evaluate, main_metric, best, best_state, modules, spend, runni
 
 @torch.no_grad()
 def predict(model: nn.Module, data: Examples, keys: tuple[str, ...], device: torch.device,
-            batch_size: int = 256) -> torch.Tensor:
-    """Logits of ``model`` over a split, reading only ``keys`` (the modalities it may see)."""
+            taps: tuple[str, ...] = ("logits",), batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """The ``taps`` of ``model`` over a split, reading only ``keys`` (the modalities it may see:
+    the batch it gets holds nothing else)."""
     model.eval()
-    out = []
+    out: dict[str, list[torch.Tensor]] = {t: [] for t in taps}
     n = len(data)
     for i in range(0, n, batch_size):
         batch = to_device(data.take(torch.arange(i, min(i + batch_size, n)), keys), device)
-        out.append(model(batch)["logits"].float().cpu())
-    return torch.cat(out)
+        result = model(batch)
+        for t in taps:
+            value = result[t]
+            out[t].append(value.float().cpu() if value.is_floating_point() else value.cpu())
+    return {t: torch.cat(v) for t, v in out.items()}

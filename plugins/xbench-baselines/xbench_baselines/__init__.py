@@ -81,18 +81,18 @@ def xbench_register_losses(register):
 
 @hookimpl
 def xbench_register_methods(register):
-    ce = LossTerm("ce", target="label")
+    task = LossTerm("task")  # the task's supervised objective (recognition: CE on the label)
     register(MethodSpec(name="student", description="The task's student on labels alone (no KD)",
-                        terms=lambda o: [ce], teacher=None))
+                        terms=lambda o: [task], teacher=None))
     register(MethodSpec(name="teacher",
                         description="The task's privileged-modality teacher alone (the ceiling)",
                         terms=lambda o: [], teacher="default", evaluates="teacher"))
     register(MethodSpec(
         name="kd", description="Hinton et al. 2015: CE + T^2 KL of softened logits",
-        terms=lambda o: [LossTerm("ce", 1.0 - o.alpha, target="label"),
+        terms=lambda o: [LossTerm("task", 1.0 - o.alpha),
                          LossTerm("kd", o.alpha, teacher="logits", options={"T": o.T})],
         options=KDOptions))
     register(MethodSpec(
         name="fitnet", description="Romero et al. 2015: CE + feature regression to the teacher",
-        terms=lambda o: [ce, LossTerm("fitnet", o.beta, student="feature", teacher="feature")],
+        terms=lambda o: [task, LossTerm("fitnet", o.beta, student="feature", teacher="feature")],
         options=FitNetOptions))
