@@ -12,16 +12,40 @@ from xbench.hookspecs import hookimpl
 from xbench.specs import DatasetSpec, LossSpec, LossTerm, StudentSpec, TaskSpec, TeacherSpec
 
 
+def _masked_mean(per_example: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return per_example.mean()
+    # divide by the count of labelled examples, never by zero (a batch may have none)
+    return (per_example * mask).sum() / mask.sum().clamp(min=1)
+
+
 class MaskedCrossEntropy(nn.Module):
-    """Cross-entropy on the examples whose label the student may use (``label_mask``)."""
+    """Cross-entropy on the examples whose label the student may use (``label_mask``). Logits
+    (B, C) with targets (B,), or (B, N, C) with (B, N): the mean over N per example."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        loss = F.cross_entropy(logits.float(), target, reduction="none")
-        if mask is None:
-            return loss.mean()
-        # divide by the count of labelled examples, never by zero (a batch may have none)
-        return (loss * mask).sum() / mask.sum().clamp(min=1)
+        loss = F.cross_entropy(logits.float().flatten(0, -2), target.flatten(), reduction="none")
+        return _masked_mean(loss.view(target.shape[0], -1).mean(1), mask)
+
+
+class CaptionLoss(nn.Module):
+    """Teacher-forced token cross-entropy of a sentence decoder: the mean over each sentence's
+    non-padding tokens (padding id 0), then over labelled examples."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        tok = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), reduction="none",
+                              ignore_index=0).view(target.shape)
+        per_sentence = tok.sum(1) / (target != 0).sum(1).clamp(min=1)
+        return _masked_mean(per_sentence, mask)
+
+
+class FeatureMSE(nn.Module):
+    """Mean squared error between two feature tensors of the student (no labels involved)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return F.mse_loss(a.float(), b.float())
 
 
 @hookimpl
@@ -39,7 +63,27 @@ def xbench_register_datasets(register):
 
 @hookimpl
 def xbench_register_tasks(register):
-    from xbench.tasks import RecognitionOptions, RecognitionTask
+    from xbench.tasks import AnticipationOptions, AnticipationTask, RecognitionOptions, RecognitionTask
+
+    register(TaskSpec(
+        name="anticipation",
+        description="Last N observed steps (rgb) -> next step's class and sentence (BLEU-4, recall@5)",
+        factory=AnticipationTask,
+        student="step-avt",
+        default_teacher="minilm",
+        student_modalities=("rgb",),
+        main_metric="bleu4",
+        datasets=("synth",),
+        options=AnticipationOptions,
+        # the AVT-style objective every method shares: next class, next sentence, and AVT's
+        # auxiliary next-embedding regression (weight 1) and observed-step recognition (0.1)
+        terms=(LossTerm("ce", target="label"),
+               LossTerm("caption", student="sentence_logits", target="next_tokens"),
+               LossTerm("mse", 1.0, student="pred_next", target="student:next_actual"),
+               LossTerm("ce", 0.1, student="past_logits", target="past_labels")),
+        targets=("label", "next_tokens", "past_labels"),
+        pretrain=True,
+    ))
 
     register(TaskSpec(
         name="recognition",
@@ -58,7 +102,17 @@ def xbench_register_tasks(register):
 
 @hookimpl
 def xbench_register_students(register):
-    from xbench.models import FrameCNNStudent
+    from xbench.models import FrameCNNStudent, StepAVT
+
+    register(StudentSpec(
+        name="step-avt",
+        description="Clip encoder per observed step + causal transformer + class head + GRU decoder",
+        factory=StepAVT,
+        modalities=("rgb",),
+        taps=("logits", "feature", "tokens", "past_logits", "pred_next", "next_actual",
+              "sentence_logits", "generated"),
+        train_inputs=("next_tokens",),
+    ))
 
     register(StudentSpec(
         name="frame-cnn",
@@ -88,5 +142,17 @@ def xbench_register_losses(register):
         name="ce",
         description="Cross-entropy on labelled examples (label_mask respected)",
         factory=lambda opts, dims: MaskedCrossEntropy(),
+        reads="target",
+    ))
+    register(LossSpec(
+        name="caption",
+        description="Teacher-forced token cross-entropy of a sentence decoder",
+        factory=lambda opts, dims: CaptionLoss(),
+        reads="target",
+    ))
+    register(LossSpec(
+        name="mse",
+        description="Mean squared error between two student taps (e.g. predicted vs actual embedding)",
+        factory=lambda opts, dims: FeatureMSE(),
         reads="target",
     ))

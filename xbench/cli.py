@@ -138,7 +138,7 @@ def cmd_run(args) -> int:
         say(f"  stored {rec['id']} -> {path}")
     metric = p.task.main_metric
     keys = list(records[0]["metrics"])
-    table = [[r["seed"], *(f"{r['metrics'][k]:.2f}" for k in keys),
+    table = [[r["seed"], *(f"{r['metrics'].get(k, float('nan')):.2f}" for k in keys),
               r["budget"]["stages"][-1]["steps"], r["budget"]["stages"][-1]["samples"],
               r["budget"]["totals"]["teacher_forwards"], f"{r['budget']['totals']['seconds']:.1f}",
               r["budget"]["totals"]["stopped_by"] or "-"] for r in records]

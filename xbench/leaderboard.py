@@ -33,7 +33,7 @@ def rows(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             "method": method + (f" [{', '.join(recs[0]['eval_modalities'])} input]"
                                 if recs[0]["evaluated"] == "teacher" else ""),
             "seeds": len(recs),
-            metric: mean_std([r["metrics"][metric] for r in recs]),
+            metric: mean_std([r["metrics"][metric] for r in recs if metric in r["metrics"]]),
             "steps": "/".join(sorted({str(s["steps"]) for s in student})),
             "samples": "/".join(sorted({str(s["samples"]) for s in student})),
             "teacher fwd": max(t["teacher_forwards"] for t in totals),

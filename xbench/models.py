@@ -79,3 +79,69 @@ def log_mel(wave: torch.Tensor, rate: int, n_mels: int = 32, n_frames: int = 32)
     mean = out.mean(dim=(1, 2), keepdim=True)
     std = out.std(dim=(1, 2), keepdim=True)
     return ((out - mean) / (std + 1e-6)).unsqueeze(1)
+
+
+class StepAVT(nn.Module):
+    """The anticipation student (AVT-style, Girdhar & Grauman 2021, at CPU scale).
+
+    Each observed step's clip goes through the recognition student's clip encoder (``clip``: per-
+    frame CNN + temporal convolutions; its classifier is used only by the encoder-pretraining
+    stage), the step embeddings through a causal transformer, and the last position predicts the
+    next step: its class (``logits``) and its sentence (a GRU decoder, teacher-forced in training,
+    greedy at evaluation). AVT's auxiliary outputs: each position recognises its own observed step
+    (``past_logits``) and predicts the next step's embedding (``pred_next`` vs ``next_actual``).
+
+    Taps: logits, feature (the context embedding the decoder starts from), tokens (B, N, D),
+    past_logits (B, N, C), pred_next / next_actual (B, N-1, D), sentence_logits (training) or
+    generated (evaluation) token ids (B, L)."""
+
+    def __init__(self, ctx: ModelContext, dim: int = 64, word_dim: int = 32) -> None:
+        super().__init__()
+        self.clip = FrameCNNStudent(ctx)
+        n = ctx.extras.get("observed", 3)
+        self.position = nn.Parameter(torch.zeros(1, n, dim))
+        layer = nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.1, batch_first=True, norm_first=True)
+        self.temporal = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.register_buffer("causal", torch.triu(torch.full((n, n), float("-inf")), diagonal=1),
+                             persistent=False)
+        self.head = nn.Linear(dim, ctx.num_classes)
+        self.past_head = nn.Linear(dim, ctx.num_classes)
+        self.predict_next = nn.Linear(dim, dim)
+        vocab = len(ctx.extras.get("vocab", ["<pad>", "<bos>", "<eos>", "<unk>"]))
+        self.max_tokens = ctx.extras.get("max_tokens", 12)
+        self.embed = nn.Embedding(vocab, word_dim, padding_idx=0)
+        self.init_state = nn.Linear(dim, dim)
+        self.decoder = nn.GRU(word_dim, dim, batch_first=True)
+        self.words = nn.Linear(dim, vocab)
+
+    def pretrain_logits(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Single step clips (B, T, 3, H, W) -> step classes: the encoder-pretraining objective."""
+        return self.clip({"rgb": rgb})["logits"]
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = inputs["rgb"]  # (B, N, T, 3, H, W) uint8
+        b, n = x.shape[:2]
+        steps = self.clip({"rgb": x.flatten(0, 1)})["feature"].view(b, n, -1)
+        h = self.temporal(steps + self.position[:, :n], mask=self.causal[:n, :n], is_causal=True)
+        context = h[:, -1]
+        out = {"logits": self.head(context), "feature": context, "tokens": h,
+               "past_logits": self.past_head(h), "pred_next": self.predict_next(h[:, :-1]),
+               "next_actual": steps[:, 1:]}
+        state = torch.tanh(self.init_state(context)).unsqueeze(0)
+        if "next_tokens" in inputs:  # teacher forcing: <bos> then the target shifted right
+            target = inputs["next_tokens"]
+            start = torch.full_like(target[:, :1], 1)
+            seq, _ = self.decoder(self.embed(torch.cat([start, target[:, :-1]], dim=1)), state)
+            out["sentence_logits"] = self.words(seq)
+        else:
+            out["generated"] = self.generate(state, b)
+        return out
+
+    def generate(self, state: torch.Tensor, b: int) -> torch.Tensor:
+        token = torch.full((b, 1), 1, dtype=torch.long, device=state.device)
+        out = []
+        for _ in range(self.max_tokens):
+            seq, state = self.decoder(self.embed(token), state)
+            token = self.words(seq[:, -1]).argmax(-1, keepdim=True)
+            out.append(token)
+        return torch.cat(out, dim=1)

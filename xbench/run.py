@@ -243,6 +243,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
                                if isinstance(val.tensors[m], torch.Tensor)},
                        extras=dict(getattr(task, "extras", {})))
     eval_taps = getattr(task, "eval_taps", ("logits",))
+    teacher_metric = getattr(task, "teacher_metric", p.task.main_metric)
     targets = tuple(dict.fromkeys((*p.task.targets, "label_mask")))
     record_stages = []
 
@@ -267,7 +268,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             groups=[([q for q in teacher_model.parameters() if q.requires_grad], 1.0)],
             step_fn=teacher_step, data=tdata, keys=t_mods + ("label",), tier=p.tier,
             max_steps=p.tier.teacher_steps, seed=seed, device=device, meter=meter,
-            main_metric=p.task.main_metric, progress=progress,
+            main_metric=teacher_metric, progress=progress,
             evaluate=evaluator(teacher_model, t_mods, val), culprit=f"teacher '{p.teacher.name}'")
         record_stages.append(spend.as_dict())
         teacher_model.requires_grad_(False)
@@ -276,7 +277,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
                           "soft_targets": "online forwards of the frozen teacher on train clips it "
                                           "never trained on",
                           "val": sel.val_metrics, "selected_step": sel.step}
-        log(f"teacher '{p.teacher.name}': val {p.task.main_metric} {sel.value:.2f} after "
+        log(f"teacher '{p.teacher.name}': val {teacher_metric} {sel.value:.2f} after "
             f"{spend.steps} steps ({spend.stopped_by})")
 
     heads: dict[str, nn.Module] = {}
@@ -346,7 +347,8 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         final_model, final_mods = student, s_mods
         log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
             f"{spend.steps} ({spend.stopped_by})")
-    selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+    selection = {"split": "val", "metric": teacher_metric if teacher_eval else p.task.main_metric,
+                 "step": sel.step,
                  "value": sel.value, "metrics": sel.val_metrics}
 
     # test is evaluated exactly once, on the val-selected state

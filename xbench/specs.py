@@ -27,8 +27,8 @@ class ModelContext:
     num_classes: int
     #: modality -> shape of one sample (without the batch dimension), e.g. rgb: (T, 3, H, W)
     shapes: dict[str, tuple[int, ...]]
-    #: task-specific sizes, e.g. the sentence vocabulary: {"vocab_size": 40, "max_tokens": 10}
-    extras: dict[str, int] = field(default_factory=dict)
+    #: task-specific facts, e.g. the sentence vocabulary: {"vocab": [...], "max_tokens": 12}
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class RecognitionTask:
     targets = ("label",)
     metrics = ("top1", "top5", "class_mean")
     main_metric = "top1"
+    teacher_metric = "top1"
 
     def __init__(self, options: RecognitionOptions) -> None:
         self.options = options
@@ -118,3 +119,188 @@ class RecognitionTask:
             "class_mean": 100.0 * float(recall_score(y, scores.argmax(1), labels=np.unique(y),
                                                      average="macro", zero_division=0)),
         }
+
+
+# ----------------------------------------------------------------------------- anticipation
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+
+
+def words(sentence: str) -> list[str]:
+    """The tokenisation of sentences for the decoder and the caption metrics: lower case, words
+    and digits only (the synthetic sentences have no punctuation that carries meaning)."""
+    import re
+
+    return re.findall(r"[a-z0-9]+", sentence.lower())
+
+
+@dataclass(frozen=True)
+class AnticipationOptions:
+    """Options of the ``anticipation`` task."""
+
+    #: observed steps before the one to anticipate
+    observed: int = 3
+    #: frames sampled from each observed step (None: the dataset's frames per step)
+    frames: int | None = None
+    #: classes with at least this many train examples are "many-shot" (EPIC-KITCHENS' many-shot
+    #: recall averages over the frequent classes only)
+    many_shot_min: int = 20
+    #: tokens of a generated sentence, end token included
+    max_tokens: int = 12
+    #: METEOR at the final test evaluation (needs java; skipped and recorded so without it)
+    meteor: bool = True
+
+    def __post_init__(self) -> None:
+        if self.observed < 1 or self.max_tokens < 2:
+            raise ValueError("need observed >= 1 and max_tokens >= 2")
+
+
+class AnticipationTask:
+    """From the rgb clips of the last N observed steps of a procedure, predict the next step's
+    action class and generate its sentence.
+
+    Metrics: top-1/top-5 accuracy, class-mean recall@1/@5 (over the classes present), many-shot
+    class-mean recall@5 (over present classes with >= ``many_shot_min`` train examples), and for
+    the generated sentence corpus BLEU-1/BLEU-4, ROUGE-L and CIDEr (pycocoevalcap), plus METEOR
+    at the final evaluation where java runs. The main metric, used for val selection, is BLEU-4."""
+
+    metrics = ("top1", "top5", "cm_recall1", "cm_recall5", "many_shot_cm_recall5",
+               "bleu1", "bleu4", "rouge_l", "cider")
+    main_metric = "bleu4"
+    #: teachers predict the next class, not its sentence: their stage selects on this
+    teacher_metric = "top1"
+    eval_taps = ("logits", "generated")
+
+    def __init__(self, options: AnticipationOptions) -> None:
+        self.options = options
+        self.vocab: list[str] | None = None
+        self.train_counts: np.ndarray | None = None
+        self.extras: dict[str, Any] = {}
+
+    def _prepare(self, dataset) -> None:
+        """Vocabulary and class counts come from the train split's annotations only."""
+        if self.vocab is not None:
+            return
+        train = dataset.videos("train")
+        found = sorted({w for v in train for s in v.segments for w in words(s.sentence)})
+        self.vocab = [PAD, BOS, EOS, UNK, *found]
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        counts = np.zeros(dataset.num_classes, dtype=np.int64)
+        n = self.options.observed
+        for v in train:
+            for seg in v.segments[n:]:
+                counts[seg.label] += 1
+        self.train_counts = counts
+        self.extras = {"vocab": list(self.vocab), "max_tokens": self.options.max_tokens,
+                       "observed": n}
+
+    def encode(self, sentence: str) -> list[int]:
+        ids = [self.index.get(w, 3) for w in words(sentence)][: self.options.max_tokens - 1] + [2]
+        return ids + [0] * (self.options.max_tokens - len(ids))
+
+    def decode(self, ids: list[int]) -> str:
+        out = []
+        for i in ids:
+            if i == 2:
+                break
+            if i > 3:
+                out.append(self.vocab[i])
+        return " ".join(out)
+
+    def pretrain_examples(self, dataset, label_fraction: float, seed: int) -> Examples:
+        """Single step clips of the train split, for the encoder-pretraining stage."""
+        return RecognitionTask(RecognitionOptions(self.options.frames)).examples(
+            dataset, "train", ("rgb",), label_fraction, seed)
+
+    def examples(self, dataset, split: str, modalities: tuple[str, ...], label_fraction: float = 1.0,
+                 seed: int = 0) -> Examples:
+        from xbench.errors import IncompatibleError
+
+        unsupported = [m for m in modalities if m not in ("rgb", "text")]
+        if unsupported:
+            raise IncompatibleError(f"task 'anticipation' provides rgb and text, not {unsupported[0]}")
+        self._prepare(dataset)
+        n = self.options.observed
+        rgb, text, labels, past, tokens, sentences = [], [], [], [], [], []
+        for video in dataset.videos(split):
+            if len(video.segments) <= n:
+                continue
+            frames = dataset.read(video, "rgb") if "rgb" in modalities else None
+            segs = video.segments
+            per_step = self.options.frames or (segs[0].end - segs[0].start)
+            for k in range(n, len(segs)):
+                observed = segs[k - n: k]
+                if frames is not None:
+                    rgb.append(np.stack([frames[_sample_frames(s.start, s.end, per_step)]
+                                         .transpose(0, 3, 1, 2) for s in observed]))
+                text.append(tuple(s.sentence for s in observed))
+                labels.append(segs[k].label)
+                past.append([s.label for s in observed])
+                tokens.append(self.encode(segs[k].sentence))
+                sentences.append(" ".join(words(segs[k].sentence)))
+        if not labels:
+            raise DataError(f"dataset split '{split}' has no procedure longer than {n} steps")
+        m = len(labels)
+        tensors: dict[str, Any] = {
+            "label": torch.tensor(labels), "past_labels": torch.tensor(past),
+            "next_tokens": torch.tensor(tokens), "index": torch.arange(m),
+        }
+        if rgb:
+            tensors["rgb"] = torch.from_numpy(np.stack(rgb))
+        if "text" in modalities:
+            tensors["text"] = text
+        mask = torch.ones(m, dtype=torch.bool)
+        if split == "train" and label_fraction < 1.0:
+            g = torch.Generator().manual_seed(seed)
+            mask[torch.randperm(m, generator=g)[: m - round(label_fraction * m)]] = False
+        tensors["label_mask"] = mask
+        return Examples(tensors, meta={"sentences": sentences})
+
+    def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
+                 final: bool = False) -> dict[str, float]:
+        y = data.tensors["label"].numpy()
+        scores = outputs["logits"].float().numpy()
+        k5 = min(5, scores.shape[1])
+        top5 = np.argsort(-scores, axis=1)[:, :k5]
+        hit1 = scores.argmax(1) == y
+        hit5 = (top5 == y[:, None]).any(1)
+        present = np.unique(y)
+        many = [c for c in present if self.train_counts[c] >= self.options.many_shot_min]
+
+        def class_mean(hits: np.ndarray, classes) -> float:
+            return 100.0 * float(np.mean([hits[y == c].mean() for c in classes])) if len(classes) else float("nan")
+
+        out = {"top1": 100.0 * float(hit1.mean()), "top5": 100.0 * float(hit5.mean()),
+               "cm_recall1": class_mean(hit1, present), "cm_recall5": class_mean(hit5, present),
+               "many_shot_cm_recall5": class_mean(hit5, many)}
+        if "generated" in outputs:  # text teachers predict the class only
+            hyps = [self.decode(row.tolist()) for row in outputs["generated"]]
+            out.update(caption_metrics(data.meta["sentences"], hyps, meteor=final and self.options.meteor))
+        return out
+
+
+def caption_metrics(refs: list[str], hyps: list[str], meteor: bool = False) -> dict[str, float]:
+    """Corpus BLEU-1/4, ROUGE-L and CIDEr (and METEOR) from pycocoevalcap, x 100. Sentences are
+    already tokenised (space-separated words), so the PTB tokenizer (java) is not needed."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    gts = {i: [r] for i, r in enumerate(refs)}
+    # an empty hypothesis would divide by zero inside ROUGE-L; "<empty>" matches nothing
+    res = {i: [h if h else "<empty>"] for i, h in enumerate(hyps)}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    out = {"bleu1": 100.0 * float(bleu[0]), "bleu4": 100.0 * float(bleu[3]),
+           "rouge_l": 100.0 * float(rouge), "cider": 100.0 * float(cider)}
+    if meteor:
+        import shutil
+
+        if shutil.which("java"):
+            from pycocoevalcap.meteor.meteor import Meteor
+
+            scorer = Meteor()  # a java subprocess, ended when the scorer is collected
+            out["meteor"] = 100.0 * float(scorer.compute_score(gts, res)[0])
+            del scorer
+    return out

@@ -215,6 +215,8 @@ def predict(model: nn.Module, data: Examples, keys: tuple[str, ...], device: tor
         batch = to_device(data.take(torch.arange(i, min(i + batch_size, n)), keys), device)
         result = model(batch)
         for t in taps:
+            if t not in result:  # e.g. a teacher has no sentence decoder
+                continue
             value = result[t]
             out[t].append(value.float().cpu() if value.is_floating_point() else value.cpu())
-    return {t: torch.cat(v) for t, v in out.items()}
+    return {t: torch.cat(v) for t, v in out.items() if v}
