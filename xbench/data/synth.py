@@ -65,7 +65,7 @@ class SynthOptions:
     fps: int = 16
     verbs: int = 5
     objects: int = 4
-    procedures: int = 8
+    procedures: int = 24
     steps_min: int = 5
     steps_max: int = 7
     grammar_noise: float = 0.03

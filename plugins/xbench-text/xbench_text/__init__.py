@@ -46,7 +46,9 @@ class MiniLMTeacher(nn.Module):
     def __init__(self, ctx: ModelContext, hidden: int = 128) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a run's output is xbench's, not a weight-loading bar
         path = minilm_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.encoder = AutoModel.from_pretrained(path, local_files_only=True).eval()
