@@ -16,7 +16,8 @@ def test_budget_tiers_load():
     assert (smoke.optimizer.name, smoke.optimizer.lr, smoke.schedule.name) == ("adamw", 0.003, "cosine")
     assert smoke.dataset == {"size": "tiny"}
     cpu = tiers["cpu"]
-    assert (cpu.batch_size, cpu.student_steps, cpu.teacher_steps) == (32, 250, 300)
+    assert (cpu.batch_size, cpu.student_steps, cpu.teacher_steps, cpu.pretrain_steps) == (32, 250, 300, 250)
+    assert smoke.pretrain_steps == 15
 
 
 def test_parse_set_types_values():

@@ -9,12 +9,14 @@ from xbench.errors import PluginError, RegistryError
 from xbench.registry import build_registry
 
 METHODS = """\
-name     description                                                 plugin
--------  ----------------------------------------------------------  ---------
-fitnet   Romero et al. 2015: CE + feature regression to the teacher  baselines
-kd       Hinton et al. 2015: CE + T^2 KL of softened logits          baselines
-student  The task's student on labels alone (no KD)                  baselines
-teacher  The task's privileged-modality teacher alone (the ceiling)  baselines
+name     description                                                                        plugin
+-------  ---------------------------------------------------------------------------------  ---------
+ccd      Yang et al. 2022 (reconstructed): L_gen + lambda * cross-modal InfoNCE             ccd
+fitnet   Romero et al. 2015: CE + feature regression to the teacher                         baselines
+kd       Hinton et al. 2015: CE + T^2 KL of softened logits                                 baselines
+lmkd     Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150)  lmkd
+student  The task's student on labels alone (no KD)                                         baselines
+teacher  The task's privileged-modality teacher alone (the ceiling)                         baselines
 """
 
 
@@ -25,14 +27,17 @@ def test_list_methods_output(capsys):
 
 def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
-        "teachers": ["audio-cnn"], "students": ["frame-cnn"], "losses": ["ce", "fitnet", "kd"],
-        "datasets": ["synth"], "tasks": ["recognition"],
-        "methods": ["fitnet", "kd", "student", "teacher"],
+        "teachers": ["audio-cnn", "minilm", "tiny-bert"], "students": ["frame-cnn", "step-avt"],
+        "losses": ["caption", "ccd-infonce", "ce", "fitnet", "kd", "lmkd-kl", "mse"],
+        "datasets": ["synth"], "tasks": ["anticipation", "recognition"],
+        "methods": ["ccd", "fitnet", "kd", "lmkd", "student", "teacher"],
     }
     assert registry.registered_by("core") == {
-        "teachers": ["audio-cnn"], "students": ["frame-cnn"], "losses": ["ce"],
-        "datasets": ["synth"], "tasks": ["recognition"],
+        "teachers": ["audio-cnn"], "students": ["frame-cnn", "step-avt"],
+        "losses": ["caption", "ce", "mse"], "datasets": ["synth"],
+        "tasks": ["anticipation", "recognition"],
     }
+    assert registry.registered_by("text") == {"teachers": ["minilm", "tiny-bert"]}
     assert registry.owner("methods", "kd").dist == "xbench-baselines"
 
 
@@ -40,16 +45,18 @@ def test_plugins_command_lists_each_plugin(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["plugin", "distribution", "version", "registers"]
-    assert out[2].split()[:3] == ["baselines", "xbench-baselines", "0.1.0"]
+    assert [line.split()[:3] for line in out[2:]] == [
+        ["baselines", "xbench-baselines", "0.1.0"], ["ccd", "xbench-ccd", "0.1.0"],
+        ["core", "xbench", "0.1.0"], ["lmkd", "xbench-lmkd", "0.1.0"], ["text", "xbench-text", "0.1.0"]]
     assert out[2].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
-    assert out[3].split()[:3] == ["core", "xbench", "0.1.0"]
-    assert len(out) == 4
+    assert out[3].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 
 
 def test_unknown_name_did_you_mean(registry):
     with pytest.raises(RegistryError, match=r"^unknown method 'kdd'; did you mean 'kd'\?$"):
         registry.get("methods", "kdd")
-    with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: ce, fitnet, kd$"):
+    with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: caption, ccd-infonce, ce, "
+                                            r"fitnet, kd, lmkd-kl, mse$"):
         registry.get("losses", "zzz")
 
 
@@ -115,7 +122,7 @@ def test_wrong_spec_type_is_named(add_plugin):
 
 def test_disable_plugins(monkeypatch, add_plugin):
     add_plugin("brokenimport", "import no_such_module_xyz\n")
-    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines")
+    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines,ccd,lmkd,text")
     reg = build_registry()
     assert sorted(reg.plugins) == ["core"]
     assert reg.names("methods") == []

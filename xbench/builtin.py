@@ -149,10 +149,12 @@ def xbench_register_losses(register):
         description="Teacher-forced token cross-entropy of a sentence decoder",
         factory=lambda opts, dims: CaptionLoss(),
         reads="target",
+        example=lambda: (torch.randn(4, 5, 8), torch.tensor([[4, 5, 2, 0, 0]] * 4), None),
     ))
     register(LossSpec(
         name="mse",
         description="Mean squared error between two student taps (e.g. predicted vs actual embedding)",
         factory=lambda opts, dims: FeatureMSE(),
         reads="target",
+        example=lambda: (torch.randn(4, 2, 8), torch.randn(4, 2, 8), None),
     ))

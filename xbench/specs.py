@@ -73,6 +73,10 @@ class LossSpec:
     options: type = NoOptions
     #: "teacher" when the second argument is a teacher tap, "target" when it is a label
     reads: str = "teacher"
+    #: for the conformance check: a function returning example call arguments (student, other[,
+    #: mask]) with a student width of 8, where the default (logits (4, 8) with class targets, or
+    #: two (4, 8) features) does not fit the loss
+    example: Callable[[], tuple] | None = None
 
 
 @dataclass(frozen=True)
