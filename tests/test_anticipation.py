@@ -178,7 +178,8 @@ def test_no_privileged_modality_reaches_the_student(seen_inputs):
     assert len(evals) == 2 and set(evals) == {("rgb",)}  # val at step 2, then test once
     assert {keys for phase, keys in seen if phase == "train"} == {("next_tokens", "rgb")}
     assert rec["eval_modalities"] == ["rgb"]
-    assert [s["stage"] for s in rec["budget"]["stages"]] == ["teacher", "pretrain", "student"]
+    assert [s["stage"] for s in rec["budget"]["stages"]] == ["teacher", "pretrain", "teacher-inference",
+                                                             "student"]
 
 
 def test_every_anticipation_method_gets_the_same_pretrain_and_student(registry, data_root):
@@ -190,7 +191,9 @@ def test_every_anticipation_method_gets_the_same_pretrain_and_student(registry, 
     stages = {m: [(s["stage"], s["steps"], s["samples"]) for s in r["budget"]["stages"]]
               for m, r in recs.items()}
     assert stages == {"student": [("pretrain", 15, 240), ("student", 30, 480)],
-                      "lmkd": [("teacher", 30, 480), ("pretrain", 15, 240), ("student", 30, 480)]}
+                      "lmkd": [("teacher", 30, 480), ("pretrain", 15, 240),
+                               ("teacher-inference", 0, recs["lmkd"]["data"]["sizes"]["train"]),
+                               ("student", 30, 480)]}
     assert recs["student"]["params"]["student"] == recs["lmkd"]["params"]["student"]
     assert sorted(recs["lmkd"]["metrics"]) == sorted(
         ["top1", "top5", "cm_recall1", "cm_recall5", "many_shot_cm_recall5", "bleu1", "bleu4",

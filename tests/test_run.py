@@ -36,13 +36,15 @@ def test_every_method_gets_the_same_student_budget(records):
     spend = {m: (r["budget"]["stages"][-1]["stage"], r["budget"]["stages"][-1]["steps"],
                  r["budget"]["stages"][-1]["samples"]) for m, r in records.items() if m != "teacher"}
     assert spend == {m: ("student", 30, 480) for m in ("student", "kd", "fitnet", "kd-again")}
-    assert [s["stage"] for s in records["kd"]["budget"]["stages"]] == ["teacher", "student"]
+    assert [s["stage"] for s in records["kd"]["budget"]["stages"]] == ["teacher", "teacher-inference",
+                                                                        "student"]
     assert [s["stage"] for s in records["student"]["budget"]["stages"]] == ["student"]
     assert records["kd"]["budget"]["stages"][0]["steps"] == 30
-    assert records["kd"]["budget"]["totals"]["teacher_forwards"] == 480
+    # the frozen teacher runs once over the train split (its outputs are cached), not per step
+    assert records["kd"]["budget"]["totals"]["teacher_forwards"] == records["kd"]["data"]["sizes"]["train"]
     assert records["student"]["budget"]["totals"]["teacher_forwards"] == 0
     assert all(s["flops_per_step"] > 0 and s["flops"] == s["flops_per_step"] * s["steps"]
-               for r in records.values() for s in r["budget"]["stages"])
+               for r in records.values() for s in r["budget"]["stages"] if s["stage"] != "teacher-inference")
 
 
 def test_student_params_identical_and_heads_counted(records):
@@ -100,6 +102,33 @@ def test_store_and_leaderboard(records, capsys):
     kd = [c.strip() for c in out[3].split("|")[1:-1]]
     top1 = records["kd"]["metrics"]["top1"]
     # two stored kd records of seed 0: the later one counts once
-    assert kd[:8] == ["kd", "1", f"{top1:.2f} ± 0.00", "30", "480", "480",
+    assert kd[:8] == ["kd", "1", f"{top1:.2f} ± 0.00", "30", "480", str(records["kd"]["data"]["sizes"]["train"]),
                       str(records["kd"]["params"]["student"]),
                       f"{records['kd']['budget']['totals']['flops'] / 1e9:.1f}"]
+
+
+def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, data_root):
+    def sources(rec):
+        return [(s["stage"], s["source"]) for s in rec["budget"]["stages"]]
+
+    kd = _run(registry, data_root, "kd")
+    assert sources(kd) == [("teacher", "computed"), ("teacher-inference", "computed"),
+                           ("student", "computed")]
+    fitnet = _run(registry, data_root, "fitnet")  # another method, same teacher: nothing recomputed
+    assert sources(fitnet) == [("teacher", "cache"), ("teacher-inference", "cache"),
+                               ("student", "computed")]
+    # the record still shows what the teacher cost, paid once by the run that filled the cache
+    assert fitnet["budget"]["stages"][0]["steps"] == kd["budget"]["stages"][0]["steps"] == 30
+    assert fitnet["budget"]["stages"][1]["teacher_forwards"] == kd["data"]["sizes"]["train"]
+    assert fitnet["teacher"]["cache_key"] == kd["teacher"]["cache_key"]
+    # a changed checkpoint: loaded as the teacher, and its outputs are computed anew
+    from xbench.store import xbench_home
+
+    (entry,) = (xbench_home() / "cache" / "teachers").iterdir()
+    state = torch.load(entry / "teacher.pt", weights_only=True)
+    state["head.bias"] += 1.0
+    torch.save(state, entry / "teacher.pt")
+    again = _run(registry, data_root, "fitnet")
+    assert sources(again) == [("teacher", "cache"), ("teacher-inference", "computed"),
+                              ("student", "computed")]
+    assert len(list(entry.glob("outputs-train-*.pt"))) == 2

@@ -28,6 +28,8 @@ class StageSpend:
     memory_kind: str = "host-rss"
     stopped_by: str | None = None
     evaluations: int = 0
+    #: "computed" in this run, or "cache": the cost was paid by the run that filled the cache
+    source: str = "computed"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,5 +63,5 @@ class BudgetMeter:
         out = {k: sum(getattr(s, k) for s in self.stages) for k in keys}
         out["peak_memory_mb"] = max((s.peak_memory_mb for s in self.stages), default=0.0)
         out["stopped_by"] = next((f"{s.stage}:{s.stopped_by}" for s in self.stages
-                                  if s.stopped_by not in (None, "max_steps")), None)
+                                  if s.stopped_by not in (None, "max_steps", "done")), None)
         return out

@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from xbench import __version__
-from xbench.budget import BudgetMeter
+from xbench.budget import BudgetMeter, StageSpend
+from xbench.cache import TeacherCache
+from xbench.cache import enabled as cache_enabled
 from xbench.config import (
     REPO_ROOT,
     RunConfig,
@@ -34,7 +36,8 @@ from xbench.config import (
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
 from xbench.registry import Registry
 from xbench.specs import LossSpec, LossTerm, MethodSpec, ModelContext, TaskSpec, TeacherSpec
-from xbench.train import derive_seed, fit, predict
+from xbench.store import xbench_home
+from xbench.train import Selection, derive_seed, fit, predict
 
 
 @dataclass
@@ -252,33 +255,48 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
 
     teacher_model = None
     teacher_record = None
+    cache: TeacherCache | None = None
+    cache_on = cache_enabled()
     if p.teacher is not None:
         t_owner = reg.entry("teachers", p.teacher.name).plugin
         torch.manual_seed(derive_seed(seed, "teacher-init"))
         teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, ctx).to(device)
-        tdata = load("teacher", t_mods)
-        ce = reg.get("losses", "ce").factory(None, {})
+        frozen = {n for n, q in teacher_model.named_parameters() if not q.requires_grad}
+        if cache_on:
+            cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset), log)
+        hit = cache.load_teacher(teacher_model) if cache is not None else None
+        if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
+            spend = StageSpend(**{**hit["spend"], "source": "cache"})
+            meter.stages.append(spend)
+            sel = Selection(**hit["selection"])
+        else:
+            tdata = load("teacher", t_mods)
+            ce = reg.get("losses", "ce").factory(None, {})
 
-        def teacher_step(batch):
-            return {"ce": ce(teacher_model({m: batch[m] for m in t_mods})["logits"], batch["label"])}
+            def teacher_step(batch):
+                return {"ce": ce(teacher_model({m: batch[m] for m in t_mods})["logits"], batch["label"])}
 
-        torch.manual_seed(derive_seed(seed, "train", "teacher"))
-        spend, sel = fit(
-            stage="teacher", modules={"teacher": teacher_model},
-            groups=[([q for q in teacher_model.parameters() if q.requires_grad], 1.0)],
-            step_fn=teacher_step, data=tdata, keys=t_mods + ("label",), tier=p.tier,
-            max_steps=p.tier.teacher_steps, seed=seed, device=device, meter=meter,
-            main_metric=teacher_metric, progress=progress,
-            evaluate=evaluator(teacher_model, t_mods, val), culprit=f"teacher '{p.teacher.name}'")
+            torch.manual_seed(derive_seed(seed, "train", "teacher"))
+            spend, sel = fit(
+                stage="teacher", modules={"teacher": teacher_model},
+                groups=[([q for q in teacher_model.parameters() if q.requires_grad], 1.0)],
+                step_fn=teacher_step, data=tdata, keys=t_mods + ("label",), tier=p.tier,
+                max_steps=p.tier.teacher_steps, seed=seed, device=device, meter=meter,
+                main_metric=teacher_metric, progress=progress,
+                evaluate=evaluator(teacher_model, t_mods, val), culprit=f"teacher '{p.teacher.name}'")
+            if cache is not None:
+                cache.save_teacher(teacher_model, frozen, {"spend": spend.as_dict(),
+                                                           "selection": dataclasses.asdict(sel)})
         record_stages.append(spend.as_dict())
         teacher_model.requires_grad_(False)
+        teacher_model.eval()
         teacher_record = {"name": p.teacher.name, "plugin": t_owner, "modalities": list(t_mods),
                           "trained_on": "teacher split (disjoint from the student's train split)",
-                          "soft_targets": "online forwards of the frozen teacher on train clips it "
-                                          "never trained on",
+                          "soft_targets": "frozen teacher's outputs on train clips it never trained on",
+                          "source": spend.source, "cache_key": cache.key if cache else None,
                           "val": sel.val_metrics, "selected_step": sel.step}
-        log(f"teacher '{p.teacher.name}': val {teacher_metric} {sel.value:.2f} after "
-            f"{spend.steps} steps ({spend.stopped_by})")
+        log(f"teacher '{p.teacher.name}' ({spend.source}): val {teacher_metric} {sel.value:.2f} "
+            f"after {spend.steps} steps ({spend.stopped_by})")
 
     heads: dict[str, nn.Module] = {}
     student = None
@@ -311,11 +329,18 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         frozen_before = _state_fingerprint(teacher_model) if teacher_model is not None else None
         use_teacher = p.uses_teacher_in_loss
         s_inputs = s_mods + st_spec.train_inputs
+        cached_outputs = None
+        if use_teacher and cache is not None:
+            cached_outputs = _teacher_outputs(p, cache, teacher_model, train, t_mods, device, meter)
+            record_stages.append(meter.stages[-1].as_dict())
+            train_keys = tuple(dict.fromkeys((*train_keys, "index")))
 
         def student_step(batch):
             s_out = student({m: batch[m] for m in s_inputs})
             t_out = None
-            if use_teacher:
+            if cached_outputs is not None:  # the frozen teacher's outputs, looked up by example
+                t_out = {tap: v[batch["index"]] for tap, v in cached_outputs.items()}
+            elif use_teacher:
                 with torch.no_grad():  # frozen: eval mode, no graph
                     t_out = teacher_model({m: batch[m] for m in t_mods})
             out = {}
@@ -338,7 +363,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             keys=train_keys, tier=p.tier, max_steps=p.tier.student_steps, seed=seed, device=device,
             meter=meter, main_metric=p.task.main_metric, progress=progress,
             evaluate=evaluator(student, s_mods, val),
-            teacher_forwards_per_step=1 if use_teacher else 0,
+            teacher_forwards_per_step=1 if use_teacher and cached_outputs is None else 0,
             culprit=f"plugin '{m_owner}': method '{p.method.name}'")
         record_stages.append(spend.as_dict())
         if teacher_model is not None and not same_state(_state_fingerprint(teacher_model), frozen_before):
@@ -389,6 +414,45 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }
+
+
+def _teacher_key(p: Plan, seed: int, dataset) -> str:
+    """Everything a trained teacher depends on: which teacher (and plugin version), the data, the
+    task's view of it, the tier's teacher budget and optimizer, and the seed."""
+    t_owner = p.registry.owner("teachers", p.teacher.name)
+    tier = p.tier
+    return stable_hash({
+        "teacher": p.teacher.name, "plugin": [t_owner.dist, t_owner.version], "xbench": __version__,
+        "dataset": p.dataset_name, "data": getattr(dataset, "manifest_hash", lambda: None)(),
+        "dataset_options": {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"},
+        "task": p.task.name, "task_options": to_plain(p.task_options),
+        "tier": [tier.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
+                 to_plain(tier.optimizer), to_plain(tier.schedule)],
+        "seed": seed,
+    })
+
+
+def _teacher_outputs(p: Plan, cache: TeacherCache, teacher: nn.Module, train, t_mods, device,
+                     meter: BudgetMeter) -> dict[str, torch.Tensor]:
+    """The frozen teacher's taps on the train split: from the cache, or computed once and stored.
+    Recorded as a ``teacher-inference`` stage either way."""
+    import time
+
+    # every tap the teacher declares, so a second method reading another tap hits the cache too
+    taps = p.teacher.taps
+    spend = meter.stage("teacher-inference", 0)
+    spend.samples = spend.teacher_forwards = len(train)
+    outs = cache.load_outputs("train", len(train))
+    if outs is None or any(t not in outs for t in taps):
+        t0 = time.perf_counter()
+        outs = predict(teacher, train, t_mods, device, taps)
+        spend.seconds = time.perf_counter() - t0
+        cache.save_outputs("train", outs)
+    else:
+        spend.source = "cache"
+    spend.stopped_by = "done"
+    needed = {t.teacher for _, t, spec, _ in p.terms if spec.reads == "teacher"}
+    return {t: outs[t].to(device) for t in taps if t in needed}
 
 
 def _pretrain(p: Plan, task, dataset, student: nn.Module, seed: int, device: torch.device,

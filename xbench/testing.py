@@ -111,6 +111,9 @@ def check_method(reg: Registry, name: str, task: str, data_root: Path) -> dict[s
     rec = execute(p, 0, device=torch.device("cpu"), data_root=data_root)
     spec, t = reg.get("methods", name), reg.get("tasks", task)
     for stage in rec["budget"]["stages"]:
+        if stage["stage"] == "teacher-inference":  # one pass over the train split, no steps
+            assert stage["steps"] == 0, f"method '{name}': teacher inference took optimizer steps"
+            continue
         limit = MICRO[f"{stage['stage']}_steps"]
         assert stage["steps"] <= limit, f"method '{name}': {stage['stage']} ran {stage['steps']} steps"
         assert stage["samples"] <= limit * MICRO["batch_size"], f"method '{name}': too many samples"
