@@ -61,9 +61,10 @@ class TeacherSpec:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A loss term. ``factory(options, dims)`` returns an ``nn.Module`` called as
-    ``loss(student, other)`` where ``student`` is a student tap and ``other`` a teacher tap or a
-    target; it returns a scalar. ``dims`` maps 'student'/'teacher' to the feature sizes of the taps
+    """A loss term. ``factory(options, dims)`` returns an ``nn.Module`` returning a scalar, called
+    as ``loss(student, teacher)`` when ``reads`` is "teacher" (a student tap and a teacher tap),
+    or ``loss(student, target, label_mask)`` when ``reads`` is "target" (a student tap, a target
+    or another student tap, and the mask of examples whose label the student may use). ``dims`` maps 'student'/'teacher' to the feature sizes of the taps
     it reads, so losses with learned parts (a FitNet regressor) can size them. Parameters of the
     module are extra trainable heads, counted in the run's params."""
 
