@@ -198,3 +198,43 @@ def test_every_anticipation_method_gets_the_same_pretrain_and_student(registry, 
     assert sorted(recs["lmkd"]["metrics"]) == sorted(
         ["top1", "top5", "cm_recall1", "cm_recall5", "many_shot_cm_recall5", "bleu1", "bleu4",
          "rouge_l", "cider", "meteor"])
+
+
+def test_tiny_bert_masked_lm_pretraining_is_a_budgeted_stage(registry, data_root):
+    tiers = load_tiers()
+    cfg = RunConfig(method="lmkd", task="anticipation", budget="smoke", teacher="tiny-bert",
+                    teacher_options={"mlm_steps": 5})
+    rec = execute(plan(registry, cfg, tiers), 0, device=torch.device("cpu"), data_root=data_root)
+    stages = [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]]
+    assert stages[:2] == [("teacher-pretrain", 5), ("teacher", 30)]
+    assert rec["teacher"]["name"] == "tiny-bert"
+    assert rec["config"]["teacher_options"] == {"mlm_steps": 5, "corpus": None, "mask_prob": 0.15}
+
+
+def test_tiny_bert_mlm_loss_learns():
+    from xbench.specs import ModelContext
+    from xbench_text import TinyBertOptions, TinyBertTeacher
+
+    torch.manual_seed(0)
+    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "slide", "the", "red", "ball", "lift", "blue"]
+    teacher = TinyBertTeacher(ModelContext(4, {}, {"vocab": vocab}), TinyBertOptions(mask_prob=0.3))
+    texts = [("slide the red ball", "lift the blue ball")] * 8
+    opt = torch.optim.AdamW(teacher.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = teacher.mlm_loss(texts)
+        first = first if first is not None else float(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
+
+
+def test_teacher_choice_and_options_are_checked(registry):
+    from xbench.errors import ConfigError, IncompatibleError
+
+    tiers = load_tiers()
+    with pytest.raises(IncompatibleError, match=r"^--teacher minilm: method 'student' uses no teacher$"):
+        plan(registry, RunConfig(method="student", task="anticipation", teacher="minilm"), tiers)
+    with pytest.raises(ConfigError, match=r"^teacher 'minilm' options: unknown key 'mlm_steps' \(known: none\)$"):
+        plan(registry, RunConfig(method="ccd", task="anticipation", teacher_options={"mlm_steps": 3}), tiers)

@@ -22,11 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--method")
     r.add_argument("--task")
     r.add_argument("--dataset")
+    r.add_argument("--teacher", help="the teacher (default: the method's, else the task's)")
     r.add_argument("--budget", help="budget tier from benchmarks/budgets.yaml (default: cpu)")
     r.add_argument("--seed", type=int, nargs="+", help="one or more seeds (default: 0)")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"))
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override an option: dataset.*, task.*, method.*, budget.* (repeatable)")
+                   help="override an option: dataset.*, task.*, method.*, budget.*, teacher.* (repeatable)")
     r.add_argument("--config", type=Path, help="a run config YAML file (CLI flags win)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
@@ -95,6 +96,7 @@ def _run_config(args) -> Any:
 
     raw: dict[str, Any] = load_run_config(args.config) if args.config else {}
     for key, value in (("method", args.method), ("task", args.task), ("dataset", args.dataset),
+                       ("teacher", args.teacher),
                        ("budget", args.budget), ("seeds", args.seed), ("device", args.device)):
         if value is not None:
             raw[key] = value

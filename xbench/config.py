@@ -219,6 +219,8 @@ class RunConfig:
     method: str
     task: str
     dataset: str | None = None
+    #: the teacher, for methods that use one (default: the method's choice, else the task's)
+    teacher: str | None = None
     budget: str = "cpu"
     seeds: list[int] = field(default_factory=lambda: [0])
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -226,10 +228,11 @@ class RunConfig:
     task_options: dict[str, Any] = field(default_factory=dict)
     method_options: dict[str, Any] = field(default_factory=dict)
     budget_options: dict[str, Any] = field(default_factory=dict)
+    teacher_options: dict[str, Any] = field(default_factory=dict)
 
 
 SET_SECTIONS = {"dataset": "dataset_options", "task": "task_options", "method": "method_options",
-                "budget": "budget_options"}
+                "budget": "budget_options", "teacher": "teacher_options"}
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:

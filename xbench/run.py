@@ -35,7 +35,7 @@ from xbench.config import (
 )
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
 from xbench.registry import Registry
-from xbench.specs import LossSpec, LossTerm, MethodSpec, ModelContext, TaskSpec, TeacherSpec
+from xbench.specs import LossSpec, LossTerm, MethodSpec, ModelContext, NoOptions, TaskSpec, TeacherSpec
 from xbench.store import xbench_home
 from xbench.train import Selection, derive_seed, fit, predict
 
@@ -49,6 +49,7 @@ class Plan:
     dataset_name: str
     teacher: TeacherSpec | None
     method_options: Any
+    teacher_options: Any
     task_options: Any
     dataset_options: Any
     terms: list[tuple[str, LossTerm, LossSpec, Any]]
@@ -63,6 +64,7 @@ class Plan:
         return {
             "method": self.method.name, "task": self.task.name, "dataset": self.dataset_name,
             "tier": to_plain(self.tier), "teacher": self.teacher.name if self.teacher else None,
+            "teacher_options": to_plain(self.teacher_options),
             "student": self.task.student, "method_options": to_plain(self.method_options),
             "task_options": to_plain(self.task_options), "dataset_options": to_plain(self.dataset_options),
             "loss_terms": [{"key": k, **to_plain(t), "options": to_plain(o)} for k, t, _, o in self.terms],
@@ -109,8 +111,15 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
 
     student = reg.get("students", task.student)
     teacher = None
+    if cfg.teacher and method.teacher is None:
+        raise IncompatibleError(f"--teacher {cfg.teacher}: method '{method.name}' uses no teacher")
     if method.teacher is not None:
-        teacher = reg.get("teachers", task.default_teacher if method.teacher == "default" else method.teacher)
+        chosen = cfg.teacher or (task.default_teacher if method.teacher == "default" else method.teacher)
+        teacher = reg.get("teachers", chosen)
+    if teacher is None and cfg.teacher_options:
+        raise ConfigError(f"teacher options given, but method '{method.name}' uses no teacher")
+    teacher_options = _options(teacher.options, cfg.teacher_options,
+                               f"teacher '{teacher.name}' options") if teacher else None
     for mod in student.modalities + (teacher.modalities if teacher else ()):
         if mod not in dataset.modalities:
             who = f"teacher '{teacher.name}'" if teacher and mod in teacher.modalities else "the student"
@@ -169,8 +178,8 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
         if not any(t.loss == name for _, t, _, _ in terms):
             raise PluginError(f"plugin '{m_owner}': method '{method.name}' sets an lr multiplier for "
                               f"'{name}', which is none of its losses")
-    return Plan(cfg, tier, method, task, dataset_name, teacher, method_options, task_options,
-                dataset_options, terms, reg)
+    return Plan(cfg, tier, method, task, dataset_name, teacher, method_options, teacher_options,
+                task_options, dataset_options, terms, reg)
 
 
 # ----------------------------------------------------------------------------- execution
@@ -260,16 +269,21 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     if p.teacher is not None:
         t_owner = reg.entry("teachers", p.teacher.name).plugin
         torch.manual_seed(derive_seed(seed, "teacher-init"))
-        teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, ctx).to(device)
+        t_args = (ctx,) if p.teacher.options is NoOptions else (ctx, p.teacher_options)
+        teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *t_args).to(device)
         frozen = {n for n, q in teacher_model.named_parameters() if not q.requires_grad}
         if cache_on:
             cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset), log)
         hit = cache.load_teacher(teacher_model) if cache is not None else None
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
-            spend = StageSpend(**{**hit["spend"], "source": "cache"})
-            meter.stages.append(spend)
+            spends = [StageSpend(**{**s, "source": "cache"}) for s in hit["spends"]]
+            meter.stages.extend(spends)
             sel = Selection(**hit["selection"])
         else:
+            spends = []
+            if getattr(p.teacher_options, "mlm_steps", 0) > 0 and hasattr(teacher_model, "mlm_loss"):
+                spends.append(_teacher_pretrain(p, teacher_model, ctx, seed, device, meter,
+                                                progress, log))
             tdata = load("teacher", t_mods)
             ce = reg.get("losses", "ce").factory(None, {})
 
@@ -284,10 +298,12 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
                 max_steps=p.tier.teacher_steps, seed=seed, device=device, meter=meter,
                 main_metric=teacher_metric, progress=progress,
                 evaluate=evaluator(teacher_model, t_mods, val), culprit=f"teacher '{p.teacher.name}'")
+            spends.append(spend)
             if cache is not None:
-                cache.save_teacher(teacher_model, frozen, {"spend": spend.as_dict(),
+                cache.save_teacher(teacher_model, frozen, {"spends": [s.as_dict() for s in spends],
                                                            "selection": dataclasses.asdict(sel)})
-        record_stages.append(spend.as_dict())
+        spend = spends[-1]
+        record_stages.extend(s.as_dict() for s in spends)
         teacher_model.requires_grad_(False)
         teacher_model.eval()
         teacher_record = {"name": p.teacher.name, "plugin": t_owner, "modalities": list(t_mods),
@@ -423,6 +439,7 @@ def _teacher_key(p: Plan, seed: int, dataset) -> str:
     tier = p.tier
     return stable_hash({
         "teacher": p.teacher.name, "plugin": [t_owner.dist, t_owner.version], "xbench": __version__,
+        "teacher_options": to_plain(p.teacher_options),
         "dataset": p.dataset_name, "data": getattr(dataset, "manifest_hash", lambda: None)(),
         "dataset_options": {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"},
         "task": p.task.name, "task_options": to_plain(p.task_options),
@@ -453,6 +470,39 @@ def _teacher_outputs(p: Plan, cache: TeacherCache, teacher: nn.Module, train, t_
     spend.stopped_by = "done"
     needed = {t.teacher for _, t, spec, _ in p.terms if spec.reads == "teacher"}
     return {t: outs[t].to(device) for t in taps if t in needed}
+
+
+def _teacher_pretrain(p: Plan, teacher: nn.Module, ctx: ModelContext, seed: int,
+                      device: torch.device, meter: BudgetMeter, progress: bool,
+                      log: Callable[[str], None]) -> StageSpend:
+    """Masked-LM pretraining of a text teacher (as Ghosh et al. pretrain on Recipe1M), on a local
+    text file (one procedure per line, steps separated by ' ; ') or the task's train-split step
+    texts. Counted in the budget; capped by the tier's teacher-steps cap."""
+    from xbench.tasks import Examples
+
+    opts = p.teacher_options
+    if getattr(opts, "corpus", None):
+        path = Path(opts.corpus)
+        if not path.is_file():
+            raise ConfigError(f"teacher '{p.teacher.name}' option corpus: no file {path}")
+        docs = [tuple(s.strip() for s in line.split(";") if s.strip())
+                for line in path.read_text().splitlines() if line.strip()]
+    else:
+        docs = [tuple(d) for d in ctx.extras.get("corpus", [])]
+    if not docs:
+        raise ConfigError(f"teacher '{p.teacher.name}': masked-LM pretraining has no text "
+                          f"(give --set teacher.corpus=FILE)")
+    corpus = Examples({"text": docs, "index": torch.arange(len(docs))})
+    steps = min(opts.mlm_steps, p.tier.teacher_steps)
+    torch.manual_seed(derive_seed(seed, "train", "teacher-pretrain"))
+    spend, _ = fit(stage="teacher-pretrain", modules={"teacher": teacher},
+                   groups=[([q for q in teacher.parameters() if q.requires_grad], 1.0)],
+                   step_fn=lambda batch: {"mlm": teacher.mlm_loss(batch["text"])}, data=corpus,
+                   keys=("text",), tier=p.tier, max_steps=steps, seed=seed, device=device,
+                   meter=meter, evaluate=None, main_metric="mlm", progress=progress,
+                   culprit=f"teacher '{p.teacher.name}'")
+    log(f"teacher '{p.teacher.name}': masked-LM pretraining, {spend.steps} steps on {len(docs)} texts")
+    return spend
 
 
 def _pretrain(p: Plan, task, dataset, student: nn.Module, seed: int, device: torch.device,

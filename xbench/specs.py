@@ -54,9 +54,13 @@ class TeacherSpec:
 
     name: str
     description: str
-    factory: Callable[[ModelContext], nn.Module]
+    factory: Callable[..., nn.Module]
     modalities: tuple[str, ...]
     taps: tuple[str, ...] = ("logits", "feature")
+    #: options type (``--set teacher.KEY=VALUE``); when set, the factory is ``factory(ctx, options)``.
+    #: A teacher whose model has ``mlm_loss(texts)`` and whose options have ``mlm_steps`` > 0 first
+    #: gets a ``teacher-pretrain`` stage (masked-LM on ``ctx.extras["corpus"]`` or a local file).
+    options: type = NoOptions
 
 
 @dataclass(frozen=True)

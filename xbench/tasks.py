@@ -192,7 +192,9 @@ class AnticipationTask:
                 counts[seg.label] += 1
         self.train_counts = counts
         self.extras = {"vocab": list(self.vocab), "max_tokens": self.options.max_tokens,
-                       "observed": n}
+                       "observed": n,
+                       # the train split's procedures as text: a corpus for text-teacher pretraining
+                       "corpus": [tuple(s.sentence for s in v.segments) for v in train]}
 
     def encode(self, sentence: str) -> list[int]:
         ids = [self.index.get(w, 3) for w in words(sentence)][: self.options.max_tokens - 1] + [2]

@@ -16,6 +16,7 @@ never seen by the student) and predict the next step.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -85,10 +86,25 @@ class MiniLMTeacher(nn.Module):
         return {"logits": self.head(self.dropout(feature)), "feature": feature}
 
 
-class TinyBertTeacher(nn.Module):
-    """A 2-layer BERT (random init) over ``[CLS] step1 [SEP] step2 [SEP] ...``; [CLS] -> head."""
+@dataclass(frozen=True)
+class TinyBertOptions:
+    """``--set teacher.mlm_steps=200`` masked-LM pretrains it first (on the train split's step
+    texts, or on ``teacher.corpus=FILE``: one procedure per line, steps separated by ' ; ')."""
 
-    def __init__(self, ctx: ModelContext, hidden: int = 64) -> None:
+    mlm_steps: int = 0
+    corpus: str | None = None
+    mask_prob: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.mlm_steps < 0 or not 0 < self.mask_prob < 1:
+            raise ValueError("need mlm_steps >= 0 and 0 < mask_prob < 1")
+
+
+class TinyBertTeacher(nn.Module):
+    """A 2-layer BERT (random init) over ``[CLS] step1 [SEP] step2 [SEP] ...``; [CLS] -> head.
+    ``mlm_loss`` is its masked-LM objective (BERT's 15% masking, every chosen token -> [MASK])."""
+
+    def __init__(self, ctx: ModelContext, opts: TinyBertOptions | None = None, hidden: int = 64) -> None:
         super().__init__()
         from transformers import BertConfig, BertModel
 
@@ -105,6 +121,19 @@ class TinyBertTeacher(nn.Module):
                             max_position_embeddings=128, pad_token_id=0)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.head = nn.Linear(hidden, ctx.num_classes)
+        self.mask_id = len(vocab) + 2
+        self.mask_prob = (opts or TinyBertOptions()).mask_prob
+        self.mlm_head = nn.Linear(hidden, len(vocab) + 3)
+
+    def mlm_loss(self, text: list[tuple[str, ...]]) -> torch.Tensor:
+        ids, mask = self.encode(text)
+        maskable = (ids > 3) & (ids < self.cls)  # words only: no padding, unknown or markers
+        chosen = maskable & (torch.rand(ids.shape, device=ids.device) < self.mask_prob)
+        if not chosen.any():  # guarantee one target per batch
+            chosen = maskable & (maskable.cumsum(1) == 1)
+        hidden = self.bert(input_ids=ids.masked_fill(chosen, self.mask_id), attention_mask=mask)
+        logits = self.mlm_head(hidden.last_hidden_state[chosen])
+        return F.cross_entropy(logits, ids[chosen])
 
     def encode(self, text: list[tuple[str, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = []
@@ -131,5 +160,6 @@ def xbench_register_teachers(register):
         factory=MiniLMTeacher, modalities=("text",), taps=("logits", "feature")))
     register(TeacherSpec(
         name="tiny-bert",
-        description="2-layer BERT from a config (random init) over the observed steps' text",
-        factory=TinyBertTeacher, modalities=("text",), taps=("logits", "feature")))
+        description="2-layer BERT from a config (random init, optional masked-LM pretraining)",
+        factory=TinyBertTeacher, modalities=("text",), taps=("logits", "feature"),
+        options=TinyBertOptions))
