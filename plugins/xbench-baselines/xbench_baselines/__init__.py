@@ -10,7 +10,9 @@
 - ``fitnet``: Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, arXiv 1412.6550.
   L = CE(y, softmax(z_s)) + beta * ||r(f_s) - f_t||^2 (mean over elements), r a learned linear
   regressor. Default beta = 100 (CRD benchmark).
-  Deviation: the hint is the pooled clip embedding of the student and the teacher's pooled
+  In both, "CE" is the task's supervised objective (``LossTerm("task")``): cross-entropy on
+  recognition; next-class and next-sentence cross-entropy plus the AVT auxiliaries on anticipation.
+  Deviation (fitnet): the hint is the pooled clip embedding of the student and the teacher's pooled
   embedding (different modalities have no shared spatial grid), not an intermediate feature map,
   and the hint is trained jointly with CE rather than in a separate hint stage.
 """
