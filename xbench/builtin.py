@@ -63,7 +63,12 @@ def xbench_register_datasets(register):
 
 @hookimpl
 def xbench_register_tasks(register):
-    from xbench.tasks import AnticipationOptions, AnticipationTask, RecognitionOptions, RecognitionTask
+    from xbench.tasks import (
+        AnticipationOptions,
+        AnticipationTask,
+        RecognitionOptions,
+        RecognitionTask,
+    )
 
     register(TaskSpec(
         name="anticipation",

@@ -35,7 +35,15 @@ from xbench.config import (
 )
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
 from xbench.registry import Registry
-from xbench.specs import LossSpec, LossTerm, MethodSpec, ModelContext, NoOptions, TaskSpec, TeacherSpec
+from xbench.specs import (
+    LossSpec,
+    LossTerm,
+    MethodSpec,
+    ModelContext,
+    NoOptions,
+    TaskSpec,
+    TeacherSpec,
+)
 from xbench.store import xbench_home
 from xbench.train import Selection, derive_seed, fit, predict
 

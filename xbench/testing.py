@@ -8,7 +8,6 @@ import dataclasses
 import math
 from pathlib import Path
 from typing import Any
-from typing import Any
 
 import torch
 
