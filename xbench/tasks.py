@@ -41,6 +41,16 @@ class RecognitionOptions:
     frames: int | None = None
 
 
+def label_mask(n: int, split: str, label_fraction: float, seed: int) -> torch.Tensor:
+    """Which examples' labels the student may use: all, except on the train split with
+    ``label_fraction`` < 1, where a fixed seeded subset is hidden (seen by distillation only)."""
+    mask = torch.ones(n, dtype=torch.bool)
+    if split == "train" and label_fraction < 1.0:
+        g = torch.Generator().manual_seed(seed)
+        mask[torch.randperm(n, generator=g)[: n - round(label_fraction * n)]] = False
+    return mask
+
+
 def _sample_frames(start: int, end: int, n: int) -> np.ndarray:
     return np.linspace(start, end - 1, n).round().astype(np.int64)
 
@@ -96,12 +106,7 @@ class RecognitionTask:
         tensors["label"] = torch.tensor(labels, dtype=torch.long)
         tensors["audio_relevant"] = torch.tensor(relevant, dtype=torch.bool)
         tensors["index"] = torch.arange(n)
-        mask = torch.ones(n, dtype=torch.bool)
-        if split == "train" and label_fraction < 1.0:
-            g = torch.Generator().manual_seed(seed)
-            hidden = torch.randperm(n, generator=g)[: n - round(label_fraction * n)]
-            mask[hidden] = False
-        tensors["label_mask"] = mask
+        tensors["label_mask"] = label_mask(n, split, label_fraction, seed)
         return Examples(tensors, meta={"text": cols.get("text")})
 
     def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
@@ -251,11 +256,7 @@ class AnticipationTask:
             tensors["rgb"] = torch.from_numpy(np.stack(rgb))
         if "text" in modalities:
             tensors["text"] = text
-        mask = torch.ones(m, dtype=torch.bool)
-        if split == "train" and label_fraction < 1.0:
-            g = torch.Generator().manual_seed(seed)
-            mask[torch.randperm(m, generator=g)[: m - round(label_fraction * m)]] = False
-        tensors["label_mask"] = mask
+        tensors["label_mask"] = label_mask(m, split, label_fraction, seed)
         return Examples(tensors, meta={"sentences": sentences})
 
     def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
