@@ -10,7 +10,7 @@ from xbench.errors import ConfigError
 
 def test_budget_tiers_load():
     tiers = load_tiers()
-    assert sorted(tiers) == ["cpu", "smoke"]
+    assert sorted(tiers) == ["cpu", "paper-mnf-csc", "paper-xkd", "smoke"]
     smoke = tiers["smoke"]
     assert (smoke.batch_size, smoke.student_steps, smoke.teacher_steps, smoke.eval_every) == (16, 30, 30, 15)
     assert (smoke.optimizer.name, smoke.optimizer.lr, smoke.schedule.name) == ("adamw", 0.003, "cosine")
@@ -18,6 +18,7 @@ def test_budget_tiers_load():
     cpu = tiers["cpu"]
     assert (cpu.batch_size, cpu.student_steps, cpu.teacher_steps, cpu.pretrain_steps) == (32, 250, 300, 250)
     assert smoke.pretrain_steps == 15
+    assert (smoke.probe_steps, smoke.finetune_steps, cpu.probe_steps, cpu.finetune_steps) == (30, 30, 500, 250)
 
 
 def test_parse_set_types_values():

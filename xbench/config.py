@@ -178,6 +178,10 @@ class Tier:
     eval_every: int
     #: steps of the encoder-pretraining stage, for tasks that have one (the same for every method)
     pretrain_steps: int = 0
+    #: steps of the linear probe (``protocol=linear``): a linear classifier on frozen features
+    probe_steps: int = 0
+    #: steps of supervised fine-tuning after a self-supervised method's stage (``protocol=finetune``)
+    finetune_steps: int = 0
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     #: dataset option defaults for this tier (e.g. the synth size)
@@ -189,6 +193,8 @@ class Tier:
                 raise ValueError(f"{key} must be positive")
         if self.teacher_steps < 0 or self.max_seconds <= 0:
             raise ValueError("teacher_steps must be >= 0 and max_seconds > 0")
+        if min(self.pretrain_steps, self.probe_steps, self.finetune_steps) < 0:
+            raise ValueError("pretrain_steps, probe_steps and finetune_steps must be >= 0")
 
 
 def budgets_path() -> Path:

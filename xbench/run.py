@@ -41,6 +41,7 @@ from xbench.specs import (
     MethodSpec,
     ModelContext,
     NoOptions,
+    ObjectiveContext,
     TaskSpec,
     TeacherSpec,
 )
@@ -65,7 +66,7 @@ class Plan:
 
     @property
     def uses_teacher_in_loss(self) -> bool:
-        return any(spec.reads == "teacher" for _, _, spec, _ in self.terms)
+        return bool(self.method.teacher_taps) or any(spec.reads == "teacher" for _, _, spec, _ in self.terms)
 
     def resolved(self) -> dict[str, Any]:
         """Everything that determines a run's result but the seed: hashed into config_hash."""
@@ -183,11 +184,49 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
             key, n = f"{term.loss}#{n}", n + 1
         terms.append((key, term, spec, opts))
     for name in method.lr_multipliers:
-        if not any(t.loss == name for _, t, _, _ in terms):
+        # a name that is no loss may name a child module of the objective (checked when built)
+        if not any(t.loss == name for _, t, _, _ in terms) and method.objective is None:
             raise PluginError(f"plugin '{m_owner}': method '{method.name}' sets an lr multiplier for "
                               f"'{name}', which is none of its losses")
+    _check_objective(method, task, teacher, dataset, dataset_name, terms)
+    protocol = getattr(task_options, "protocol", None)
+    if protocol == "linear" and tier.probe_steps <= 0:
+        raise ConfigError(f"task '{task.name}' protocol 'linear' needs probe_steps > 0 in budget "
+                          f"tier '{tier.name}'")
+    if protocol == "finetune" and not method.labels and tier.finetune_steps <= 0:
+        raise ConfigError(f"self-supervised method '{method.name}' with protocol 'finetune' needs "
+                          f"finetune_steps > 0 in budget tier '{tier.name}'")
     return Plan(cfg, tier, method, task, dataset_name, teacher, method_options, teacher_options,
                 task_options, dataset_options, terms, reg)
+
+
+def _check_objective(method: MethodSpec, task: TaskSpec, teacher: TeacherSpec | None, dataset,
+                     dataset_name: str, terms) -> None:
+    for mod in method.modalities:
+        if mod not in dataset.modalities:
+            raise IncompatibleError(f"method '{method.name}' needs modality '{mod}' at train time, "
+                                    f"which dataset '{dataset_name}' does not provide")
+    if method.teacher_taps:
+        if teacher is None:
+            raise IncompatibleError(f"method '{method.name}': its objective reads teacher taps but "
+                                    f"the method declares no teacher")
+        missing = [t for t in method.teacher_taps if t not in teacher.taps]
+        if missing:
+            raise IncompatibleError(f"method '{method.name}' reads teacher tap '{missing[0]}', which "
+                                    f"teacher '{teacher.name}' does not have (taps: {', '.join(teacher.taps)})")
+    if not method.labels:
+        # self-supervised: no stage of the method may see a label, directly or through a teacher
+        # trained on labels
+        for _, term, spec, _ in terms:
+            if spec.reads == "target" and not (term.target or "").startswith("student:"):
+                raise IncompatibleError(f"method '{method.name}' is self-supervised (labels=False) "
+                                        f"but its loss '{term.loss}' reads target '{term.target}'")
+        if teacher is not None:
+            raise IncompatibleError(f"method '{method.name}' is self-supervised (labels=False) but "
+                                    f"uses teacher '{teacher.name}', which trains on labels")
+    if method.objective is None and (method.modalities or method.teacher_taps or not method.labels):
+        raise IncompatibleError(f"method '{method.name}' declares modalities, teacher taps or "
+                                f"labels=False without an objective that reads them")
 
 
 # ----------------------------------------------------------------------------- execution
@@ -217,6 +256,124 @@ def resolve_device(name: str) -> torch.device:
 
 def _count(module: nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def _count_own(module: nn.Module | None, student: nn.Module | None) -> int:
+    """Trainable parameters of an objective, without the student's it may hold a reference to."""
+    if module is None:
+        return 0
+    own = {id(q) for q in student.parameters()} if student is not None else set()
+    seen = {id(q): q for q in module.parameters() if q.requires_grad and id(q) not in own}
+    return sum(q.numel() for q in seen.values())
+
+
+def _expand_task_terms(p: Plan, raw: list[LossTerm]) -> list[tuple[str, LossTerm, LossSpec, Any]]:
+    out = []
+    for n, term in enumerate(raw):
+        spec = p.registry.get("losses", term.loss)
+        opts = _options(spec.options, dict(term.options), f"task '{p.task.name}': loss '{term.loss}'")
+        out.append((f"{term.loss}#{n}" if n else term.loss, term, spec, opts))
+    return out
+
+
+def _build_heads(p: Plan, terms, s_probe, t_probe, device) -> dict[str, nn.Module]:
+    heads = {}
+    for key, term, spec, opts in terms:
+        dims = {"student": s_probe[term.student].shape[-1]}
+        if spec.reads == "teacher":
+            dims["teacher"] = t_probe[term.teacher].shape[-1]
+        l_owner = p.registry.entry("losses", spec.name).plugin
+        heads[key] = _call(l_owner, f"loss '{spec.name}'", spec.factory, opts, dims).to(device)
+    return heads
+
+
+def _objective_groups(p: Plan, objective: nn.Module, student: nn.Module,
+                      culprit: str) -> list[tuple[list[nn.Parameter], float]]:
+    """The objective's own trainable parameters, one group per child module with the method's
+    lr multiplier for that child's name; parameters of the student it holds are left out (they
+    are the student's group, at the tier's lr)."""
+    seen = {id(q) for q in student.parameters()}
+    mults = dict(p.method.lr_multipliers)
+    loss_names = {t.loss for _, t, _, _ in p.terms}
+    children = dict(objective.named_children())
+    unknown = [n for n in mults if n not in children and n not in loss_names]
+    if unknown:
+        raise PluginError(f"{culprit} sets an lr multiplier for '{unknown[0]}', which is none of its "
+                          f"losses and no module of its objective ({', '.join(children) or 'none'})")
+    groups = []
+    for name, module in [("", objective), *children.items()]:
+        params = module.parameters(recurse=bool(name))
+        own = [q for q in params if q.requires_grad and id(q) not in seen]
+        seen.update(id(q) for q in own)
+        groups.append((own, mults.get(name, 1.0)))
+    return groups
+
+
+def _step_fn(terms, heads, student: nn.Module, s_inputs: tuple[str, ...], objective: nn.Module | None,
+             teacher_out: Callable, method: str) -> Callable:
+    """batch -> named weighted loss terms: each (student tap, teacher tap or target) term, then the
+    objective's terms. The student runs once on the batch, unless nothing reads its outputs."""
+    need_student = bool(terms) or getattr(objective, "uses_student_output", True)
+
+    def step(batch):
+        s_out = student({m: batch[m] for m in s_inputs}) if need_student else None
+        t_out = teacher_out(batch)
+        out = {}
+        for key, term, spec, _ in terms:
+            if spec.reads == "teacher":
+                value = heads[key](s_out[term.student], t_out[term.teacher])
+            elif term.target.startswith("student:"):
+                value = heads[key](s_out[term.student], s_out[term.target[8:]], batch.get("label_mask"))
+            else:
+                value = heads[key](s_out[term.student], batch[term.target], batch["label_mask"])
+            out[key] = term.weight * value
+        if objective is not None:
+            for name, value in objective(batch, s_out, t_out).items():
+                out[f"{method}:{name}"] = value
+        return out
+
+    return step
+
+
+class LinearProbe(nn.Module):
+    """A frozen student's ``feature`` tap, standardised with the train split's statistics, through
+    a linear classifier: the ``logits`` the linear-probe protocol evaluates."""
+
+    def __init__(self, student: nn.Module, mean: torch.Tensor, std: torch.Tensor, linear: nn.Linear) -> None:
+        super().__init__()
+        self.student, self.linear = student, linear
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(self.student(inputs))
+        out["logits"] = self.linear((out["feature"].float() - self.mean) / self.std)
+        return out
+
+
+def _linear_probe(p: Plan, student: nn.Module, train, s_mods, num_classes: int, seed: int,
+                  device: torch.device, meter: BudgetMeter, progress: bool) -> LinearProbe:
+    """The linear-probe protocol, identical for every method: the student frozen, its pooled
+    features of the train split computed once, a linear classifier trained ``probe_steps`` steps
+    (the tier's optimizer and batch size, labelled examples only), no selection."""
+    from xbench.tasks import Examples
+
+    student.eval()
+    feats = predict(student, train, s_mods, device, ("feature",))["feature"]
+    # standardising makes a fixed step count mean the same for every method's feature scale
+    mean, std = feats.mean(0), feats.std(0) + 1e-6
+    data = Examples({"feature": (feats - mean) / std, "label": train.tensors["label"],
+                     "label_mask": train.tensors["label_mask"]})
+    torch.manual_seed(derive_seed(seed, "probe-init"))
+    linear = nn.Linear(feats.shape[1], num_classes).to(device)
+    ce = p.registry.get("losses", "ce").factory(None, {})
+    torch.manual_seed(derive_seed(seed, "train", "probe"))
+    fit(stage="probe", modules={"probe": linear}, groups=[(list(linear.parameters()), 1.0)],
+        step_fn=lambda b: {"ce": ce(linear(b["feature"]), b["label"], b["label_mask"])},
+        data=data, keys=("feature", "label", "label_mask"), tier=p.tier, max_steps=p.tier.probe_steps,
+        seed=seed, device=device, meter=meter, evaluate=None, main_metric="top1", progress=progress,
+        culprit="linear probe")
+    return LinearProbe(student, mean.to(device), std.to(device), linear).eval()
 
 
 def _call(owner: str, what: str, fn: Callable, *args):
@@ -253,7 +410,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     def load(split: str, mods: tuple[str, ...]):
         return task.examples(dataset, split, tuple(dict.fromkeys(mods)), label_fraction, seed)
 
-    train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ())
+    train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ()) + p.method.modalities
     teacher_eval = p.method.evaluates == "teacher"
     train = load("train", train_mods) if not teacher_eval else None
     val = load("val", s_mods + t_mods)
@@ -267,8 +424,21 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     targets = tuple(dict.fromkeys((*p.task.targets, "label_mask")))
     record_stages = []
 
+    gallery_split = getattr(task, "gallery_split", None)
+    galleries: dict[tuple[str, ...], Any] = {}
+
     def evaluator(model: nn.Module, mods: tuple[str, ...], data, final: bool = False):
-        return lambda: task.evaluate(predict(model, data, mods, device, eval_taps), data, final)
+        def evaluate():
+            outputs = predict(model, data, mods, device, eval_taps)
+            if gallery_split is None:
+                return task.evaluate(outputs, data, final)
+            # retrieval: the queries search a gallery split embedded by the same model
+            if mods not in galleries:
+                reuse = train is not None and gallery_split == "train" and all(m in train.tensors for m in mods)
+                galleries[mods] = train if reuse else load(gallery_split, mods)
+            g = galleries[mods]
+            return task.evaluate(outputs, data, final, gallery=(predict(model, g, mods, device, eval_taps), g))
+        return evaluate
 
     teacher_model = None
     teacher_record = None
@@ -323,83 +493,115 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             f"after {spend.steps} steps ({spend.stopped_by})")
 
     heads: dict[str, nn.Module] = {}
+    objective: nn.Module | None = None
     student = None
+    selection: dict[str, Any]
     if teacher_eval:
         final_model, final_mods = teacher_model, t_mods
+        selection = {"split": "val", "metric": teacher_metric, "step": sel.step, "value": sel.value,
+                     "metrics": sel.val_metrics}
     else:
         st_owner = reg.entry("students", st_spec.name).plugin
+        m_owner = reg.entry("methods", p.method.name).plugin
+        culprit = f"plugin '{m_owner}': method '{p.method.name}'"
+        labels = p.method.labels
         torch.manual_seed(derive_seed(seed, "student-init"))  # identical init for every method
         student = _call(st_owner, f"student '{st_spec.name}'", st_spec.factory, ctx).to(device)
         if p.task.pretrain and p.tier.pretrain_steps > 0:
             record_stages.append(_pretrain(p, task, dataset, student, seed, device, meter, progress, log))
-        train_keys = tuple(dict.fromkeys(train_mods + targets))
+        # a self-supervised method's batches carry no label, no label mask, no teacher-forcing target
+        s_inputs = s_mods + (st_spec.train_inputs if labels else ())
+        train_keys = tuple(dict.fromkeys(train_mods + (targets if labels else ()) + ("index",)))
         probe = {k: v.to(device) if isinstance(v, torch.Tensor) else v
                  for k, v in train.take(torch.arange(min(2, len(train))), train_keys).items()}
         with torch.no_grad():
             student.eval()
-            s_probe = student({m: probe[m] for m in s_mods + st_spec.train_inputs})
+            s_probe = student({m: probe[m] for m in s_mods + st_spec.train_inputs if m in probe})
             t_probe = teacher_model({m: probe[m] for m in t_mods}) if p.uses_teacher_in_loss else {}
         torch.manual_seed(derive_seed(seed, "heads-init"))
-        m_owner = reg.entry("methods", p.method.name).plugin
-        for key, term, spec, opts in p.terms:
-            dims = {"student": s_probe[term.student].shape[-1]}
-            if spec.reads == "teacher":
-                dims["teacher"] = t_probe[term.teacher].shape[-1]
-            l_owner = reg.entry("losses", spec.name).plugin
-            heads[key] = _call(l_owner, f"loss '{spec.name}'", spec.factory, opts, dims).to(device)
+        heads = _build_heads(p, p.terms, s_probe, t_probe, device)
         groups = [(list(student.parameters()), 1.0)]
         for key, term, spec, _ in p.terms:
             groups.append((list(heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
+        if p.method.objective is not None:
+            octx = ObjectiveContext(
+                model=ctx, student=student, student_modalities=s_mods,
+                student_shapes={k: tuple(v.shape[1:]) for k, v in s_probe.items()},
+                teacher_shapes={t: tuple(t_probe[t].shape[1:]) for t in p.method.teacher_taps})
+            torch.manual_seed(derive_seed(seed, "objective-init"))
+            objective = _call(m_owner, f"method '{p.method.name}' objective", p.method.objective,
+                              p.method_options, octx).to(device)
+            groups += _objective_groups(p, objective, student, culprit)
         frozen_before = _state_fingerprint(teacher_model) if teacher_model is not None else None
         use_teacher = p.uses_teacher_in_loss
-        s_inputs = s_mods + st_spec.train_inputs
         cached_outputs = None
         if use_teacher and cache is not None:
             cached_outputs = _teacher_outputs(p, cache, teacher_model, train, t_mods, device, meter)
             record_stages.append(meter.stages[-1].as_dict())
-            train_keys = tuple(dict.fromkeys((*train_keys, "index")))
 
-        def student_step(batch):
-            s_out = student({m: batch[m] for m in s_inputs})
-            t_out = None
+        def teacher_out(batch):
             if cached_outputs is not None:  # the frozen teacher's outputs, looked up by example
-                t_out = {tap: v[batch["index"]] for tap, v in cached_outputs.items()}
-            elif use_teacher:
+                return {tap: v[batch["index"]] for tap, v in cached_outputs.items()}
+            if use_teacher:
                 with torch.no_grad():  # frozen: eval mode, no graph
-                    t_out = teacher_model({m: batch[m] for m in t_mods})
-            out = {}
-            for key, term, spec, _ in p.terms:
-                if spec.reads == "teacher":
-                    value = heads[key](s_out[term.student], t_out[term.teacher])
-                elif term.target.startswith("student:"):
-                    value = heads[key](s_out[term.student], s_out[term.target[8:]], batch["label_mask"])
-                else:
-                    value = heads[key](s_out[term.student], batch[term.target], batch["label_mask"])
-                out[key] = term.weight * value
-            return out
+                    return teacher_model({m: batch[m] for m in t_mods})
+            return None
 
+        student_step = _step_fn(p.terms, heads, student, s_inputs, objective, teacher_out,
+                                p.method.name)
         if teacher_model is not None:
             teacher_model.eval()
         modules = {"student": student, **{f"head:{k}": h for k, h in heads.items()}}
+        if objective is not None:
+            modules["objective"] = objective
         torch.manual_seed(derive_seed(seed, "train", "student"))
         spend, sel = fit(
             stage="student", modules=modules, groups=groups, step_fn=student_step, data=train,
             keys=train_keys, tier=p.tier, max_steps=p.tier.student_steps, seed=seed, device=device,
             meter=meter, main_metric=p.task.main_metric, progress=progress,
-            evaluate=evaluator(student, s_mods, val),
+            # self-supervised: nothing to select on without val labels; the last state is kept
+            evaluate=evaluator(student, s_mods, val) if labels else None,
             teacher_forwards_per_step=1 if use_teacher and cached_outputs is None else 0,
-            culprit=f"plugin '{m_owner}': method '{p.method.name}'")
+            culprit=culprit, after_step=getattr(objective, "after_step", None))
         record_stages.append(spend.as_dict())
         if teacher_model is not None and not same_state(_state_fingerprint(teacher_model), frozen_before):
             raise PluginError(f"plugin '{m_owner}': method '{p.method.name}' changed the frozen "
                               f"teacher's parameters or buffers")
+        if labels:
+            log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
+                f"{spend.steps} ({spend.stopped_by})")
+            selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                         "value": sel.value, "metrics": sel.val_metrics}
+        else:
+            log(f"student (self-supervised): {spend.steps} steps ({spend.stopped_by})")
+            selection = {"split": None, "metric": None, "step": spend.steps, "value": None,
+                         "metrics": {}, "note": "self-supervised stage: last state, no labels to select on"}
         final_model, final_mods = student, s_mods
-        log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
-            f"{spend.steps} ({spend.stopped_by})")
-    selection = {"split": "val", "metric": teacher_metric if teacher_eval else p.task.main_metric,
-                 "step": sel.step,
-                 "value": sel.value, "metrics": sel.val_metrics}
-
+        protocol = getattr(p.task_options, "protocol", None)
+        if protocol == "finetune" and not labels:
+            # the self-supervised encoder learns the task with the task's own objective, like
+            # every supervised method's student, and is selected on val
+            ft_terms = _expand_task_terms(p, list(p.task.terms))
+            ft_heads = _build_heads(p, ft_terms, s_probe, {}, device)
+            ft_keys = tuple(dict.fromkeys(s_mods + targets + st_spec.train_inputs))
+            torch.manual_seed(derive_seed(seed, "train", "finetune"))
+            spend, sel = fit(
+                stage="finetune", modules={"student": student, **{f"head:{k}": h for k, h in ft_heads.items()}},
+                groups=[(list(student.parameters()), 1.0)] + [(list(h.parameters()), 1.0) for h in ft_heads.values()],
+                step_fn=_step_fn(ft_terms, ft_heads, student, s_mods + st_spec.train_inputs, None,
+                                 lambda b: None, p.method.name),
+                data=train, keys=ft_keys, tier=p.tier, max_steps=p.tier.finetune_steps, seed=seed,
+                device=device, meter=meter, main_metric=p.task.main_metric, progress=progress,
+                evaluate=evaluator(student, s_mods, val), culprit=culprit)
+            record_stages.append(spend.as_dict())
+            selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                         "value": sel.value, "metrics": sel.val_metrics, "stage": "finetune"}
+            log(f"finetune: val {p.task.main_metric} {sel.value:.2f} at step {sel.step}")
+        if protocol == "linear":
+            final_model = _linear_probe(p, student, train, s_mods, ctx.num_classes, seed, device,
+                                        meter, progress)
+            record_stages.append(meter.stages[-1].as_dict())
+            log(f"linear probe: {p.tier.probe_steps} steps on frozen features")
     # test is evaluated exactly once, on the val-selected state
     metrics = evaluator(final_model, final_mods, test, final=True)()
     finished = dt.datetime.now(dt.timezone.utc)
@@ -420,7 +622,8 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         "metrics": metrics,
         "selection": selection,
         "budget": {"stages": record_stages, "totals": meter.totals(), "tier": to_plain(p.tier)},
-        "params": {"student": _count(student), "heads": sum(_count(h) for h in heads.values()),
+        "params": {"student": _count(student),
+                   "heads": sum(_count(h) for h in heads.values()) + _count_own(objective, student),
                    "teacher": _count(teacher_model)},
         "teacher": teacher_record,
         "config": {**resolved, "seed": seed},

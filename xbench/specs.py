@@ -143,8 +143,24 @@ class MethodSpec:
     ``terms(options)`` returns the :class:`LossTerm` list. ``teacher`` is ``"default"`` (the task's
     default teacher), a teacher name, or ``None`` (no teacher). ``evaluates`` is ``"student"`` for
     every distillation method; only the ``teacher`` reference method sets ``"teacher"`` (its row is
-    the privileged-modality ceiling and is labelled so). ``lr_multipliers`` maps a loss name to the
-    learning-rate multiplier of that loss's parameters: the only optimizer setting a method owns."""
+    the privileged-modality ceiling and is labelled so). ``lr_multipliers`` maps a loss name, or
+    the name of a child module of the objective, to the learning-rate multiplier of its
+    parameters: the only optimizer setting a method owns.
+
+    A method whose objective is more than a sum of (student tap, other) losses (masked
+    reconstruction with EMA teachers, a noise filter routing its own gradients) gives
+    ``objective``: ``objective(options, ctx: ObjectiveContext)`` returns an ``nn.Module`` called
+    each step as ``objective(batch, student_out, teacher_out)`` that returns named loss terms
+    (already weighted; added to those of ``terms``). ``batch`` holds the student's modalities,
+    the method's train-time ``modalities``, ``index``, and the targets and ``label_mask`` only
+    when ``labels`` is true; ``student_out`` is the student's taps on the batch (None when the
+    objective sets ``uses_student_output = False``); ``teacher_out`` the frozen teacher's
+    ``teacher_taps``. The objective may call ``ctx.student`` on views it builds (masked, cropped);
+    it never owns the student: its parameters stay in the student's group. If the module has
+    ``after_step(progress)`` (progress in (0, 1]) the loop calls it after every optimizer step
+    (EMA teachers). ``labels=False`` marks a self-supervised method: no label reaches its stage,
+    nothing is selected on val labels (the last state is kept), and the task's protocol (linear
+    probe or fine-tuning) turns its student into a classifier."""
 
     name: str
     description: str
@@ -154,3 +170,24 @@ class MethodSpec:
     evaluates: str = "student"
     lr_multipliers: dict[str, float] = field(default_factory=dict)
     tasks: tuple[str, ...] | None = None
+    objective: Callable[[Any, ObjectiveContext], nn.Module] | None = None
+    #: teacher taps the objective reads (checked against the teacher; cached like loss inputs)
+    teacher_taps: tuple[str, ...] = ()
+    #: modalities besides the student's that the objective reads at train time (never at eval)
+    modalities: tuple[str, ...] = ()
+    #: False for a self-supervised method: its training never receives a label
+    labels: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What a method's objective factory is told: the data, the built student (to call on views
+    the objective makes, never to replace), and the shapes of the taps it can read."""
+
+    model: ModelContext
+    student: nn.Module
+    student_modalities: tuple[str, ...]
+    #: student tap -> shape of one example's value (batch dimension left out)
+    student_shapes: dict[str, tuple[int, ...]]
+    #: teacher tap -> shape of one example's value, for the taps in ``teacher_taps``
+    teacher_shapes: dict[str, tuple[int, ...]]

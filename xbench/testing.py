@@ -17,7 +17,8 @@ from xbench.specs import ModelContext
 from xbench.train import derive_seed
 
 #: a budget small enough for a conformance run: two steps of each stage
-MICRO = {"student_steps": 2, "teacher_steps": 2, "pretrain_steps": 2, "eval_every": 2, "batch_size": 4}
+MICRO = {"student_steps": 2, "teacher_steps": 2, "pretrain_steps": 2, "probe_steps": 2, "finetune_steps": 2,
+         "eval_every": 2, "batch_size": 4}
 
 
 def _tiny(reg: Registry, dataset: str, data_root: str, task: str):

@@ -103,11 +103,13 @@ def fit(
     teacher_forwards_per_step: int = 0,
     progress: bool = False,
     culprit: str = "",
+    after_step: Callable[[float], None] | None = None,
 ) -> tuple[StageSpend, Selection]:
     """Train ``modules`` with ``step_fn`` (a batch -> named loss terms, already weighted) for at
     most ``max_steps`` steps or until the run's wall-clock cap; evaluate on val every
     ``tier.eval_every`` steps and at the end; restore the best val state. With ``evaluate`` None
-    (a pretraining stage) nothing is evaluated and the last state is kept."""
+    (a pretraining stage) nothing is evaluated and the last state is kept. ``after_step`` is
+    called after every optimizer step with the stage's progress in (0, 1] (EMA teachers)."""
     from tqdm.auto import tqdm
 
     spend = meter.stage(stage, max_steps)
@@ -141,6 +143,8 @@ def fit(
         loss.backward()
         opt.step()
         sched.step()
+        if after_step is not None:
+            after_step((step + 1) / max_steps)
         return terms
 
     train_mode()
