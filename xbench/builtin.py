@@ -68,6 +68,8 @@ def xbench_register_tasks(register):
         AnticipationTask,
         RecognitionOptions,
         RecognitionTask,
+        RetrievalOptions,
+        RetrievalTask,
     )
 
     register(TaskSpec(
@@ -104,10 +106,38 @@ def xbench_register_tasks(register):
         targets=("label",),
     ))
 
+    register(TaskSpec(
+        name="retrieval",
+        description="Test clips query the train clips by the student's embedding (mAP@500, R@1/5)",
+        factory=RetrievalTask,
+        student="frame-cnn",
+        default_teacher="audio-cnn",
+        student_modalities=("rgb",),
+        main_metric="map",
+        datasets=("synth",),
+        options=RetrievalOptions,
+        terms=(LossTerm("ce", target="label"),),
+        targets=("label",),
+    ))
+
+    register(TaskSpec(
+        name="audio-tagging",
+        description="Trimmed step clips heard (log-mel) -> action class; the teacher sees the video",
+        factory=RecognitionTask,
+        student="mel-cnn",
+        default_teacher="video-cnn",
+        student_modalities=("audio",),
+        main_metric="top1",
+        datasets=("synth",),
+        options=RecognitionOptions,
+        terms=(LossTerm("ce", target="label"),),
+        targets=("label",),
+    ))
+
 
 @hookimpl
 def xbench_register_students(register):
-    from xbench.models import FrameCNNStudent, StepAVT
+    from xbench.models import FrameCNNStudent, MelCNNStudent, StepAVT
 
     register(StudentSpec(
         name="step-avt",
@@ -127,10 +157,18 @@ def xbench_register_students(register):
         taps=("logits", "feature", "tokens", "spatial"),
     ))
 
+    register(StudentSpec(
+        name="mel-cnn",
+        description="2D CNN over the clip's log-mel spectrogram (~0.06M params)",
+        factory=MelCNNStudent,
+        modalities=("audio",),
+        taps=("logits", "feature", "tokens", "spatial"),
+    ))
+
 
 @hookimpl
 def xbench_register_teachers(register):
-    from xbench.models import AudioTeacher
+    from xbench.models import AudioTeacher, FrameCNNStudent
 
     register(TeacherSpec(
         name="audio-cnn",
@@ -138,6 +176,14 @@ def xbench_register_teachers(register):
         factory=AudioTeacher,
         modalities=("audio",),
         taps=("logits", "feature"),
+    ))
+
+    register(TeacherSpec(
+        name="video-cnn",
+        description="frame-cnn at 1.5x width over the clip's frames (the teacher of audio-tagging)",
+        factory=lambda ctx: FrameCNNStudent(ctx, width=24, dim=96),
+        modalities=("rgb",),
+        taps=("logits", "feature", "tokens", "spatial"),
     ))
 
 

@@ -46,6 +46,33 @@ class FrameCNNStudent(nn.Module):
         return {"logits": self.head(self.dropout(feature)), "feature": feature, "tokens": tokens,
                 "spatial": spatial.view(b, t, *spatial.shape[1:])}
 
+    def trunk(self) -> tuple[nn.Module, int]:
+        """The 2D convolutional trunk and its input channels (a modality-agnostic method may run
+        another modality through it)."""
+        return self.frames, 3
+
+
+class MelCNNStudent(nn.Module):
+    """The ``audio-tagging`` student: a 2D CNN over the log-mel spectrogram, the audio twin of
+    ``frame-cnn``. Taps: ``logits``, ``feature`` (B, D), ``tokens`` (B, h*w, D) time-frequency
+    cells, ``spatial`` (B, D, h, w)."""
+
+    def __init__(self, ctx: ModelContext, width: int = 16, dim: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(1, width), _conv(width, 2 * width), _conv(2 * width, dim))
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(dim, ctx.num_classes)
+        self.dim = dim
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        spatial = self.body(inputs["audio"])
+        feature = spatial.mean(dim=(2, 3))
+        return {"logits": self.head(self.dropout(feature)), "feature": feature,
+                "tokens": spatial.flatten(2).transpose(1, 2), "spatial": spatial}
+
+    def trunk(self) -> tuple[nn.Module, int]:
+        return self.body, 1
+
 
 class AudioTeacher(nn.Module):
     """A 2D CNN over the log-mel spectrogram of a clip's audio. Taps: ``logits``, ``feature``."""

@@ -653,7 +653,9 @@ def _teacher_key(p: Plan, seed: int, dataset) -> str:
         "teacher_options": to_plain(p.teacher_options),
         "dataset": p.dataset_name, "data": getattr(dataset, "manifest_hash", lambda: None)(),
         "dataset_options": {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"},
-        "task": p.task.name, "task_options": to_plain(p.task_options),
+        # the evaluation protocol does not change how the teacher trains
+        "task": p.task.name,
+        "task_options": {k: v for k, v in to_plain(p.task_options).items() if k != "protocol"},
         "tier": [tier.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
                  to_plain(tier.optimizer), to_plain(tier.schedule)],
         "seed": seed,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,10 +35,16 @@ class Examples:
 
 @dataclass(frozen=True)
 class RecognitionOptions:
-    """Options of the ``recognition`` task."""
+    """Options of the ``recognition`` and ``audio-tagging`` tasks."""
 
     #: frames sampled uniformly from each step (None: the dataset's frames per step)
     frames: int | None = None
+    #: how the student becomes a classifier, the same for every method. "finetune": supervised
+    #: methods train it end to end; a self-supervised method's student is fine-tuned with the
+    #: task's objective for the tier's ``finetune_steps``. "linear": after the method's training
+    #: the student is frozen and a linear classifier on its pooled features is trained for the
+    #: tier's ``probe_steps`` on the train split; test top-1 is the probe's.
+    protocol: Literal["finetune", "linear"] = "finetune"
 
 
 def label_mask(n: int, split: str, label_fraction: float, seed: int) -> torch.Tensor:
@@ -55,11 +61,23 @@ def _sample_frames(start: int, end: int, n: int) -> np.ndarray:
     return np.linspace(start, end - 1, n).round().astype(np.int64)
 
 
+def audio_subsets(data: Examples) -> dict[str, np.ndarray]:
+    """Masks of the examples whose audio carries the action ("clean_audio") and of those whose
+    audio is irrelevant ("noisy_audio"), as unconstrained video has."""
+    relevant = data.tensors["audio_relevant"].numpy()
+    return {"clean_audio": relevant, "noisy_audio": ~relevant}
+
+
+def _subset_mean(values: np.ndarray, mask: np.ndarray) -> float:
+    return 100.0 * float(values[mask].mean()) if mask.any() else float("nan")
+
+
 class RecognitionTask:
-    """Trimmed step clips -> action class. Metrics: top-1, top-5, class-mean accuracy."""
+    """Trimmed step clips -> action class. Metrics: top-1, top-5, class-mean accuracy, and top-1
+    on the clips with clean and with irrelevant (noisy) audio separately."""
 
     targets = ("label",)
-    metrics = ("top1", "top5", "class_mean")
+    metrics = ("top1", "top5", "class_mean", "top1_clean_audio", "top1_noisy_audio")
     main_metric = "top1"
     teacher_metric = "top1"
 
@@ -117,13 +135,83 @@ class RecognitionTask:
         scores = outputs["logits"].float().numpy()
         classes = np.arange(scores.shape[1])
         k = min(5, scores.shape[1] - 1)
+        hit = scores.argmax(1) == y
+        subsets = {f"top1_{name}": _subset_mean(hit, mask) for name, mask in audio_subsets(data).items()}
         return {
-            "top1": 100.0 * float((scores.argmax(1) == y).mean()),
+            "top1": 100.0 * float(hit.mean()),
+            **subsets,
             "top5": 100.0 * float(top_k_accuracy_score(y, scores, k=k, labels=classes)),
             # mean over the classes present in the split of their top-1 recall
             "class_mean": 100.0 * float(recall_score(y, scores.argmax(1), labels=np.unique(y),
                                                      average="macro", zero_division=0)),
         }
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """Options of the ``retrieval`` task."""
+
+    #: frames sampled uniformly from each step (None: the dataset's frames per step)
+    frames: int | None = None
+    #: mAP is computed over this many top-ranked gallery clips (500 in Xia et al.'s protocol)
+    top_k: int = 500
+
+    def __post_init__(self) -> None:
+        if self.top_k < 5:
+            raise ValueError("top_k must be >= 5")
+
+
+class RetrievalTask(RecognitionTask):
+    """Clip retrieval by the student's embedding (the protocol of Xia et al. and CCL): every clip
+    of the evaluated split queries the train split ranked by cosine similarity of the ``feature``
+    tap; a gallery clip of the same class is relevant.
+
+    Metrics: mAP over the top ``top_k`` (AP = mean over the relevant clips retrieved in the top
+    k of the precision at their rank; averaged over queries with at least one such clip), recall
+    @1 and @5 (a relevant clip among the top k), mAP on the clean- and noisy-audio queries, and
+    the classifier's top-1 for reference. The student trains as for recognition."""
+
+    metrics = ("map", "recall1", "recall5", "map_clean_audio", "map_noisy_audio", "top1")
+    main_metric = "map"
+    teacher_metric = "map"
+    eval_taps = ("logits", "feature")
+    gallery_split = "train"
+
+    def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples, final: bool = False,
+                 gallery: tuple[dict[str, torch.Tensor], Examples] | None = None) -> dict[str, float]:
+        if gallery is None:
+            raise DataError("retrieval needs a gallery split to search")
+        g_out, g_data = gallery
+        ap, r1, r5 = retrieval_scores(outputs["feature"], data.tensors["label"], g_out["feature"],
+                                      g_data.tensors["label"], self.options.top_k)
+        has_hit = ~np.isnan(ap)
+        out = {"map": 100.0 * float(ap[has_hit].mean()) if has_hit.any() else float("nan"),
+               "recall1": 100.0 * float(r1.mean()), "recall5": 100.0 * float(r5.mean())}
+        for name, mask in audio_subsets(data).items():
+            out[f"map_{name}"] = 100.0 * float(ap[mask & has_hit].mean()) if (mask & has_hit).any() else float("nan")
+        y = data.tensors["label"].numpy()
+        out["top1"] = 100.0 * float((outputs["logits"].float().numpy().argmax(1) == y).mean())
+        return out
+
+
+def retrieval_scores(queries: torch.Tensor, q_labels: torch.Tensor, gallery: torch.Tensor,
+                     g_labels: torch.Tensor, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query: average precision over the top ``top_k`` by cosine similarity (NaN when none of
+    them is relevant), and whether the top 1 / top 5 hold a relevant clip."""
+    q = torch.nn.functional.normalize(queries.float(), dim=1)
+    g = torch.nn.functional.normalize(gallery.float(), dim=1)
+    k = min(top_k, len(g))
+    # ties are broken by gallery order (topk is not stable across builds; argsort stable is)
+    order = torch.argsort(-(q @ g.T), dim=1, stable=True)[:, :k]
+    rel = (g_labels[order] == q_labels[:, None]).double()
+    hits = rel.cumsum(1)
+    precision = hits / torch.arange(1, k + 1, dtype=torch.float64)
+    n_hits = rel.sum(1)
+    ap = torch.where(n_hits > 0, (precision * rel).sum(1) / n_hits.clamp(min=1), torch.nan)
+    return ap.numpy(), rel[:, :1].amax(1).bool().numpy(), rel[:, :5].amax(1).bool().numpy()
 
 
 # ----------------------------------------------------------------------------- anticipation
