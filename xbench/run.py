@@ -140,7 +140,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     except Exception as exc:
         raise PluginError(f"plugin '{m_owner}': method '{method.name}' failed to list its loss "
                           f"terms: {type(exc).__name__}: {exc}") from exc
-    if not raw_terms and method.evaluates == "student":
+    if not raw_terms and method.evaluates == "student" and method.objective is None:
         raise PluginError(f"plugin '{m_owner}': method '{method.name}' has no loss terms")
     terms = []
     expanded: list[LossTerm] = []
@@ -415,9 +415,12 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     train = load("train", train_mods) if not teacher_eval else None
     val = load("val", s_mods + t_mods)
     test = load("test", t_mods if teacher_eval else s_mods)
-    ctx = ModelContext(num_classes=dataset.num_classes,
-                       shapes={m: tuple(val.tensors[m].shape[1:]) for m in s_mods + t_mods
-                               if isinstance(val.tensors[m], torch.Tensor)},
+    shapes = {}
+    for split in (train, val):  # the method's train-time modalities are in train only
+        for m in train_mods + s_mods + t_mods:
+            if split is not None and isinstance(split.tensors.get(m), torch.Tensor):
+                shapes.setdefault(m, tuple(split.tensors[m].shape[1:]))
+    ctx = ModelContext(num_classes=dataset.num_classes, shapes=shapes,
                        extras=dict(getattr(task, "extras", {})))
     eval_taps = getattr(task, "eval_taps", ("logits",))
     teacher_metric = getattr(task, "teacher_metric", p.task.main_metric)
@@ -681,7 +684,7 @@ def _teacher_outputs(p: Plan, cache: TeacherCache, teacher: nn.Module, train, t_
     else:
         spend.source = "cache"
     spend.stopped_by = "done"
-    needed = {t.teacher for _, t, spec, _ in p.terms if spec.reads == "teacher"}
+    needed = {t.teacher for _, t, spec, _ in p.terms if spec.reads == "teacher"} | set(p.method.teacher_taps)
     return {t: outs[t].to(device) for t in taps if t in needed}
 
 
