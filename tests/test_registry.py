@@ -15,8 +15,10 @@ ccd      Yang et al. 2022 (reconstructed): L_gen + lambda * cross-modal InfoNCE 
 fitnet   Romero et al. 2015: CE + feature regression to the teacher                         baselines
 kd       Hinton et al. 2015: CE + T^2 KL of softened logits                                 baselines
 lmkd     Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150)  lmkd
+mnf-csc  Xia et al. 2023: CE + audio noise filter + contrastive semantic calibration        mnf-csc
 student  The task's student on labels alone (no KD)                                         baselines
 teacher  The task's privileged-modality teacher alone (the ceiling)                         baselines
+xkd      Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD       xkd
 """
 
 
@@ -27,16 +29,19 @@ def test_list_methods_output(capsys):
 
 def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
-        "teachers": ["audio-cnn", "minilm", "tiny-bert"], "students": ["frame-cnn", "step-avt"],
+        "teachers": ["audio-cnn", "minilm", "tiny-bert", "video-cnn"],
+        "students": ["frame-cnn", "mel-cnn", "step-avt"],
         "losses": ["caption", "ccd-infonce", "ce", "fitnet", "kd", "lmkd-kl", "mse"],
-        "datasets": ["synth"], "tasks": ["anticipation", "recognition"],
-        "methods": ["ccd", "fitnet", "kd", "lmkd", "student", "teacher"],
+        "datasets": ["synth"], "tasks": ["anticipation", "audio-tagging", "recognition", "retrieval"],
+        "methods": ["ccd", "fitnet", "kd", "lmkd", "mnf-csc", "student", "teacher", "xkd"],
     }
     assert registry.registered_by("core") == {
-        "teachers": ["audio-cnn"], "students": ["frame-cnn", "step-avt"],
+        "teachers": ["audio-cnn", "video-cnn"], "students": ["frame-cnn", "mel-cnn", "step-avt"],
         "losses": ["caption", "ce", "mse"], "datasets": ["synth"],
-        "tasks": ["anticipation", "recognition"],
+        "tasks": ["anticipation", "audio-tagging", "recognition", "retrieval"],
     }
+    assert registry.registered_by("xkd") == {"methods": ["xkd"]}
+    assert registry.registered_by("mnf-csc") == {"methods": ["mnf-csc"]}
     assert registry.registered_by("text") == {"teachers": ["minilm", "tiny-bert"]}
     assert registry.owner("methods", "kd").dist == "xbench-baselines"
 
@@ -47,7 +52,9 @@ def test_plugins_command_lists_each_plugin(capsys):
     assert out[0].split() == ["plugin", "distribution", "version", "registers"]
     assert [line.split()[:3] for line in out[2:]] == [
         ["baselines", "xbench-baselines", "0.1.0"], ["ccd", "xbench-ccd", "0.1.0"],
-        ["core", "xbench", "0.1.0"], ["lmkd", "xbench-lmkd", "0.1.0"], ["text", "xbench-text", "0.1.0"]]
+        ["core", "xbench", "0.1.0"], ["lmkd", "xbench-lmkd", "0.1.0"],
+        ["mnf-csc", "xbench-mnf-csc", "0.1.0"], ["text", "xbench-text", "0.1.0"],
+        ["xkd", "xbench-xkd", "0.1.0"]]
     assert out[2].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
     assert out[3].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 

@@ -117,7 +117,10 @@ def check_method(reg: Registry, name: str, task: str, data_root: Path) -> dict[s
         limit = MICRO[f"{stage['stage']}_steps"]
         assert stage["steps"] <= limit, f"method '{name}': {stage['stage']} ran {stage['steps']} steps"
         assert stage["samples"] <= limit * MICRO["batch_size"], f"method '{name}': too many samples"
-    assert rec["selection"]["split"] == "val", f"method '{name}': selection not on val"
+    if spec.labels or rec["selection"].get("stage") == "finetune":
+        assert rec["selection"]["split"] == "val", f"method '{name}': selection not on val"
+    else:  # self-supervised without fine-tuning: no labels, so nothing may have been selected
+        assert rec["selection"]["split"] is None, f"method '{name}': selected on labels"
     # a metric may be undefined on tiny data (NaN: no many-shot class), never infinite or missing
     assert all(isinstance(v, float) and not math.isinf(v) for v in rec["metrics"].values()), \
         f"method '{name}': bad metric values {rec['metrics']}"

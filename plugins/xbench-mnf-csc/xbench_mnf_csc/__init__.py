@@ -164,8 +164,7 @@ class MNFCSCObjective(nn.Module):
 def xbench_register_methods(register):
     register(MethodSpec(
         name="mnf-csc",
-        description="Robust cross-modal KD (Xia et al. 2023): modality noise filter + contrastive "
-                    "semantic calibration with a per-pair temperature",
+        description="Xia et al. 2023: CE + audio noise filter + contrastive semantic calibration",
         terms=lambda opts: [LossTerm("task")],
         options=MNFCSCOptions,
         teacher="default",

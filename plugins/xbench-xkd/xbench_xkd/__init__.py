@@ -391,8 +391,7 @@ class XKDObjective(nn.Module):
 def xbench_register_methods(register):
     register(MethodSpec(
         name="xkd",
-        description="XKD (Sarkar & Etemad 2024): masked reconstruction + cross-modal EMA-teacher "
-                    "DINO distillation + MMD domain alignment, self-supervised",
+        description="Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD",
         terms=lambda opts: [],
         options=XKDOptions,
         teacher=None,

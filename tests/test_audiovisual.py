@@ -1,0 +1,214 @@
+"""Audio-visual distillation: the xkd and mnf-csc plugins, the linear-probe and fine-tuning
+protocols, retrieval, audio-tagging and the clean/noisy-audio subsets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from xbench_mnf_csc import MNFCSCObjective, MNFCSCOptions
+from xbench_xkd import XKDObjective, XKDOptions
+
+from xbench.config import REPO_ROOT, RunConfig, from_mapping, load_run_config, load_tiers
+from xbench.errors import ConfigError, IncompatibleError
+from xbench.models import FrameCNNStudent
+from xbench.registry import build_registry
+from xbench.run import _objective_groups, execute, plan
+from xbench.specs import ModelContext, ObjectiveContext
+from xbench.tasks import Examples, RecognitionOptions, RecognitionTask, retrieval_scores
+from xbench.testing import check_method
+
+
+def _run(registry, data_root, method, task="recognition", task_options=None, **budget):
+    p = plan(registry, RunConfig(method=method, task=task, budget="smoke", budget_options=budget,
+                                 task_options=task_options or {}), load_tiers())
+    return execute(p, 0, device=torch.device("cpu"), data_root=data_root)
+
+
+def test_xkd_training_never_receives_labels(registry, data_root, monkeypatch):
+    seen: list[set[str]] = []
+    forward = XKDObjective.forward
+
+    def spy(self, batch, student_out, teacher_out):
+        seen.append(set(batch))
+        assert student_out is None and teacher_out is None
+        return forward(self, batch, student_out, teacher_out)
+
+    monkeypatch.setattr(XKDObjective, "forward", spy)
+    rec = _run(registry, data_root, "xkd", task_options={"protocol": "linear"}, student_steps=3)
+    assert seen == [{"rgb", "audio", "index"}] * 3
+    assert [s["stage"] for s in rec["budget"]["stages"]] == ["student", "probe"]
+    assert rec["selection"]["split"] is None and rec["teacher"] is None
+    assert math.isfinite(rec["metrics"]["top1"])
+
+
+def test_xkd_finetune_protocol_adds_a_val_selected_stage(registry, data_root):
+    rec = _run(registry, data_root, "xkd", student_steps=2, finetune_steps=4, eval_every=2)
+    stages = [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]]
+    assert stages == [("student", 2), ("finetune", 4)]
+    assert rec["selection"]["split"] == "val" and rec["selection"]["stage"] == "finetune"
+
+
+def _xkd_ctx(**opts):
+    shapes = {"rgb": (8, 3, 32, 32), "audio": (1, 32, 32)}
+    model_ctx = ModelContext(num_classes=20, shapes=shapes)
+    torch.manual_seed(0)
+    student = FrameCNNStudent(model_ctx)
+    with torch.no_grad():
+        probe = student({"rgb": torch.zeros(1, *shapes["rgb"], dtype=torch.uint8)})
+    return student, ObjectiveContext(model=model_ctx, student=student, student_modalities=("rgb",),
+                                     student_shapes={k: tuple(v.shape[1:]) for k, v in probe.items()},
+                                     teacher_shapes={})
+
+
+def test_xkd_ema_teachers_follow_the_cosine_momentum():
+    student, ctx = _xkd_ctx()
+    obj = XKDObjective(XKDOptions(ema_start=0.9), ctx)
+    assert not any(p.requires_grad for p in obj.teachers.parameters())
+    w_student = next(student.parameters())
+    w_teacher = next(obj.teachers["student"].parameters())
+    before = w_teacher.detach().clone()
+    with torch.no_grad():
+        w_student.add_(1.0)
+    obj.after_step(0.5)  # m = 1 - 0.1 * (cos(pi/2) + 1) / 2 = 0.95
+    assert torch.allclose(w_teacher, 0.95 * before + 0.05 * w_student.detach(), atol=1e-6)
+    after = w_teacher.detach().clone()
+    obj.after_step(1.0)  # m = 1: the teacher no longer moves
+    assert torch.equal(w_teacher, after)
+
+
+def test_xkd_terms_and_shared_backbone():
+    student, ctx = _xkd_ctx()
+    torch.manual_seed(1)
+    batch = {"rgb": torch.randint(0, 255, (4, 8, 3, 32, 32), dtype=torch.uint8),
+             "audio": torch.randn(4, 1, 32, 32)}
+    terms = XKDObjective(XKDOptions(), ctx)(batch, None, None)
+    assert sorted(terms) == ["align", "kd", "recon"]
+    total = sum(terms.values())
+    total.backward()
+    assert next(student.parameters()).grad is not None
+    mas = XKDObjective(XKDOptions(shared_backbone=True), ctx)
+    # XKD-MAS: the other modality runs through the student's own trunk, not a copy
+    assert mas.partner.trunk is student.frames
+    assert set(mas(batch, None, None)) == {"align", "kd", "recon"}
+    ablation = XKDObjective(XKDOptions(align_weight=0, kd_weight=0), ctx)(batch, None, None)
+    assert sorted(ablation) == ["recon"]
+
+
+def _mnf(d_teacher=6):
+    ctx = ObjectiveContext(model=ModelContext(num_classes=3, shapes={}), student=torch.nn.Linear(1, 1),
+                           student_modalities=("rgb",),
+                           student_shapes={"feature": (8,), "spatial": (2, 8, 2, 2)},
+                           teacher_shapes={"feature": (d_teacher,)})
+    torch.manual_seed(0)
+    return MNFCSCObjective(MNFCSCOptions(), ctx)
+
+
+def test_mnf_side_never_reaches_the_student_csc_does():
+    obj = _mnf()
+    feature = torch.randn(4, 8, requires_grad=True)
+    spatial = torch.randn(4, 2, 8, 2, 2, requires_grad=True)
+    batch = {"label": torch.tensor([0, 1, 0, 2]), "label_mask": torch.ones(4, dtype=torch.bool)}
+    terms = obj(batch, {"feature": feature, "spatial": spatial}, {"feature": torch.randn(4, 6)})
+    assert sorted(terms) == ["csc", "l1", "mnf_ce", "triplet"]
+    (terms["mnf_ce"] + terms["triplet"] + terms["l1"]).backward(retain_graph=True)
+    assert feature.grad is None and spatial.grad is None  # L_a: MNF modules only
+    assert obj.mnf.select[0].weight.grad.abs().sum() > 0 and obj.mnf.adapt.weight.grad is not None
+    terms["csc"].backward()
+    assert feature.grad.abs().sum() > 0 and spatial.grad.abs().sum() > 0
+
+
+def test_mnf_modules_train_at_a_fifth_of_the_lr(registry):
+    p = plan(registry, RunConfig(method="mnf-csc", task="recognition", budget="smoke"), load_tiers())
+    obj = _mnf()
+    student = torch.nn.Linear(2, 2)
+    groups = [(len(params), mult) for params, mult in _objective_groups(p, obj, student, "m") if params]
+    assert groups == [(len(list(obj.mnf.parameters())), 0.2)]
+
+
+def test_self_supervised_method_may_not_read_labels(add_plugin):
+    add_plugin("peeky", """
+        import torch
+        from xbench import hookimpl
+        from xbench.specs import LossTerm, MethodSpec
+
+        class Obj(torch.nn.Module):
+            def __init__(self, opts, ctx):
+                super().__init__()
+
+        @hookimpl
+        def xbench_register_methods(register):
+            register(MethodSpec(name="peeky", description="d", terms=lambda o: [LossTerm("task")],
+                                teacher=None, objective=Obj, labels=False))
+    """)
+    with pytest.raises(IncompatibleError, match=r"^method 'peeky' is self-supervised \(labels=False\) "
+                                                r"but its loss 'ce' reads target 'label'$"):
+        plan(build_registry(), RunConfig(method="peeky", task="recognition", budget="smoke"), load_tiers())
+
+
+def test_linear_probe_protocol_is_the_same_for_every_method(registry, data_root):
+    rec = _run(registry, data_root, "kd", task_options={"protocol": "linear"})
+    assert [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]] == [
+        ("teacher", 30), ("teacher-inference", 0), ("student", 30), ("probe", 30)]
+    assert rec["selection"]["split"] == "val"  # the student's own stage, as in fine-tuning
+    with pytest.raises(ConfigError, match=r"^task 'recognition' protocol 'linear' needs probe_steps > 0 "
+                                          r"in budget tier 'smoke\+custom'$"):
+        _run(registry, data_root, "kd", task_options={"protocol": "linear"}, probe_steps=0)
+
+
+def test_clean_and_noisy_audio_subsets_are_reported():
+    task = RecognitionTask(RecognitionOptions())
+    data = Examples({"label": torch.tensor([0, 1, 2, 0]),
+                     "audio_relevant": torch.tensor([True, True, False, False])})
+    logits = torch.tensor([[5.0, 0, 0], [0, 0, 5.0], [0, 0, 5.0], [0, 5.0, 0]])
+    out = task.evaluate({"logits": logits}, data)
+    assert (out["top1"], out["top1_clean_audio"], out["top1_noisy_audio"]) == (50.0, 50.0, 50.0)
+    data.tensors["audio_relevant"] = torch.tensor([True, False, True, False])
+    out = task.evaluate({"logits": logits}, data)
+    assert (out["top1_clean_audio"], out["top1_noisy_audio"]) == (100.0, 0.0)
+
+
+def test_retrieval_scores_golden():
+    gallery = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9], [-1.0, 0.0]])
+    g_labels = torch.tensor([0, 1, 1, 0, 0])
+    queries = torch.tensor([[1.0, 0.05], [0.0, 1.0], [0.0, -1.0]])
+    q_labels = torch.tensor([0, 1, 2])
+    ap, r1, r5 = retrieval_scores(queries, q_labels, gallery, g_labels, top_k=5)
+    # query 0 ranks gallery 0, 2, 3, 1, 4: relevant (label 0) at ranks 1, 3, 5
+    # query 1 ranks 1, 3, 2, 0, 4: relevant (label 1) at ranks 1, 3; query 2: none relevant
+    assert ap[:2].tolist() == pytest.approx([(1 + 2 / 3 + 3 / 5) / 3, (1 + 2 / 3) / 2])
+    assert np.isnan(ap[2])
+    assert r1.tolist() == [True, True, False] and r5.tolist() == [True, True, False]
+    ap3, _, _ = retrieval_scores(queries[:1], q_labels[:1], gallery, g_labels, top_k=3)
+    assert ap3.tolist() == pytest.approx([(1 + 2 / 3) / 2])  # only the hits in the top 3 count
+
+
+@pytest.mark.parametrize("method", ["student", "xkd"])
+def test_retrieval_task_end_to_end(registry, data_root, method):
+    rec = _run(registry, data_root, method, task="retrieval")
+    assert set(rec["metrics"]) == {"map", "recall1", "recall5", "map_clean_audio", "map_noisy_audio", "top1"}
+    assert 0 < rec["metrics"]["map"] <= 100 and rec["main_metric"] == "map"
+
+
+def test_audio_tagging_runs_the_other_direction(registry, data_root):
+    rec = check_method(registry, "mnf-csc", "audio-tagging", data_root)
+    assert rec["eval_modalities"] == ["audio"] and rec["teacher"]["modalities"] == ["rgb"]
+    assert rec["teacher"]["name"] == "video-cnn"
+
+
+@pytest.mark.parametrize("name", ["xkd", "mnf-csc"])
+def test_paper_configs_are_valid_and_need_real_data(registry, name):
+    path = REPO_ROOT / "benchmarks" / "paper" / f"{name}.yaml"
+    raw = load_run_config(Path(path))
+    tiers = load_tiers()
+    assert raw["budget"] == f"paper-{name}" and raw["budget"] in tiers
+    cfg = from_mapping(RunConfig, raw, str(path))
+    with pytest.raises(Exception, match=r"^unknown dataset"):
+        plan(registry, cfg, tiers)
+    # the same method options are valid on synth
+    p = plan(registry, dataclasses.replace(cfg, dataset="synth", budget="cpu"), tiers)
+    assert p.method.name == name
