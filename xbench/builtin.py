@@ -92,47 +92,20 @@ def xbench_register_tasks(register):
         pretrain=True,
     ))
 
-    register(TaskSpec(
-        name="recognition",
-        description="Trimmed step clips -> action class (top-1, top-5, class-mean accuracy)",
-        factory=RecognitionTask,
-        student="frame-cnn",
-        default_teacher="audio-cnn",
-        student_modalities=("rgb",),
-        main_metric="top1",
-        datasets=("synth",),
-        options=RecognitionOptions,
-        terms=(LossTerm("ce", target="label"),),
-        targets=("label",),
-    ))
-
-    register(TaskSpec(
-        name="retrieval",
-        description="Test clips query the train clips by the student's embedding (mAP@500, R@1/5)",
-        factory=RetrievalTask,
-        student="frame-cnn",
-        default_teacher="audio-cnn",
-        student_modalities=("rgb",),
-        main_metric="map",
-        datasets=("synth",),
-        options=RetrievalOptions,
-        terms=(LossTerm("ce", target="label"),),
-        targets=("label",),
-    ))
-
-    register(TaskSpec(
-        name="audio-tagging",
-        description="Trimmed step clips heard (log-mel) -> action class; the teacher sees the video",
-        factory=RecognitionTask,
-        student="mel-cnn",
-        default_teacher="video-cnn",
-        student_modalities=("audio",),
-        main_metric="top1",
-        datasets=("synth",),
-        options=RecognitionOptions,
-        terms=(LossTerm("ce", target="label"),),
-        targets=("label",),
-    ))
+    # trimmed-clip classification tasks: one clip in, its action class out, trained with CE
+    clip_tasks = (
+        ("recognition", "Trimmed step clips -> action class (top-1, top-5, class-mean accuracy)",
+         RecognitionTask, RecognitionOptions, "frame-cnn", "audio-cnn", "rgb", "top1"),
+        ("retrieval", "Test clips query the train clips by the student's embedding (mAP@500, R@1/5)",
+         RetrievalTask, RetrievalOptions, "frame-cnn", "audio-cnn", "rgb", "map"),
+        ("audio-tagging", "Trimmed step clips heard (log-mel) -> action class; the teacher sees the video",
+         RecognitionTask, RecognitionOptions, "mel-cnn", "video-cnn", "audio", "top1"),
+    )
+    for name, description, factory, options, student, teacher, modality, metric in clip_tasks:
+        register(TaskSpec(name=name, description=description, factory=factory, student=student,
+                          default_teacher=teacher, student_modalities=(modality,), main_metric=metric,
+                          datasets=("synth",), options=options,
+                          terms=(LossTerm("ce", target="label"),), targets=("label",)))
 
 
 @hookimpl
