@@ -17,20 +17,40 @@ def mean_std(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
+def _label(rec: dict[str, Any], variants: int) -> str:
+    """The method, its evaluation protocol where it is not the default, and the config hash where
+    the same method ran with other options in this table."""
+    label = rec["method"]
+    protocol = rec.get("config", {}).get("task_options", {}).get("protocol")
+    if protocol and protocol != "finetune":
+        label += f" ({protocol} probe)" if protocol == "linear" else f" ({protocol})"
+    if variants > 1:
+        label += f" #{rec['config_hash'][:6]}"
+    return label
+
+
 def rows(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """tier -> one row per method (seeds aggregated; the latest record of a seed wins)."""
-    by: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
+    """tier -> one row per method and configuration (seeds aggregated; the latest record of a
+    seed wins). Runs of one method with other options (e.g. the linear-probe protocol) are other
+    rows, never averaged together."""
+    by: dict[tuple[str, str, str], dict[int, dict]] = defaultdict(dict)
     for rec in records:
-        by[(rec["tier"], rec["method"])][rec["seed"]] = rec
+        by[(rec["tier"], rec["method"], rec["config_hash"])][rec["seed"]] = rec
+    protocols: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for (tier, method, config), seeds in by.items():
+        protocols[(tier, method, _label(next(iter(seeds.values())), 1))].add(config)
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (tier, method), seeds in sorted(by.items()):
+    for (tier, method, _), seeds in sorted(by.items()):
         recs = [seeds[s] for s in sorted(seeds)]
         metric = recs[0]["main_metric"]
-        student = [r["budget"]["stages"][-1] for r in recs]
+        variants = len(protocols[(tier, method, _label(recs[0], 1))])
+        # the method's own training stage (later stages: fine-tuning, a probe)
+        student = [next((s for s in r["budget"]["stages"] if s["stage"] == "student"),
+                        r["budget"]["stages"][-1]) for r in recs]
         totals = [r["budget"]["totals"] for r in recs]
         out[tier].append({
             # a row evaluated on a privileged modality is a reference, not a student result
-            "method": method + (f" [{', '.join(recs[0]['eval_modalities'])} input]"
+            "method": _label(recs[0], variants) + (f" [{', '.join(recs[0]['eval_modalities'])} input]"
                                 if recs[0]["evaluated"] == "teacher" else ""),
             "seeds": len(recs),
             metric: mean_std([r["metrics"][metric] for r in recs if metric in r["metrics"]]),
