@@ -160,10 +160,10 @@ def test_run_prints_summary_and_stores(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("student on recognition (synth), tier smoke, test metrics of the val-selected "
                       "student; main metric: top1")
-    assert out[1].split() == ["seed", "top1", "top5", "class_mean", "steps", "samples", "teacher",
-                              "fwd", "seconds", "limit", "hit"]
+    assert out[1].split() == ["seed", "top1", "top1_clean_audio", "top1_noisy_audio", "top5",
+                              "class_mean", "steps", "samples", "teacher", "fwd", "seconds", "limit", "hit"]
     assert [line.split()[0] for line in out[3:]] == ["0", "1", "mean"]
-    assert [line.split()[4:6] for line in out[3:5]] == [["30", "480"], ["30", "480"]]
+    assert [line.split()[6:8] for line in out[3:5]] == [["30", "480"], ["30", "480"]]
     recs = ResultStore().records()
     assert [r["seed"] for r in recs] == [0, 1]
     assert main(["runs"]) == 0

@@ -129,7 +129,7 @@ def test_wrong_spec_type_is_named(add_plugin):
 
 def test_disable_plugins(monkeypatch, add_plugin):
     add_plugin("brokenimport", "import no_such_module_xyz\n")
-    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines,ccd,lmkd,text")
+    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines,ccd,lmkd,text,xkd,mnf-csc")
     reg = build_registry()
     assert sorted(reg.plugins) == ["core"]
     assert reg.names("methods") == []

@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
     from tabulate import tabulate
 
     from xbench.config import load_tiers
-    from xbench.leaderboard import mean_std
+    from xbench.leaderboard import mean_std, method_stage
     from xbench.registry import build_registry
     from xbench.run import execute, plan, resolve_device
     from xbench.store import ResultStore
@@ -141,7 +141,7 @@ def cmd_run(args) -> int:
     metric = p.task.main_metric
     keys = list(records[0]["metrics"])
     table = [[r["seed"], *(f"{r['metrics'].get(k, float('nan')):.2f}" for k in keys),
-              r["budget"]["stages"][-1]["steps"], r["budget"]["stages"][-1]["samples"],
+              method_stage(r)["steps"], method_stage(r)["samples"],
               r["budget"]["totals"]["teacher_forwards"], f"{r['budget']['totals']['seconds']:.1f}",
               r["budget"]["totals"]["stopped_by"] or "-"] for r in records]
     if len(records) > 1:

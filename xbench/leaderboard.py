@@ -17,6 +17,13 @@ def mean_std(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
+def method_stage(rec: dict[str, Any]) -> dict[str, Any]:
+    """The stage in which the method trained its student (later stages: fine-tuning, a probe);
+    the teacher's for the teacher reference."""
+    stages = rec["budget"]["stages"]
+    return next((s for s in stages if s["stage"] == "student"), stages[-1])
+
+
 def _label(rec: dict[str, Any], variants: int) -> str:
     """The method, its evaluation protocol where it is not the default, and the config hash where
     the same method ran with other options in this table."""
@@ -45,8 +52,7 @@ def rows(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         metric = recs[0]["main_metric"]
         variants = len(protocols[(tier, method, _label(recs[0], 1))])
         # the method's own training stage (later stages: fine-tuning, a probe)
-        student = [next((s for s in r["budget"]["stages"] if s["stage"] == "student"),
-                        r["budget"]["stages"][-1]) for r in recs]
+        student = [method_stage(r) for r in recs]
         totals = [r["budget"]["totals"] for r in recs]
         out[tier].append({
             # a row evaluated on a privileged modality is a reference, not a student result

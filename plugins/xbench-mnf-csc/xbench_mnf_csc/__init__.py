@@ -28,8 +28,8 @@ Deviations, each documented:
 - The teacher is the harness's frozen teacher of the task (the ``audio-cnn`` trained on the teacher
   split for a video student; ``video-cnn`` for the audio-tagging student): its ``feature`` tap,
   cached once per run, stands for the paper's precomputed CNN14 embeddings. When its width differs
-  from the student's, a bias-free linear map (part of the MNF group) brings it to the student's
-  width (the paper's are both 512-d).
+  from the student's, a bias-free linear map + ReLU (part of the MNF group) brings it to the
+  student's width, non-negative like CNN14's ReLU embedding (the paper's are both 512-d).
 - The student's tokens are its ``spatial`` tap (T x h x w cells; the paper's R(2+1)D map is 2x7x7).
 - One optimizer with two lr groups replaces the code's two Adam optimizers (same per-parameter
   updates); the tier fixes optimizer, weight decay and schedule (paper: Adam lr 3e-4, wd 5e-4,
@@ -113,7 +113,11 @@ class MNF(nn.Module):
 
     def __init__(self, d_teacher: int, d: int, num_classes: int, heads: int) -> None:
         super().__init__()
-        self.adapt = nn.Identity() if d_teacher == d else nn.Linear(d_teacher, d, bias=False)
+        # the teacher embedding is non-negative (pooled after a ReLU, as CNN14's is), so cosines
+        # with the student's non-negative features are >= 0 and tau_ij >= tau0; a plain linear
+        # map would make half of them negative and drive tau_ij to the clamp
+        self.adapt = nn.Identity() if d_teacher == d else nn.Sequential(
+            nn.Linear(d_teacher, d, bias=False), nn.ReLU())
         self.select = nn.Sequential(nn.Linear(2 * d, d // 2), nn.BatchNorm1d(d // 2), nn.ReLU(),
                                     nn.Linear(d // 2, d))
         self.attend = nn.MultiheadAttention(d, heads, batch_first=True)
