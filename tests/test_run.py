@@ -62,7 +62,7 @@ def test_record_says_what_was_evaluated(records):
     assert records["teacher"]["eval_modalities"] == ["audio"]
     assert records["kd"]["selection"]["split"] == "val"
     assert records["kd"]["teacher"]["trained_on"] == "teacher split (disjoint from the student's train split)"
-    assert sorted(records["kd"]["metrics"]) == ["class_mean", "top1", "top5"]
+    assert sorted(records["kd"]["metrics"]) == ["class_mean", "top1", "top1_clean_audio", "top1_noisy_audio", "top5"]
     assert records["kd"]["tier"] == "smoke" and records["kd"]["budget"]["tier"]["student_steps"] == 30
 
 
