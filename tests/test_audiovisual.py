@@ -230,3 +230,15 @@ def test_leaderboard_keeps_protocols_apart():
                   rec("xkd", "linear", 0, 30.0, [("student", 5), ("probe", 7)])])["cpu"]
     assert [(r["method"], r["seeds"], r["top1"], r["steps"]) for r in table] == [
         ("xkd", 2, "41.00 ± 1.41", "5"), ("xkd (linear probe)", 1, "30.00 ± 0.00", "5")]
+
+
+def test_cli_says_how_a_self_supervised_student_was_evaluated(capsys):
+    from xbench.cli import main
+
+    assert main(["run", "--method", "xkd", "--task", "recognition", "--budget", "smoke", "--quiet",
+                 "--set", "task.protocol=linear", "--set", "budget.student_steps=2",
+                 "--set", "budget.probe_steps=2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("xkd on recognition (synth), tier smoke+custom, test metrics of the student's last "
+                      "state (self-supervised, nothing selected) through a linear probe; main metric: top1")
+    assert out[3].split()[6:8] == ["2", "32"]  # the method's own stage: 2 steps of 16

@@ -147,9 +147,16 @@ def cmd_run(args) -> int:
     if len(records) > 1:
         table.append(["mean ± std", *(mean_std([r["metrics"][k] for r in records]) for k in keys),
                       "", "", "", "", ""])
-    evaluated = "teacher (privileged input)" if p.method.evaluates == "teacher" else "student"
+    if p.method.evaluates == "teacher":
+        evaluated = "the val-selected teacher (privileged input)"
+    elif records[0]["selection"]["split"] is None:  # self-supervised, no fine-tuning
+        evaluated = "the student's last state (self-supervised, nothing selected)"
+    else:
+        evaluated = "the val-selected student"
+    if getattr(p.task_options, "protocol", None) == "linear":
+        evaluated += " through a linear probe"
     print(f"{p.method.name} on {p.task.name} ({p.dataset_name}), tier {p.tier.name}, "
-          f"test metrics of the val-selected {evaluated}; main metric: {metric}")
+          f"test metrics of {evaluated}; main metric: {metric}")
     print(tabulate(table, headers=["seed", *keys, "steps", "samples", "teacher fwd", "seconds",
                                    "limit hit"], tablefmt="simple", disable_numparse=True))
     return 0
