@@ -242,3 +242,17 @@ def test_cli_says_how_a_self_supervised_student_was_evaluated(capsys):
     assert out[0] == ("xkd on recognition (synth), tier smoke+custom, test metrics of the student's last "
                       "state (self-supervised, nothing selected) through a linear probe; main metric: top1")
     assert out[3].split()[6:8] == ["2", "32"]  # the method's own stage: 2 steps of 16
+
+
+def test_mnf_side_alone_leaves_the_student_bit_identical(registry, data_root):
+    """With the CSC weight at 0 nothing of mnf-csc reaches the student (L_a is computed on detached
+    features, its modules draw no random numbers the student uses): the run must reproduce the
+    student-only baseline exactly, which also shows the harness gives both the same batches,
+    initialisation and optimizer."""
+    base = _run(registry, data_root, "student", student_steps=6, eval_every=3)
+    p = plan(registry, RunConfig(method="mnf-csc", task="recognition", budget="smoke",
+                                 budget_options={"student_steps": 6, "eval_every": 3},
+                                 method_options={"csc_weight": 0.0}), load_tiers())
+    rec = execute(p, 0, device=torch.device("cpu"), data_root=data_root)
+    assert rec["metrics"] == base["metrics"] and rec["selection"] == base["selection"]
+    assert rec["params"]["heads"] > 0
