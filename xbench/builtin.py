@@ -41,6 +41,20 @@ class CaptionLoss(nn.Module):
         return _masked_mean(per_sentence, mask)
 
 
+class FrameBCE(nn.Module):
+    """Multi-label binary cross-entropy per frame: per-snippet logits (B, S, C) are repeated to the
+    frames of their snippet and scored against ``frame_labels`` (B, L, C), skipping padding
+    (label -1); the mean over real frames and classes per example, then over labelled examples."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        frames = logits.float().repeat_interleave(target.shape[1] // logits.shape[1], dim=1)
+        real = (target >= 0).float()
+        loss = F.binary_cross_entropy_with_logits(frames, target.clamp(min=0), reduction="none")
+        per_example = (loss * real).flatten(1).sum(1) / real.flatten(1).sum(1).clamp(min=1)
+        return _masked_mean(per_example, mask)
+
+
 class FeatureMSE(nn.Module):
     """Mean squared error between two feature tensors of the student (no labels involved)."""
 
@@ -66,6 +80,8 @@ def xbench_register_tasks(register):
     from xbench.tasks import (
         AnticipationOptions,
         AnticipationTask,
+        DetectionOptions,
+        DetectionTask,
         RecognitionOptions,
         RecognitionTask,
         RetrievalOptions,
@@ -92,6 +108,24 @@ def xbench_register_tasks(register):
         pretrain=True,
     ))
 
+    register(TaskSpec(
+        name="detection",
+        description="Untrimmed sequences -> per-frame multi-label action scores (frame mAP, event mAP)",
+        factory=DetectionTask,
+        student="snippet-tcn",
+        default_teacher="flow-tcn",
+        student_modalities=("rgb",),
+        main_metric="frame_map",
+        datasets=("synth",),
+        options=DetectionOptions,
+        terms=(LossTerm("bce", target="frame_labels"),),
+        targets=("frame_labels",),
+        teacher_terms=(LossTerm("bce", target="frame_labels"),),
+        # a second actor overlaps 30% of the steps: frames with two actions
+        dataset_defaults={"overlap_rate": 0.3},
+        multilabel=True,
+    ))
+
     # trimmed-clip classification tasks: one clip in, its action class out, trained with CE
     clip_tasks = (
         ("recognition", "Trimmed step clips -> action class (top-1, top-5, class-mean accuracy)",
@@ -110,7 +144,7 @@ def xbench_register_tasks(register):
 
 @hookimpl
 def xbench_register_students(register):
-    from xbench.models import FrameCNNStudent, MelCNNStudent, StepAVT
+    from xbench.models import FrameCNNStudent, MelCNNStudent, SnippetTCN, StepAVT
 
     register(StudentSpec(
         name="step-avt",
@@ -131,6 +165,14 @@ def xbench_register_students(register):
     ))
 
     register(StudentSpec(
+        name="snippet-tcn",
+        description="Per-frame CNN pooled per snippet + dilated temporal convs, per-snippet scores",
+        factory=SnippetTCN,
+        modalities=("rgb",),
+        taps=("logits", "feature", "snippets"),
+    ))
+
+    register(StudentSpec(
         name="mel-cnn",
         description="2D CNN over the clip's log-mel spectrogram (~0.06M params)",
         factory=MelCNNStudent,
@@ -141,7 +183,7 @@ def xbench_register_students(register):
 
 @hookimpl
 def xbench_register_teachers(register):
-    from xbench.models import AudioTeacher, FrameCNNStudent
+    from xbench.models import AudioTeacher, FrameCNNStudent, SnippetTCN
 
     register(TeacherSpec(
         name="audio-cnn",
@@ -160,6 +202,18 @@ def xbench_register_teachers(register):
     ))
 
 
+    # detection teachers: the student's architecture on privileged modalities
+    for name, mods, what in (("flow-tcn", ("flow",), "optical flow"), ("pose-tcn", ("pose",), "pose keypoints"),
+                             ("two-stream-tcn", ("rgb", "flow"), "rgb + optical flow (the two-stream ceiling)")):
+        register(TeacherSpec(
+            name=name,
+            description=f"snippet-tcn on {what}",
+            factory=lambda ctx, mods=mods: SnippetTCN(ctx, mods),
+            modalities=mods,
+            taps=("logits", "feature", "snippets"),
+        ))
+
+
 @hookimpl
 def xbench_register_losses(register):
     register(LossSpec(
@@ -174,6 +228,13 @@ def xbench_register_losses(register):
         factory=lambda opts, dims: CaptionLoss(),
         reads="target",
         example=lambda: (torch.randn(4, 5, 8), torch.tensor([[4, 5, 2, 0, 0]] * 4), None),
+    ))
+    register(LossSpec(
+        name="bce",
+        description="Per-frame multi-label binary cross-entropy (detection; padding skipped)",
+        factory=lambda opts, dims: FrameBCE(),
+        reads="target",
+        example=lambda: (torch.randn(4, 2, 8), torch.tensor([[[1.0] * 8] * 4 + [[-1.0] * 8] * 2] * 4), None),
     ))
     register(LossSpec(
         name="mse",

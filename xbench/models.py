@@ -172,3 +172,72 @@ class StepAVT(nn.Module):
             token = self.words(seq[:, -1]).argmax(-1, keepdim=True)
             out.append(token)
         return torch.cat(out, dim=1)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+class _FrameEncoder(nn.Module):
+    """One modality's frames (B, S, K, ...) -> per-snippet features (B, S, D): each frame is
+    encoded alone, the K frames of a snippet are averaged. rgb: uint8 (3, H, W) and flow: (2, h, w)
+    through a small 2D CNN; pose: keypoints (P, 3) through an MLP."""
+
+    def __init__(self, modality: str, shape: tuple[int, ...], width: int, dim: int) -> None:
+        super().__init__()
+        self.modality = modality
+        if modality == "pose":
+            size = int(torch.tensor(shape[2:]).prod())
+            self.net = nn.Sequential(nn.LayerNorm(size), nn.Linear(size, dim), nn.ReLU(inplace=True),
+                                     nn.Linear(dim, dim), nn.ReLU(inplace=True))
+        else:
+            channels = shape[2]
+            self.net = nn.Sequential(_conv(channels, width), _conv(width, 2 * width), _conv(2 * width, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, k = x.shape[:3]
+        frames = x.flatten(0, 2)
+        if self.modality == "rgb":
+            frames = frames.float().div(255.0).sub(0.5)
+        elif self.modality == "pose":
+            frames = frames.float().flatten(1)
+        else:
+            frames = frames.float()
+        out = self.net(frames)
+        if out.ndim == 4:  # a convolutional map: pool space
+            out = out.mean(dim=(2, 3))
+        return out.view(b, s, k, -1).mean(dim=2)
+
+
+class _DilatedResidual(nn.Module):
+    def __init__(self, dim: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, 3, padding=dilation, dilation=dilation)
+        self.mix = nn.Conv1d(dim, dim, 1)
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(self.mix(torch.relu(self.conv(x))))
+
+
+class SnippetTCN(nn.Module):
+    """The detection model (PDAN / MS-TCN-like at CPU scale): per-snippet features of each input
+    modality, concatenated and embedded, then dilated residual temporal convolutions (dilations
+    1, 2, 4) and a per-snippet multi-label classifier. The student reads rgb; teachers are the same
+    architecture on flow, pose, or rgb + flow (the two-stream ceiling).
+
+    Taps: ``logits`` (B, S, C), ``feature`` (B, S, D) snippet features after the temporal layers
+    (the distillation layer), ``snippets`` (B, S, D) the embedded snippet features before them."""
+
+    def __init__(self, ctx: ModelContext, modalities: tuple[str, ...] = ("rgb",), width: int = 16,
+                 dim: int = 64) -> None:
+        super().__init__()
+        self.modalities = modalities
+        self.encoders = nn.ModuleDict({m: _FrameEncoder(m, ctx.shapes[m], width, dim) for m in modalities})
+        self.embed = nn.Linear(dim * len(modalities), dim)
+        self.temporal = nn.Sequential(*(_DilatedResidual(dim, d) for d in (1, 2, 4)))
+        self.head = nn.Linear(dim, ctx.num_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        snippets = self.embed(torch.cat([self.encoders[m](inputs[m]) for m in self.modalities], dim=-1))
+        feature = self.temporal(snippets.transpose(1, 2)).transpose(1, 2)
+        return {"logits": self.head(feature), "feature": feature, "snippets": snippets}

@@ -113,6 +113,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
 
     known = {f.name for f in fields(dataset.options)} if dataset.options else set()
     ds_values = {k: v for k, v in tier.dataset.items() if k in known}
+    ds_values.update({k: v for k, v in task.dataset_defaults.items() if k in known})
     ds_values.update(cfg.dataset_options)
     dataset_options = _options(dataset.options, ds_values, f"dataset '{dataset_name}' options")
     task_options = _options(task.options, cfg.task_options, f"task '{task.name}' options")
@@ -136,7 +137,10 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
                                     f"dataset '{dataset_name}' does not provide")
 
     try:
-        raw_terms = list(method.terms(method_options))
+        import inspect
+
+        wants_task = len(inspect.signature(method.terms).parameters) >= 2
+        raw_terms = list(method.terms(method_options, task) if wants_task else method.terms(method_options))
     except Exception as exc:
         raise PluginError(f"plugin '{m_owner}': method '{method.name}' failed to list its loss "
                           f"terms: {type(exc).__name__}: {exc}") from exc
@@ -466,16 +470,19 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
                 spends.append(_teacher_pretrain(p, teacher_model, ctx, seed, device, meter,
                                                 progress, log))
             tdata = load("teacher", t_mods)
-            ce = reg.get("losses", "ce").factory(None, {})
+            t_terms = _expand_task_terms(p, list(p.task.teacher_terms or (LossTerm("ce", target="label"),)))
+            t_losses = {k: spec.factory(o, {}) for k, _, spec, o in t_terms}
+            t_targets = tuple(dict.fromkeys(t.target for _, t, _, _ in t_terms))
 
             def teacher_step(batch):
-                return {"ce": ce(teacher_model({m: batch[m] for m in t_mods})["logits"], batch["label"])}
+                out = teacher_model({m: batch[m] for m in t_mods})
+                return {k: t.weight * t_losses[k](out[t.student], batch[t.target]) for k, t, _, _ in t_terms}
 
             torch.manual_seed(derive_seed(seed, "train", "teacher"))
             spend, sel = fit(
                 stage="teacher", modules={"teacher": teacher_model},
                 groups=[([q for q in teacher_model.parameters() if q.requires_grad], 1.0)],
-                step_fn=teacher_step, data=tdata, keys=t_mods + ("label",), tier=p.tier,
+                step_fn=teacher_step, data=tdata, keys=t_mods + t_targets, tier=p.tier,
                 max_steps=p.tier.teacher_steps, seed=seed, device=device, meter=meter,
                 main_metric=teacher_metric, progress=progress,
                 evaluate=evaluator(teacher_model, t_mods, val), culprit=f"teacher '{p.teacher.name}'")

@@ -119,6 +119,14 @@ class TaskSpec:
     #: whether the student's clip encoder gets the budgeted ``pretrain`` stage (the same for
     #: every method): the task's ``pretrain_examples`` and the student's ``pretrain_logits``
     pretrain: bool = False
+    #: the objective a teacher trains with in the ``teacher`` stage (on its ``logits`` tap)
+    teacher_terms: tuple[LossTerm, ...] = ()
+    #: dataset options this task needs unless the run says otherwise (e.g. overlapping actions
+    #: for detection); applied over the tier's dataset options
+    dataset_defaults: dict[str, Any] = field(default_factory=dict)
+    #: True when the classes of one output are independent (per-frame multi-label detection):
+    #: methods use sigmoid, not softmax, distributions
+    multilabel: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,9 @@ class LossTerm:
 class MethodSpec:
     """A distillation method: the loss terms it trains the task's student with, and which teacher.
 
-    ``terms(options)`` returns the :class:`LossTerm` list. ``teacher`` is ``"default"`` (the task's
+    ``terms(options)`` (or ``terms(options, task)`` with the :class:`TaskSpec`, for methods whose
+    terms depend on the task, e.g. sigmoid KD on a multi-label task) returns the
+    :class:`LossTerm` list. ``teacher`` is ``"default"`` (the task's
     default teacher), a teacher name, or ``None`` (no teacher). ``evaluates`` is ``"student"`` for
     every distillation method; only the ``teacher`` reference method sets ``"teacher"`` (its row is
     the privileged-modality ceiling and is labelled so). ``lr_multipliers`` maps a loss name, or

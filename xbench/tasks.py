@@ -395,3 +395,167 @@ def caption_metrics(refs: list[str], hyps: list[str], meteor: bool = False) -> d
             out["meteor"] = 100.0 * float(scorer.compute_score(gts, res)[0])
             del scorer
     return out
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """Options of the ``detection`` task."""
+
+    #: frames per snippet: the student scores each snippet, and each frame gets its snippet's score
+    snippet: int = 4
+    #: frames of each snippet the models see, evenly spaced (None: all); the labels and the
+    #: metrics stay per frame. 2 keeps motion visible at half the compute of 4
+    sampled: int | None = 2
+    #: frames of every sequence (shorter videos are padded, padding is never scored); None: the
+    #: longest video of the dataset, rounded up to whole snippets
+    length: int | None = None
+    #: a predicted event is a run of frames whose class probability is at least this
+    event_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.snippet < 1 or (self.length is not None and self.length < self.snippet):
+            raise ValueError("need snippet >= 1 and length >= snippet")
+        if self.sampled is not None and not 1 <= self.sampled <= self.snippet:
+            raise ValueError("sampled must be in 1..snippet")
+        if not 0.0 < self.event_threshold < 1.0:
+            raise ValueError("event_threshold must be in (0, 1)")
+
+
+#: temporal IoU thresholds of the event-level mAP
+EVENT_IOUS = (0.1, 0.3, 0.5)
+
+
+class DetectionTask:
+    """Temporal action detection in untrimmed sequences (dense, multi-label per frame): the whole
+    video as snippets of ``snippet`` frames in, per-snippet class scores out (each frame takes its
+    snippet's score). Frames of the procedure's steps carry the step's class, frames of an
+    overlapping second actor carry its class too, gaps between steps are background (no class).
+
+    Targets: ``frame_labels`` (L, C): 1 present, 0 absent, -1 padding (never scored). Metrics:
+    per-frame mAP (scikit-learn's average precision per class over all real frames of the split,
+    mean over classes with a positive frame; the main metric) and event-level mAP at temporal IoU
+    0.1 / 0.3 / 0.5 (events: runs of frames with probability >= ``event_threshold``, scored by their
+    mean probability, matched greedily to unmatched ground-truth events of the same class and
+    video; AP as the area under the interpolated precision-recall curve, mean over classes with
+    ground-truth events)."""
+
+    targets = ("frame_labels",)
+    metrics = ("frame_map", "event_map_10", "event_map_30", "event_map_50")
+    main_metric = "frame_map"
+    teacher_metric = "frame_map"
+
+    def __init__(self, options: DetectionOptions) -> None:
+        self.options = options
+
+    def _length(self, dataset) -> int:
+        if self.options.length is not None:
+            n = self.options.length
+        else:
+            n = max(v.num_frames for split in ("train", "val", "test") for v in dataset.videos(split))
+        return -(-n // self.options.snippet) * self.options.snippet
+
+    def examples(self, dataset, split: str, modalities: tuple[str, ...], label_fraction: float = 1.0,
+                 seed: int = 0) -> Examples:
+        from xbench.errors import IncompatibleError
+
+        unsupported = [m for m in modalities if m not in ("rgb", "flow", "pose")]
+        if unsupported:
+            raise IncompatibleError(f"task 'detection' provides rgb, flow and pose, not {unsupported[0]}")
+        videos = dataset.videos(split)
+        if not videos:
+            raise DataError(f"dataset split '{split}' has no videos")
+        length, snip = self._length(dataset), self.options.snippet
+        pick = _sample_frames(0, snip, self.options.sampled or snip)
+        cols: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
+        labels = np.full((len(videos), length, dataset.num_classes), -1.0, dtype=np.float32)
+        for i, video in enumerate(videos):
+            n = min(video.num_frames, length)
+            labels[i, :n] = 0.0
+            for seg in (*video.segments, *video.overlaps):
+                labels[i, seg.start: min(seg.end, n), seg.label] = 1.0
+            for m in modalities:
+                x = dataset.read(video, m)[:n]
+                if m == "rgb":
+                    x = x.transpose(0, 3, 1, 2)  # (N, 3, H, W)
+                pad = np.zeros((length - n, *x.shape[1:]), dtype=x.dtype)
+                x = np.concatenate([x, pad])
+                cols[m].append(x.reshape(length // snip, snip, *x.shape[1:])[:, pick])
+        tensors: dict[str, Any] = {m: torch.from_numpy(np.stack(v)) for m, v in cols.items()}
+        tensors["frame_labels"] = torch.from_numpy(labels)
+        tensors["index"] = torch.arange(len(videos))
+        tensors["label_mask"] = label_mask(len(videos), split, label_fraction, seed)
+        return Examples(tensors)
+
+    def frame_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-snippet logits (N, S, C) -> per-frame probabilities (N, S * snippet, C)."""
+        return torch.sigmoid(logits.float()).repeat_interleave(self.options.snippet, dim=1)
+
+    def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
+                 final: bool = False) -> dict[str, float]:
+        scores = self.frame_scores(outputs["logits"]).numpy()
+        labels = data.tensors["frame_labels"].numpy()
+        out = {"frame_map": frame_map(scores, labels)}
+        for iou in EVENT_IOUS:
+            out[f"event_map_{round(iou * 100)}"] = event_map(scores, labels, iou, self.options.event_threshold)
+        return out
+
+
+def frame_map(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Per-frame mAP x 100: per class, scikit-learn's average precision over every real frame
+    (label >= 0) of every video; the mean over classes with at least one positive frame."""
+    from sklearn.metrics import average_precision_score
+
+    real = labels[..., 0] >= 0
+    s, y = scores[real], labels[real]
+    aps = [average_precision_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if y[:, c].any()]
+    return 100.0 * float(np.mean(aps)) if aps else float("nan")
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def event_map(scores: np.ndarray, labels: np.ndarray, iou: float, threshold: float) -> float:
+    """Event-level mAP x 100 at temporal IoU ``iou`` (see :class:`DetectionTask`)."""
+    aps = []
+    for c in range(labels.shape[2]):
+        truth = {v: _runs(labels[v, :, c] > 0) for v in range(len(labels))}
+        n_truth = sum(len(t) for t in truth.values())
+        if not n_truth:
+            continue
+        preds = []
+        for v in range(len(labels)):
+            real = labels[v, :, 0] >= 0
+            for s, e in _runs((scores[v, :, c] >= threshold) & real):
+                preds.append((float(scores[v, s:e, c].mean()), v, s, e))
+        preds.sort(key=lambda p: -p[0])
+        used = {v: [False] * len(t) for v, t in truth.items()}
+        hits = []
+        for _, v, s, e in preds:
+            best, best_iou = -1, iou
+            for k, (ts, te) in enumerate(truth[v]):
+                inter = max(0, min(e, te) - max(s, ts))
+                union = max(e, te) - min(s, ts)
+                if not used[v][k] and inter / union >= best_iou:
+                    best, best_iou = k, inter / union
+            if best >= 0:
+                used[v][best] = True
+            hits.append(best >= 0)
+        aps.append(_interpolated_ap(np.array(hits, dtype=bool), n_truth))
+    return 100.0 * float(np.mean(aps)) if aps else float("nan")
+
+
+def _interpolated_ap(hits: np.ndarray, n_truth: int) -> float:
+    """Area under the precision-recall curve with precision made monotone (VOC/ActivityNet)."""
+    if not len(hits):
+        return 0.0
+    tp = np.cumsum(hits)
+    recall = np.concatenate([[0.0], tp / n_truth])
+    precision = np.concatenate([[1.0], tp / np.arange(1, len(hits) + 1)])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))

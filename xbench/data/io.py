@@ -40,6 +40,9 @@ class VideoRecord:
     fps: float
     files: dict[str, str]
     segments: tuple[Segment, ...] = field(default_factory=tuple)
+    #: actions that overlap the steps (a second actor), for dense multi-label detection; they are
+    #: not steps of the procedure
+    overlaps: tuple[Segment, ...] = field(default_factory=tuple)
 
 
 def sha256_file(path: Path) -> str:
@@ -159,6 +162,7 @@ def load_annotations(path: Path) -> list[VideoRecord]:
                 id=v["id"], split=v["split"], procedure=v["procedure"],
                 num_frames=v["num_frames"], fps=v["fps"], files=dict(v["files"]),
                 segments=tuple(Segment(**s) for s in v["segments"]),
+                overlaps=tuple(Segment(**s) for s in v.get("overlaps", ())),
             )
             for v in raw["videos"]
         ]

@@ -74,6 +74,9 @@ class SynthOptions:
     distractor_rate: float = 0.5
     audio_noise_rate: float = 0.3
     audio_noise_kind: Literal["mixed", "white", "tones", "other"] = "mixed"
+    #: fraction of steps during which a second actor performs another action, starting in the
+    #: second half of the step and running into what follows (multi-label frames, for detection)
+    overlap_rate: float = 0.0
     #: fraction of train clips whose labels the student may use (the rest: distillation only)
     label_fraction: float = 1.0
 
@@ -87,7 +90,7 @@ class SynthOptions:
         if min(self.fps, self.procedures, self.steps_min) < 1 or self.clutter < 0:
             raise ValueError("need fps, procedures, steps_min >= 1 and clutter >= 0")
         for key in ("grammar_noise", "audio_noise_rate", "label_fraction", "distractor_rate",
-                    "pixel_noise"):
+                    "pixel_noise", "overlap_rate"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in [0, 1]")
 
@@ -97,6 +100,8 @@ class SynthOptions:
 
     def generation_key(self) -> str:
         params = {k: v for k, v in asdict(self).items() if k != "label_fraction"}
+        if not self.overlap_rate:  # the option set before overlaps existed: same files, same key
+            del params["overlap_rate"]
         return f"{self.size}-{stable_hash({'v': GENERATOR_VERSION, **params})}"
 
 
@@ -234,10 +239,46 @@ def render_video(opts: SynthOptions, actions: list[tuple[int, int]], rng: np.ran
                                    sentence=phrase, audio_relevant=bool(relevant)))
         pos += n_step + gaps[k + 1]
 
+    overlaps = _overlaps(opts, segments, frames, flow, total, rng, gx, gy) if opts.overlap_rate else []
     frames += rng.normal(0, opts.pixel_noise * 255, frames.shape)
     frames = np.clip(frames, 0, 255).astype(np.uint8)
     flow = flow.reshape(total, 2, res // 2, 2, res // 2, 2).mean(axis=(3, 5)).astype(np.float16)
-    return frames, flow, pose, segments, np.clip(audio, -1, 1).astype(np.float32)
+    return frames, flow, pose, segments, np.clip(audio, -1, 1).astype(np.float32), overlaps
+
+
+def _overlaps(opts: SynthOptions, segments: list, frames: np.ndarray, flow: np.ndarray, total: int,
+              rng: np.random.Generator, gx: np.ndarray, gy: np.ndarray) -> list:
+    """A second actor: during a fraction of the steps another object does another action, starting
+    in the second half of the step and lasting a step's length (clipped to the video), drawn over
+    the scene with its own motion field. Draws random numbers only when ``overlap_rate`` > 0, so
+    the files of the other option sets do not change."""
+    n_step, res = opts.frames, opts.resolution
+    colours = np.array(list(COLOURS.values()), dtype=np.float64)
+    out = []
+    for seg in segments:
+        if rng.random() >= opts.overlap_rate:
+            continue
+        verb, obj = int(rng.integers(opts.verbs)), int(rng.integers(opts.objects))
+        start = seg.start + int(rng.integers(n_step // 2, n_step))
+        end = min(start + n_step, total)
+        traj = _trajectory(verb, n_step, res, rng)
+        colour = np.clip(colours[obj] + rng.uniform(-25, 25, 3), 0, 255)
+        for i in range(end - start):
+            if not traj["visible"][i]:
+                continue
+            f = start + i
+            cx, cy, ang, sc = (traj[key][i] for key in ("cx", "cy", "angle", "scale"))
+            inside = _draw(frames[f], obj % len(SHAPES), colour, cx, cy, ang, sc, gx, gy)
+            j = min(i + 1, n_step - 1)
+            dvx, dvy = traj["cx"][j] - cx, traj["cy"][j] - cy
+            om, gr = traj["angle"][j] - ang, traj["scale"][j] / sc - 1.0
+            rx, ry = gx - cx, gy - cy
+            flow[f, 0][inside] = (dvx - om * ry + gr * rx)[inside]
+            flow[f, 1][inside] = (dvy + om * rx + gr * ry)[inside]
+        phrase = str(rng.choice(VERB_PHRASES[VERBS[verb]])).format(o=object_name(obj))
+        out.append(io.Segment(start=start, end=end, label=verb * opts.objects + obj, verb=verb,
+                              noun=obj, sentence=phrase, audio_relevant=False))
+    return out
 
 
 def _noise_floor(total_frames: int, opts: SynthOptions, rng: np.random.Generator) -> np.ndarray:
@@ -314,7 +355,7 @@ def generate_video(args: tuple[SynthOptions, str, int, str]) -> dict:
     opts, split, index, root = args
     rng = np.random.default_rng([opts.seed, SPLITS.index(split), index])
     proc, actions = _actions(opts, recipes(opts), rng)
-    frames, flow, pose, segments, audio = render_video(opts, actions, rng)
+    frames, flow, pose, segments, audio, overlaps = render_video(opts, actions, rng)
     vid = _video_id(split, index)
     files = _files(split, vid)
     base = Path(root)
@@ -323,7 +364,8 @@ def generate_video(args: tuple[SynthOptions, str, int, str]) -> dict:
     io.write_array(base / files["flow"], flow)
     io.write_array(base / files["pose"], pose)
     return {"id": vid, "split": split, "procedure": proc, "num_frames": int(frames.shape[0]),
-            "fps": float(opts.fps), "files": files, "segments": [asdict(s) for s in segments]}
+            "fps": float(opts.fps), "files": files, "segments": [asdict(s) for s in segments],
+            **({"overlaps": [asdict(s) for s in overlaps]} if overlaps else {})}
 
 
 def data_home() -> Path:

@@ -7,6 +7,8 @@
   Learning Workshop, arXiv 1503.02531.
   L = (1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T)).
   Defaults T = 4, alpha = 0.9 (the CIFAR-100 settings of the CRD benchmark, Tian et al. 2020).
+  On a multi-label task (per-frame detection) the distributions are per-class sigmoids, and the
+  KL is averaged over frames (snippets) as well as the batch: frame-level KD.
 - ``fitnet``: Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, arXiv 1412.6550.
   L = CE(y, softmax(z_s)) + beta * ||r(f_s) - f_t||^2 (mean over elements), r a learned linear
   regressor. Default beta = 100 (CRD benchmark).
@@ -32,19 +34,30 @@ from xbench.specs import LossSpec, LossTerm, MethodSpec
 @dataclass(frozen=True)
 class KDLossOptions:
     T: float = 4.0
+    #: independent classes (multi-label detection): per-class binary KL of sigmoid(z / T)
+    multilabel: bool = False
 
 
 class KDLoss(nn.Module):
-    """T^2 * KL(softmax(z_t/T) || softmax(z_s/T)), averaged over the batch."""
+    """T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) over the classes (the last dimension), averaged
+    over the batch and any positions (frames, snippets). With ``multilabel`` each class is its own
+    Bernoulli: T^2 * sum_c KL(sigmoid(z_t,c/T) || sigmoid(z_s,c/T)), same averaging."""
 
     def __init__(self, opts: KDLossOptions) -> None:
         super().__init__()
-        self.T = opts.T
+        self.T, self.multilabel = opts.T, opts.multilabel
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        log_p_s = F.log_softmax(student.float() / self.T, dim=1)
-        log_p_t = F.log_softmax(teacher.float() / self.T, dim=1)
-        return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * self.T ** 2
+        s, t = student.float() / self.T, teacher.float() / self.T
+        if self.multilabel:
+            p_t = torch.sigmoid(t)
+            # log sigmoid(x) and log(1 - sigmoid(x)) = log sigmoid(-x), stable for large |x|
+            kl = (p_t * (F.logsigmoid(t) - F.logsigmoid(s))
+                  + (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s)))
+        else:
+            log_p_t = F.log_softmax(t, dim=-1)
+            kl = log_p_t.exp() * (log_p_t - F.log_softmax(s, dim=-1))
+        return kl.sum(-1).mean() * self.T ** 2
 
 
 class FitNetLoss(nn.Module):
@@ -91,8 +104,9 @@ def xbench_register_methods(register):
                         terms=lambda o: [], teacher="default", evaluates="teacher"))
     register(MethodSpec(
         name="kd", description="Hinton et al. 2015: CE + T^2 KL of softened logits",
-        terms=lambda o: [LossTerm("task", 1.0 - o.alpha),
-                         LossTerm("kd", o.alpha, teacher="logits", options={"T": o.T})],
+        terms=lambda o, task: [LossTerm("task", 1.0 - o.alpha),
+                               LossTerm("kd", o.alpha, teacher="logits",
+                                        options={"T": o.T, "multilabel": task.multilabel})],
         options=KDOptions))
     register(MethodSpec(
         name="fitnet", description="Romero et al. 2015: CE + feature regression to the teacher",
