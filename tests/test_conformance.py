@@ -16,6 +16,11 @@ def _task_of(registry, kind: str, name: str) -> str:
     if kind == "students":
         return next(t.name for t in tasks if t.student == name)
     spec = registry.get(kind, name)
+    for task in tasks:  # a task whose default teacher this is
+        if task.default_teacher == name:
+            return task.name
+    if "snippets" in spec.taps:  # the detection architecture on other modalities
+        return "detection"
     return "anticipation" if "text" in spec.modalities else "recognition"
 
 

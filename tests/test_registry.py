@@ -11,6 +11,7 @@ from xbench.registry import build_registry
 METHODS = """\
 name     description                                                                        plugin
 -------  ---------------------------------------------------------------------------------  ---------
+argb     Dai et al. 2021 (reconstructed): BCE + atomic contrast + GCR + ABS                 argb
 ccd      Yang et al. 2022 (reconstructed): L_gen + lambda * cross-modal InfoNCE             ccd
 fitnet   Romero et al. 2015: CE + feature regression to the teacher                         baselines
 kd       Hinton et al. 2015: CE + T^2 KL of softened logits                                 baselines
@@ -29,17 +30,24 @@ def test_list_methods_output(capsys):
 
 def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
-        "teachers": ["audio-cnn", "minilm", "tiny-bert", "video-cnn"],
-        "students": ["frame-cnn", "mel-cnn", "step-avt"],
-        "losses": ["caption", "ccd-infonce", "ce", "fitnet", "kd", "lmkd-kl", "mse"],
-        "datasets": ["synth"], "tasks": ["anticipation", "audio-tagging", "recognition", "retrieval"],
-        "methods": ["ccd", "fitnet", "kd", "lmkd", "mnf-csc", "student", "teacher", "xkd"],
+        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "minilm", "pose-tcn", "tiny-bert",
+                     "two-stream-tcn", "video-cnn"],
+        "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
+        "losses": ["argb-abs", "argb-atomic", "argb-gcr", "bce", "caption", "ccd-infonce", "ce", "fitnet",
+                   "kd", "lmkd-kl", "mse"],
+        "datasets": ["synth"],
+        "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
+        "methods": ["argb", "ccd", "fitnet", "kd", "lmkd", "mnf-csc", "student", "teacher", "xkd"],
     }
     assert registry.registered_by("core") == {
-        "teachers": ["audio-cnn", "video-cnn"], "students": ["frame-cnn", "mel-cnn", "step-avt"],
-        "losses": ["caption", "ce", "mse"], "datasets": ["synth"],
-        "tasks": ["anticipation", "audio-tagging", "recognition", "retrieval"],
+        "teachers": ["audio-cnn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
+        "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
+        "losses": ["bce", "caption", "ce", "mse"], "datasets": ["synth"],
+        "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
     }
+    assert registry.registered_by("argb") == {"teachers": ["flow-pose-tcn"],
+                                              "losses": ["argb-abs", "argb-atomic", "argb-gcr"],
+                                              "methods": ["argb"]}
     assert registry.registered_by("xkd") == {"methods": ["xkd"]}
     assert registry.registered_by("mnf-csc") == {"methods": ["mnf-csc"]}
     assert registry.registered_by("text") == {"teachers": ["minilm", "tiny-bert"]}
@@ -51,19 +59,21 @@ def test_plugins_command_lists_each_plugin(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["plugin", "distribution", "version", "registers"]
     assert [line.split()[:3] for line in out[2:]] == [
-        ["baselines", "xbench-baselines", "0.1.0"], ["ccd", "xbench-ccd", "0.1.0"],
-        ["core", "xbench", "0.1.0"], ["lmkd", "xbench-lmkd", "0.1.0"],
+        ["argb", "xbench-argb", "0.1.0"], ["baselines", "xbench-baselines", "0.1.0"],
+        ["ccd", "xbench-ccd", "0.1.0"], ["core", "xbench", "0.1.0"], ["lmkd", "xbench-lmkd", "0.1.0"],
         ["mnf-csc", "xbench-mnf-csc", "0.1.0"], ["text", "xbench-text", "0.1.0"],
         ["xkd", "xbench-xkd", "0.1.0"]]
-    assert out[2].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
-    assert out[3].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
+    assert out[2].split(None, 3)[3] == ("teachers: flow-pose-tcn; losses: argb-abs, argb-atomic, "
+                                        "argb-gcr; methods: argb")
+    assert out[3].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
+    assert out[4].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 
 
 def test_unknown_name_did_you_mean(registry):
     with pytest.raises(RegistryError, match=r"^unknown method 'kdd'; did you mean 'kd'\?$"):
         registry.get("methods", "kdd")
-    with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: caption, ccd-infonce, ce, "
-                                            r"fitnet, kd, lmkd-kl, mse$"):
+    with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: argb-abs, argb-atomic, argb-gcr, "
+                                            r"bce, caption, ccd-infonce, ce, fitnet, kd, lmkd-kl, mse$"):
         registry.get("losses", "zzz")
 
 
@@ -129,7 +139,7 @@ def test_wrong_spec_type_is_named(add_plugin):
 
 def test_disable_plugins(monkeypatch, add_plugin):
     add_plugin("brokenimport", "import no_such_module_xyz\n")
-    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines,ccd,lmkd,text,xkd,mnf-csc")
+    monkeypatch.setenv("XBENCH_DISABLE_PLUGINS", "brokenimport, baselines,ccd,lmkd,text,xkd,mnf-csc,argb")
     reg = build_registry()
     assert sorted(reg.plugins) == ["core"]
     assert reg.names("methods") == []

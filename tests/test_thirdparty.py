@@ -84,8 +84,9 @@ def test_installed_third_party_plugin_lists_and_runs(tmp_path, data_root):
             in [" ".join(line.split()) for line in listed.stdout.splitlines()])
     plugins = xbench("plugins")
     assert [line.split()[:3] for line in plugins.stdout.splitlines()[2:]] == [
-        ["baselines", "xbench-baselines", "0.1.0"], ["ccd", "xbench-ccd", "0.1.0"],
-        ["core", "xbench", "0.1.0"], ["cosine-demo", "xbench-cosine-demo", "0.3.1"],
+        ["argb", "xbench-argb", "0.1.0"], ["baselines", "xbench-baselines", "0.1.0"],
+        ["ccd", "xbench-ccd", "0.1.0"], ["core", "xbench", "0.1.0"],
+        ["cosine-demo", "xbench-cosine-demo", "0.3.1"],
         ["lmkd", "xbench-lmkd", "0.1.0"], ["mnf-csc", "xbench-mnf-csc", "0.1.0"],
         ["text", "xbench-text", "0.1.0"], ["xkd", "xbench-xkd", "0.1.0"]]
     ran = xbench("run", "--method", "cosine-demo", "--task", "recognition", "--budget", "smoke",

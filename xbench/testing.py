@@ -23,9 +23,11 @@ MICRO = {"student_steps": 2, "teacher_steps": 2, "pretrain_steps": 2, "probe_ste
 
 def _tiny(reg: Registry, dataset: str, data_root: str, task: str):
     spec = reg.get("datasets", dataset)
-    names = {f.name for f in dataclasses.fields(spec.options)}
-    ds = spec.factory(spec.options(size="tiny") if "size" in names else spec.options(), Path(data_root))
     t = reg.get("tasks", task)
+    names = {f.name for f in dataclasses.fields(spec.options)}
+    # the data the task runs on: tiny, with the task's own dataset defaults (e.g. overlaps)
+    values = {k: v for k, v in {"size": "tiny", **t.dataset_defaults}.items() if k in names}
+    ds = spec.factory(spec.options(**values), Path(data_root))
     return ds, t.factory(t.options())
 
 
@@ -58,8 +60,10 @@ def check_model(reg: Registry, kind: str, name: str, data_root: Path, task: str 
         # "generated" is an evaluation-only tap (sentence decoding); the rest appear in training
         missing = [t for t in spec.taps if t not in out and t != "generated"]
         assert not missing, f"{kind[:-1]} '{name}': forward returned no tap(s) {missing}"
-        assert out["logits"].shape == (4, ds.num_classes), \
-            f"{kind[:-1]} '{name}': logits shape {tuple(out['logits'].shape)}, expected (4, {ds.num_classes})"
+        # (4, C), or (4, positions, C) for dense tasks (per-snippet detection scores)
+        shape = tuple(out["logits"].shape)
+        assert shape[0] == 4 and shape[-1] == ds.num_classes and len(shape) in (2, 3), \
+            f"{kind[:-1]} '{name}': logits shape {shape}, expected (4, {ds.num_classes}) or (4, N, {ds.num_classes})"
         # every floating tap contributes, so every head a tap depends on gets a gradient
         loss = sum(v.float().mean() for v in out.values() if v.is_floating_point())
         loss.backward()

@@ -1,0 +1,148 @@
+"""Temporal action detection: the synthetic overlaps, the task's examples and metrics, and the
+loss terms of frame-level KD and argb (golden values against hand computations)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from xbench_argb import ABSOptions, AtomicContrast, AtomicOptions, BoundarySaliency, relation_loss
+from xbench_baselines import KDLoss, KDLossOptions
+
+from xbench.builtin import FrameBCE
+from xbench.data.synth import SynthDataset, SynthOptions
+from xbench.tasks import DetectionOptions, DetectionTask, event_map, frame_map
+
+
+def _randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_frame_map_by_hand():
+    # one video of 4 real frames + 1 padding frame, 2 classes
+    labels = np.array([[[1, 0], [1, 1], [0, 1], [0, 0], [-1, -1]]], dtype=np.float32)
+    scores = np.array([[[0.9, 0.1], [0.4, 0.8], [0.6, 0.7], [0.1, 0.2], [1.0, 1.0]]])
+    # class 0: ranking 0.9(+) 0.6(-) 0.4(+) 0.1(-): AP = (1/1 + 2/3) / 2
+    # class 1: ranking 0.8(+) 0.7(+) 0.2(-) 0.1(-): AP = 1; the padding frame is never scored
+    assert frame_map(scores, labels) == pytest.approx(100 * ((1 + 2 / 3) / 2 + 1) / 2)
+
+
+def test_event_map_by_hand():
+    labels = np.zeros((2, 10, 1), dtype=np.float32)
+    labels[0, 2:6, 0] = 1  # video 0: one event [2, 6)
+    labels[1, 1:3, 0] = labels[1, 6:9, 0] = 1  # video 1: events [1, 3) and [6, 9)
+    labels[1, 9] = -1  # padding
+    scores = np.zeros((2, 10, 1))
+    scores[0, 3:6, 0] = 0.9  # [3, 6): IoU 3/4 with [2, 6), score 0.9
+    scores[1, 0:2, 0] = 0.6  # [0, 2): IoU 1/3 with [1, 3), score 0.6
+    scores[1, 6:8, 0] = 0.8  # [6, 8): IoU 2/3 with [6, 9), score 0.8
+    scores[1, 9, 0] = 1.0    # padding: no event
+    # ranked 0.9 (hit), 0.8 (hit), 0.6 (hit at 0.1 and 0.3, miss at 0.5); 3 true events
+    assert event_map(scores, labels, 0.1, 0.5) == pytest.approx(100.0)
+    assert event_map(scores, labels, 0.3, 0.5) == pytest.approx(100.0)
+    assert event_map(scores, labels, 0.5, 0.5) == pytest.approx(100 * 2 / 3)
+    assert event_map(scores, labels, 0.7, 0.5) == pytest.approx(100 * 1 / 3)
+
+
+def test_synth_overlaps_give_multilabel_frames(tmp_path):
+    plain = SynthOptions(size="tiny")
+    assert plain.generation_key() == "tiny-f36738ebb46a1756"  # unchanged by the new option
+    ds = SynthDataset(SynthOptions(size="tiny", overlap_rate=0.5), tmp_path, log=lambda m: None)
+    videos = ds.videos("train")
+    overlaps = [o for v in videos for o in v.overlaps]
+    assert overlaps and all(o.start >= 0 and o.end <= v.num_frames for v in videos for o in v.overlaps)
+    task = DetectionTask(DetectionOptions())
+    ex = task.examples(ds, "train", ("rgb", "flow", "pose"))
+    length = ex.tensors["frame_labels"].shape[1]
+    assert length % 4 == 0 and length >= max(v.num_frames for v in videos)
+    assert ex.tensors["rgb"].shape == (len(videos), length // 4, 2, 3, 32, 32)
+    assert ex.tensors["flow"].shape == (len(videos), length // 4, 2, 2, 16, 16)
+    assert ex.tensors["pose"].shape == (len(videos), length // 4, 2, 5, 3)
+    y = ex.tensors["frame_labels"]
+    assert int((y.clamp(min=0).sum(-1) >= 2).sum()) > 0  # frames with two actions
+    assert int((y[0, :, 0] == -1).sum()) == length - videos[0].num_frames  # padding marked
+
+
+def test_frame_bce_golden():
+    logits = _randn(1, 2, 2, seed=1)
+    target = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, -1.0]]])
+    value = float(FrameBCE()(logits, target))
+    total = 0.0
+    for f in range(3):  # frames 0, 1 -> snippet 0; frame 2 -> snippet 1; frame 3 is padding
+        for c in range(2):
+            z, y = logits[0, f // 2, c].item(), target[0, f, c].item()
+            p = 1 / (1 + math.exp(-z))
+            total -= y * math.log(p) + (1 - y) * math.log(1 - p)
+    assert value == pytest.approx(total / 6, rel=1e-5)
+    assert value == pytest.approx(0.6650881, rel=1e-5)
+
+
+def test_multilabel_kd_golden():
+    s, t = _randn(2, 3, 4, seed=2), _randn(2, 3, 4, seed=3)
+    value = float(KDLoss(KDLossOptions(T=2.0, multilabel=True))(s, t))
+    total = 0.0
+    for i in range(2):
+        for f in range(3):
+            for c in range(4):
+                ps = 1 / (1 + math.exp(-s[i, f, c].item() / 2))
+                pt = 1 / (1 + math.exp(-t[i, f, c].item() / 2))
+                total += pt * math.log(pt / ps) + (1 - pt) * math.log((1 - pt) / (1 - ps))
+    assert value == pytest.approx(4 * total / 6, rel=1e-5)
+    assert value == pytest.approx(0.6844681, rel=1e-5)
+    # softmax KD on (B, T, C) averages over positions as well: equal to the 2-D loss on (B*T, C)
+    soft = KDLoss(KDLossOptions(T=2.0))
+    assert float(soft(s, t)) == pytest.approx(float(soft(s.flatten(0, 1), t.flatten(0, 1))), rel=1e-6)
+
+
+def test_atomic_contrast_golden():
+    loss = AtomicContrast(AtomicOptions(tau=0.5, dim=3), {"student": 3, "teacher": 3})
+    with torch.no_grad():  # identity projections, so the hand computation needs no weights
+        for lin in (loss.student, loss.teacher):
+            lin.weight.copy_(torch.eye(3))
+            lin.bias.zero_()
+    s, t = _randn(1, 3, 3, seed=4), _randn(1, 3, 3, seed=5)
+    value = float(loss(s, t))
+
+    def unit(v):
+        n = math.sqrt(sum(x * x for x in v))
+        return [x / n for x in v]
+
+    su, tu = [unit(r) for r in s[0].tolist()], [unit(r) for r in t[0].tolist()]
+    total = 0.0
+    for i in range(3):
+        z = [sum(a * b for a, b in zip(su[i], tu[j])) / 0.5 for j in range(3)]
+        total -= z[i] - math.log(sum(math.exp(x) for x in z))
+    assert value == pytest.approx(total / 3, rel=1e-5)
+    assert value == pytest.approx(1.1723326, rel=1e-5)
+
+
+def test_gcr_and_abs_golden():
+    s, t = _randn(1, 4, 3, seed=6), _randn(1, 4, 3, seed=7)
+
+    def unit(v):
+        n = math.sqrt(sum(x * x for x in v))
+        return [x / n for x in v]
+
+    def gram(f):
+        u = [unit(r) for r in f[0].tolist()]
+        return [[sum(a * b for a, b in zip(u[i], u[j])) for j in range(4)] for i in range(4)]
+
+    gs, gt = gram(s), gram(t)
+    expected = sum((gs[i][j] - gt[i][j]) ** 2 for i in range(4) for j in range(4)) / 16
+    assert float(relation_loss(s, t)) == pytest.approx(expected, rel=1e-5)
+    assert float(relation_loss(s, t)) == pytest.approx(0.4988068, rel=1e-5)
+
+    def curve(f):
+        rows = f[0].tolist()
+        d = [sum(abs(a - b) for a, b in zip(rows[k + 1], rows[k])) / 3 for k in range(3)]
+        m = sum(d) / 3
+        z = [x / m for x in d]
+        norm = math.log(sum(math.exp(x) for x in z))
+        return [x - norm for x in z]
+
+    ls, lt = curve(s), curve(t)
+    kl = sum(math.exp(b) * (b - a) for a, b in zip(ls, lt))
+    assert float(BoundarySaliency(ABSOptions())(s, t)) == pytest.approx(kl, rel=1e-5)
+    assert float(BoundarySaliency(ABSOptions())(s, t)) == pytest.approx(0.1927731, rel=1e-5)
