@@ -64,6 +64,8 @@ def xbench_register_methods(register: Callable[[MethodSpec], None]) -> None:
     """Register distillation methods with ``register(MethodSpec(...))``.
 
     A method supplies loss terms (and through them extra trainable heads), its teacher choice and
-    lr multipliers for its own heads. It cannot change the student, the data order, the optimizer
-    or the budget: the harness owns those.
+    lr multipliers for its own heads; a method that needs more (EMA teachers, masked views, a
+    module routing its own gradients, a modality read at train time) gives an ``objective``
+    module, and a self-supervised one sets ``labels=False`` (see :class:`MethodSpec`). It cannot
+    change the student, the data order, the optimizer or the budget: the harness owns those.
     """
