@@ -40,13 +40,12 @@ def test_registry_names_and_owners(registry):
         "methods": ["argb", "ccd", "fitnet", "kd", "lmkd", "mnf-csc", "student", "teacher", "xkd"],
     }
     assert registry.registered_by("core") == {
-        "teachers": ["audio-cnn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
+        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
         "losses": ["bce", "caption", "ce", "mse"], "datasets": ["synth"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
     }
-    assert registry.registered_by("argb") == {"teachers": ["flow-pose-tcn"],
-                                              "losses": ["argb-abs", "argb-atomic", "argb-gcr"],
+    assert registry.registered_by("argb") == {"losses": ["argb-abs", "argb-atomic", "argb-gcr"],
                                               "methods": ["argb"]}
     assert registry.registered_by("xkd") == {"methods": ["xkd"]}
     assert registry.registered_by("mnf-csc") == {"methods": ["mnf-csc"]}
@@ -63,8 +62,7 @@ def test_plugins_command_lists_each_plugin(capsys):
         ["ccd", "xbench-ccd", "0.1.0"], ["core", "xbench", "0.1.0"], ["lmkd", "xbench-lmkd", "0.1.0"],
         ["mnf-csc", "xbench-mnf-csc", "0.1.0"], ["text", "xbench-text", "0.1.0"],
         ["xkd", "xbench-xkd", "0.1.0"]]
-    assert out[2].split(None, 3)[3] == ("teachers: flow-pose-tcn; losses: argb-abs, argb-atomic, "
-                                        "argb-gcr; methods: argb")
+    assert out[2].split(None, 3)[3] == "losses: argb-abs, argb-atomic, argb-gcr; methods: argb"
     assert out[3].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
     assert out[4].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 

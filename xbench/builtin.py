@@ -204,7 +204,8 @@ def xbench_register_teachers(register):
 
     # detection teachers: the student's architecture on privileged modalities
     for name, mods, what in (("flow-tcn", ("flow",), "optical flow"), ("pose-tcn", ("pose",), "pose keypoints"),
-                             ("two-stream-tcn", ("rgb", "flow"), "rgb + optical flow (the two-stream ceiling)")):
+                             ("two-stream-tcn", ("rgb", "flow"), "rgb + optical flow (the two-stream ceiling)"),
+                             ("flow-pose-tcn", ("flow", "pose"), "optical flow + pose keypoints")):
         register(TeacherSpec(
             name=name,
             description=f"snippet-tcn on {what}",

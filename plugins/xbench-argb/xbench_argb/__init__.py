@@ -31,7 +31,8 @@ Reconstructed (inferred, unverified) choices, each with the default used:
 - lambda_a = lambda_g = lambda_b = 1; the distillation layer is the temporal head's output;
 - the teachers are the student's architecture (``snippet-tcn``) on flow (``flow-tcn``, default),
   pose (``--teacher pose-tcn``) or both fused in one model (``--teacher flow-pose-tcn``, in place
-  of the paper's separate teachers), trained on the teacher split and frozen;
+  of the paper's separate teachers; all three are the core's detection teachers), trained on the
+  teacher split and frozen;
 - padded snippets at the end of short sequences take part in the sequence-level terms (the loss
   sees no frame mask); student and teacher see the same empty input there.
 """
@@ -155,20 +156,6 @@ def xbench_register_losses(register):
     register(LossSpec(name="argb-abs", description="Match action-boundary saliency curves (ABS)",
                       factory=lambda opts, dims: BoundarySaliency(opts), options=ABSOptions,
                       example=_sequences))
-
-
-@hookimpl
-def xbench_register_teachers(register):
-    from xbench.models import SnippetTCN
-    from xbench.specs import TeacherSpec
-
-    register(TeacherSpec(
-        name="flow-pose-tcn",
-        description="snippet-tcn on optical flow + pose keypoints (argb's 'both' teacher, fused)",
-        factory=lambda ctx: SnippetTCN(ctx, ("flow", "pose")),
-        modalities=("flow", "pose"),
-        taps=("logits", "feature", "snippets"),
-    ))
 
 
 @hookimpl
