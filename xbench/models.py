@@ -178,16 +178,18 @@ class StepAVT(nn.Module):
 
 
 class _FrameEncoder(nn.Module):
-    """One modality's frames (B, S, K, ...) -> per-snippet features (B, S, D): each frame is
-    encoded alone, the K frames of a snippet are averaged. rgb: uint8 (3, H, W) and flow: (2, h, w)
-    through a small 2D CNN; pose: keypoints (P, 3) through an MLP."""
+    """One modality's frames (B, S, K, ...) -> per-snippet features (B, S, D). rgb: uint8
+    (3, H, W) and flow: (2, h, w) frames through a small 2D CNN, the K frames of a snippet
+    averaged; pose: the keypoints (P, 3) of all K frames of a snippet together through an MLP, so
+    the motion within the snippet is visible (positions in pixels are standardised by a batch
+    norm, which keeps where and how large the actor is; a per-frame layer norm would not)."""
 
     def __init__(self, modality: str, shape: tuple[int, ...], width: int, dim: int) -> None:
         super().__init__()
         self.modality = modality
         if modality == "pose":
-            size = int(torch.tensor(shape[2:]).prod())
-            self.net = nn.Sequential(nn.LayerNorm(size), nn.Linear(size, dim), nn.ReLU(inplace=True),
+            size = int(torch.tensor(shape[1:]).prod())  # K frames x P keypoints x 3
+            self.net = nn.Sequential(nn.BatchNorm1d(size), nn.Linear(size, dim), nn.ReLU(inplace=True),
                                      nn.Linear(dim, dim), nn.ReLU(inplace=True))
         else:
             channels = shape[2]
@@ -195,16 +197,12 @@ class _FrameEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, k = x.shape[:3]
-        frames = x.flatten(0, 2)
+        if self.modality == "pose":
+            return self.net(x.float().flatten(2).flatten(0, 1)).view(b, s, -1)
+        frames = x.flatten(0, 2).float()
         if self.modality == "rgb":
-            frames = frames.float().div(255.0).sub(0.5)
-        elif self.modality == "pose":
-            frames = frames.float().flatten(1)
-        else:
-            frames = frames.float()
-        out = self.net(frames)
-        if out.ndim == 4:  # a convolutional map: pool space
-            out = out.mean(dim=(2, 3))
+            frames = frames.div(255.0).sub(0.5)
+        out = self.net(frames).mean(dim=(2, 3))  # pool space
         return out.view(b, s, k, -1).mean(dim=2)
 
 
