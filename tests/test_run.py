@@ -132,3 +132,18 @@ def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, d
     assert sources(again) == [("teacher", "cache"), ("teacher-inference", "computed"),
                               ("student", "computed")]
     assert len(list(entry.glob("outputs-train-*.pt"))) == 2
+
+
+
+class _EditedLinear(torch.nn.Linear):
+    """Same parameters as nn.Linear, code in another file: stands for a teacher edited in place."""
+
+
+def test_teacher_cache_key_follows_the_teachers_code_and_architecture():
+    from xbench.run import _code_hash
+
+    # same class and shapes: same key, so a teacher trained before is reused
+    assert _code_hash(torch.nn.Linear(4, 3)) == _code_hash(torch.nn.Linear(4, 3))
+    # another architecture of the same class, or the same shapes from other code: not reused
+    assert _code_hash(torch.nn.Linear(4, 3)) != _code_hash(torch.nn.Linear(4, 5))
+    assert _code_hash(torch.nn.Linear(4, 3)) != _code_hash(_EditedLinear(4, 3))

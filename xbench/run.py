@@ -458,7 +458,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *t_args).to(device)
         frozen = {n for n, q in teacher_model.named_parameters() if not q.requires_grad}
         if cache_on:
-            cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset), log)
+            cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset, teacher_model), log)
         hit = cache.load_teacher(teacher_model) if cache is not None else None
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
             spends = [StageSpend(**{**s, "source": "cache"}) for s in hit["spends"]]
@@ -653,13 +653,30 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     }
 
 
-def _teacher_key(p: Plan, seed: int, dataset) -> str:
-    """Everything a trained teacher depends on: which teacher (and plugin version), the data, the
-    task's view of it, the tier's teacher budget and optimizer, and the seed."""
+def _code_hash(model: nn.Module) -> str:
+    """The source file of the model's class and its parameter/buffer names and shapes: a teacher
+    whose code changed without a version bump (a working tree) is not taken from the cache."""
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256()
+    try:
+        h.update(Path(inspect.getsourcefile(type(model)) or "").read_bytes())
+    except (OSError, TypeError):  # no source (a compiled or dynamic class): the schema only
+        pass
+    h.update(repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()]).encode())
+    return h.hexdigest()[:16]
+
+
+def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module) -> str:
+    """Everything a trained teacher depends on: which teacher (plugin version, code and
+    architecture), the data, the task's view of it, the tier's teacher budget and optimizer, and
+    the seed."""
     t_owner = p.registry.owner("teachers", p.teacher.name)
     tier = p.tier
     return stable_hash({
         "teacher": p.teacher.name, "plugin": [t_owner.dist, t_owner.version], "xbench": __version__,
+        "code": _code_hash(model),
         "teacher_options": to_plain(p.teacher_options),
         "dataset": p.dataset_name, "data": getattr(dataset, "manifest_hash", lambda: None)(),
         "dataset_options": {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"},
