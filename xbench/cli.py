@@ -44,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--task", required=True)
     lb.add_argument("--budget", help="only this tier")
     lb.add_argument("--format", choices=("md", "plain"), default="md")
+
+    data = sub.add_parser("data", help="prepare dataset files")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fl = data_sub.add_parser("flow", help="optical flow (Farneback) of every video under a folder, "
+                                          "stored as .npy for flow teachers")
+    fl.add_argument("src", type=Path, help="a video file or a folder searched recursively")
+    fl.add_argument("--out", type=Path, required=True, help="folder the .npy files mirror SRC into")
+    fl.add_argument("--pool", type=int, default=2, help="average the flow over POOL x POOL pixel blocks")
+    fl.add_argument("--winsize", type=int, default=15,
+                    help="Farneback averaging window in pixels (15 suits ~224 px video; 7 for synth's 32 px)")
+    fl.add_argument("--overwrite", action="store_true", help="recompute files that exist")
+    fl.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -185,8 +197,20 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from xbench.data.flow import FarnebackOptions, prepare_flow
+
+    if args.pool < 1 or args.winsize < 3:
+        raise ConfigError(f"need --pool >= 1 and --winsize >= 3, not {args.pool} and {args.winsize}")
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    done = prepare_flow(args.src, args.out, pool=args.pool, opts=FarnebackOptions(winsize=args.winsize),
+                        overwrite=args.overwrite, log=log)
+    print(f"flow: {done['written']} written, {done['kept']} already there, in {args.out}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "runs": cmd_runs,
-            "leaderboard": cmd_leaderboard}
+            "leaderboard": cmd_leaderboard, "data": cmd_data}
 
 if __name__ == "__main__":
     sys.exit(main())

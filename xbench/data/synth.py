@@ -56,7 +56,8 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230),
 
 @dataclass(frozen=True)
 class SynthOptions:
-    """Knobs of the synthetic benchmark. All but ``label_fraction`` change the generated files."""
+    """Knobs of the synthetic benchmark. All but ``label_fraction`` and ``flow_dir`` change the
+    generated files."""
 
     size: Literal["tiny", "small"] = "small"
     seed: int = 0
@@ -79,6 +80,9 @@ class SynthOptions:
     overlap_rate: float = 0.0
     #: fraction of train clips whose labels the student may use (the rest: distillation only)
     label_fraction: float = 1.0
+    #: read flow prepared from the videos (``xbench data flow ROOT --out DIR``: DIR mirrors the
+    #: videos' paths with .npy) instead of the generator's exact motion fields, as real data must
+    flow_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.verbs <= len(VERBS):
@@ -99,7 +103,7 @@ class SynthOptions:
         return self.verbs * self.objects
 
     def generation_key(self) -> str:
-        params = {k: v for k, v in asdict(self).items() if k != "label_fraction"}
+        params = {k: v for k, v in asdict(self).items() if k not in ("label_fraction", "flow_dir")}
         if not self.overlap_rate:  # the option set before overlaps existed: same files, same key
             del params["overlap_rate"]
         return f"{self.size}-{stable_hash({'v': GENERATOR_VERSION, **params})}"
@@ -480,7 +484,20 @@ class SynthDataset:
             return frames
         if modality == "audio":
             return io.read_wav(path)[0]
+        if modality == "flow" and self.opts.flow_dir is not None:
+            return self._prepared_flow(video)
         return io.read_array(path)
+
+    def _prepared_flow(self, video: io.VideoRecord) -> np.ndarray:
+        path = Path(self.opts.flow_dir).expanduser() / Path(video.files["rgb"]).with_suffix(".npy")
+        if not path.is_file():
+            raise DataError(f"missing flow file {path}: prepare it with "
+                            f"'xbench data flow {self.root} --out {self.opts.flow_dir}'")
+        flow = io.read_array(path)
+        want = (video.num_frames, 2, self.opts.resolution // 2, self.opts.resolution // 2)
+        if flow.shape != want:  # another video's flow, or prepared with another --pool
+            raise DataError(f"flow file {path} has shape {flow.shape}, the video needs {want} (--pool 2)")
+        return flow
 
     def manifest_hash(self) -> str:
         return io.sha256_file(self.root / "manifest.json")[:16]
