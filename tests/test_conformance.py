@@ -97,3 +97,21 @@ def test_frozen_teacher_change_is_caught(registry, data_root, add_plugin):
 
     with pytest.raises(PluginError, match=r"^plugin 'sneaky': method 'sneaky' changed the frozen teacher"):
         testing.check_method(build_registry(), "sneaky", "recognition", data_root)
+
+
+def test_a_time_step_loss_that_reads_padding_is_caught(add_plugin):
+    add_plugin("leaky", """
+        import torch
+        from xbench import hookimpl
+        from xbench.specs import LossSpec
+
+        class Leaky(torch.nn.Module):
+            def forward(self, s, t, positions=None):  # takes the mask, then ignores it
+                return (s - t).pow(2).mean()
+
+        @hookimpl
+        def xbench_register_losses(register):
+            register(LossSpec(name="leaky", description="d", factory=lambda o, d: Leaky(), positions=True))
+    """)
+    with pytest.raises(AssertionError, match=r"^loss 'leaky': depends on padded positions"):
+        testing.check_loss(build_registry(), "leaky")

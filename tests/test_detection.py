@@ -146,3 +146,42 @@ def test_gcr_and_abs_golden():
     kl = sum(math.exp(b) * (b - a) for a, b in zip(ls, lt))
     assert float(BoundarySaliency(ABSOptions())(s, t)) == pytest.approx(kl, rel=1e-5)
     assert float(BoundarySaliency(ABSOptions())(s, t)) == pytest.approx(0.1927731, rel=1e-5)
+
+
+def test_losses_over_time_steps_leave_padding_out():
+    """With positions, every time-step loss equals its value on the real snippets alone: the
+    per-position ones on the real rows, the sequence-level ones on each sequence cut to its length
+    (GCR: mean over all real pairs; ABS: mean over sequences)."""
+    from xbench_baselines import FitNetLoss
+
+    s, t = _randn(2, 5, 4, seed=8), _randn(2, 5, 4, seed=9)
+    positions = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    rows = (torch.cat([s[0], s[1, :3]]), torch.cat([t[0], t[1, :3]]))
+
+    kd = KDLoss(KDLossOptions(T=2.0, multilabel=True))
+    assert float(kd(s, t, positions)) == pytest.approx(float(kd(*rows)), rel=1e-6)
+    torch.manual_seed(0)
+    fit = FitNetLoss({"student": 4, "teacher": 4})
+    atomic = AtomicContrast(AtomicOptions(), {"student": 4, "teacher": 4})
+    with torch.no_grad():
+        assert float(fit(s, t, positions)) == pytest.approx(float(fit(*rows)), rel=1e-6)
+        assert float(atomic(s, t, positions)) == pytest.approx(float(atomic(rows[0][None], rows[1][None])), rel=1e-6)
+
+    cut = [(s[0:1], t[0:1]), (s[1:2, :3], t[1:2, :3])]
+    pair_sums = [relation_loss(a, b) * a.shape[1] ** 2 for a, b in cut]
+    assert float(relation_loss(s, t, positions)) == pytest.approx(float(sum(pair_sums) / (25 + 9)), rel=1e-6)
+    for match in ("kl", "mse"):
+        abs_loss = BoundarySaliency(ABSOptions(match=match))
+        per_seq = [float(abs_loss(a, b)) for a, b in cut]
+        assert float(abs_loss(s, t, positions)) == pytest.approx(sum(per_seq) / 2, rel=1e-5)
+    # no positions: every step is real, the values of the goldens above
+    assert float(relation_loss(s, t, torch.ones(2, 5, dtype=torch.bool))) == pytest.approx(float(relation_loss(s, t)))
+
+
+def test_detection_examples_mark_real_snippets(data_root):
+    ds = SynthDataset(SynthOptions(size="tiny", overlap_rate=0.3), data_root, log=lambda m: None)
+    task = DetectionTask(DetectionOptions())
+    ex = task.examples(ds, "val", ("pose",))
+    lengths = [v.num_frames for v in ds.videos("val")]
+    assert ex.tensors["positions"].sum(1).tolist() == [-(-n // 4) for n in lengths]
+    assert not ex.tensors["positions"].all()  # the shorter sequences are padded

@@ -325,7 +325,8 @@ def _step_fn(terms, heads, student: nn.Module, s_inputs: tuple[str, ...], object
         out = {}
         for key, term, spec, _ in terms:
             if spec.reads == "teacher":
-                value = heads[key](s_out[term.student], t_out[term.teacher])
+                args = (batch.get("positions"),) if spec.positions else ()
+                value = heads[key](s_out[term.student], t_out[term.teacher], *args)
             elif term.target.startswith("student:"):
                 value = heads[key](s_out[term.student], s_out[term.target[8:]], batch.get("label_mask"))
             else:
@@ -521,7 +522,9 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             record_stages.append(_pretrain(p, task, dataset, student, seed, device, meter, progress, log))
         # a self-supervised method's batches carry no label, no label mask, no teacher-forcing target
         s_inputs = s_mods + (st_spec.train_inputs if labels else ())
-        train_keys = tuple(dict.fromkeys(train_mods + (targets if labels else ()) + ("index",)))
+        # positions: which time steps of a padded sequence are real (not a label)
+        extra = ("index", "positions") if "positions" in train.tensors else ("index",)
+        train_keys = tuple(dict.fromkeys(train_mods + (targets if labels else ()) + extra))
         probe = {k: v.to(device) if isinstance(v, torch.Tensor) else v
                  for k, v in train.take(torch.arange(min(2, len(train))), train_keys).items()}
         with torch.no_grad():

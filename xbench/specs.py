@@ -78,6 +78,10 @@ class LossSpec:
     options: type = NoOptions
     #: "teacher" when the second argument is a teacher tap, "target" when it is a label
     reads: str = "teacher"
+    #: a teacher-reading loss over time steps (B, T, ...) that takes a third argument: the (B, T)
+    #: bool mask of real time steps, False on padding of sequences shorter than the batch's
+    #: (``positions`` of dense tasks like detection), or None where the task has no padding
+    positions: bool = False
     #: for the conformance check: a function returning example call arguments (student, other[,
     #: mask]) with a student width of 8, where the default (logits (4, 8) with class targets, or
     #: two (4, 8) features) does not fit the loss

@@ -434,7 +434,8 @@ class DetectionTask:
     snippet's score). Frames of the procedure's steps carry the step's class, frames of an
     overlapping second actor carry its class too, gaps between steps are background (no class).
 
-    Targets: ``frame_labels`` (L, C): 1 present, 0 absent, -1 padding (never scored). Metrics:
+    Targets: ``frame_labels`` (L, C): 1 present, 0 absent, -1 padding (never scored); besides,
+    ``positions`` (S,) marks the real snippets, for distillation losses over time steps. Metrics:
     per-frame mAP (scikit-learn's average precision per class over all real frames of the split,
     mean over classes with a positive frame; the main metric) and event-level mAP at temporal IoU
     0.1 / 0.3 / 0.5 (events: runs of frames with probability >= ``event_threshold``, scored by their
@@ -485,6 +486,8 @@ class DetectionTask:
                 cols[m].append(x.reshape(length // snip, snip, *x.shape[1:])[:, pick])
         tensors: dict[str, Any] = {m: torch.from_numpy(np.stack(v)) for m, v in cols.items()}
         tensors["frame_labels"] = torch.from_numpy(labels)
+        # the real snippets of each sequence (a snippet is real when its first frame is)
+        tensors["positions"] = torch.from_numpy(labels[:, ::snip, 0] >= 0)
         tensors["index"] = torch.arange(len(videos))
         tensors["label_mask"] = label_mask(len(videos), split, label_fraction, seed)
         return Examples(tensors)

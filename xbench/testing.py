@@ -97,6 +97,31 @@ def check_loss(reg: Registry, name: str) -> None:
     assert math.isfinite(float(value.detach())), f"loss '{name}': not finite"
     value.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all(), f"loss '{name}': bad gradient"
+    if spec.positions:
+        seqs = spec.example() if spec.example is not None else ()
+        if not seqs or seqs[0].ndim < 3:  # (B, T, C) sequences of the same width
+            g = torch.Generator().manual_seed(0)
+            seqs = (torch.randn(2, 6, 8, generator=g), torch.randn(2, 6, 8, generator=g))
+        _check_positions(name, loss, seqs[0], seqs[1])
+
+
+def _check_positions(name: str, loss, student: torch.Tensor, teacher: torch.Tensor) -> None:
+    """A loss that takes ``positions`` ignores what is at padded time steps: the same value
+    whatever the student and teacher hold there, and no gradient into it."""
+    positions = torch.ones(student.shape[:2], dtype=torch.bool)
+    positions[0, -2:] = False  # a sequence shorter than the batch's
+    s = student.detach().clone().requires_grad_(True)
+    value = loss(s, teacher, positions)
+    value.backward()
+    g = torch.Generator().manual_seed(1)
+    s2, t2 = student.detach().clone(), teacher.detach().clone()
+    s2[0, -2:] = torch.randn(s2[0, -2:].shape, generator=g) * 10
+    t2[0, -2:] = torch.randn(t2[0, -2:].shape, generator=g) * 10
+    other = loss(s2, t2, positions)
+    assert math.isfinite(float(value.detach())), f"loss '{name}': not finite with positions"
+    assert torch.allclose(value.detach(), other.detach(), rtol=1e-5, atol=1e-6), \
+        f"loss '{name}': depends on padded positions ({float(value):.6f} vs {float(other):.6f})"
+    assert not s.grad[0, -2:].any(), f"loss '{name}': gradient into padded positions"
 
 
 def micro_tier(tier: Tier) -> Tier:

@@ -17,8 +17,11 @@ distillation layer, here the ``feature`` tap after the temporal layers):
     L_atomic = -(1/N) sum_i log softmax_j(s_i . t_j / tau)_i   over all N = B x T snippets of the
                batch, s = normalize(P_s F^S), t = normalize(P_t F^T) (64-d projections): each
                student snippet must pick its own teacher snippet among the batch's
-    L_GCR    = mean_b mean_{t,u} (G^S_tu - G^T_tu)^2,  G = cosine similarity of snippets (T x T)
+    L_GCR    = mean over (b, t, u) (G^S_tu - G^T_tu)^2,  G = cosine similarity of snippets (T x T)
     L_ABS    = mean_b KL(a^T || a^S),  a = softmax_t(d_t / mean_t d_t),  d_t = |F_{t+1} - F_t|_1 / C
+
+Every term runs over the real snippets of each sequence only (the task's ``positions``): the
+padding after a short sequence is not a snippet to pick, relate or find a boundary in.
 
 Reconstructed (inferred, unverified) choices, each with the default used:
 - the atomic term's form: InfoNCE with the batch's other snippets (same video and other videos)
@@ -33,8 +36,9 @@ Reconstructed (inferred, unverified) choices, each with the default used:
   pose (``--teacher pose-tcn``) or both fused in one model (``--teacher flow-pose-tcn``, in place
   of the paper's separate teachers; all three are the core's detection teachers), trained on the
   teacher split and frozen;
-- padded snippets at the end of short sequences take part in the sequence-level terms (the loss
-  sees no frame mask); student and teacher see the same empty input there.
+- padding is left out of every term (a first version kept the padded snippets: a third of the
+  synth snippets are padding, identical for every sequence, which the atomic term cannot tell
+  apart: its loss stayed near log N and the student fell below the plain student).
 """
 
 from __future__ import annotations
@@ -74,47 +78,72 @@ class AtomicContrast(nn.Module):
         self.student = nn.Linear(dims["student"], opts.dim)
         self.teacher = nn.Linear(dims["teacher"], opts.dim)
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is not None:  # real snippets only: padding is no snippet to pick
+            student, teacher = student[positions], teacher[positions]
         s = F.normalize(self.student(student.float()).flatten(0, -2), dim=-1)
         t = F.normalize(self.teacher(teacher.float()).flatten(0, -2), dim=-1)
         logits = s @ t.T / self.tau
         return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
 
 
-def relation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """GCR: mean squared difference of the T x T cosine-similarity matrices of the snippets."""
+def _real(f: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) float mask of real snippets (all ones without ``positions``)."""
+    if positions is None:
+        return f.new_ones(f.shape[:2], dtype=torch.float32)
+    return positions.float()
+
+
+def relation_loss(student: torch.Tensor, teacher: torch.Tensor,
+                  positions: torch.Tensor | None = None) -> torch.Tensor:
+    """GCR: mean squared difference of the T x T cosine-similarity matrices of the snippets, over
+    the pairs of real snippets of each sequence."""
     def gram(f: torch.Tensor) -> torch.Tensor:
         f = F.normalize(f.float(), dim=-1)
         return f @ f.transpose(-1, -2)
 
-    return (gram(student) - gram(teacher)).pow(2).mean()
+    real = _real(student, positions)
+    pairs = real[:, :, None] * real[:, None, :]
+    return ((gram(student) - gram(teacher)).pow(2) * pairs).sum() / pairs.sum().clamp(min=1)
 
 
-def boundary_saliency(f: torch.Tensor) -> torch.Tensor:
-    """d_t = mean over channels of |F_{t+1} - F_t| (B, T-1), divided by its mean over time."""
+def boundary_saliency(f: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """d_t = mean over channels of |F_{t+1} - F_t| (B, T-1), divided by its mean over the steps
+    whose two snippets are real; returns (d, mask of those steps)."""
+    real = _real(f, positions)
+    steps = real[:, 1:] * real[:, :-1]
     d = (f[:, 1:] - f[:, :-1]).float().abs().mean(-1)
-    return d / d.mean(-1, keepdim=True).clamp(min=1e-8)
+    mean = (d * steps).sum(-1, keepdim=True) / steps.sum(-1, keepdim=True).clamp(min=1)
+    return d / mean.clamp(min=1e-8), steps
 
 
 class BoundarySaliency(nn.Module):
     """ABS: the student's boundary-saliency curve matched to the teacher's (KL of the softmax over
-    time, or MSE of the normalised curves)."""
+    the real steps of each sequence, or MSE of the normalised curves), mean over sequences."""
 
     def __init__(self, opts: ABSOptions) -> None:
         super().__init__()
         self.match = opts.match
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        a_s, a_t = boundary_saliency(student), boundary_saliency(teacher)
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        (a_s, steps), (a_t, _) = boundary_saliency(student, positions), boundary_saliency(teacher, positions)
+        seqs = (steps.sum(-1) > 0).float()  # a sequence of one real snippet has no boundary
         if self.match == "mse":
-            return F.mse_loss(a_s, a_t)
-        log_s, log_t = F.log_softmax(a_s, dim=-1), F.log_softmax(a_t, dim=-1)
-        return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+            per_seq = ((a_s - a_t).pow(2) * steps).sum(-1) / steps.sum(-1).clamp(min=1)
+        else:
+            pad = steps == 0  # outside the sequence: no probability mass
+            log_s = F.log_softmax(a_s.masked_fill(pad, float("-inf")), dim=-1)
+            log_t = F.log_softmax(a_t.masked_fill(pad, float("-inf")), dim=-1)
+            per_seq = (log_t.exp() * (log_t - log_s)).masked_fill(pad, 0.0).sum(-1)
+        return (per_seq * seqs).sum() / seqs.sum().clamp(min=1)
 
 
 class _GCR(nn.Module):
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return relation_loss(student, teacher)
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        return relation_loss(student, teacher, positions)
 
 
 def _sequences() -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,12 +179,12 @@ def _terms(o: ARGBOptions) -> list[LossTerm]:
 def xbench_register_losses(register):
     register(LossSpec(name="argb-atomic", description="Snippet-level InfoNCE between student and teacher",
                       factory=lambda opts, dims: AtomicContrast(opts, dims), options=AtomicOptions,
-                      example=_sequences))
+                      example=_sequences, positions=True))
     register(LossSpec(name="argb-gcr", description="Match T x T snippet-similarity matrices (GCR)",
-                      factory=lambda opts, dims: _GCR(), example=_sequences))
+                      factory=lambda opts, dims: _GCR(), example=_sequences, positions=True))
     register(LossSpec(name="argb-abs", description="Match action-boundary saliency curves (ABS)",
                       factory=lambda opts, dims: BoundarySaliency(opts), options=ABSOptions,
-                      example=_sequences))
+                      example=_sequences, positions=True))
 
 
 @hookimpl

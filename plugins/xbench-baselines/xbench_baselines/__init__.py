@@ -40,14 +40,18 @@ class KDLossOptions:
 
 class KDLoss(nn.Module):
     """T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) over the classes (the last dimension), averaged
-    over the batch and any positions (frames, snippets). With ``multilabel`` each class is its own
+    over the batch and any positions (frames, snippets; only the real ones when a (B, T) mask of
+    ``positions`` is given). With ``multilabel`` each class is its own
     Bernoulli: T^2 * sum_c KL(sigmoid(z_t,c/T) || sigmoid(z_s,c/T)), same averaging."""
 
     def __init__(self, opts: KDLossOptions) -> None:
         super().__init__()
         self.T, self.multilabel = opts.T, opts.multilabel
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is not None:  # (B, T) real time steps: padding of short sequences is not distilled
+            student, teacher = student[positions], teacher[positions]
         s, t = student.float() / self.T, teacher.float() / self.T
         if self.multilabel:
             p_t = torch.sigmoid(t)
@@ -61,13 +65,17 @@ class KDLoss(nn.Module):
 
 
 class FitNetLoss(nn.Module):
-    """||r(f_s) - f_t||^2 averaged over elements; r is a learned linear regressor."""
+    """||r(f_s) - f_t||^2 averaged over elements (of real time steps, given ``positions``); r is a
+    learned linear regressor."""
 
     def __init__(self, dims: dict[str, int]) -> None:
         super().__init__()
         self.regressor = nn.Linear(dims["student"], dims["teacher"])
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is not None:  # (B, T) real time steps only
+            student, teacher = student[positions], teacher[positions]
         return F.mse_loss(self.regressor(student).float(), teacher.float())
 
 
@@ -89,9 +97,9 @@ class FitNetOptions:
 @hookimpl
 def xbench_register_losses(register):
     register(LossSpec(name="kd", description="Hinton KD: T^2 KL of temperature-softened logits",
-                      factory=lambda opts, dims: KDLoss(opts), options=KDLossOptions))
+                      factory=lambda opts, dims: KDLoss(opts), options=KDLossOptions, positions=True))
     register(LossSpec(name="fitnet", description="FitNet hint: MSE of regressed student features",
-                      factory=lambda opts, dims: FitNetLoss(dims)))
+                      factory=lambda opts, dims: FitNetLoss(dims), positions=True))
 
 
 @hookimpl
