@@ -185,3 +185,19 @@ def test_detection_examples_mark_real_snippets(data_root):
     lengths = [v.num_frames for v in ds.videos("val")]
     assert ex.tensors["positions"].sum(1).tolist() == [-(-n // 4) for n in lengths]
     assert not ex.tensors["positions"].all()  # the shorter sequences are padded
+
+
+def test_pose_streams_positions_bones_and_motion():
+    from xbench.models import _pose_streams
+
+    # one snippet of 2 frames, 2 joints: the actor moves by (1, 2) and its second joint hides
+    x = torch.tensor([[[[[1.0, 1.0, 1.0], [3.0, 1.0, 1.0]],
+                        [[2.0, 3.0, 1.0], [0.0, 0.0, 0.0]]]]])  # (B=1, S=1, K=2, P=2, 3)
+    f = _pose_streams(x)[0, 0].tolist()
+    assert f[:12] == x.flatten().tolist()
+    assert f[12:20] == [0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # bones: joint - root, hidden = 0
+    assert f[20:] == [1.0, 2.0, 0.0, 0.0]  # motion of the root; the hidden joint has none
+    # where the actor stands changes the positions only
+    moved = x.clone()
+    moved[..., :2] += 5 * x[..., 2:3]
+    assert _pose_streams(moved)[0, 0, 12:].tolist() == f[12:]
