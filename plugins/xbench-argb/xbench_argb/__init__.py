@@ -36,9 +36,9 @@ Reconstructed (inferred, unverified) choices, each with the default used:
   pose (``--teacher pose-tcn``) or both fused in one model (``--teacher flow-pose-tcn``, in place
   of the paper's separate teachers; all three are the core's detection teachers), trained on the
   teacher split and frozen;
-- padding is left out of every term (a first version kept the padded snippets: a third of the
-  synth snippets are padding, identical for every sequence, which the atomic term cannot tell
-  apart: its loss stayed near log N and the student fell below the plain student).
+- padding is left out of every term: a third of the synth snippets are padding after short
+  sequences, alike in every sequence, so the atomic term could not tell them apart and the
+  sequence-level terms would relate and segment empty input (a first version kept them).
 """
 
 from __future__ import annotations
