@@ -191,8 +191,8 @@ class _FrameEncoder(nn.Module):
         super().__init__()
         self.modality = modality
         if modality == "pose":
-            k, p = shape[1], shape[2]  # K frames x P keypoints x (x, y, visible)
-            size = k * p * 3 + k * p * 2 + (k - 1) * p * 2
+            # K frames x P keypoints x (x, y, visible) -> the width of the three streams
+            size = _pose_streams(torch.zeros(1, 1, *shape[1:])).shape[-1]
             self.net = nn.Sequential(nn.BatchNorm1d(size), nn.Linear(size, dim), nn.ReLU(inplace=True),
                                      nn.Linear(dim, dim), nn.ReLU(inplace=True))
         else:

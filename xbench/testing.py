@@ -83,8 +83,8 @@ def check_loss(reg: Registry, name: str) -> None:
     torch.manual_seed(0)
     # the same width on both sides: logit losses need it, feature losses size their heads by it
     loss = spec.factory(spec.options(), {"student": 8, "teacher": 8})
-    if spec.example is not None:
-        args = list(spec.example())
+    args: list = list(spec.example()) if spec.example is not None else []
+    if args:
         s = args[0].detach().requires_grad_(True)
         value = loss(s, *args[1:])
     elif spec.reads == "target":
@@ -98,11 +98,11 @@ def check_loss(reg: Registry, name: str) -> None:
     value.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all(), f"loss '{name}': bad gradient"
     if spec.positions:
-        seqs = spec.example() if spec.example is not None else ()
+        seqs = args[:2]
         if not seqs or seqs[0].ndim < 3:  # (B, T, C) sequences of the same width
             g = torch.Generator().manual_seed(0)
-            seqs = (torch.randn(2, 6, 8, generator=g), torch.randn(2, 6, 8, generator=g))
-        _check_positions(name, loss, seqs[0], seqs[1])
+            seqs = [torch.randn(2, 6, 8, generator=g), torch.randn(2, 6, 8, generator=g)]
+        _check_positions(name, loss, *seqs)
 
 
 def _check_positions(name: str, loss, student: torch.Tensor, teacher: torch.Tensor) -> None:

@@ -48,6 +48,13 @@ def _cv2():
     return cv2
 
 
+def pool_flow(flow: np.ndarray, pool: int) -> np.ndarray:
+    """(N, 2, H, W) motion fields -> (N, 2, H/pool, W/pool), each value its block's mean (the
+    units stay pixels of the full frame). ``synth`` stores its exact fields pooled by this too."""
+    n, c, height, width = flow.shape
+    return flow.reshape(n, c, height // pool, pool, width // pool, pool).mean(axis=(3, 5))
+
+
 def optical_flow(frames: np.ndarray, pool: int = 2, opts: FarnebackOptions = FarnebackOptions()) -> np.ndarray:
     """Dense Farneback flow of uint8 RGB frames (N, H, W, 3) -> (N, 2, H/pool, W/pool) float16."""
     cv2 = _cv2()
@@ -60,8 +67,8 @@ def optical_flow(frames: np.ndarray, pool: int = 2, opts: FarnebackOptions = Far
         field = cv2.calcOpticalFlowFarneback(gray[f], gray[f + 1], None, opts.pyr_scale, opts.levels,
                                              opts.winsize, opts.iterations, opts.poly_n,
                                              opts.poly_sigma, 0)  # (H, W, 2)
-        pooled = field.reshape(height // pool, pool, width // pool, pool, 2).mean(axis=(1, 3))
-        out[f] = pooled.transpose(2, 0, 1)
+        # pooled frame by frame: a long video's full-resolution flow need not fit in memory
+        out[f] = pool_flow(field.transpose(2, 0, 1)[None], pool)[0]
     return out.astype(np.float16)
 
 

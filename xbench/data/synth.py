@@ -29,6 +29,7 @@ import numpy as np
 
 from xbench.config import stable_hash
 from xbench.data import io
+from xbench.data.flow import pool_flow
 from xbench.errors import DataError
 
 GENERATOR_VERSION = 2
@@ -40,6 +41,8 @@ SIZES = {
     "small": {"train": 700, "val": 150, "test": 150, "teacher": 350},
 }
 AUDIO_RATE = 16000
+#: the exact motion fields are stored averaged over FLOW_POOL x FLOW_POOL pixel blocks
+FLOW_POOL = 2
 
 VERBS = ("slide", "lift", "spin", "grow", "blink")
 VERB_PHRASES = {
@@ -246,7 +249,7 @@ def render_video(opts: SynthOptions, actions: list[tuple[int, int]], rng: np.ran
     overlaps = _overlaps(opts, segments, frames, flow, total, rng, gx, gy) if opts.overlap_rate else []
     frames += rng.normal(0, opts.pixel_noise * 255, frames.shape)
     frames = np.clip(frames, 0, 255).astype(np.uint8)
-    flow = flow.reshape(total, 2, res // 2, 2, res // 2, 2).mean(axis=(3, 5)).astype(np.float16)
+    flow = pool_flow(flow, FLOW_POOL).astype(np.float16)
     return frames, flow, pose, segments, np.clip(audio, -1, 1).astype(np.float32), overlaps
 
 
@@ -494,9 +497,11 @@ class SynthDataset:
             raise DataError(f"missing flow file {path}: prepare it with "
                             f"'xbench data flow {self.root} --out {self.opts.flow_dir}'")
         flow = io.read_array(path)
-        want = (video.num_frames, 2, self.opts.resolution // 2, self.opts.resolution // 2)
+        side = self.opts.resolution // FLOW_POOL
+        want = (video.num_frames, 2, side, side)
         if flow.shape != want:  # another video's flow, or prepared with another --pool
-            raise DataError(f"flow file {path} has shape {flow.shape}, the video needs {want} (--pool 2)")
+            raise DataError(f"flow file {path} has shape {flow.shape}, the video needs {want} "
+                            f"(--pool {FLOW_POOL})")
         return flow
 
     def manifest_hash(self) -> str:
