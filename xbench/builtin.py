@@ -169,7 +169,7 @@ def xbench_register_students(register):
         description="Per-frame CNN pooled per snippet + dilated temporal convs, per-snippet scores",
         factory=SnippetTCN,
         modalities=("rgb",),
-        taps=("logits", "feature", "snippets"),
+        taps=("logits", "feature", "snippets", "tokens"),
     ))
 
     register(StudentSpec(
@@ -190,7 +190,7 @@ def xbench_register_teachers(register):
         description="2D CNN over the clip's log-mel spectrogram (hears the privileged audio)",
         factory=AudioTeacher,
         modalities=("audio",),
-        taps=("logits", "feature"),
+        taps=("logits", "feature", "tokens"),
     ))
 
     register(TeacherSpec(

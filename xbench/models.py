@@ -75,7 +75,9 @@ class MelCNNStudent(nn.Module):
 
 
 class AudioTeacher(nn.Module):
-    """A 2D CNN over the log-mel spectrogram of a clip's audio. Taps: ``logits``, ``feature``."""
+    """A 2D CNN over the log-mel spectrogram of a clip's audio. Taps: ``logits``, ``feature``,
+    ``tokens`` (B, t, D): the last map averaged over mel bands, one token per time cell (the axis
+    an audio clip shares with its video, for losses that compare positions)."""
 
     def __init__(self, ctx: ModelContext, width: int = 32, dim: int = 96) -> None:
         super().__init__()
@@ -84,8 +86,10 @@ class AudioTeacher(nn.Module):
         self.dim = dim
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        feature = self.body(inputs["audio"]).mean(dim=(2, 3))
-        return {"logits": self.head(feature), "feature": feature}
+        spatial = self.body(inputs["audio"])  # (B, D, mel, time)
+        feature = spatial.mean(dim=(2, 3))
+        return {"logits": self.head(feature), "feature": feature,
+                "tokens": spatial.mean(dim=2).transpose(1, 2)}
 
 
 def log_mel(wave: torch.Tensor, rate: int, n_mels: int = 32, n_frames: int = 32) -> torch.Tensor:
@@ -237,7 +241,9 @@ class SnippetTCN(nn.Module):
     architecture on flow, pose, or rgb + flow (the two-stream ceiling).
 
     Taps: ``logits`` (B, S, C), ``feature`` (B, S, D) snippet features after the temporal layers
-    (the distillation layer), ``snippets`` (B, S, D) the embedded snippet features before them."""
+    (the distillation layer), ``snippets`` (B, S, D) the embedded snippet features before them,
+    ``tokens``: ``feature`` again under the name position-wise losses read (its positions are the
+    snippets)."""
 
     def __init__(self, ctx: ModelContext, modalities: tuple[str, ...] = ("rgb",), width: int = 16,
                  dim: int = 64) -> None:
@@ -251,4 +257,4 @@ class SnippetTCN(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         snippets = self.embed(torch.cat([self.encoders[m](inputs[m]) for m in self.modalities], dim=-1))
         feature = self.temporal(snippets.transpose(1, 2)).transpose(1, 2)
-        return {"logits": self.head(feature), "feature": feature, "snippets": snippets}
+        return {"logits": self.head(feature), "feature": feature, "snippets": snippets, "tokens": feature}

@@ -161,6 +161,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
             spec = reg.get("losses", term.loss)
         except XbenchError as exc:
             raise IncompatibleError(f"method '{method.name}': {exc}") from exc
+        term = resolve_term(term, spec, task)
         if term.student not in student.taps:
             raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads student tap "
                                     f"'{term.student}', which student '{student.name}' does not have "
@@ -173,6 +174,9 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
                 raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads teacher tap "
                                         f"'{term.teacher}', which teacher '{teacher.name}' does not "
                                         f"have (taps: {', '.join(teacher.taps)})")
+            if spec.target and term.target not in task.targets:
+                raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads target "
+                                        f"'{term.target}', which task '{task.name}' does not provide")
         elif (term.target or "").startswith("student:"):
             if term.target[8:] not in student.taps:
                 raise IncompatibleError(f"method '{method.name}': loss '{term.loss}' reads student "
@@ -204,6 +208,19 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
                 task_options, dataset_options, terms, reg)
 
 
+def resolve_term(term: LossTerm, spec: LossSpec, task: TaskSpec) -> LossTerm:
+    """A term with what it leaves unset filled from its loss: the taps it reads by default, and
+    the task's first target for a loss that reads a target."""
+    updates: dict[str, Any] = {}
+    if term.student is None:
+        updates["student"] = spec.student_tap
+    if spec.reads == "teacher" and term.teacher is None:
+        updates["teacher"] = spec.teacher_tap
+    if (spec.reads == "target" or spec.target) and term.target is None and task.targets:
+        updates["target"] = task.targets[0]
+    return dataclasses.replace(term, **updates) if updates else term
+
+
 def _check_objective(method: MethodSpec, task: TaskSpec, teacher: TeacherSpec | None, dataset,
                      dataset_name: str, terms) -> None:
     for mod in method.modalities:
@@ -222,7 +239,7 @@ def _check_objective(method: MethodSpec, task: TaskSpec, teacher: TeacherSpec | 
         # self-supervised: no stage of the method may see a label, directly or through a teacher
         # trained on labels
         for _, term, spec, _ in terms:
-            if spec.reads == "target" and not (term.target or "").startswith("student:"):
+            if (spec.reads == "target" or spec.target) and not (term.target or "").startswith("student:"):
                 raise IncompatibleError(f"method '{method.name}' is self-supervised (labels=False) "
                                         f"but its loss '{term.loss}' reads target '{term.target}'")
         if teacher is not None:
@@ -275,15 +292,16 @@ def _expand_task_terms(p: Plan, raw: list[LossTerm]) -> list[tuple[str, LossTerm
     out = []
     for n, term in enumerate(raw):
         spec = p.registry.get("losses", term.loss)
+        term = resolve_term(term, spec, p.task)
         opts = _options(spec.options, dict(term.options), f"task '{p.task.name}': loss '{term.loss}'")
         out.append((f"{term.loss}#{n}" if n else term.loss, term, spec, opts))
     return out
 
 
-def _build_heads(p: Plan, terms, s_probe, t_probe, device) -> dict[str, nn.Module]:
+def _build_heads(p: Plan, terms, s_probe, t_probe, device, examples: int) -> dict[str, nn.Module]:
     heads = {}
     for key, term, spec, opts in terms:
-        dims = {"student": s_probe[term.student].shape[-1]}
+        dims = {"student": s_probe[term.student].shape[-1], "examples": examples}
         if spec.reads == "teacher":
             dims["teacher"] = t_probe[term.teacher].shape[-1]
         l_owner = p.registry.entry("losses", spec.name).plugin
@@ -326,7 +344,12 @@ def _step_fn(terms, heads, student: nn.Module, s_inputs: tuple[str, ...], object
         for key, term, spec, _ in terms:
             if spec.reads == "teacher":
                 args = (batch.get("positions"),) if spec.positions else ()
-                value = heads[key](s_out[term.student], t_out[term.teacher], *args)
+                kw = {}
+                if spec.target:
+                    kw["target"], kw["label_mask"] = batch[term.target], batch.get("label_mask")
+                if spec.index:
+                    kw["index"] = batch["index"]
+                value = heads[key](s_out[term.student], t_out[term.teacher], *args, **kw)
             elif term.target.startswith("student:"):
                 value = heads[key](s_out[term.student], s_out[term.target[8:]], batch.get("label_mask"))
             else:
@@ -532,7 +555,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             s_probe = student({m: probe[m] for m in s_mods + st_spec.train_inputs if m in probe})
             t_probe = teacher_model({m: probe[m] for m in t_mods}) if p.uses_teacher_in_loss else {}
         torch.manual_seed(derive_seed(seed, "heads-init"))
-        heads = _build_heads(p, p.terms, s_probe, t_probe, device)
+        heads = _build_heads(p, p.terms, s_probe, t_probe, device, len(train))
         groups = [(list(student.parameters()), 1.0)]
         for key, term, spec, _ in p.terms:
             groups.append((list(heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
@@ -595,7 +618,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             # the self-supervised encoder learns the task with the task's own objective, like
             # every supervised method's student, and is selected on val
             ft_terms = _expand_task_terms(p, list(p.task.terms))
-            ft_heads = _build_heads(p, ft_terms, s_probe, {}, device)
+            ft_heads = _build_heads(p, ft_terms, s_probe, {}, device, len(train))
             ft_keys = tuple(dict.fromkeys(s_mods + targets + st_spec.train_inputs))
             torch.manual_seed(derive_seed(seed, "train", "finetune"))
             spend, sel = fit(

@@ -68,9 +68,11 @@ class LossSpec:
     """A loss term. ``factory(options, dims)`` returns an ``nn.Module`` returning a scalar, called
     as ``loss(student, teacher)`` when ``reads`` is "teacher" (a student tap and a teacher tap),
     or ``loss(student, target, label_mask)`` when ``reads`` is "target" (a student tap, a target
-    or another student tap, and the mask of examples whose label the student may use). ``dims`` maps 'student'/'teacher' to the feature sizes of the taps
-    it reads, so losses with learned parts (a FitNet regressor) can size them. Parameters of the
-    module are extra trainable heads, counted in the run's params."""
+    or another student tap, and the mask of examples whose label the student may use). ``dims``
+    maps 'student'/'teacher' to the feature sizes (last dimension) of the taps it reads, so losses
+    with learned parts (a FitNet regressor) can size them, and 'examples' to the size of the train
+    split (memory banks). Parameters of the module are extra trainable heads, counted in the run's
+    params; its buffers (a memory bank) are state, kept with the val-selected checkpoint."""
 
     name: str
     description: str
@@ -82,6 +84,16 @@ class LossSpec:
     #: bool mask of real time steps, False on padding of sequences shorter than the batch's
     #: (``positions`` of dense tasks like detection), or None where the task has no padding
     positions: bool = False
+    #: a teacher-reading loss that also reads the term's target (DKD needs the ground-truth
+    #: class): called with keywords ``target=`` (the batch's ``LossTerm.target``, by default the
+    #: task's first target) and ``label_mask=`` (which examples' labels the student may use)
+    target: bool = False
+    #: a loss that keeps state per train example (CRD's memory banks): called with keyword
+    #: ``index=``, the batch's positions in the train split; ``dims["examples"]`` is its size
+    index: bool = False
+    #: the student and teacher taps a term reads when it names none (a combination by config)
+    student_tap: str = "logits"
+    teacher_tap: str = "logits"
     #: for the conformance check: a function returning example call arguments (student, other[,
     #: mask]) with a student width of 8, where the default (logits (4, 8) with class targets, or
     #: two (4, 8) features) does not fit the loss
@@ -142,7 +154,9 @@ class LossTerm:
 
     loss: str
     weight: float = 1.0
-    student: str = "logits"
+    #: the student tap; None: the loss's ``student_tap``
+    student: str | None = None
+    #: the teacher tap of a teacher-reading loss; None: the loss's ``teacher_tap``
     teacher: str | None = None
     target: str | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -82,17 +82,17 @@ def check_loss(reg: Registry, name: str) -> None:
     spec = reg.get("losses", name)
     torch.manual_seed(0)
     # the same width on both sides: logit losses need it, feature losses size their heads by it
-    loss = spec.factory(spec.options(), {"student": 8, "teacher": 8})
+    loss = spec.factory(spec.options(), {"student": 8, "teacher": 8, "examples": 16})
     args: list = list(spec.example()) if spec.example is not None else []
     if args:
         s = args[0].detach().requires_grad_(True)
-        value = loss(s, *args[1:])
+        value = loss(s, *args[1:], **_keywords(spec, s))
     elif spec.reads == "target":
         s = torch.randn(4, 8, requires_grad=True)
         value = loss(s, torch.tensor([0, 1, 2, 3]), torch.tensor([True, True, False, True]))
     else:
         s = torch.randn(4, 8, requires_grad=True)
-        value = loss(s, torch.randn(4, 8))
+        value = loss(s, torch.randn(4, 8), **_keywords(spec, s))
     assert value.ndim == 0, f"loss '{name}': returned shape {tuple(value.shape)}, expected a scalar"
     assert math.isfinite(float(value.detach())), f"loss '{name}': not finite"
     value.backward()
@@ -102,22 +102,43 @@ def check_loss(reg: Registry, name: str) -> None:
         if not seqs or seqs[0].ndim < 3:  # (B, T, C) sequences of the same width
             g = torch.Generator().manual_seed(0)
             seqs = [torch.randn(2, 6, 8, generator=g), torch.randn(2, 6, 8, generator=g)]
-        _check_positions(name, loss, *seqs)
+        _check_positions(name, loss, *seqs, **_keywords(spec, seqs[0]))
 
 
-def _check_positions(name: str, loss, student: torch.Tensor, teacher: torch.Tensor) -> None:
+def _keywords(spec, student: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The keyword arguments the harness passes a loss besides its taps: a target (class indices
+    for (B, C) logits, multi-hot labels for (B, T, C) sequences, one per time step), the label
+    mask (one example unlabelled) and example indices within a train split of 16."""
+    b, g = student.shape[0], torch.Generator().manual_seed(2)
+    kw: dict[str, torch.Tensor] = {}
+    if spec.target:
+        if student.ndim == 2:
+            kw["target"] = torch.arange(b) % student.shape[-1]
+        else:
+            kw["target"] = (torch.rand(student.shape, generator=g) > 0.5).float()
+        kw["label_mask"] = torch.arange(b) != b - 1
+    if spec.index:
+        kw["index"] = torch.arange(b)
+    return kw
+
+
+def _check_positions(name: str, loss, student: torch.Tensor, teacher: torch.Tensor, **kw) -> None:
     """A loss that takes ``positions`` ignores what is at padded time steps: the same value
     whatever the student and teacher hold there, and no gradient into it."""
     positions = torch.ones(student.shape[:2], dtype=torch.bool)
     positions[0, -2:] = False  # a sequence shorter than the batch's
     s = student.detach().clone().requires_grad_(True)
-    value = loss(s, teacher, positions)
+    state = {k: v.clone() for k, v in loss.state_dict().items()}  # a memory bank moves per call
+    torch.manual_seed(0)  # the same draws (CRD's negatives) for both calls
+    value = loss(s, teacher, positions, **kw)
     value.backward()
     g = torch.Generator().manual_seed(1)
     s2, t2 = student.detach().clone(), teacher.detach().clone()
     s2[0, -2:] = torch.randn(s2[0, -2:].shape, generator=g) * 10
     t2[0, -2:] = torch.randn(t2[0, -2:].shape, generator=g) * 10
-    other = loss(s2, t2, positions)
+    loss.load_state_dict(state)
+    torch.manual_seed(0)
+    other = loss(s2, t2, positions, **kw)
     assert math.isfinite(float(value.detach())), f"loss '{name}': not finite with positions"
     assert torch.allclose(value.detach(), other.detach(), rtol=1e-5, atol=1e-6), \
         f"loss '{name}': depends on padded positions ({float(value):.6f} vs {float(other):.6f})"

@@ -17,18 +17,51 @@
   Deviation (fitnet): the hint is the pooled clip embedding of the student and the teacher's pooled
   embedding (different modalities have no shared spatial grid), not an intermediate feature map,
   and the hint is trained jointly with CE rather than in a separate hint stage.
+- the generic KD suite of the CRD benchmark and the distribution alignments, each a loss and a
+  method of the same name (``CE + weight * loss`` from the task's default teacher): ``dkd``,
+  ``at``, ``nst``, ``sp``, ``cc``, ``rkd``, ``pkt``, ``vid``, ``crd``, ``mmd``, ``coral``,
+  ``cosine``. Citations, formulas, default hyperparameters and the taps each reads: the loss
+  classes in :mod:`xbench_baselines.losses`. ``--set method.weight=W`` scales the term, the
+  other method options are the loss's.
+- ``combo``: any losses combined by config, no code: ``method_options.terms`` is a list of
+  ``{loss, weight, student, teacher, target, options}`` (``loss: task`` is the task's supervised
+  objective; taps and target default to the loss's own), e.g. CRD + KD in
+  ``benchmarks/configs/crd-kd.yaml``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
-from xbench.specs import LossSpec, LossTerm, MethodSpec
+from xbench.specs import LossSpec, LossTerm, MethodSpec, NoOptions
+from xbench_baselines.losses import (
+    ATLoss,
+    ATOptions,
+    CCLoss,
+    CCOptions,
+    CORALLoss,
+    CosineLoss,
+    CRDLoss,
+    CRDOptions,
+    DKDLoss,
+    DKDOptions,
+    MMDLoss,
+    NSTLoss,
+    PKTLoss,
+    RKDLoss,
+    RKDOptions,
+    SPLoss,
+    VIDLoss,
+    VIDOptions,
+)
 
 
 @dataclass(frozen=True)
@@ -94,12 +127,135 @@ class FitNetOptions:
     beta: float = 100.0
 
 
+@dataclass(frozen=True)
+class Generic:
+    """One loss of the generic suite and the method that distils with it alone."""
+
+    name: str
+    #: the loss's one-line description
+    description: str
+    #: the method's one-line description: authors, year, what it adds to CE
+    method: str
+    factory: Callable[[Any, dict[str, int]], Any]
+    options: type
+    #: the method's default weight of the loss term (the paper's or the CRD benchmark's)
+    weight: float
+    #: the tap it reads on both sides
+    tap: str
+    target: bool = False
+    index: bool = False
+
+    def example(self) -> tuple | None:
+        """Conformance-check arguments: token losses read (B, N, D) sequences."""
+        if self.tap != "tokens":
+            return None
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(4, 6, 8, generator=g), torch.randn(4, 6, 8, generator=g)
+
+
+GENERIC = (
+    Generic("dkd", "Decoupled KD: weighted target-class and non-target-class KL of logits",
+            "Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD)", lambda o, d: DKDLoss(o),
+            DKDOptions, 1.0, "logits", target=True),
+    Generic("at", "Attention transfer: distance of normalised attention maps over positions",
+            "Zagoruyko & Komodakis 2017 (AT): CE + 1000 x attention-map distance",
+            lambda o, d: ATLoss(o), ATOptions, 1000.0, "tokens"),
+    Generic("nst", "Neuron selectivity transfer: polynomial-kernel MMD of channel activations",
+            "Huang & Wang 2017 (NST): CE + 50 x MMD of neuron selectivity patterns",
+            lambda o, d: NSTLoss(), NoOptions, 50.0, "tokens"),
+    Generic("sp", "Similarity-preserving: match the batch's row-normalised Gram matrices",
+            "Tung & Mori 2019 (SP): CE + 3000 x batch-similarity distance",
+            lambda o, d: SPLoss(), NoOptions, 3000.0, "feature"),
+    Generic("cc", "Correlation congruence: match Taylor-RBF correlation matrices of the batch",
+            "Peng et al. 2019 (CC): CE + 0.02 x correlation-matrix distance",
+            lambda o, d: CCLoss(o), CCOptions, 0.02, "feature"),
+    Generic("rkd", "Relational KD: Huber loss on normalised distances and angles",
+            "Park et al. 2019 (RKD): CE + 25 distance + 50 angle relations",
+            lambda o, d: RKDLoss(o), RKDOptions, 1.0, "feature"),
+    Generic("pkt", "Probabilistic transfer: KL of cosine-kernel conditional distributions",
+            "Passalis & Tefas 2018 (PKT): CE + 30000 x KL of similarity distributions",
+            lambda o, d: PKTLoss(), NoOptions, 30000.0, "feature"),
+    Generic("vid", "Variational information distillation: Gaussian NLL of the teacher feature",
+            "Ahn et al. 2019 (VID): CE + NLL of the teacher feature under a learned Gaussian",
+            lambda o, d: VIDLoss(o, d), VIDOptions, 1.0, "feature"),
+    Generic("crd", "Contrastive representation distillation with memory banks (NCE)",
+            "Tian et al. 2020 (CRD): CE + 0.8 x NCE against 16384 memory-bank negatives",
+            lambda o, d: CRDLoss(o, d), CRDOptions, 0.8, "feature", index=True),
+    Generic("mmd", "Multi-kernel MMD between regressed student and teacher features",
+            "Gretton et al. 2012 / Long et al. 2015 (MMD): CE + multi-kernel MMD alignment",
+            lambda o, d: MMDLoss(d), NoOptions, 1.0, "feature"),
+    Generic("coral", "CORAL: match means and covariances of regressed student and teacher features",
+            "Sun & Saenko 2016 (CORAL): CE + mean and covariance alignment",
+            lambda o, d: CORALLoss(d), NoOptions, 1.0, "feature"),
+    Generic("cosine", "Cosine feature distillation: 1 - cos(r(f_s), f_t)",
+            "Cosine feature KD: CE + 1 - cos of a regressed student feature and the teacher's",
+            lambda o, d: CosineLoss(d), NoOptions, 1.0, "feature"),
+)
+
+
+def _method_options(g: Generic) -> type:
+    """The method's options: the loss's options plus ``weight``, the weight of its term."""
+    base_check = getattr(g.options, "__post_init__", None)
+
+    def post_init(self) -> None:
+        if self.weight < 0:
+            raise ValueError("need weight >= 0")
+        if base_check is not None:
+            base_check(self)
+
+    return dataclasses.make_dataclass(
+        f"{g.name.upper()}MethodOptions", [("weight", float, field(default=g.weight))],
+        bases=(g.options,), frozen=True, namespace={"__post_init__": post_init})
+
+
+def _generic_terms(g: Generic) -> Callable[[Any], list[LossTerm]]:
+    names = [f.name for f in fields(g.options)]
+
+    def terms(o: Any) -> list[LossTerm]:
+        # the target of a loss that reads one (DKD) defaults to the task's first target
+        return [LossTerm("task"), LossTerm(g.name, o.weight, student=g.tap, teacher=g.tap,
+                                           options={n: getattr(o, n) for n in names})]
+    return terms
+
+
+@dataclass(frozen=True)
+class TermConfig:
+    """One term of a ``combo`` method: ``weight * loss(student tap, teacher tap or target)``;
+    unset taps and target are the loss's defaults."""
+
+    loss: str
+    weight: float = 1.0
+    student: str | None = None
+    teacher: str | None = None
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComboOptions:
+    terms: tuple[TermConfig, ...] = (TermConfig("task"),)
+
+    def __post_init__(self) -> None:
+        if not self.terms:
+            raise ValueError("terms: give at least one term")
+
+
+def _combo_terms(o: ComboOptions) -> list[LossTerm]:
+    return [LossTerm(t.loss, t.weight, student=t.student, teacher=t.teacher, target=t.target,
+                     options=dict(t.options)) for t in o.terms]
+
+
 @hookimpl
 def xbench_register_losses(register):
     register(LossSpec(name="kd", description="Hinton KD: T^2 KL of temperature-softened logits",
                       factory=lambda opts, dims: KDLoss(opts), options=KDLossOptions, positions=True))
     register(LossSpec(name="fitnet", description="FitNet hint: MSE of regressed student features",
-                      factory=lambda opts, dims: FitNetLoss(dims), positions=True))
+                      factory=lambda opts, dims: FitNetLoss(dims), positions=True,
+                      student_tap="feature", teacher_tap="feature"))
+    for g in GENERIC:
+        register(LossSpec(name=g.name, description=g.description, factory=g.factory, options=g.options,
+                          positions=True, target=g.target, index=g.index, student_tap=g.tap,
+                          teacher_tap=g.tap, example=g.example if g.tap == "tokens" else None))
 
 
 @hookimpl
@@ -120,3 +276,9 @@ def xbench_register_methods(register):
         name="fitnet", description="Romero et al. 2015: CE + feature regression to the teacher",
         terms=lambda o: [task, LossTerm("fitnet", o.beta, student="feature", teacher="feature")],
         options=FitNetOptions))
+    for g in GENERIC:
+        register(MethodSpec(name=g.name, description=g.method, terms=_generic_terms(g),
+                            options=_method_options(g)))
+    register(MethodSpec(
+        name="combo", description="Losses combined by config: method.terms = [{loss, weight, ...}]",
+        terms=_combo_terms, options=ComboOptions))

@@ -42,7 +42,9 @@ def minilm_path() -> Path:
 
 
 class MiniLMTeacher(nn.Module):
-    """Frozen pretrained MiniLM sentence embeddings -> GRU over the observed steps -> next action."""
+    """Frozen pretrained MiniLM sentence embeddings -> GRU over the observed steps -> next action.
+    Taps: ``logits``, ``feature`` (the last GRU state), ``tokens`` (B, N, H) the state after each
+    observed step (aligned with the anticipation student's ``tokens``)."""
 
     def __init__(self, ctx: ModelContext, hidden: int = 128) -> None:
         super().__init__()
@@ -81,9 +83,9 @@ class MiniLMTeacher(nn.Module):
         text = inputs["text"]  # list (B) of tuples (N) of sentences
         b, n = len(text), len(text[0])
         steps = self.embed([s for sample in text for s in sample]).view(b, n, -1)
-        _, last = self.context(steps)
+        tokens, last = self.context(steps)  # tokens: the GRU state after each observed step
         feature = last[-1]
-        return {"logits": self.head(self.dropout(feature)), "feature": feature}
+        return {"logits": self.head(self.dropout(feature)), "feature": feature, "tokens": tokens}
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def xbench_register_teachers(register):
     register(TeacherSpec(
         name="minilm",
         description="Pretrained all-MiniLM-L6-v2 (offline, frozen) + GRU over observed steps",
-        factory=MiniLMTeacher, modalities=("text",), taps=("logits", "feature")))
+        factory=MiniLMTeacher, modalities=("text",), taps=("logits", "feature", "tokens")))
     register(TeacherSpec(
         name="tiny-bert",
         description="2-layer BERT from a config (random init, optional masked-LM pretraining)",
