@@ -12,13 +12,26 @@ METHODS = """\
 name     description                                                                        plugin
 -------  ---------------------------------------------------------------------------------  ---------
 argb     Dai et al. 2021 (reconstructed): BCE + atomic contrast + GCR + ABS                 argb
+at       Zagoruyko & Komodakis 2017 (AT): CE + 1000 x attention-map distance                baselines
+cc       Peng et al. 2019 (CC): CE + 0.02 x correlation-matrix distance                     baselines
 ccd      Yang et al. 2022 (reconstructed): L_gen + lambda * cross-modal InfoNCE             ccd
+combo    Losses combined by config: method.terms = [{loss, weight, ...}]                    baselines
+coral    Sun & Saenko 2016 (CORAL): CE + mean and covariance alignment                      baselines
+cosine   Cosine feature KD: CE + 1 - cos of a regressed student feature and the teacher's   baselines
+crd      Tian et al. 2020 (CRD): CE + 0.8 x NCE against 16384 memory-bank negatives         baselines
+dkd      Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD)                                 baselines
 fitnet   Romero et al. 2015: CE + feature regression to the teacher                         baselines
 kd       Hinton et al. 2015: CE + T^2 KL of softened logits                                 baselines
 lmkd     Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150)  lmkd
+mmd      Gretton et al. 2012 / Long et al. 2015 (MMD): CE + multi-kernel MMD alignment      baselines
 mnf-csc  Xia et al. 2023: CE + audio noise filter + contrastive semantic calibration        mnf-csc
+nst      Huang & Wang 2017 (NST): CE + 50 x MMD of neuron selectivity patterns              baselines
+pkt      Passalis & Tefas 2018 (PKT): CE + 30000 x KL of similarity distributions           baselines
+rkd      Park et al. 2019 (RKD): CE + 25 distance + 50 angle relations                      baselines
+sp       Tung & Mori 2019 (SP): CE + 3000 x batch-similarity distance                       baselines
 student  The task's student on labels alone (no KD)                                         baselines
 teacher  The task's privileged-modality teacher alone (the ceiling)                         baselines
+vid      Ahn et al. 2019 (VID): CE + NLL of the teacher feature under a learned Gaussian    baselines
 xkd      Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD       xkd
 """
 
@@ -33,11 +46,13 @@ def test_registry_names_and_owners(registry):
         "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "minilm", "pose-tcn", "tiny-bert",
                      "two-stream-tcn", "video-cnn"],
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
-        "losses": ["argb-abs", "argb-atomic", "argb-gcr", "bce", "caption", "ccd-infonce", "ce", "fitnet",
-                   "kd", "lmkd-kl", "mse"],
+        "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
+                   "coral", "cosine", "crd", "dkd", "fitnet", "kd", "lmkd-kl", "mmd", "mse", "nst", "pkt",
+                   "rkd", "sp", "vid"],
         "datasets": ["synth"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
-        "methods": ["argb", "ccd", "fitnet", "kd", "lmkd", "mnf-csc", "student", "teacher", "xkd"],
+        "methods": ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
+                    "lmkd", "mmd", "mnf-csc", "nst", "pkt", "rkd", "sp", "student", "teacher", "vid", "xkd"],
     }
     assert registry.registered_by("core") == {
         "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
@@ -63,7 +78,9 @@ def test_plugins_command_lists_each_plugin(capsys):
         ["mnf-csc", "xbench-mnf-csc", "0.1.0"], ["text", "xbench-text", "0.1.0"],
         ["xkd", "xbench-xkd", "0.1.0"]]
     assert out[2].split(None, 3)[3] == "losses: argb-abs, argb-atomic, argb-gcr; methods: argb"
-    assert out[3].split(None, 3)[3] == "losses: fitnet, kd; methods: fitnet, kd, student, teacher"
+    assert out[3].split(None, 3)[3] == (
+        "losses: at, cc, coral, cosine, crd, dkd, fitnet, kd, mmd, nst, pkt, rkd, sp, vid; methods: at, cc, "
+        "combo, coral, cosine, crd, dkd, fitnet, kd, mmd, nst, pkt, rkd, sp, student, teacher, vid")
     assert out[4].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 
 
@@ -71,7 +88,8 @@ def test_unknown_name_did_you_mean(registry):
     with pytest.raises(RegistryError, match=r"^unknown method 'kdd'; did you mean 'kd'\?$"):
         registry.get("methods", "kdd")
     with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: argb-abs, argb-atomic, argb-gcr, "
-                                            r"bce, caption, ccd-infonce, ce, fitnet, kd, lmkd-kl, mse$"):
+                                            r"at, bce, caption, cc, ccd-infonce, ce, coral, cosine, crd, dkd, fitnet, kd, "
+                                            r"lmkd-kl, mmd, mse, nst, pkt, rkd, sp, vid$"):
         registry.get("losses", "zzz")
 
 

@@ -211,7 +211,7 @@ def xbench_register_teachers(register):
             description=f"snippet-tcn on {what}",
             factory=lambda ctx, mods=mods: SnippetTCN(ctx, mods),
             modalities=mods,
-            taps=("logits", "feature", "snippets"),
+            taps=("logits", "feature", "snippets", "tokens"),
         ))
 
 

@@ -27,6 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: the kernel bandwidths of the multi-kernel MMD (METHODS.md §8; XKD's domain alignment)
+GAMMAS = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)
+
 # ----------------------------------------------------------------------------- shared helpers
 
 
@@ -79,9 +82,11 @@ def pairwise_distances(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return d2.sqrt() * (1 - torch.eye(len(x), device=x.device, dtype=x.dtype))
 
 
-def mmd2(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, ...]) -> torch.Tensor:
+def mmd2(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, ...] | None = None) -> torch.Tensor:
     """Biased estimate of the squared MMD between samples x (n, d) and y (m, d) under the sum of
     Gaussian kernels exp(-gamma ||a - b||^2)."""
+    gammas = GAMMAS if gammas is None else gammas
+
     def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         d2 = torch.cdist(a, b).pow(2)
         return sum(torch.exp(-g * d2) for g in gammas)
@@ -390,9 +395,6 @@ class CosineLoss(nn.Module):
 
 # ----------------------------------------------------------------------------- distributions
 
-#: the kernel bandwidths of the multi-kernel MMD (METHODS.md §8)
-GAMMAS = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)
-
 
 class MMDLoss(nn.Module):
     """Multi-kernel MMD alignment (Gretton et al. 2012; Long et al., "Learning Transferable
@@ -408,7 +410,7 @@ class MMDLoss(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        return mmd2(self.regressor(rows(student, positions)), rows(teacher, positions), GAMMAS)
+        return mmd2(self.regressor(rows(student, positions)), rows(teacher, positions))
 
 
 class CORALLoss(nn.Module):

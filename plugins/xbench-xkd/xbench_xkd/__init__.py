@@ -61,12 +61,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# the same multi-kernel MMD as the `mmd` baseline (GAMMAS: its bandwidths, re-exported)
+from xbench_baselines.losses import GAMMAS, mmd2  # noqa: F401
+
 from xbench import hookimpl
 from xbench.errors import IncompatibleError
 from xbench.specs import MethodSpec, ObjectiveContext
 
-#: the bandwidths of the multi-kernel MMD
-GAMMAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 MODALITIES = ("rgb", "audio")
 
 
@@ -110,17 +111,6 @@ class XKDOptions:
 
 
 # ----------------------------------------------------------------------------- loss terms
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, ...] = GAMMAS) -> torch.Tensor:
-    """Biased estimate of the squared MMD between samples ``x`` (n, d) and ``y`` (m, d) under the
-    sum of Gaussian kernels exp(-gamma ||a - b||^2)."""
-    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        d2 = torch.cdist(a, b).pow(2)
-        return sum(torch.exp(-g * d2) for g in gammas)
-
-    x, y = x.float(), y.float()
-    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
 
 
 def dino_ce(student_views: list[torch.Tensor], teacher: torch.Tensor, center: torch.Tensor,
