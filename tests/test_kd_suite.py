@@ -436,3 +436,29 @@ def test_combo_errors_name_the_culprit(registry):
         run([{"loss": "kd", "weigth": 1}])
     with pytest.raises(ConfigError, match=r"^method 'combo' options: terms: give at least one term$"):
         run([])
+
+
+def test_combo_without_teacher_terms_trains_no_teacher(registry):
+    p = plan(registry, RunConfig(method="combo", task="recognition"), load_tiers())
+    assert p.teacher is None and [k for k, *_ in p.terms] == ["ce"]
+
+
+def test_combo_config_runs_end_to_end(data_root, capsys):
+    """The CRD + KD config through the CLI (a few steps): the record holds the three terms, the
+    teacher's cost and the CRD heads' parameters."""
+    import json
+
+    from xbench.cli import main
+    from xbench.config import REPO_ROOT
+    from xbench.store import xbench_home
+
+    code = main(["run", "--config", str(REPO_ROOT / "benchmarks" / "configs" / "crd-kd.yaml"), "--budget",
+                 "smoke", "--set", "budget.student_steps=4", "--set", "budget.teacher_steps=4", "--quiet"])
+    assert code == 0
+    (path,) = (xbench_home() / "runs").glob("combo-recognition-*/result.json")
+    rec = json.loads(path.read_text())
+    assert [(t["key"], t["weight"]) for t in rec["config"]["loss_terms"]] == [
+        ("ce", pytest.approx(0.1)), ("kd", 0.9), ("crd", 0.8)]
+    assert [s["stage"] for s in rec["budget"]["stages"]] == ["teacher", "teacher-inference", "student"]
+    # CRD's two 128-d embeddings: (64 + 1) * 128 + (96 + 1) * 128
+    assert rec["params"]["heads"] == 65 * 128 + 97 * 128

@@ -197,6 +197,10 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
             raise PluginError(f"plugin '{m_owner}': method '{method.name}' sets an lr multiplier for "
                               f"'{name}', which is none of its losses")
     _check_objective(method, task, teacher, dataset, dataset_name, terms)
+    if (teacher is not None and method.teacher == "default" and not cfg.teacher and method.evaluates == "student"
+            and not method.teacher_taps and not any(spec.reads == "teacher" for _, _, spec, _ in terms)):
+        # nothing reads the task's default teacher (a combination of label losses): none is trained
+        teacher, teacher_options = None, None
     protocol = getattr(task_options, "protocol", None)
     if protocol == "linear" and tier.probe_steps <= 0:
         raise ConfigError(f"task '{task.name}' protocol 'linear' needs probe_steps > 0 in budget "

@@ -35,7 +35,13 @@ class ModelContext:
 class StudentSpec:
     """A student architecture. Built by ``factory(ctx)``; its ``forward(inputs)`` takes a dict
     modality -> tensor holding exactly ``modalities`` and returns a dict of named taps that
-    includes every name in ``taps`` (``logits`` always)."""
+    includes every name in ``taps`` (``logits`` always).
+
+    Taps are how losses read a model without reaching into it. The names generic losses read:
+    ``logits``; ``feature`` (B, D) the pooled embedding (per time step (B, T, D) on dense tasks);
+    ``tokens`` (B, N, D) per-position features, channels last, positioned along the axis the
+    task's cross-modal pairs share (time: frames, observed steps, snippets); ``spatial`` the last
+    convolutional map. A model may expose any other tap for its own methods."""
 
     name: str
     description: str

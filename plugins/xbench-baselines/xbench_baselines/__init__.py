@@ -219,21 +219,11 @@ def _generic_terms(g: Generic) -> Callable[[Any], list[LossTerm]]:
 
 
 @dataclass(frozen=True)
-class TermConfig:
-    """One term of a ``combo`` method: ``weight * loss(student tap, teacher tap or target)``;
-    unset taps and target are the loss's defaults."""
-
-    loss: str
-    weight: float = 1.0
-    student: str | None = None
-    teacher: str | None = None
-    target: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class ComboOptions:
-    terms: tuple[TermConfig, ...] = (TermConfig("task"),)
+    """A combination's terms, each a :class:`LossTerm` written as a mapping ``{loss, weight,
+    student, teacher, target, options}``; unset taps and target are the loss's defaults."""
+
+    terms: tuple[LossTerm, ...] = (LossTerm("task"),)
 
     def __post_init__(self) -> None:
         if not self.terms:
@@ -241,8 +231,7 @@ class ComboOptions:
 
 
 def _combo_terms(o: ComboOptions) -> list[LossTerm]:
-    return [LossTerm(t.loss, t.weight, student=t.student, teacher=t.teacher, target=t.target,
-                     options=dict(t.options)) for t in o.terms]
+    return list(o.terms)
 
 
 @hookimpl
