@@ -98,11 +98,14 @@ def test_store_and_leaderboard(records, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "tier: smoke"
     assert [c.strip() for c in out[1].split("|")[1:-1]] == [
-        "method", "seeds", "top1", "steps", "samples", "teacher fwd", "params", "GFLOPs", "seconds"]
+        "method", "seeds", "top1", "95% CI", "vs student", "steps", "samples", "teacher fwd", "params",
+        "GFLOPs", "seconds"]
     kd = [c.strip() for c in out[3].split("|")[1:-1]]
     top1 = records["kd"]["metrics"]["top1"]
-    # two stored kd records of seed 0: the later one counts once
-    assert kd[:8] == ["kd", "1", f"{top1:.2f} ± 0.00", "30", "480", str(records["kd"]["data"]["sizes"]["train"]),
+    # two stored kd records of seed 0: the later one counts once; one seed has no interval and
+    # no paired comparison
+    assert kd[:10] == ["kd", "1", f"{top1:.2f} ± 0.00", "-", "-", "30", "480",
+                       str(records["kd"]["data"]["sizes"]["train"]),
                       str(records["kd"]["params"]["student"]),
                       f"{records['kd']['budget']['totals']['flops'] / 1e9:.1f}"]
 

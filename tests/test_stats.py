@@ -57,3 +57,29 @@ def test_paired_comparison_uses_common_seeds_and_marks_consistent_gains():
     # seeds the baseline lacks are left out; fewer than two common seeds: no comparison
     assert paired({0: 1.0, 1: 2.0, 7: 9.0}, {0: 0.0, 1: 0.0}).n == 2
     assert paired({0: 1.0}, {0: 0.0, 1: 0.0}) is None
+
+
+def test_leaderboard_rows_carry_intervals_and_the_paired_comparison():
+    from xbench.leaderboard import rows
+
+    def rec(method, seed, top1, fraction=1.0):
+        return {"tier": "cpu", "task": "recognition", "method": method, "seed": seed,
+                "config_hash": f"{method}-{fraction}", "main_metric": "top1", "metrics": {"top1": top1},
+                "evaluated": "student", "eval_modalities": ["rgb"],
+                "params": {"student": 10, "heads": 0, "teacher": 0},
+                "config": {"dataset": "synth", "task_options": {}, "dataset_options": {"label_fraction": fraction}},
+                "budget": {"stages": [{"stage": "student", "steps": 5, "samples": 20}],
+                           "totals": {"teacher_forwards": 0, "flops": 1e9, "seconds": 1.0}}}
+
+    records = [rec("student", s, v) for s, v in enumerate([47.7, 48.3, 49.2])]
+    records += [rec("cc", s, v) for s, v in enumerate([49.0, 51.3, 50.6])]
+    records += [rec("cc", 0, 30.0, fraction=0.2)]  # another setting: no student of its own
+    table = rows(records)["cpu"]
+    student = next(r for r in table if r["method"] == "student")
+    full, few = (next(r for r in table if r["method"] == f"cc [dataset.label_fraction={f}]") for f in (1.0, 0.2))
+    assert student["vs student"] == "-"
+    cc = paired({0: 49.0, 1: 51.3, 2: 50.6}, {0: 47.7, 1: 48.3, 2: 49.2})
+    assert full["vs student"] == f"{cc.diff:+.2f} [{cc.low:+.2f}, {cc.high:+.2f}] p=0.250 n=3 *"
+    s = summarize([49.0, 51.3, 50.6])
+    assert full["95% CI"] == f"[{s.low:.2f}, {s.high:.2f}]"
+    assert few["vs student"] == "-"  # its setting (20% labels) has no student runs
