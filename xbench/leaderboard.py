@@ -47,12 +47,12 @@ def _label(rec: dict[str, Any], differing: tuple[str, ...] = ()) -> str:
 def _differing(configs: list[dict[str, Any]]) -> tuple[str, ...]:
     """Method options, dataset options (``dataset.KEY``) and the teacher whose values are not the
     same in every configuration."""
-    keys = sorted({k for c in configs for k in c.get("method_options", {})})
-    out = [k for k in keys if len({repr(c.get("method_options", {}).get(k)) for c in configs}) > 1]
+    def varying(section: str) -> list[str]:
+        keys = sorted({k for c in configs for k in c.get(section, {})})
+        return [k for k in keys if len({repr(c.get(section, {}).get(k)) for c in configs}) > 1]
+
     # runs on other data (fewer labels, another noise rate) are other rows, labelled so
-    data_keys = sorted({k for c in configs for k in c.get("dataset_options", {})})
-    out += [f"dataset.{k}" for k in data_keys
-            if len({repr(c.get("dataset_options", {}).get(k)) for c in configs}) > 1]
+    out = varying("method_options") + [f"dataset.{k}" for k in varying("dataset_options")]
     if len({c.get("teacher") for c in configs}) > 1:
         out.append("teacher")
     return tuple(out)

@@ -220,7 +220,7 @@ def resolve_term(term: LossTerm, spec: LossSpec, task: TaskSpec) -> LossTerm:
         updates["student"] = spec.student_tap
     if spec.reads == "teacher" and term.teacher is None:
         updates["teacher"] = spec.teacher_tap
-    if (spec.reads == "target" or spec.target) and term.target is None and task.targets:
+    if spec.reads_target and term.target is None and task.targets:
         updates["target"] = task.targets[0]
     return dataclasses.replace(term, **updates) if updates else term
 
@@ -243,7 +243,7 @@ def _check_objective(method: MethodSpec, task: TaskSpec, teacher: TeacherSpec | 
         # self-supervised: no stage of the method may see a label, directly or through a teacher
         # trained on labels
         for _, term, spec, _ in terms:
-            if (spec.reads == "target" or spec.target) and not (term.target or "").startswith("student:"):
+            if spec.reads_target and not (term.target or "").startswith("student:"):
                 raise IncompatibleError(f"method '{method.name}' is self-supervised (labels=False) "
                                         f"but its loss '{term.loss}' reads target '{term.target}'")
         if teacher is not None:
@@ -340,6 +340,10 @@ def _step_fn(terms, heads, student: nn.Module, s_inputs: tuple[str, ...], object
     """batch -> named weighted loss terms: each (student tap, teacher tap or target) term, then the
     objective's terms. The student runs once on the batch, unless nothing reads its outputs."""
     need_student = bool(terms) or getattr(objective, "uses_student_output", True)
+    # keyword -> batch key of what each teacher-reading loss reads besides its taps, decided once
+    keywords = {key: {**({"target": term.target, "label_mask": "label_mask"} if spec.target else {}),
+                      **({"index": "index"} if spec.index else {})}
+                for key, term, spec, _ in terms}
 
     def step(batch):
         s_out = student({m: batch[m] for m in s_inputs}) if need_student else None
@@ -348,11 +352,7 @@ def _step_fn(terms, heads, student: nn.Module, s_inputs: tuple[str, ...], object
         for key, term, spec, _ in terms:
             if spec.reads == "teacher":
                 args = (batch.get("positions"),) if spec.positions else ()
-                kw = {}
-                if spec.target:
-                    kw["target"], kw["label_mask"] = batch[term.target], batch.get("label_mask")
-                if spec.index:
-                    kw["index"] = batch["index"]
+                kw = {name: batch[k] for name, k in keywords[key].items()}
                 value = heads[key](s_out[term.student], t_out[term.teacher], *args, **kw)
             elif term.target.startswith("student:"):
                 value = heads[key](s_out[term.student], s_out[term.target[8:]], batch.get("label_mask"))

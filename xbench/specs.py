@@ -105,6 +105,11 @@ class LossSpec:
     #: two (4, 8) features) does not fit the loss
     example: Callable[[], tuple] | None = None
 
+    @property
+    def reads_target(self) -> bool:
+        """Whether the loss reads a target (a label loss, or a teacher loss with ``target``)."""
+        return self.reads == "target" or self.target
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

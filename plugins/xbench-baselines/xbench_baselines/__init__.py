@@ -56,6 +56,7 @@ from xbench_baselines.losses import (
     MMDLoss,
     NSTLoss,
     PKTLoss,
+    RegressedLoss,
     RKDLoss,
     RKDOptions,
     SPLoss,
@@ -97,19 +98,12 @@ class KDLoss(nn.Module):
         return kl.sum(-1).mean() * self.T ** 2
 
 
-class FitNetLoss(nn.Module):
+class FitNetLoss(RegressedLoss):
     """||r(f_s) - f_t||^2 averaged over elements (of real time steps, given ``positions``); r is a
     learned linear regressor."""
 
-    def __init__(self, dims: dict[str, int]) -> None:
-        super().__init__()
-        self.regressor = nn.Linear(dims["student"], dims["teacher"])
-
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
-        if positions is not None:  # (B, T) real time steps only
-            student, teacher = student[positions], teacher[positions]
-        return F.mse_loss(self.regressor(student).float(), teacher.float())
+    def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(x, y)
 
 
 @dataclass(frozen=True)
@@ -145,10 +139,8 @@ class Generic:
     target: bool = False
     index: bool = False
 
-    def example(self) -> tuple | None:
-        """Conformance-check arguments: token losses read (B, N, D) sequences."""
-        if self.tap != "tokens":
-            return None
+    def example(self) -> tuple:
+        """Conformance-check arguments for token losses: (B, N, D) sequences."""
         g = torch.Generator().manual_seed(0)
         return torch.randn(4, 6, 8, generator=g), torch.randn(4, 6, 8, generator=g)
 
@@ -212,9 +204,9 @@ def _generic_terms(g: Generic) -> Callable[[Any], list[LossTerm]]:
     names = [f.name for f in fields(g.options)]
 
     def terms(o: Any) -> list[LossTerm]:
-        # the target of a loss that reads one (DKD) defaults to the task's first target
-        return [LossTerm("task"), LossTerm(g.name, o.weight, student=g.tap, teacher=g.tap,
-                                           options={n: getattr(o, n) for n in names})]
+        # taps and target are the loss's own (LossSpec.student_tap/teacher_tap; DKD's target is
+        # the task's first), filled in when the run is planned
+        return [LossTerm("task"), LossTerm(g.name, o.weight, options={n: getattr(o, n) for n in names})]
     return terms
 
 

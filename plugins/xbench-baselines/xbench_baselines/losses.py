@@ -378,25 +378,36 @@ class VIDLoss(nn.Module):
         return (0.5 * ((self.regressor(s) - t).pow(2) / var + var.log())).mean()
 
 
-class CosineLoss(nn.Module):
-    """Cosine feature distillation: L = mean (1 - cos(r(f_s), f_t)), r a learned linear map to the
-    teacher's width, over the batch (and real time steps). Default weight 1 (xbench's; the
-    ``lmkd`` paper's unused variant, METHODS.md §8)."""
+class RegressedLoss(nn.Module):
+    """A loss between r(f_s), the student's feature through a learned linear map ``regressor`` to
+    the teacher's width, and f_t, every real time step a sample (:func:`rows`); subclasses give
+    ``compare(x, y)``."""
 
     def __init__(self, dims: dict[str, int]) -> None:
         super().__init__()
         self.regressor = nn.Linear(dims["student"], dims["teacher"])
 
+    def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        s, t = rows(student, positions), rows(teacher, positions)
-        return (1 - F.cosine_similarity(self.regressor(s), t, dim=1)).mean()
+        return self.compare(self.regressor(rows(student, positions)), rows(teacher, positions))
+
+
+class CosineLoss(RegressedLoss):
+    """Cosine feature distillation: L = mean (1 - cos(r(f_s), f_t)), r a learned linear map to the
+    teacher's width, over the batch (and real time steps). Default weight 1 (xbench's; the
+    ``lmkd`` paper's unused variant, METHODS.md §8)."""
+
+    def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (1 - F.cosine_similarity(x, y, dim=1)).mean()
 
 
 # ----------------------------------------------------------------------------- distributions
 
 
-class MMDLoss(nn.Module):
+class MMDLoss(RegressedLoss):
     """Multi-kernel MMD alignment (Gretton et al. 2012; Long et al., "Learning Transferable
     Features with Deep Adaptation Networks", ICML 2015, arXiv 1502.02791; XKD's domain alignment).
 
@@ -404,16 +415,11 @@ class MMDLoss(nn.Module):
     gamma in {1e-3, ..., 1e3}; x = r(f_s) (a learned linear map to the teacher's width), y = f_t,
     biased estimate over the batch (every real time step a sample). Default weight 1."""
 
-    def __init__(self, dims: dict[str, int]) -> None:
-        super().__init__()
-        self.regressor = nn.Linear(dims["student"], dims["teacher"])
-
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
-        return mmd2(self.regressor(rows(student, positions)), rows(teacher, positions))
+    def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return mmd2(x, y)
 
 
-class CORALLoss(nn.Module):
+class CORALLoss(RegressedLoss):
     """CORAL alignment. Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
     Adaptation", ECCV 2016 Workshops, arXiv 1607.01719 (with the mean term as XKD uses it).
 
@@ -421,13 +427,7 @@ class CORALLoss(nn.Module):
     linear map to the teacher's width), y = f_t, Sigma the unbiased covariance over the batch
     (every real time step a sample). Default weight 1."""
 
-    def __init__(self, dims: dict[str, int]) -> None:
-        super().__init__()
-        self.regressor = nn.Linear(dims["student"], dims["teacher"])
-
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
-        x, y = self.regressor(rows(student, positions)), rows(teacher, positions)
+    def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x.mean(0) - y.mean(0)).pow(2).mean() + (_cov(x) - _cov(y)).pow(2).mean()
 
 
