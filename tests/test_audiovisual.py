@@ -215,10 +215,11 @@ def test_paper_configs_are_valid_and_need_real_data(registry, name):
 
 
 def test_leaderboard_keeps_protocols_apart():
-    from xbench.leaderboard import rows
+    from xbench.leaderboard import build
 
     def rec(method, protocol, seed, top1, stages, kd=1.0):
-        return {"tier": "cpu", "method": method, "seed": seed, "config_hash": f"{method}-{protocol}-{kd}",
+        return {"tier": "cpu", "task": "recognition", "method": method, "seed": seed,
+                "config_hash": f"{method}-{protocol}-{kd}",
                 "main_metric": "top1", "metrics": {"top1": top1}, "evaluated": "student",
                 "eval_modalities": ["rgb"], "params": {"student": 10, "heads": 2, "teacher": 0},
                 "config": {"task_options": {"protocol": protocol},
@@ -226,11 +227,13 @@ def test_leaderboard_keeps_protocols_apart():
                 "budget": {"stages": [{"stage": s, "steps": n, "samples": 4 * n} for s, n in stages],
                            "totals": {"teacher_forwards": 0, "flops": 1e9, "seconds": 1.0}}}
 
-    table = rows([rec("xkd", "finetune", 0, 40.0, [("student", 5), ("finetune", 3)]),
-                  rec("xkd", "finetune", 1, 42.0, [("student", 5), ("finetune", 3)]),
-                  rec("xkd", "linear", 0, 30.0, [("student", 5), ("probe", 7)]),
-                  rec("xkd", "linear", 0, 35.0, [("student", 5), ("probe", 7)], kd=0.0)])["cpu"]
-    assert [(r["method"], r["seeds"], r["top1"], r["steps"]) for r in table] == [
+    from xbench.leaderboard import mean_std
+
+    [table] = build([rec("xkd", "finetune", 0, 40.0, [("student", 5), ("finetune", 3)]),
+                     rec("xkd", "finetune", 1, 42.0, [("student", 5), ("finetune", 3)]),
+                     rec("xkd", "linear", 0, 30.0, [("student", 5), ("probe", 7)]),
+                     rec("xkd", "linear", 0, 35.0, [("student", 5), ("probe", 7)], kd=0.0)])
+    assert [(r.label, len(r.scores), mean_std(list(r.scores.values())), r.steps) for r in table.rows] == [
         ("xkd (linear probe) [kd_weight=0.0]", 1, "35.00 ± 0.00", "5"),
         ("xkd (linear probe) [kd_weight=1.0]", 1, "30.00 ± 0.00", "5"),
         ("xkd [kd_weight=1.0]", 2, "41.00 ± 1.41", "5")]

@@ -60,7 +60,8 @@ def test_paired_comparison_uses_common_seeds_and_marks_consistent_gains():
 
 
 def test_leaderboard_rows_carry_intervals_and_the_paired_comparison():
-    from xbench.leaderboard import rows
+    from xbench.leaderboard import build
+    from xbench.render import _cells
 
     def rec(method, seed, top1, fraction=1.0):
         return {"tier": "cpu", "task": "recognition", "method": method, "seed": seed,
@@ -74,12 +75,13 @@ def test_leaderboard_rows_carry_intervals_and_the_paired_comparison():
     records = [rec("student", s, v) for s, v in enumerate([47.7, 48.3, 49.2])]
     records += [rec("cc", s, v) for s, v in enumerate([49.0, 51.3, 50.6])]
     records += [rec("cc", 0, 30.0, fraction=0.2)]  # another setting: no student of its own
-    table = rows(records)["cpu"]
-    student = next(r for r in table if r["method"] == "student")
-    full, few = (next(r for r in table if r["method"] == f"cc [dataset.label_fraction={f}]") for f in (1.0, 0.2))
+    [table] = build(records)
+    cells = {r.label: _cells(r, table, paper=False) for r in table.rows}
+    student = cells["student"]
+    full, few = (cells[f"cc [dataset.label_fraction={f}]"] for f in (1.0, 0.2))
     assert student["vs student"] == "-"
     cc = paired({0: 49.0, 1: 51.3, 2: 50.6}, {0: 47.7, 1: 48.3, 2: 49.2})
-    assert full["vs student"] == f"{cc.diff:+.2f} [{cc.low:+.2f}, {cc.high:+.2f}] p=0.250 n=3 *"
+    assert full["vs student"] == f"{cc.diff:+.2f} [{cc.low:+.2f}, {cc.high:+.2f}] p=0.250 *"
     s = summarize([49.0, 51.3, 50.6])
     assert full["95% CI"] == f"[{s.low:.2f}, {s.high:.2f}]"
     assert few["vs student"] == "-"  # its setting (20% labels) has no student runs

@@ -40,10 +40,25 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--task")
     runs.add_argument("--limit", type=int, default=50)
 
-    lb = sub.add_parser("leaderboard", help="a table of stored runs of one task")
-    lb.add_argument("--task", required=True)
+    lb = sub.add_parser("leaderboard", help="tables of stored runs, one per tier and task")
+    lb.add_argument("--task", help="only this task")
     lb.add_argument("--budget", help="only this tier")
-    lb.add_argument("--format", choices=("md", "plain"), default="md")
+    lb.add_argument("--format", choices=("md", "plain", "latex", "csv", "json", "html"), default="md")
+    lb.add_argument("--paper", action="store_true",
+                    help="show the value each method's paper reports beside the reproduction")
+    lb.add_argument("--records", type=Path, metavar="DIR",
+                    help="read result records (*.json) from DIR instead of the store")
+    lb.add_argument("--out", type=Path, metavar="DIR",
+                    help="write every format and the plots into DIR (as the published leaderboard/)")
+
+    sw = sub.add_parser("sweep", help="run a suite: methods x tasks x seeds at one tier, skipping "
+                                      "runs already stored (an interrupted sweep resumes)")
+    sw.add_argument("suite", type=Path, help="a suite YAML file (see benchmarks/suites/)")
+    sw.add_argument("--jobs", type=int, default=1, help="runs in parallel, each its own process")
+    sw.add_argument("--dry-run", action="store_true", help="show the grid and what is stored; run nothing")
+    sw.add_argument("--publish", type=Path, metavar="DIR",
+                    help="then write the suite's records and every rendered format into DIR")
+    sw.add_argument("--quiet", action="store_true")
 
     data = sub.add_parser("data", help="prepare dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -189,12 +204,102 @@ def cmd_runs(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from xbench.leaderboard import render
-    from xbench.store import ResultStore
+    from xbench.leaderboard import build, paper_values
+    from xbench.registry import build_registry
+    from xbench.render import render
 
-    recs = ResultStore().records(task=args.task, tier=args.budget)
-    print(render(recs, args.format))
+    if args.records:
+        from xbench.publish import load_records
+
+        recs = [r for r in load_records(args.records)
+                if (not args.task or r["task"] == args.task) and (not args.budget or r["tier"] == args.budget)]
+    else:
+        from xbench.store import ResultStore
+
+        recs = ResultStore().records(task=args.task, tier=args.budget)
+    if args.out:
+        import json
+
+        from xbench.publish import render_records
+
+        meta_path = (args.records.parent if args.records else args.out) / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        tables = render_records(recs, meta, args.out)
+        print(f"{len(tables)} tables of {len(recs)} runs written to {args.out}", file=sys.stderr)
+        return 0
+    if not recs:
+        print("no runs")
+        return 0
+    reg = build_registry()
+    print(render(build(recs, paper_values(reg)), args.format, paper=args.paper), end="" if
+          args.format in ("latex", "csv", "json", "html") else "\n")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    import signal
+    import time
+
+    from xbench.registry import build_registry
+    from xbench.store import ResultStore
+    from xbench.sweep import append_history, describe, execute, history_line, load_suite, plan_sweep
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: need at least 1")
+    suite = load_suite(args.suite)
+    store = ResultStore()
+    sp = plan_sweep(suite, build_registry(), store, str(args.suite))
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    print(describe(sp), file=sys.stderr)
+    if args.dry_run:
+        if args.publish:  # what is stored so far, without running anything
+            _publish(args, suite, store)
+        return 0
+
+    def terminate(signum, frame):  # a scheduler's SIGTERM stops the sweep like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    t0 = time.perf_counter()
+    outcomes: list = []
+    try:
+        execute(sp, store, jobs=args.jobs, say=say, progress=not args.quiet and sys.stderr.isatty(),
+                outcomes=outcomes)
+    except KeyboardInterrupt:
+        # counted from the store: a run that finished as the signal came is stored and counts
+        stored = len(plan_sweep(suite, build_registry(), store, str(args.suite)).done)
+        append_history(store, sp, history_line(sp, stored - len(sp.done),
+                                                sum(o.returncode != 0 for o in outcomes),
+                                                time.perf_counter() - t0, True))
+        print(f"xbench: sweep interrupted; {stored} of {len(sp.runs)} runs are stored, and "
+              f"'xbench sweep {args.suite}' resumes from there", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - t0
+    failed = [o for o in outcomes if o.returncode != 0]
+    append_history(store, sp, history_line(sp, len(outcomes) - len(failed), len(failed), seconds, False))
+    print(f"sweep '{suite.name}': {len(outcomes) - len(failed)} runs finished, {len(failed)} failed, "
+          f"{len(sp.done)} already stored, in {seconds:.0f} s", file=sys.stderr)
+    for o in failed:
+        print(f"  failed: {o.run.task} {o.run.label} seed {o.run.seed} (log: {o.log})", file=sys.stderr)
+    if args.publish:
+        _publish(args, suite, store)
+    return 1 if failed else 0
+
+
+def _publish(args, suite, store) -> None:
+    from xbench.publish import publish
+    from xbench.registry import build_registry
+    from xbench.sweep import plan_sweep, suite_records
+
+    reg = build_registry()
+    done = plan_sweep(suite, reg, store, str(args.suite))
+    records = suite_records(done, store)
+    folder = str(args.publish).rstrip("/")
+    meta = {"suite": suite.name, "suite_file": str(args.suite), "tier": suite.tier,
+            "expected_runs": len(done.runs), "missing": [f"{r.task} {r.label} seed {r.seed}" for r in done.todo],
+            "folder": folder, "command": f"xbench sweep {args.suite} --jobs {args.jobs} --publish {folder}"}
+    publish(records, meta, args.publish, reg)
+    print(f"published {len(records)} runs into {folder}", file=sys.stderr)
 
 
 def cmd_data(args) -> int:
@@ -210,7 +315,7 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "runs": cmd_runs,
-            "leaderboard": cmd_leaderboard, "data": cmd_data}
+            "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "data": cmd_data}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,24 @@
-"""Leaderboard tables from stored run records (never hand-edited)."""
+"""Leaderboard tables from stored run records (never hand-edited).
+
+:func:`build` turns records into :class:`Table` s, one per tier and task: a :class:`Row` per
+configuration (a method with its options), its seeds aggregated. Rows of different tiers are never
+in one table. Renderers (``xbench.render``) only format what is here, so every format shows the
+same numbers.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
-from tabulate import tabulate
+from xbench.stats import Paired, Summary, paired, summarize
 
-from xbench.stats import paired, summarize
+#: stages that train or run the teacher: its cost, whether this run paid it or a cache did
+TEACHER_STAGES = ("teacher", "teacher-pretrain", "teacher-inference")
 
 
 def mean_std(values: list[float]) -> str:
@@ -27,6 +36,71 @@ def method_stage(rec: dict[str, Any]) -> dict[str, Any]:
     return next((s for s in stages if s["stage"] == "student"), stages[-1])
 
 
+@dataclass(frozen=True)
+class PaperValue:
+    """What the method's paper reports for this task (kept with the plugin, see
+    ``MethodSpec.paper``), shown beside the reproduction."""
+
+    text: str
+    relative_gain: float | None
+    source: str
+    #: the metric the reproduction's gain is computed on (None: the table's main metric)
+    metric: str | None = None
+
+
+@dataclass
+class Row:
+    """One configuration over its seeds, with the spend of its runs (means over seeds)."""
+
+    label: str
+    method: str
+    config_hash: str
+    evaluated: str
+    scores: dict[int, float]
+    summary: Summary | None
+    versus: Paired | None
+    #: relative gain over the student in percent (mean of the method / mean of the student - 1)
+    relative_gain: float | None
+    steps: str
+    params: int
+    params_heads: int
+    teacher: str | None
+    teacher_seconds: float
+    teacher_forwards: int
+    #: "computed" (this run trained/ran its teacher), "cache" (a run before it did), or "-"
+    teacher_source: str
+    gflops: float
+    seconds: float
+    peak_memory_mb: float
+    memory_kind: str
+    #: the split model selection used: "val", or "none" (self-supervised: the last state)
+    selection: str
+    stopped_by: str | None
+    pareto: bool = False
+    best: bool = False
+    paper: PaperValue | None = None
+    #: the reproduction's relative gain over the student (%) on the paper's metric
+    paper_ours: float | None = None
+    git_shas: list[str] = field(default_factory=list)
+
+    @property
+    def is_reference(self) -> bool:
+        """The teacher row: evaluated on a privileged modality, a ceiling, not a competitor."""
+        return self.evaluated != "student"
+
+
+@dataclass
+class Table:
+    tier: str
+    task: str
+    metric: str
+    rows: list[Row]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for r in self.rows for s in r.scores})
+
+
 def _label(rec: dict[str, Any], differing: tuple[str, ...] = ()) -> str:
     """The method, its evaluation protocol where it is not the default, and the values of the
     options that differ between runs of the same method in this table."""
@@ -39,9 +113,19 @@ def _label(rec: dict[str, Any], differing: tuple[str, ...] = ()) -> str:
         label += f" ({protocol} probe)" if protocol == "linear" else f" ({protocol})"
     opts = config.get("method_options", {})
     data = config.get("dataset_options", {})
-    shown = [f"{k}={opts[k]}" for k in differing if k in opts]
+    shown = [f"{k}={_short(opts[k])}" for k in differing if k in opts]
     shown += [f"{k}={data[k[8:]]}" for k in differing if k.startswith("dataset.") and k[8:] in data]
-    return label + (f" [{', '.join(shown)}]" if shown else "")
+    label += f" [{', '.join(shown)}]" if shown else ""
+    if rec.get("evaluated") == "teacher":
+        label += f" [{', '.join(rec['eval_modalities'])} input]"
+    return label
+
+
+def _short(value: Any) -> str:
+    """An option value in a label: lists of mappings (a combination's terms) by their names."""
+    if isinstance(value, list) and all(isinstance(v, dict) and "loss" in v for v in value):
+        return "+".join(str(v["loss"]) for v in value)
+    return str(value)
 
 
 def _differing(configs: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -66,75 +150,134 @@ def _setting(rec: dict[str, Any]) -> str:
                        c.get("dataset_options")], sort_keys=True)
 
 
-def _interval(values: list[float]) -> str:
-    """The 95% percentile-bootstrap interval of the mean over seeds."""
-    if len(values) < 2:
-        return "-"
-    s = summarize(values)
-    return f"[{s.low:.2f}, {s.high:.2f}]"
+def _teacher_cost(recs: list[dict[str, Any]]) -> tuple[float, int, str]:
+    """Mean seconds of the teacher's stages, mean teacher forwards, and who paid: every run
+    records its teacher's cost, also when a cache spared it (``source: cache``)."""
+    stages = [[s for s in r["budget"]["stages"] if s["stage"] in TEACHER_STAGES] for r in recs]
+    if not any(stages):
+        return 0.0, 0, "-"
+    seconds = statistics.fmean(sum(s["seconds"] for s in st) for st in stages)
+    forwards = round(statistics.fmean(r["budget"]["totals"]["teacher_forwards"] for r in recs))
+    sources = {s.get("source", "computed") for st in stages for s in st}
+    return seconds, forwards, sources.pop() if len(sources) == 1 else "mixed"
 
 
-def _versus(seeds: dict[int, dict], base: dict[int, dict] | None, metric: str) -> str:
-    """Mean paired difference with ``student`` on the seeds both have, its 95% paired-bootstrap
-    interval and the exact sign-flip p; ``*`` where the interval excludes zero."""
-    if not base:
-        return "-"
-    r = paired({s: x["metrics"][metric] for s, x in seeds.items() if metric in x["metrics"]},
-               {s: x["metrics"][metric] for s, x in base.items() if metric in x["metrics"]})
-    if r is None:
-        return "-"
-    return f"{r.diff:+.2f} [{r.low:+.2f}, {r.high:+.2f}] p={r.p:.3f} n={r.n}" + (" *" if r.significant else "")
+def _selection(recs: list[dict[str, Any]]) -> str:
+    splits = {(r.get("selection") or {}).get("split") for r in recs}
+    names = sorted("none" if s is None else str(s) for s in splits)
+    return "/".join(names)
 
 
-def rows(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """tier -> one row per method and configuration (seeds aggregated; the latest record of a
-    seed wins). Runs of one method with other options (the linear-probe protocol, an ablation,
-    another teacher) are other rows, labelled by what differs, never averaged together."""
-    by: dict[tuple[str, str, str], dict[int, dict]] = defaultdict(dict)
-    for rec in records:
-        by[(rec["tier"], rec["method"], rec["config_hash"])][rec["seed"]] = rec
-    configs: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for (tier, method, _), seeds in by.items():
-        configs[(tier, method)].append(next(iter(seeds.values())).get("config", {}))
-    baselines = {_setting(next(iter(seeds.values()))): seeds
-                 for (_, method, _), seeds in by.items() if method == "student"}
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (tier, method, _), seeds in sorted(by.items()):
-        recs = [seeds[s] for s in sorted(seeds)]
-        metric = recs[0]["main_metric"]
-        values = [r["metrics"][metric] for r in recs if metric in r["metrics"]]
-        base = baselines.get(_setting(recs[0])) if method != "student" else None
-        differing = _differing(configs[(tier, method)])
-        # the method's own training stage (later stages: fine-tuning, a probe)
-        student = [method_stage(r) for r in recs]
-        totals = [r["budget"]["totals"] for r in recs]
-        out[tier].append({
-            # a row evaluated on a privileged modality is a reference, not a student result
-            "method": _label(recs[0], differing) + (f" [{', '.join(recs[0]['eval_modalities'])} input]"
-                                if recs[0]["evaluated"] == "teacher" else ""),
-            "seeds": len(recs),
-            metric: mean_std(values),
-            "95% CI": _interval(values),
-            "vs student": _versus(seeds, base, metric),
-            "steps": "/".join(sorted({str(s["steps"]) for s in student})),
-            "samples": "/".join(sorted({str(s["samples"]) for s in student})),
-            "teacher fwd": max(t["teacher_forwards"] for t in totals),
-            "params": recs[0]["params"]["student"] + recs[0]["params"]["heads"]
-                      if recs[0]["evaluated"] == "student" else recs[0]["params"]["teacher"],
-            "GFLOPs": f"{statistics.fmean(t['flops'] for t in totals) / 1e9:.1f}",
-            "seconds": f"{statistics.fmean(t['seconds'] for t in totals):.1f}",
-        })
-    for table in out.values():
-        table.sort(key=lambda row: row["method"])
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For (cost, score) points: True where no other point costs no more and scores no less,
+    and is better in one of the two (lower cost, higher score)."""
+    out = []
+    for i, (c, s) in enumerate(points):
+        dominated = any(c2 <= c and s2 >= s and (c2 < c or s2 > s)
+                        for j, (c2, s2) in enumerate(points) if j != i)
+        out.append(not dominated)
     return out
 
 
-def render(records: list[dict[str, Any]], fmt: str = "md") -> str:
-    if not records:
-        return "no runs"
-    parts = []
-    tablefmt = {"md": "github", "plain": "simple"}[fmt]
-    for tier, table in rows(records).items():
-        parts.append(f"tier: {tier}\n" + tabulate(table, headers="keys", tablefmt=tablefmt,
-                                                  disable_numparse=True))
-    return "\n\n".join(parts)
+def _relative_gain(recs: list[dict], base: dict[int, dict] | None, metric: str) -> float | None:
+    """100 * (mean / student mean - 1) over the seeds both have, on ``metric``."""
+    if not base:
+        return None
+    mine = {r["seed"]: r["metrics"][metric] for r in recs if metric in r["metrics"]}
+    theirs = {s: x["metrics"][metric] for s, x in base.items() if metric in x["metrics"]}
+    common = sorted(set(mine) & set(theirs))
+    if not common:
+        return None
+    base_mean = statistics.fmean(theirs[s] for s in common)
+    return 100 * (statistics.fmean(mine[s] for s in common) / base_mean - 1) if base_mean else None
+
+
+def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue] | None = None) -> list[Table]:
+    """Records -> tables, one per (tier, task), rows sorted by label. The latest record of a
+    (configuration, seed) wins. Runs of one method with other options (the linear-probe protocol,
+    an ablation, another teacher, fewer labels) are other rows, labelled by what differs, never
+    averaged together. ``paper`` maps (method, task) to the paper's value for that setting."""
+    by: dict[tuple[str, str, str, str], dict[int, dict]] = defaultdict(dict)
+    for rec in sorted(records, key=lambda r: (r.get("finished", ""), r.get("id", ""))):
+        by[(rec["tier"], rec.get("task", "?"), rec["method"], rec["config_hash"])][rec["seed"]] = rec
+    configs: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for (tier, task, method, _), seeds in by.items():
+        configs[(tier, task, method)].append(next(iter(seeds.values())).get("config", {}))
+    baselines = {_setting(next(iter(seeds.values()))): seeds
+                 for (_, _, method, _), seeds in by.items() if method == "student"}
+    tables: dict[tuple[str, str], Table] = {}
+    for (tier, task, method, config_hash), seeds in sorted(by.items()):
+        recs = [seeds[s] for s in sorted(seeds)]
+        metric = recs[0]["main_metric"]
+        table = tables.setdefault((tier, task), Table(tier, task, metric, []))
+        scores = {r["seed"]: r["metrics"][metric] for r in recs if metric in r["metrics"]}
+        base = baselines.get(_setting(recs[0])) if method != "student" else None
+        versus = paired(scores, {s: x["metrics"][metric] for s, x in base.items()
+                                 if metric in x["metrics"]}) if base else None
+        pv = (paper or {}).get((method, task))
+        totals = [r["budget"]["totals"] for r in recs]
+        t_seconds, t_forwards, t_source = _teacher_cost(recs)
+        evaluated = recs[0].get("evaluated", "student")
+        first = recs[0]
+        table.rows.append(Row(
+            label=_label(first, _differing(configs[(tier, task, method)])),
+            method=method, config_hash=config_hash, evaluated=evaluated, scores=scores,
+            summary=summarize(list(scores.values())) if scores else None, versus=versus,
+            relative_gain=_relative_gain(recs, base, metric),
+            # the method's own training stage (later stages: fine-tuning, a probe)
+            steps="/".join(sorted({str(method_stage(r)["steps"]) for r in recs})),
+            params=first["params"]["student"] + first["params"]["heads"] if evaluated == "student"
+            else first["params"]["teacher"],
+            params_heads=first["params"]["heads"] if evaluated == "student" else 0,
+            teacher=first.get("config", {}).get("teacher"),
+            teacher_seconds=t_seconds, teacher_forwards=t_forwards, teacher_source=t_source,
+            gflops=statistics.fmean(t["flops"] for t in totals) / 1e9,
+            seconds=statistics.fmean(t["seconds"] for t in totals),
+            peak_memory_mb=max(t.get("peak_memory_mb", 0.0) for t in totals),
+            memory_kind=method_stage(first).get("memory_kind", "host-rss"),
+            selection=_selection(recs),
+            stopped_by=next((t["stopped_by"] for t in totals if t.get("stopped_by")), None),
+            paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
+            git_shas=sorted({(r.get("env") or {}).get("git_sha") or "?" for r in recs}),
+        ))
+    out = []
+    for key in sorted(tables):
+        table = tables[key]
+        table.rows.sort(key=lambda r: r.label)
+        competitors = [r for r in table.rows if not r.is_reference and r.summary]
+        for row, front in zip(competitors, pareto_front([(r.gflops, r.summary.mean) for r in competitors])):
+            row.pareto = front
+        if competitors:
+            best = max(r.summary.mean for r in competitors)
+            for row in competitors:
+                row.best = row.summary.mean == best
+        out.append(table)
+    return out
+
+
+def paper_values(reg) -> dict[tuple[str, str], PaperValue]:
+    """(method, task) -> the paper's reported result, from each method plugin's ``paper``."""
+    out = {}
+    for name in reg.names("methods"):
+        for res in reg.get("methods", name).paper:
+            out[(name, res.task)] = PaperValue(res.describe(), res.relative_gain, res.source, res.compares_to)
+    return out
+
+
+def wall_time(records: list[dict[str, Any]]) -> tuple[float, float]:
+    """(wall seconds while any run was going, summed run seconds) of a set of records: the union
+    of their [started, finished] intervals, so a sweep resumed over several sittings counts only
+    the time it ran, however many workers it had."""
+    spans = sorted((dt.datetime.fromisoformat(r["started"]).timestamp(),
+                    dt.datetime.fromisoformat(r["finished"]).timestamp()) for r in records)
+    wall = total = 0.0
+    end = float("-inf")
+    for a, b in spans:
+        total += b - a
+        if a > end:
+            wall += b - a
+            end = b
+        elif b > end:
+            wall += b - end
+            end = b
+    return wall, total

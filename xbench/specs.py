@@ -174,6 +174,41 @@ class LossTerm:
 
 
 @dataclass(frozen=True)
+class PaperResult:
+    """A result the method's paper reports, for the leaderboard to show beside the reproduction
+    (``xbench leaderboard --paper``). Papers report on their own datasets, so the table shows the
+    paper's setting and, where the paper gives its student without distillation (``baseline``)
+    or only a relative gain, the gain in percent, which is comparable across datasets where the
+    absolute numbers are not. ``task`` is the xbench task of that setting."""
+
+    task: str
+    dataset: str
+    metric: str
+    value: float | None = None
+    baseline: float | None = None
+    #: percent over the paper's student; computed from value and baseline when both are given
+    relative_gain: float | None = None
+    #: where the number is: table, abstract, code; with an evidence tag where it is uncertain
+    source: str = ""
+    #: the xbench metric of the same quantity (e.g. ``cm_recall1`` for class-mean top-1): the
+    #: reproduction's gain is computed on it (default: the task's main metric)
+    compares_to: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.relative_gain is None and self.value is not None and self.baseline:
+            object.__setattr__(self, "relative_gain", 100 * (self.value / self.baseline - 1))
+
+    def describe(self) -> str:
+        if self.value is not None and self.baseline is not None:
+            text = f"{self.value:g} vs {self.baseline:g} ({self.relative_gain:+.1f}%)"
+        elif self.value is not None:
+            text = f"{self.value:g}"
+        else:
+            text = f"{self.relative_gain:+.1f}%"
+        return f"{text}, {self.dataset} {self.metric}"
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """A distillation method: the loss terms it trains the task's student with, and which teacher.
 
@@ -216,6 +251,8 @@ class MethodSpec:
     modalities: tuple[str, ...] = ()
     #: False for a self-supervised method: its training never receives a label
     labels: bool = True
+    #: results the method's paper reports (:class:`PaperResult`), shown beside the reproduction
+    paper: tuple[PaperResult, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS runs (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_task ON runs (task, tier, method);
+CREATE INDEX IF NOT EXISTS runs_config ON runs (config_hash, seed);
 """
 
 
@@ -71,6 +72,19 @@ class ResultStore:
             query, args = query + " AND tier = ?", args + [tier]
         rows = self.db.execute(query + " ORDER BY finished, id", args).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def stored_seeds(self, config_hashes: set[str]) -> dict[str, set[int]]:
+        """config hash -> the seeds stored for it (what a sweep skips)."""
+        out: dict[str, set[int]] = {}
+        for config_hash, seed in self.db.execute("SELECT config_hash, seed FROM runs"):
+            if config_hash in config_hashes:
+                out.setdefault(config_hash, set()).add(seed)
+        return out
+
+    def latest(self, config_hash: str, seed: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT record FROM runs WHERE config_hash = ? AND seed = ? "
+                              "ORDER BY finished DESC, id DESC LIMIT 1", (config_hash, seed)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def close(self) -> None:
         self.db.close()

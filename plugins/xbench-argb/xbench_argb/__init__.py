@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
-from xbench.specs import LossSpec, LossTerm, MethodSpec
+from xbench.specs import LossSpec, LossTerm, MethodSpec, PaperResult
 
 
 @dataclass(frozen=True)
@@ -195,4 +195,6 @@ def xbench_register_methods(register):
         terms=_terms,
         options=ARGBOptions,
         tasks=("detection",),
+        paper=(PaperResult(task="detection", dataset="TSU (CS)", metric="frame-mAP", value=32.8,
+                           source="secondary: comparison table of MoVie (CVPR 2026); verify"),),
     ))

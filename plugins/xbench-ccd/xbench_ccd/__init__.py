@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
-from xbench.specs import LossSpec, LossTerm, MethodSpec
+from xbench.specs import LossSpec, LossTerm, MethodSpec, PaperResult
 
 
 @dataclass(frozen=True)
@@ -118,4 +118,7 @@ def xbench_register_methods(register):
                                            "queue": o.queue})],
         options=CCDOptions,
         tasks=("anticipation",),
+        # the abstract gives only the relative gain over the visual-only student
+        paper=(PaperResult(task="anticipation", dataset="Tasty", metric="BLEU-4", relative_gain=40.2,
+                           compares_to="bleu4", source="abstract (absolute values not available)"),),
     ))

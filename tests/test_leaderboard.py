@@ -1,0 +1,246 @@
+"""Leaderboard tables and their formats: budget columns, the Pareto front, paper values, escaping
+in every format, the HTML page in headless Chromium, and the published leaderboard/ folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from xbench.leaderboard import PaperValue, build, pareto_front, wall_time
+from xbench.render import latex, markdown, to_csv, to_html, to_json
+from xbench.stats import paired, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake(method, seed, score, *, task="recognition", tier="cpu", flops=1e12, seconds=10.0, heads=0,
+         teacher=True, start=0, evaluated="student", cached=False, options=None):
+    """A run record with the fields the leaderboard reads."""
+    stages = []
+    if teacher:
+        stages += [{"stage": "teacher", "steps": 30, "samples": 960, "seconds": 4.0, "flops": 2e11,
+                    "teacher_forwards": 0, "source": "cache" if cached else "computed"},
+                   {"stage": "teacher-inference", "steps": 0, "samples": 100, "seconds": 1.0, "flops": 0,
+                    "teacher_forwards": 100, "source": "cache" if cached else "computed"}]
+    stages.append({"stage": "student", "steps": 50, "samples": 1600, "seconds": seconds, "flops": flops,
+                   "teacher_forwards": 0, "source": "computed", "memory_kind": "host-rss"})
+    return {
+        "id": f"{method}-{task}-{tier}-s{seed}-{start:04d}", "tier": tier, "task": task, "method": method,
+        "seed": seed, "config_hash": f"h-{method}-{json.dumps(options, sort_keys=True)}", "main_metric": "top1",
+        "metrics": {"top1": score}, "evaluated": evaluated, "eval_modalities": ["audio" if evaluated == "teacher" else "rgb"],
+        "params": {"student": 1000, "heads": heads, "teacher": 3000},
+        "config": {"dataset": "synth", "teacher": "audio-cnn" if teacher else None, "task_options": {},
+                   "dataset_options": {}, "method_options": options or {}},
+        "selection": {"split": "val"},
+        "budget": {"stages": stages, "totals": {
+            "teacher_forwards": 100 if teacher else 0, "flops": flops + (2e11 if teacher else 0),
+            "seconds": seconds + (5.0 if teacher else 0.0), "peak_memory_mb": 500.0 + heads, "stopped_by": None}},
+        "env": {"git_sha": "abc123", "device": "cpu:x86_64"},
+        "started": f"2026-01-01T00:{start // 60:02d}:{start % 60:02d}+00:00",
+        "finished": f"2026-01-01T00:{(start + 10) // 60:02d}:{(start + 10) % 60:02d}+00:00",
+    }
+
+
+STUDENT = [47.7, 48.3, 49.2]
+KD = [49.0, 51.3, 50.6]
+BIG = [50.0, 52.0, 51.0]
+
+
+def board_records():
+    recs = [fake("student", s, v, teacher=False, flops=5e11, seconds=3.0, start=10 * s) for s, v in enumerate(STUDENT)]
+    recs += [fake("kd", s, v, cached=s > 0, start=40 + 10 * s) for s, v in enumerate(KD)]
+    recs += [fake("big", s, v, flops=9e12, heads=500, start=80 + 10 * s) for s, v in enumerate(BIG)]
+    recs += [fake("teacher", s, 70.0 + s, evaluated="teacher", start=120 + s) for s in range(3)]
+    return recs
+
+
+def test_rows_carry_statistics_budget_and_the_pareto_front():
+    [table] = build(board_records(), {("kd", "recognition"): PaperValue("36.1 vs 34.87 (+3.5%), EGTEA top-1", 3.5, "Table 4")})
+    rows = {r.label: r for r in table.rows}
+    assert sorted(rows) == ["big", "kd", "student", "teacher [audio input]"]
+    kd, big, student, teacher = rows["kd"], rows["big"], rows["student"], rows["teacher [audio input]"]
+    assert kd.summary == summarize(KD)
+    assert kd.versus == paired(dict(enumerate(KD)), dict(enumerate(STUDENT)))
+    assert kd.relative_gain == pytest.approx(100 * (sum(KD) / sum(STUDENT) - 1))
+    # the teacher's cost is counted for every run; who paid it is recorded
+    assert (kd.teacher_seconds, kd.teacher_forwards, kd.teacher_source) == (5.0, 100, "mixed")
+    assert (student.teacher_source, student.teacher_seconds) == ("-", 0.0)
+    assert (big.params, big.params_heads, big.peak_memory_mb) == (1500, 500, 1000.0)
+    assert (kd.gflops, big.gflops, student.gflops) == (1200.0, 9200.0, 500.0)
+    assert (kd.seconds, student.seconds) == (15.0, 3.0)
+    # kd beats student for more compute; big scores higher for much more: all three on the front
+    assert [(r.label, r.pareto, r.best) for r in table.rows] == [
+        ("big", True, True), ("kd", True, False), ("student", True, False), ("teacher [audio input]", False, False)]
+    assert teacher.is_reference and kd.paper.relative_gain == 3.5 and big.paper is None
+    assert kd.selection == "val" and kd.git_shas == ["abc123"]
+
+
+def test_pareto_front_and_wall_time():
+    assert pareto_front([(1, 10), (2, 12), (2, 11), (3, 12), (1, 10)]) == [True, True, False, False, True]
+    recs = [fake("a", 0, 1.0, start=0), fake("a", 1, 1.0, start=5), fake("a", 2, 1.0, start=30)]
+    # [0, 10] and [5, 15] overlap: 15 s; [30, 40]: 10 s more; summed 30 s
+    assert wall_time(recs) == (25.0, 30.0)
+
+
+def test_latex_is_booktabs_with_the_best_in_bold():
+    [table] = build(board_records())
+    text = latex([table])
+    kd = paired(dict(enumerate(KD)), dict(enumerate(STUDENT)))
+    big = paired(dict(enumerate(BIG)), dict(enumerate(STUDENT)))
+    s = summarize(BIG)
+    lines = text.splitlines()
+    assert lines[:10] == [
+        r"\begin{table}[t]", r"\centering", r"\small",
+        (r"\caption{recognition, tier cpu: test top1 of the val-selected model. Mean $\pm$ std over seeds; "
+        r"* paired 95\% bootstrap interval excludes zero.}"),
+        r"\label{tab:xbench-recognition-cpu}", r"\begin{tabular}{lrrclrrrrr}", r"\toprule",
+        r"Method & $n$ & top1 & 95\% CI & $\Delta$ vs student & Params & Teacher & GFLOPs & Device-s & Peak MB \\",
+        r"\midrule",
+        rf"big & 3 & $\mathbf{{{s.mean:.2f} \pm {s.std:.2f}}}$ & [{s.low:.2f}, {s.high:.2f}] & "
+        + f"${big.diff:+.2f}$ [${big.low:+.2f}$, ${big.high:+.2f}$]$^{{*}}$ & 1,500 & 5 s, 100 fwd & 9,200 & 15 & "
+        + "1,000 \\\\"]
+    assert lines[10].startswith(rf"kd & 3 & ${sum(KD) / 3:.2f} \pm ") and f"${kd.diff:+.2f}$" in lines[10]
+    assert lines[12:] == [r"\midrule", lines[13], r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    assert lines[13].startswith(r"teacher [audio input] & 3 & $71.00 \pm 1.00$")
+
+
+NASTY = ["<script>alert(1)</script>", "a_b&c%", "=HYPERLINK(1)", "x|y*z$#{}~^\\"]
+
+
+def nasty_records():
+    recs = [fake("student", s, v, teacher=False) for s, v in enumerate(STUDENT)]
+    for i, name in enumerate(NASTY):
+        recs += [fake(name, s, 40.0 + i + s) for s in range(2)]
+    return recs
+
+
+def test_every_format_escapes_names_from_plugins_and_configs():
+    tables = build(nasty_records())
+    md = markdown(tables)
+    assert "| &lt;script&gt;alert(1)&lt;/script&gt; " in md and "<script>" not in md
+    assert "| a\\_b&amp;c% " in md and "| x\\|y\\*z$\\#{}\\~^\\\\ " in md
+    tex = latex(tables)
+    assert r"\textless{}script\textgreater{}alert(1)\textless{}/script\textgreater{} & 2" in tex
+    assert r"a\_b\&c\% & 2" in tex
+    assert r"x\textbar{}y*z\$\#\{\}\textasciitilde{}\textasciicircum{}\textbackslash{} & 2" in tex
+    rows = list(csv.DictReader(io.StringIO(to_csv(tables))))
+    # a spreadsheet would run a cell starting with = : it is quoted as text
+    assert sorted(r["label"] for r in rows) == sorted(["'=HYPERLINK(1)", *NASTY[:2], NASTY[3], "student"])
+    data = json.loads(to_json(tables))
+    assert sorted(r["method"] for r in data["tables"][0]["rows"]) == sorted([*NASTY, "student"])
+    page = to_html(tables)
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a_b&amp;c%" in page
+
+
+class _Rows(HTMLParser):
+    """The first cell of each row of each ``table.board``, and the body's attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.body, self._cell, self._text = {}, {}, None, ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "body":
+            self.body = a
+        elif tag == "table" and "board" in (a.get("class") or ""):
+            self.tables[a["id"]] = self._rows = []
+        elif tag == "tr":
+            self._first = True
+        elif tag == "td" and self._first:
+            self._cell, self._text, self._first = True, "", False
+
+    def handle_data(self, data):
+        if self._cell:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell:
+            self._rows.append(self._text)
+            self._cell = None
+
+
+def chromium_dom(url: str, tmp_path: Path) -> _Rows:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI: Debian's chromium is not installed (the test set-up installs it)")
+        pytest.skip("no chromium (tests/setup-browser.sh installs Debian's package)")
+    # the flags a root, offline, headless machine needs; --virtual-time-budget lets the page's
+    # scripts and image loads finish before the DOM is dumped
+    out = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=10000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120, check=True)
+    parser = _Rows()
+    parser.feed(out.stdout)
+    return parser
+
+
+def test_html_page_sorts_and_loads_its_plots_in_headless_chromium(tmp_path):
+    from xbench.publish import render_records
+
+    recs = board_records() + [fake("<img src=x onerror=\"document.body.dataset.pwned=1\">", s, 10.0 + s)
+                              for s in range(3)]
+    tables = render_records(recs, {"suite": "t"}, tmp_path / "board")
+    page = (tmp_path / "board" / "index.html").resolve()
+    dom = chromium_dom(page.as_uri(), tmp_path)
+    labels = [r.label for r in tables[0].rows if not r.is_reference] + ["teacher [audio input]"]
+    assert dom.tables == {"t-cpu-recognition": labels}
+    # both plots (score vs compute, per-seed) are images that loaded from disk; the name that
+    # tries to run code as a tag is text
+    assert (dom.body.get("data-plots"), dom.body.get("data-plots-loaded")) == ("2", "2")
+    assert "data-pwned" not in dom.body
+    # sorted on load by the address: top1 (column 2) descending; the reference row stays last
+    dom = chromium_dom(page.as_uri() + "#sort=t-cpu-recognition:2:desc", tmp_path)
+    assert dom.tables["t-cpu-recognition"] == ["big", "kd", "student", labels[0], "teacher [audio input]"]
+    dom = chromium_dom(page.as_uri() + "#sort=t-cpu-recognition:8:asc", tmp_path)  # GFLOPs
+    assert dom.tables["t-cpu-recognition"][:2] == ["student", labels[0]]
+
+
+def test_paper_values_come_from_the_plugins(registry):
+    from xbench.leaderboard import paper_values
+
+    values = paper_values(registry)
+    assert values[("lmkd", "anticipation")].relative_gain == pytest.approx(100 * (36.10 / 34.87 - 1))
+    [table] = build([fake("student", s, v, task="anticipation", teacher=False) for s, v in enumerate(STUDENT)]
+                    + [fake("lmkd", s, v, task="anticipation") for s, v in enumerate(KD)], values)
+    md = markdown([table], paper=True).splitlines()
+    assert [c.strip() for c in md[2].split("|")[-4:-1]] == ["paper", "paper gain %", "ours %"]
+    lmkd = [c.strip() for c in md[4].split("|")[1:-1]]
+    # the records' cm_recall1 is not set: the reproduction's gain on the paper's metric is unknown
+    assert lmkd[0] == "lmkd" and lmkd[-3:] == ["36.1 vs 34.87 (+3.5%), EGTEA Gaze+ class-mean top-1", "+3.5", "-"]
+    recs = [fake("student", s, v, task="anticipation", teacher=False) for s, v in enumerate(STUDENT)]
+    recs += [fake("lmkd", s, v, task="anticipation") for s, v in enumerate(KD)]
+    for rec, v in zip(recs, [10.0, 11.0, 12.0, 12.0, 11.0, 13.0]):
+        rec["metrics"]["cm_recall1"] = v
+    [table] = build(recs, values)
+    lmkd = next(r for r in table.rows if r.method == "lmkd")
+    assert lmkd.paper_ours == pytest.approx(100 * (36 / 33 - 1))
+    assert markdown([table], paper=True).splitlines()[4].split("|")[-2].strip() == "+9.1 (cm\\_recall1)"
+
+
+def test_published_leaderboard_rerenders_to_the_committed_files(tmp_path, registry):
+    """leaderboard/ holds records and the formats rendered from them: rendering the committed
+    records again must give the committed files, byte for byte (plots: present, not compared)."""
+    from xbench.publish import RENDERED, render_dir
+
+    folder = REPO / "leaderboard"
+    render_dir(folder, tmp_path, registry)
+    for name in RENDERED:
+        assert (tmp_path / name).read_text() == (folder / name).read_text(), f"leaderboard/{name} is stale"
+    committed = sorted(p.name for p in (folder / "plots").glob("*.png"))
+    assert committed == sorted(p.name for p in (tmp_path / "plots").glob("*.png")) and committed
+    records = list((folder / "records").glob("*.json"))
+    assert re.search(r": (\d+) runs", (folder / "README.md").read_text()).group(1) == str(len(records))

@@ -1,0 +1,159 @@
+"""xbench sweep: the grid, skipping stored runs, resuming after an interruption, parallel workers
+on one store, and bad suites."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xbench.cli import main
+from xbench.store import ResultStore
+from xbench.sweep import load_suite, plan_sweep
+
+SUITE = """
+name: t
+tier: smoke
+seeds: [0, 1]
+tasks: [recognition, anticipation]
+methods: [student, kd, ccd]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_grid_leaves_out_what_does_not_fit(tmp_path, registry, capsys):
+    path = write(tmp_path, SUITE)
+    sp = plan_sweep(load_suite(path), registry, ResultStore())
+    assert [(r.task, r.label, r.seed) for r in sp.runs] == [
+        ("recognition", "student", 0), ("recognition", "student", 1), ("recognition", "kd", 0),
+        ("recognition", "kd", 1), ("anticipation", "student", 0), ("anticipation", "student", 1),
+        ("anticipation", "kd", 0), ("anticipation", "kd", 1), ("anticipation", "ccd", 0),
+        ("anticipation", "ccd", 1)]
+    assert [(t, m) for t, m, _ in sp.unfit] == [("recognition", "ccd")]
+    # runs sharing a trained teacher: same task and seed
+    kd0, ccd0 = (next(r for r in sp.runs if (r.task, r.label, r.seed) == ("anticipation", m, 0)) for m in ("kd", "ccd"))
+    assert kd0.teacher_group == ccd0.teacher_group and kd0.teacher_group is not None
+    assert sp.runs[0].teacher_group is None
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "suite 't': tier smoke, 5 cells x 2 seeds = 10 runs; 0 already stored, 10 to run",
+        "left out (the method does not fit the task): ccd on recognition"]
+
+
+def test_all_methods_with_options_and_exclusions(tmp_path, registry):
+    path = write(tmp_path, """
+name: all
+tier: smoke
+seeds: [3]
+tasks: [recognition]
+methods:
+  - all
+  - {method: kd, method_options: {T: 2.0}}
+exclude: [combo, teacher]
+""")
+    sp = plan_sweep(load_suite(path), registry, ResultStore())
+    expected = [m for m in registry.names("methods") if m not in ("combo", "teacher")
+                and registry.get("methods", m).tasks in (None, ("recognition", "retrieval", "audio-tagging"))]
+    assert "argb" not in expected and "xkd" in expected
+    assert [r.label for r in sp.runs] == expected + ["kd [method_options={'T': 2.0}]"]
+    assert {r.seed for r in sp.runs} == {3}
+
+
+@pytest.mark.parametrize("text, error", [
+    ("name: x\ntier: smoke\nseeds: [0]\nmethods: [kdd]\n", "unknown method 'kdd'; did you mean 'kd'?"),
+    ("name: x\ntier: smok\nseeds: [0]\nmethods: [kd]\n", "unknown budget tier 'smok'; did you mean 'smoke'?"),
+    ("name: x\ntier: smoke\nseeds: [0]\nmethods: [kd]\ncolour: red\n", "unknown key 'colour'"),
+    ("name: x\ntier: smoke\nseeds: []\nmethods: [kd]\n", "seeds must be a non-empty list"),
+    ("name: x\ntier: smoke\nseeds: [0]\nmethods: all\nexclude: [kdd]\n", "unknown method 'kdd'"),
+    ("name: x\ntier: smoke\nseeds: [0]\nmethods:\n  - {method: ccd, tasks: [recognition]}\n",
+     "method 'ccd' does not support task 'recognition'"),
+    ("name: x\ntier: smoke\nseeds: [0]\nmethods: [kd, {method: kd}]\n", "are the same configuration"),
+    ("name: x\ntier: smoke\nseeds: [0\n", "bad YAML"),
+])
+def test_bad_suites_fail_in_one_line_before_anything_runs(tmp_path, capsys, text, error):
+    path = write(tmp_path, text)
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xbench: error: ") and error in err and err.count("\n") == 1
+    assert not (ResultStore().home / "sweeps").exists()
+
+
+def _sweep(path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "xbench.cli", "sweep", str(path), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def test_an_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path):
+    path = write(tmp_path, """
+name: resume
+tier: smoke
+seeds: [0, 1, 2]
+tasks: [recognition]
+methods: [kd, fitnet]
+""")
+    store = ResultStore()
+    proc = _sweep(path, "--jobs", "1")
+    deadline = time.time() + 300
+    while len(store.records()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the third run
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    first = {r["id"]: r for r in store.records()}
+    assert len(first) in (2, 3)  # the third may have finished before the signal arrived
+    assert err.splitlines()[-1] == (f"xbench: sweep interrupted; {len(first)} of 6 runs are stored, and "
+                                    f"'xbench sweep {path}' resumes from there")
+    # the unfinished run left no record and the store is readable
+    proc = _sweep(path, "--jobs", "2")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    lines = err.splitlines()
+    assert lines[0] == f"suite 'resume': tier smoke, 2 cells x 3 seeds = 6 runs; {len(first)} already stored, " \
+                       f"{6 - len(first)} to run"
+    assert lines[-1].startswith(f"sweep 'resume': {6 - len(first)} runs finished, 0 failed, "
+                                f"{len(first)} already stored, in ")
+    after = store.records()
+    # nothing finished was run again: the first records are there, unchanged, and every
+    # (config, seed) is stored once
+    assert {r["id"]: r for r in after if r["id"] in first} == first
+    assert sorted((r["method"], r["seed"]) for r in after) == [(m, s) for m in ("fitnet", "kd") for s in range(3)]
+    # parallel workers: the teacher of a seed was trained once (kd and fitnet share it), the
+    # other run of the seed took it from the cache
+    sources = sorted((r["seed"], r["budget"]["stages"][0]["source"]) for r in after)
+    assert sources == [(s, src) for s in range(3) for src in ("cache", "computed")]
+    history = [json.loads(line) for line in (store.home / "sweeps" / "resume" / "history.jsonl").read_text().splitlines()]
+    assert [(h["interrupted"], h["already_stored"], h["finished"]) for h in history] == [
+        (True, 0, len(first)), (False, len(first), 6 - len(first))]
+    # a third sweep has nothing to do
+    assert main(["sweep", str(path)]) == 0
+
+
+def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, """
+name: failing
+tier: smoke
+seeds: [0]
+tasks: [recognition]
+methods: [student, kd]
+""")
+    # a run that dies (an out-of-memory kill, a crash in a plugin) is one failed run, not a dead sweep
+    monkeypatch.setenv("XBENCH_DATA", str(tmp_path / "no-data-here"))
+    (tmp_path / "no-data-here").write_text("not a folder")
+    assert main(["sweep", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-3] == "sweep 'failing': 0 runs finished, 2 failed, 0 already stored, in " + err[-3].split(" in ")[-1]
+    assert err[-2].startswith("  failed: recognition student seed 0 (log: ") and err[-2].endswith("_s0.log)")
+    log = Path(err[-2].split("(log: ")[1][:-1])
+    assert "xbench: error:" in log.read_text()
+    assert ResultStore().records() == []

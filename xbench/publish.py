@@ -1,0 +1,127 @@
+"""A published leaderboard folder: the result records it is made of and every rendered format.
+
+::
+
+    DIR/records/<run id>.json   the records (the store's result.json of each run)
+    DIR/meta.json               the suite: name, tier, runs expected, runs missing
+    DIR/README.md               markdown tables, with how they were made
+    DIR/leaderboard.{tex,csv,json}, DIR/index.html, DIR/plots/*.png
+
+Everything but the records and meta.json is rendered from them (:func:`render_dir`), so a test
+can re-render the committed records and compare.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from xbench.errors import ConfigError
+from xbench.leaderboard import Table, build, paper_values, wall_time
+from xbench.render import markdown, to_csv, to_html, to_json
+
+#: the rendered files of a published folder (plots besides), compared by the re-render test
+RENDERED = ("README.md", "leaderboard.tex", "leaderboard.csv", "leaderboard.json", "index.html")
+
+
+def load_records(folder: Path) -> list[dict[str, Any]]:
+    """Every ``*.json`` record under ``folder`` (a published ``records/`` folder or a store's
+    ``runs/``), in a stable order."""
+    if not folder.is_dir():
+        raise ConfigError(f"--records {folder}: no such folder")
+    out = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable run record ({exc})") from exc
+        if not isinstance(rec, dict) or "config_hash" not in rec or "metrics" not in rec:
+            raise ConfigError(f"{path}: not a run record (no config_hash or metrics)")
+        out.append(rec)
+    return out
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def _preface(records: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    wall, total = wall_time(records) if records else (0.0, 0.0)
+    shas = sorted({(r.get("env") or {}).get("git_sha") or "?" for r in records})
+    cells = {(r["task"], r["config_hash"]) for r in records}
+    expected = meta.get("expected_runs")
+    lines = [
+        f"Suite `{meta.get('suite', '?')}` ({meta.get('suite_file', '?')}), tier `{meta.get('tier', '?')}`: "
+        f"{len(records)} runs" + (f" of {expected}" if expected else "") + f" in {len(cells)} cells.",
+        (f"Wall time {_hours(wall)} while any run was going (union of the runs' start-finish "
+        f"intervals), {_hours(total)} of runs summed; {records[0]['env']['device'] if records else '-'}."),
+        f"Code: {', '.join(s[:12] for s in shas)} (git sha of each run, in its record).",
+    ]
+    if meta.get("missing"):
+        lines.append(f"Incomplete: {len(meta['missing'])} runs are not done yet; rerunning the "
+                     f"command below resumes the sweep.")
+    if meta.get("command"):
+        lines.append(f"Made by `{meta['command']}`; re-rendered from `records/` by "
+                     f"`xbench leaderboard --records {meta.get('folder', 'DIR')}/records --out "
+                     f"{meta.get('folder', 'DIR')}`.")
+    return lines
+
+
+def render_dir(folder: Path, target: Path | None = None, reg=None) -> list[Table]:
+    """Render ``folder``'s records into ``target`` (default: the folder itself)."""
+    target = target or folder
+    records = load_records(folder / "records")
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return render_records(records, meta, target, reg)
+
+
+def render_records(records: list[dict[str, Any]], meta: dict[str, Any], target: Path, reg=None) -> list[Table]:
+    from xbench.plots import write_plots
+
+    if reg is None:
+        from xbench.registry import build_registry
+
+        reg = build_registry()
+    tables = build(records, paper_values(reg))
+    target.mkdir(parents=True, exist_ok=True)
+    preface = _preface(records, meta)
+    title = f"xbench leaderboard: {meta.get('suite', 'runs')}"
+    (target / "README.md").write_text(
+        f"# {title}\n\n" + "\n".join(f"{line}  " for line in preface) + "\n\n"
+        "Other formats: [LaTeX](leaderboard.tex) (booktabs), [CSV](leaderboard.csv), "
+        "[JSON](leaderboard.json), [HTML](index.html) (sortable tables and plots). The paper "
+        "column is the method's paper on its own dataset; compare gains in %, not absolute "
+        "values.\n\n" + markdown(tables, paper=True) + "\n")
+    (target / "leaderboard.tex").write_text(latex_doc(tables))
+    (target / "leaderboard.csv").write_text(to_csv(tables))
+    (target / "leaderboard.json").write_text(to_json(tables))
+    plots = write_plots(tables, target)
+    (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface),
+                                               paper=True))
+    return tables
+
+
+def latex_doc(tables: list[Table]) -> str:
+    from xbench.render import latex
+
+    return ("% xbench leaderboard: \\input{} into a document with \\usepackage{booktabs}\n"
+            + latex(tables, paper=True))
+
+
+def publish(records: list[dict[str, Any]], meta: dict[str, Any], folder: Path, reg=None) -> int:
+    """Write the records (and only these: stale ones are removed) and render every format."""
+    rec_dir = folder / "records"
+    rec_dir.mkdir(parents=True, exist_ok=True)
+    keep = set()
+    for rec in records:
+        path = rec_dir / f"{rec['id']}.json"
+        path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+        keep.add(path.name)
+    for path in rec_dir.glob("*.json"):
+        if path.name not in keep:
+            path.unlink()
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    render_records(records, meta, folder, reg)
+    return len(records)

@@ -1,0 +1,389 @@
+"""``xbench sweep SUITE.yaml``: a grid of methods x tasks x seeds at one tier, run as separate
+``xbench run`` processes and stored in the usual results store.
+
+A run (one cell, one seed) is identified by its config hash and seed, exactly as the store keys
+it, so a run already stored is never run again: an interrupted sweep resumes where it stopped, and
+a suite that grows (a new method, more seeds) runs only what is new. Workers are separate
+processes (``--jobs N``): a crash or an out-of-memory kill loses one run, never the sweep, and
+SQLite's transactions make their writes to the one store safe. Runs that share a trained teacher
+(same task, data, teacher and seed) wait for the first of them, which fills the teacher cache, so
+no teacher is trained twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xbench.config import RunConfig, from_mapping, load_tiers, load_yaml, stable_hash, to_plain
+from xbench.errors import ConfigError, IncompatibleError
+from xbench.store import ResultStore
+
+#: keys a suite entry may set for its runs (the RunConfig keys but the grid's own)
+ENTRY_KEYS = ("teacher", "dataset", "dataset_options", "task_options", "method_options", "teacher_options")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One method of a suite, with the options its runs get. ``tasks`` restricts it to some of
+    the suite's tasks; by default it runs on every task of the suite it fits."""
+
+    method: str
+    tasks: list[str] | None = None
+    teacher: str | None = None
+    dataset: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A grid of runs. ``methods`` lists method names, mappings (an :class:`Entry`: a method with
+    options) and ``all``: every registered method but those in ``exclude`` (resolved when the
+    sweep starts, so a newly installed plugin joins the grid); ``tasks: all`` every registered
+    task. A method that does not fit a task (``IncompatibleError``) is left
+    out of that task, and the sweep lists it."""
+
+    name: str
+    tier: str
+    seeds: list[int]
+    description: str = ""
+    tasks: Any = "all"
+    methods: Any = "all"
+    exclude: list[str] = field(default_factory=list)
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell and one seed: what ``xbench run`` is given, and what the store knows it by."""
+
+    task: str
+    label: str
+    config: dict[str, Any]
+    config_hash: str
+    seed: int
+    #: runs with the same group train the same teacher (None: no teacher)
+    teacher_group: str | None
+
+
+@dataclass
+class SweepPlan:
+    suite: Suite
+    runs: list[Run]
+    done: list[Run]
+    #: (task, method) pairs left out because the method does not fit the task, with the reason
+    unfit: list[tuple[str, str, str]]
+
+    @property
+    def todo(self) -> list[Run]:
+        stored = {(r.config_hash, r.seed) for r in self.done}
+        return [r for r in self.runs if (r.config_hash, r.seed) not in stored]
+
+
+def load_suite(path: Path) -> Suite:
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with name, tier, seeds, tasks, methods")
+    raw.setdefault("name", path.stem)
+    suite = from_mapping(Suite, raw, str(path))
+    if not suite.seeds or len(set(suite.seeds)) != len(suite.seeds):
+        raise ConfigError(f"{path}: seeds must be a non-empty list of distinct integers")
+    return suite
+
+
+def _entries(suite: Suite, reg, where: str) -> list[Entry]:
+    items = suite.methods if isinstance(suite.methods, list) else [suite.methods]
+    for name in suite.exclude:
+        reg.get("methods", name)  # an excluded name must exist: a typo would exclude nothing
+    out = []
+    for item in items:
+        if item == "all":
+            out += [Entry(m) for m in reg.names("methods") if m not in suite.exclude]
+            continue
+        if not isinstance(item, (str, dict)):
+            raise ConfigError(f"{where}: methods must be 'all', method names or mappings, not {item!r}")
+        entry = from_mapping(Entry, {"method": item} if isinstance(item, str) else item,
+                             f"{where}: methods entry {item!r}")
+        reg.get("methods", entry.method)
+        out.append(entry)
+    return out
+
+
+def _tasks(suite: Suite, reg, where: str) -> list[str]:
+    if suite.tasks == "all":
+        return list(reg.names("tasks"))
+    if not isinstance(suite.tasks, list) or not suite.tasks:
+        raise ConfigError(f"{where}: tasks must be 'all' or a non-empty list of task names")
+    for t in suite.tasks:
+        reg.get("tasks", t)
+    return list(suite.tasks)
+
+
+def _teacher_group(p, seed: int) -> str | None:
+    """What a trained teacher depends on besides code: runs equal here share one teacher."""
+    if p.teacher is None:
+        return None
+    task_opts = {k: v for k, v in to_plain(p.task_options).items() if k != "protocol"}
+    data_opts = {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"}
+    return stable_hash([p.task.name, p.dataset_name, data_opts, task_opts, p.teacher.name,
+                        to_plain(p.teacher_options), p.tier.name, seed])
+
+
+def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> SweepPlan:
+    """Every run of the suite, checked as ``xbench run`` would check it (a bad name or option
+    fails here, before anything runs), and which of them the store already has."""
+    from xbench.run import plan
+
+    tiers = load_tiers()
+    runs: list[Run] = []
+    unfit: list[tuple[str, str, str]] = []
+    labels: dict[str, str] = {}
+    for task in _tasks(suite, reg, where):
+        for entry in _entries(suite, reg, where):
+            if entry.tasks is not None and task not in entry.tasks:
+                continue
+            mapping = {"method": entry.method, "task": task, "budget": suite.tier, "device": suite.device,
+                       **{k: getattr(entry, k) for k in ENTRY_KEYS if getattr(entry, k)}}
+            cfg = from_mapping(RunConfig, mapping, f"{where}: {entry.method} on {task}")
+            try:
+                p = plan(reg, cfg, tiers)
+            except IncompatibleError as exc:
+                if entry.tasks is not None:  # asked for by name: not fitting is an error
+                    raise
+                unfit.append((task, entry.method, str(exc)))
+                continue
+            config_hash = stable_hash(p.resolved())
+            label = _entry_label(entry)
+            if config_hash in labels:
+                raise ConfigError(f"{where}: entries '{labels[config_hash]}' and '{label}' are the "
+                                  f"same configuration on task '{task}'")
+            labels[config_hash] = label
+            for seed in suite.seeds:
+                runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
+    stored = store.stored_seeds({r.config_hash for r in runs})
+    done = [r for r in runs if r.seed in stored.get(r.config_hash, set())]
+    return SweepPlan(suite, runs, done, unfit)
+
+
+def _entry_label(entry: Entry) -> str:
+    extras = [f"{k}={v}" for k in ENTRY_KEYS if (v := getattr(entry, k))]
+    return entry.method + (f" [{'; '.join(extras)}]" if extras else "")
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class Outcome:
+    run: Run
+    returncode: int
+    seconds: float
+    log: Path
+    score: str = ""
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Estimator:
+    """Seconds a run will take: the mean of finished runs of the same task in this sweep, else of
+    stored runs of the same task and tier, else of every finished run. ETA = remaining / jobs."""
+
+    def __init__(self, store: ResultStore, tier: str) -> None:
+        self.prior: dict[str, list[float]] = {}
+        for rec in store.records(tier=tier):
+            try:
+                import datetime as dt
+
+                took = (dt.datetime.fromisoformat(rec["finished"])
+                        - dt.datetime.fromisoformat(rec["started"])).total_seconds()
+            except (KeyError, ValueError):
+                continue
+            self.prior.setdefault(rec["task"], []).append(took)
+        self.seen: dict[str, list[float]] = {}
+
+    def add(self, task: str, seconds: float) -> None:
+        self.seen.setdefault(task, []).append(seconds)
+
+    def guess(self, task: str) -> float | None:
+        for source in (self.seen.get(task), self.prior.get(task),
+                       [s for v in self.seen.values() for s in v]):
+            if source:
+                return sum(source) / len(source)
+        return None
+
+    def eta(self, remaining: list[Run], jobs: int) -> str:
+        guesses = [self.guess(r.task) for r in remaining]
+        if any(g is None for g in guesses):
+            return "?"
+        return _fmt_duration(sum(guesses) / max(1, jobs))
+
+
+def sweep_dir(store: ResultStore, suite: Suite) -> Path:
+    return store.home / "sweeps" / suite.name
+
+
+def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
+            say: Callable[[str], None] = lambda m: None, progress: bool = False,
+            outcomes: list[Outcome] | None = None) -> list[Outcome]:
+    """Run what the store lacks, ``jobs`` processes at a time; the finished runs' outcomes are
+    appended to ``outcomes`` (also when interrupted) and returned. KeyboardInterrupt stops the
+    workers (their unfinished runs store nothing) and propagates."""
+    outcomes = [] if outcomes is None else outcomes
+    todo = sp.todo
+    if not todo:
+        return []
+    base = sweep_dir(store, sp.suite)
+    (base / "configs").mkdir(parents=True, exist_ok=True)
+    (base / "logs").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, XBENCH_HOME=str(store.home.resolve()))
+    # the cores shared between workers, so that N jobs do not oversubscribe the machine
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    estimator = Estimator(store, sp.suite.tier)
+    pending = list(todo)
+    running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
+    trained: set[str] = set()  # teacher groups whose first run finished (the cache is filled)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="run", file=sys.stderr, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def ready(run: Run) -> bool:
+        # the first run of a teacher group trains the teacher; the others wait for its cache
+        busy = {r.teacher_group for r, *_ in running.values()}
+        return run.teacher_group is None or run.teacher_group in trained or run.teacher_group not in busy
+
+    def start(run: Run) -> None:
+        cfg_path = base / "configs" / f"{run.config_hash}.yaml"
+        if not cfg_path.exists():
+            cfg_path.write_text(yaml.safe_dump(run.config, sort_keys=True))
+        log_path = base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
+        log = log_path.open("w")
+        cmd = [sys.executable, "-m", "xbench.cli", "run", "--config", str(cfg_path), "--seed", str(run.seed),
+               "--quiet"]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # our own signal handling stops it
+        running[proc] = (run, time.perf_counter(), log_path, log)
+
+    def stop_all() -> None:
+        for proc in running:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc, (_, _, _, log) in running.items():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+
+    try:
+        while pending or running:
+            while len(running) < jobs:
+                nxt = next((r for r in pending if ready(r)), None)
+                if nxt is None:
+                    break
+                pending.remove(nxt)
+                start(nxt)
+            finished = [proc for proc in running if proc.poll() is not None]
+            if not finished:
+                time.sleep(0.2)
+                continue
+            for proc in finished:
+                run, t0, log_path, log = running.pop(proc)
+                log.close()
+                took = time.perf_counter() - t0
+                out = Outcome(run, proc.returncode, took, log_path)
+                if proc.returncode == 0:
+                    estimator.add(run.task, took)
+                    if run.teacher_group:
+                        trained.add(run.teacher_group)
+                    out.score = _stored_score(store, run)
+                elif run.teacher_group:
+                    trained.add(run.teacher_group)  # let the others try (and train) themselves
+                outcomes.append(out)
+                remaining = pending + [r for r, *_ in running.values()]
+                eta = estimator.eta(remaining, jobs)
+                status = out.score if out.returncode == 0 else f"FAILED (exit {out.returncode}; log {log_path})"
+                line = (f"[{len(outcomes)}/{len(todo)}] {run.task} {run.label} seed {run.seed}: {status} "
+                        f"in {_fmt_duration(took)}; ETA {eta}")
+                if bar is not None:
+                    bar.set_postfix_str(f"ETA {eta}", refresh=False)
+                    bar.update(1)
+                    if out.returncode != 0:
+                        bar.write(line, file=sys.stderr)
+                else:
+                    say(line)
+    except BaseException:
+        stop_all()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return outcomes
+
+
+def _stored_score(store: ResultStore, run: Run) -> str:
+    rec = store.latest(run.config_hash, run.seed)
+    if rec is None:
+        return "finished, but no record was stored"
+    metric = rec["main_metric"]
+    return f"{metric} {rec['metrics'].get(metric, float('nan')):.2f}"
+
+
+def history_line(sp: SweepPlan, finished: int, failed: int, seconds: float, interrupted: bool) -> dict:
+    """One sitting of a sweep, for ``sweeps/<name>/history.jsonl``; ``finished`` counts the runs it
+    stored."""
+    return {"suite": sp.suite.name, "runs": len(sp.runs), "already_stored": len(sp.done),
+            "finished": finished, "failed": failed, "wall_seconds": round(seconds, 1),
+            "interrupted": interrupted, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def append_history(store: ResultStore, sp: SweepPlan, entry: dict) -> None:
+    path = sweep_dir(store, sp.suite) / "history.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def suite_records(sp: SweepPlan, store: ResultStore) -> list[dict[str, Any]]:
+    """The stored records of the suite's runs: the latest record of each (config hash, seed)."""
+    wanted = {(r.config_hash, r.seed) for r in sp.runs}
+    latest: dict[tuple[str, int], dict] = {}
+    for rec in store.records(tier=sp.suite.tier):
+        key = (rec["config_hash"], rec["seed"])
+        if key in wanted:
+            latest[key] = rec  # records come in finishing order: the last one wins
+    return sorted(latest.values(), key=lambda r: (r["task"], r["method"], r["config_hash"], r["seed"]))
+
+
+def describe(sp: SweepPlan) -> str:
+    """The grid in words: cells, runs, what is stored, what does not fit."""
+    cells = {(r.task, r.config_hash) for r in sp.runs}
+    lines = [(f"suite '{sp.suite.name}': tier {sp.suite.tier}, {len(cells)} cells x "
+             f"{len(sp.suite.seeds)} seeds = {len(sp.runs)} runs; {len(sp.done)} already stored, "
+             f"{len(sp.todo)} to run")]
+    if sp.unfit:
+        pairs = sorted({f"{m} on {t}" for t, m, _ in sp.unfit})
+        lines.append(f"left out (the method does not fit the task): {', '.join(pairs)}")
+    return "\n".join(lines)
