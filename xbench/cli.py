@@ -297,7 +297,7 @@ def _publish(args, suite, store) -> None:
     folder = str(args.publish).rstrip("/")
     meta = {"suite": suite.name, "suite_file": str(args.suite), "tier": suite.tier,
             "expected_runs": len(done.runs), "missing": [f"{r.task} {r.label} seed {r.seed}" for r in done.todo],
-            "folder": folder, "command": f"xbench sweep {args.suite} --jobs {args.jobs} --publish {folder}"}
+            "folder": folder, "command": f"xbench sweep {args.suite} --publish {folder}"}
     publish(records, meta, args.publish, reg)
     print(f"published {len(records)} runs into {folder}", file=sys.stderr)
 

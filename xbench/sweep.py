@@ -267,6 +267,7 @@ def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
 
         bar = tqdm(total=len(todo), unit="run", file=sys.stderr, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        bar.set_postfix_str(f"ETA {estimator.eta(todo, jobs)}")  # from stored runs of this tier
 
     def ready(run: Run) -> bool:
         # the first run of a teacher group trains the teacher; the others wait for its cache
