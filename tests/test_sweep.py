@@ -135,8 +135,14 @@ methods: [kd, fitnet]
     history = [json.loads(line) for line in (store.home / "sweeps" / "resume" / "history.jsonl").read_text().splitlines()]
     assert [(h["interrupted"], h["already_stored"], h["finished"]) for h in history] == [
         (True, 0, len(first)), (False, len(first), 6 - len(first))]
-    # a third sweep has nothing to do
-    assert main(["sweep", str(path)]) == 0
+    # a third sweep has nothing to do; it publishes the suite's records and every format
+    pub = tmp_path / "pub"
+    assert main(["sweep", str(path), "--publish", str(pub)]) == 0
+    assert sorted(p.name for p in pub.iterdir()) == ["README.md", "index.html", "leaderboard.csv", "leaderboard.json",
+                                                     "leaderboard.tex", "meta.json", "plots", "records"]
+    assert sorted(p.stem for p in (pub / "records").iterdir()) == sorted(r["id"] for r in after)
+    assert "tier `smoke`: 6 runs of 6 in 2 cells." in (pub / "README.md").read_text()
+    assert json.loads((pub / "meta.json").read_text())["missing"] == []
 
 
 def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):

@@ -69,6 +69,9 @@ def seeds_plot(table: Table, path: Path) -> None:
         for seed, score in row.scores.items():
             ax.scatter(score, i, s=14, color=f"C{seeds.index(seed) % 10}", zorder=3)
         ax.plot([row.summary.mean] * 2, [i - 0.3, i + 0.3], color="k", lw=1)
+    for n, seed in enumerate(seeds):
+        ax.scatter([], [], s=14, color=f"C{n % 10}", label=f"seed {seed}")
+    ax.legend(fontsize=7, loc="lower right", ncol=min(5, len(seeds)) or 1)
     student = next((r for r in rows if r.method == "student" and r.summary), None)
     if student:
         ax.axvline(student.summary.mean, color="0.4", ls="--", lw=1)

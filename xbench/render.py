@@ -293,6 +293,9 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
     body = [f"<h1>{_esc(title)}</h1>"]
     if preface:
         body.append(f"<p>{_esc(preface)}</p>")
+    if len(tables) > 1:
+        body.append("<nav>Tables: " + " · ".join(
+            f'<a href="#{_esc(table_id(t))}-title">{_esc(t.task)} ({_esc(t.tier)})</a>' for t in tables) + "</nav>")
     for table in tables:
         show_paper = paper and _has_paper(table)
         tid = table_id(table)
