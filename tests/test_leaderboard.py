@@ -244,3 +244,29 @@ def test_published_leaderboard_rerenders_to_the_committed_files(tmp_path, regist
     assert committed == sorted(p.name for p in (tmp_path / "plots").glob("*.png")) and committed
     records = list((folder / "records").glob("*.json"))
     assert re.search(r": (\d+) runs", (folder / "README.md").read_text()).group(1) == str(len(records))
+
+
+def test_cli_renders_records_from_a_folder_in_every_format(tmp_path, capsys):
+    from xbench.cli import main
+    from xbench.render import render
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    recs = board_records()
+    for rec in recs:
+        (folder / f"{rec['id']}.json").write_text(json.dumps(rec))
+    tables = build(recs)
+    for fmt in ("md", "plain", "latex", "csv", "json", "html"):
+        assert main(["leaderboard", "--records", str(folder), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert out == render(tables, fmt) + ("\n" if fmt in ("md", "plain") else "")
+    assert main(["leaderboard", "--records", str(folder), "--task", "detection"]) == 0
+    assert capsys.readouterr().out == "no runs\n"
+    assert main(["leaderboard", "--records", str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().err == f"1 tables of {len(recs)} runs written to {tmp_path / 'out'}\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "README.md", "index.html", "leaderboard.csv", "leaderboard.json", "leaderboard.tex", "plots"]
+    # a file that is no run record is named
+    (folder / "notes.json").write_text("[1, 2]")
+    assert main(["leaderboard", "--records", str(folder)]) == 2
+    assert capsys.readouterr().err == f"xbench: error: {folder / 'notes.json'}: not a run record (no config_hash or metrics)\n"
