@@ -98,7 +98,8 @@ def render_records(records: list[dict[str, Any]], meta: dict[str, Any], target: 
     (target / "leaderboard.csv").write_text(to_csv(tables))
     (target / "leaderboard.json").write_text(to_json(tables))
     plots = write_plots(tables, target)
-    (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface),
+    # the preface's `code` marks are markdown; on the page they are plain text
+    (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface).replace("`", ""),
                                                paper=True))
     return tables
 

@@ -276,7 +276,8 @@ table.board th[aria-sort=descending]::after { content: " \\25BC"; }
 table.board td:first-child, table.board th:first-child { text-align: left; }
 tr.reference td { color: #777; font-style: italic; }
 td.best { font-weight: bold; }
-td.significant { color: #05662b; }
+td.gain { color: #05662b; }
+td.loss { color: #a3161b; }
 .plots img { max-width: 48%; margin-right: 1%; }
 .legend { font-size: 0.85em; color: #555; max-width: 60em; }
 """
@@ -318,7 +319,7 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
                 if h == table.metric and row.best:
                     cls.append("best")
                 if h == "vs student" and row.versus and row.versus.significant:
-                    cls.append("significant")
+                    cls.append("gain" if row.versus.diff > 0 else "loss")
                 attrs = f' class="{" ".join(cls)}"' if cls else ""
                 if h in sort_keys:
                     v = sort_keys[h]
