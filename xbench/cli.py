@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="then write the suite's records and every rendered format into DIR")
     sw.add_argument("--quiet", action="store_true")
 
+    ck = sub.add_parser("check", help="run the conformance checks on tiny data, one line per check")
+    ck.add_argument("--method", help="only this method (on every task it fits, or --task)")
+    ck.add_argument("--plugin", help="only what this plugin registers")
+    ck.add_argument("--task", help="run methods on this task only")
+    ck.add_argument("--failed-only", action="store_true", help="print failed checks only")
+
     data = sub.add_parser("data", help="prepare dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fl = data_sub.add_parser("flow", help="optical flow (Farneback) of every video under a folder, "
@@ -302,6 +308,26 @@ def _publish(args, suite, store) -> None:
     print(f"published {len(records)} runs into {folder}", file=sys.stderr)
 
 
+def cmd_check(args) -> int:
+    from xbench.data.synth import data_home
+    from xbench.registry import build_registry
+    from xbench.testing import plugin_checks
+
+    if args.method and args.plugin:
+        raise ConfigError("give --method or --plugin, not both")
+    reg = build_registry()
+
+    def say(result) -> None:
+        if result.ok is not True or not args.failed_only:
+            print(result.line(), flush=True)
+
+    results = plugin_checks(reg, data_home(), plugin=args.plugin, method=args.method, task=args.task, say=say)
+    failed = sum(r.ok is False for r in results)
+    skipped = sum(r.ok is None for r in results)
+    print(f"{len(results) - failed - skipped} passed, {failed} failed" + (f", {skipped} not run" if skipped else ""))
+    return 1 if failed else 0
+
+
 def cmd_data(args) -> int:
     from xbench.data.flow import FarnebackOptions, prepare_flow
 
@@ -315,7 +341,7 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "runs": cmd_runs,
-            "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "data": cmd_data}
+            "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "check": cmd_check, "data": cmd_data}
 
 if __name__ == "__main__":
     sys.exit(main())
