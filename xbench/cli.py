@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--task", help="run methods on this task only")
     ck.add_argument("--failed-only", action="store_true", help="print failed checks only")
 
+    npl = sub.add_parser("new-plugin", help="write a plugin distribution (method, tests, README) to start from")
+    npl.add_argument("name", help="the method's name, e.g. my-kd (lowercase, digits, dashes)")
+    npl.add_argument("--dir", type=Path, default=Path("."), help="where xbench-NAME/ is written (default: here)")
+
     data = sub.add_parser("data", help="prepare dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fl = data_sub.add_parser("flow", help="optical flow (Farneback) of every video under a folder, "
@@ -328,6 +332,18 @@ def cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_new_plugin(args) -> int:
+    from xbench.registry import build_registry
+    from xbench.scaffold import module_name, new_plugin
+
+    folder = new_plugin(args.name, args.dir, build_registry())
+    print(f"wrote {folder}/: pyproject.toml, {module_name(args.name)}/__init__.py, "
+          f"tests/test_{module_name(args.name)}.py, README.md\n"
+          f"next: cd {folder} && pip install -e '.[test]' && python -m pytest -q && "
+          f"xbench run --method {args.name} --task recognition --budget smoke")
+    return 0
+
+
 def cmd_data(args) -> int:
     from xbench.data.flow import FarnebackOptions, prepare_flow
 
@@ -341,7 +357,8 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "runs": cmd_runs,
-            "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "check": cmd_check, "data": cmd_data}
+            "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "check": cmd_check, "new-plugin": cmd_new_plugin,
+            "data": cmd_data}
 
 if __name__ == "__main__":
     sys.exit(main())
