@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     npl.add_argument("name", help="the method's name, e.g. my-kd (lowercase, digits, dashes)")
     npl.add_argument("--dir", type=Path, default=Path("."), help="where xbench-NAME/ is written (default: here)")
 
+    sm = sub.add_parser("submit", help="check run records made elsewhere before they enter a leaderboard")
+    sm.add_argument("--check", dest="files", type=Path, nargs="+", required=True, metavar="RESULT.json")
+    sm.add_argument("--tier", help="the tier the records must be of (default: each record's own)")
+
+    im = sub.add_parser("import", help="check run records and add those that pass to the store")
+    im.add_argument("files", type=Path, nargs="+", metavar="RESULT.json")
+    im.add_argument("--tier", help="the tier the records must be of (default: each record's own)")
+
     data = sub.add_parser("data", help="prepare dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fl = data_sub.add_parser("flow", help="optical flow (Farneback) of every video under a folder, "
@@ -344,6 +352,47 @@ def cmd_new_plugin(args) -> int:
     return 0
 
 
+def _checked(args) -> list[tuple[Path, Any, list[str]]]:
+    from xbench.config import load_tiers
+    from xbench.registry import build_registry
+    from xbench.submit import check_record, load
+
+    reg, tiers = build_registry(), load_tiers()
+    out = []
+    for path in args.files:
+        record = load(path)
+        problems = check_record(record, reg, tiers, args.tier)
+        if problems:
+            print(f"REJECTED {path}: " + "; ".join(problems))
+        else:
+            print(f"OK {path}: {record['method']} on {record['task']}, tier {record['tier']}, seed {record['seed']}")
+        out.append((path, record, problems))
+    return out
+
+
+def cmd_submit(args) -> int:
+    results = _checked(args)
+    return 1 if any(problems for _, _, problems in results) else 0
+
+
+def cmd_import(args) -> int:
+    from xbench.store import ResultStore
+
+    results = _checked(args)
+    store = ResultStore()
+    have = {r["id"] for r in store.records()}
+    added = 0
+    for _, record, problems in results:
+        if problems or record["id"] in have:  # unchecked records never enter the store
+            continue
+        store.add(record)
+        have.add(record["id"])
+        added += 1
+    rejected = sum(bool(p) for _, _, p in results)
+    print(f"imported {added}, rejected {rejected}, already stored {len(results) - added - rejected}")
+    return 1 if rejected else 0
+
+
 def cmd_data(args) -> int:
     from xbench.data.flow import FarnebackOptions, prepare_flow
 
@@ -358,6 +407,7 @@ def cmd_data(args) -> int:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "runs": cmd_runs,
             "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "check": cmd_check, "new-plugin": cmd_new_plugin,
+            "submit": cmd_submit, "import": cmd_import,
             "data": cmd_data}
 
 if __name__ == "__main__":

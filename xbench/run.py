@@ -648,7 +648,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     resolved = p.resolved()
     run_id = f"{p.method.name}-{p.task.name}-{p.tier.name}-s{seed}-" \
              f"{started.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
-    return {
+    record = {
         "schema": 1,
         "id": run_id,
         "method": p.method.name,
@@ -681,6 +681,11 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }
+    # per-field hashes: a record edited after the run is rejected naming what changed
+    from xbench.submit import integrity
+
+    record["integrity"] = integrity(record)
+    return record
 
 
 def _code_hash(model: nn.Module) -> str:
