@@ -63,8 +63,8 @@ def _default(f: dataclasses.Field) -> str:
 def reference() -> str:
     parts = ["# xbench plugin API reference",
              "",
-             "Generated from `xbench/hookspecs.py` and `xbench/specs.py` by `python -m xbench.docs`; "
-             "do not edit by hand. The tutorial is [writing-plugins.md](writing-plugins.md).",
+             ("Generated from `xbench/hookspecs.py` and `xbench/specs.py` by `python -m xbench.docs`; "
+             "do not edit by hand. The tutorial is [writing-plugins.md](writing-plugins.md)."),
              "",
              textwrap.dedent(hookspecs.__doc__ or "").strip(),
              "",
