@@ -98,6 +98,10 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("run", "check"):
+        from xbench.alloc import configure
+
+        configure()  # before torch allocates: a steady allocator for the run (XBENCH_ALLOCATOR=default: off)
     try:
         return COMMANDS[args.command](args)
     except XbenchError as exc:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from xbench import __version__
+from xbench.alloc import state as alloc_state
 from xbench.budget import BudgetMeter, StageSpend
 from xbench.cache import TeacherCache
 from xbench.cache import enabled as cache_enabled
@@ -676,8 +677,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         "env": {"xbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
                 "platform": platform.platform(), "device": _device_name(device),
                 "threads": torch.get_num_threads(), "git_sha": git_sha(),
-                "malloc": {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
-                                                        "LD_PRELOAD") if k in os.environ}},
+                "allocator": alloc_state()},
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }
