@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import os
 import platform
 import secrets
 import subprocess
