@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="Farneback averaging window in pixels (15 suits ~224 px video; 7 for synth's 32 px)")
     fl.add_argument("--overwrite", action="store_true", help="recompute files that exist")
     fl.add_argument("--quiet", action="store_true")
+    dc = data_sub.add_parser("cache", help="the decode-once cache of video frames (under XBENCH_DATA)")
+    what = dc.add_mutually_exclusive_group(required=True)
+    what.add_argument("--info", action="store_true", help="list the caches: key, what it hashes, size")
+    what.add_argument("--clear", action="store_true", help="remove every cache (the next runs decode again)")
     return p
 
 
@@ -344,6 +348,24 @@ def cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def _data_cache(args) -> int:
+    from xbench.data import decoded
+    from xbench.data.synth import data_home
+
+    home = data_home()
+    if args.clear:
+        print(f"removed {decoded.clear(home)} decode caches from {home / 'decoded'}")
+        return 0
+    caches = decoded.info(home)
+    if not caches:
+        print(f"no decode cache in {home / 'decoded'}")
+    for c in caches:
+        p = c["params"]
+        print(f"{c['key']}: {c['entries']} videos, {c['bytes'] / 2**20:.1f} MiB, manifest {p.get('manifest')}, "
+              f"{p.get('reader')} {p.get('version')}, frames {p.get('frames')}, size {p.get('size')} ({c['path']})")
+    return 0
+
+
 def cmd_new_plugin(args) -> int:
     from xbench.registry import build_registry
     from xbench.scaffold import module_name, new_plugin
@@ -398,6 +420,8 @@ def cmd_import(args) -> int:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "cache":
+        return _data_cache(args)
     from xbench.data.flow import FarnebackOptions, prepare_flow
 
     if args.pool < 1 or args.winsize < 3:

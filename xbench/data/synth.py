@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from xbench.config import stable_hash
-from xbench.data import io
+from xbench.data import decoded, io
 from xbench.data.flow import pool_flow
 from xbench.errors import DataError
 
@@ -397,6 +397,7 @@ class SynthDataset:
         self.class_names = class_names(opts)
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
         self._records: dict[str, list[io.VideoRecord]] = {}
+        self._decoded: decoded.DecodeCache | None = None
         self.ensure(workers)
 
     # -- generation ------------------------------------------------------------------------
@@ -480,7 +481,10 @@ class SynthDataset:
     def read(self, video: io.VideoRecord, modality: str) -> np.ndarray:
         path = self.root / video.files[modality]
         if modality == "rgb":
-            frames = io.read_mp4(path)
+            if decoded.enabled():  # decoded once, mapped by every later run
+                frames = self._decode_cache().frames(f"{video.split}-{video.id}", lambda: io.read_mp4(path))
+            else:
+                frames = io.read_mp4(path)
             if frames.shape[0] != video.num_frames:
                 raise DataError(f"corrupt video file {path}: {frames.shape[0]} frames, "
                                 f"annotation says {video.num_frames}")
@@ -503,6 +507,12 @@ class SynthDataset:
             raise DataError(f"flow file {path} has shape {flow.shape}, the video needs {want} "
                             f"(--pool {FLOW_POOL})")
         return flow
+
+    def _decode_cache(self) -> decoded.DecodeCache:
+        if self._decoded is None:
+            # beside the generated data (XBENCH_DATA), keyed by the manifest: new data, new cache
+            self._decoded = decoded.DecodeCache(self.root.parent.parent, self.manifest_hash(), log=self._log)
+        return self._decoded
 
     def manifest_hash(self) -> str:
         return io.sha256_file(self.root / "manifest.json")[:16]
