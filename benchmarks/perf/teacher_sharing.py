@@ -1,0 +1,47 @@
+"""What sharing one trained teacher saves in a sweep: for every (tier, task, teacher, seed) group
+of stored runs, the teacher's cost paid once (the run whose teacher stages were computed) against
+K separate runs each training and running its own (K x that cost). Read from the run records of a
+store, e.g. after ``xbench sweep benchmarks/suites/synth-cpu.yaml``:
+
+    XBENCH_HOME=<store> python benchmarks/perf/teacher_sharing.py [--tier cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+from tabulate import tabulate
+
+from xbench.leaderboard import TEACHER_STAGES
+from xbench.store import ResultStore
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tier", default="cpu")
+    args = ap.parse_args()
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in ResultStore().records(tier=args.tier):
+        if rec.get("evaluated") != "student" or not rec.get("teacher"):
+            continue
+        key = (rec["task"], rec["teacher"]["name"], rec["teacher"].get("cache_key"), rec["seed"])
+        groups[key].append(rec)
+    per_task: dict[tuple[str, str], list[tuple[int, float, float]]] = defaultdict(list)
+    for (task, teacher, _, _), recs in groups.items():
+        stages = [[s for s in r["budget"]["stages"] if s["stage"] in TEACHER_STAGES] for r in recs]
+        cost = max(sum(s["seconds"] for s in st) for st in stages)  # what training it once took
+        paid = sum(s["seconds"] for st in stages for s in st if s.get("source", "computed") == "computed")
+        per_task[(task, teacher)].append((len(recs), paid, cost * len(recs)))
+    rows = []
+    for (task, teacher), items in sorted(per_task.items()):
+        k = sum(n for n, _, _ in items) / len(items)
+        paid, separate = sum(p for _, p, _ in items), sum(s for _, _, s in items)
+        rows.append((task, teacher, len(items), f"{k:.1f}", f"{paid:.0f}", f"{separate:.0f}",
+                     f"{separate / paid:.1f}x" if paid else "-"))
+    print(tabulate(rows, headers=("task", "teacher", "seeds", "K methods", "teacher s paid (shared)",
+                                  "teacher s if K separate runs", "saved"), tablefmt="github"))
+
+
+if __name__ == "__main__":
+    main()
