@@ -155,3 +155,12 @@ def test_teacher_cache_key_follows_the_teachers_code_and_architecture():
     # another architecture of the same class, or the same shapes from other code: not reused
     assert _code_hash(torch.nn.Linear(4, 3)) != _code_hash(torch.nn.Linear(4, 5))
     assert _code_hash(torch.nn.Linear(4, 3)) != _code_hash(_EditedLinear(4, 3))
+
+
+def test_batches_stay_as_they_are_on_cpu():
+    """The GPU path (pinned, non-blocking copies) changes nothing on CPU: the same objects."""
+    from xbench.train import to_device
+
+    batch = {"rgb": torch.zeros(2, 3), "text": ["a", "b"]}
+    out = to_device(batch, torch.device("cpu"))
+    assert out is batch and out["rgb"] is batch["rgb"]
