@@ -12,6 +12,7 @@ no teacher is trained twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -210,8 +211,6 @@ class Estimator:
         self.prior: dict[str, list[float]] = {}
         for rec in store.records(tier=tier):
             try:
-                import datetime as dt
-
                 took = (dt.datetime.fromisoformat(rec["finished"])
                         - dt.datetime.fromisoformat(rec["started"])).total_seconds()
             except (KeyError, ValueError):
@@ -254,9 +253,11 @@ def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
     (base / "configs").mkdir(parents=True, exist_ok=True)
     (base / "logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, XBENCH_HOME=str(store.home.resolve()))
-    # the cores shared between workers, so that N jobs do not oversubscribe the machine
+    # the cores shared between workers, so that N jobs do not oversubscribe the machine (a
+    # thread count the user set stands)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(key, threads)
     estimator = Estimator(store, sp.suite.tier)
     pending = list(todo)
     running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
