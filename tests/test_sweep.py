@@ -145,6 +145,29 @@ methods: [kd, fitnet]
     assert json.loads((pub / "meta.json").read_text())["missing"] == []
 
 
+def test_a_sweep_in_the_background_stops_on_sigterm_with_its_workers(tmp_path):
+    """Started with SIGINT ignored (nohup, &), a sweep stops on SIGTERM, and so do its workers:
+    none is left running and the unfinished run stored nothing."""
+    path = write(tmp_path, "name: bg\ntier: smoke\nseeds: [0, 1]\ntasks: [recognition]\nmethods: [student]\n")
+    # what a shell does to a background job: SIGINT ignored, kept across exec
+    proc = subprocess.Popen(["sh", "-c", f'trap "" INT; exec "{sys.executable}" -m xbench.cli sweep "{path}" --jobs 2'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = ResultStore().home / "sweeps" / "bg" / "logs"
+    deadline = time.time() + 120
+    while not (logs.is_dir() and len(list(logs.iterdir())) == 2) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the workers are past their start
+    proc.send_signal(signal.SIGTERM)
+    # promptly: workers that ignored the stop would be killed only after 30 s
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    stored = len(ResultStore().records())
+    assert err.splitlines()[-1] == (f"xbench: sweep interrupted; {stored} of 2 runs are stored, and "
+                                    f"'xbench sweep {path}' resumes from there")
+    left = subprocess.run(["pgrep", "-f", "sweeps/bg/configs"], capture_output=True, text=True, check=False)
+    assert left.stdout == ""
+
+
 def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
     path = write(tmp_path, """
 name: failing

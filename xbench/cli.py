@@ -100,8 +100,26 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = _parser().parse_args(argv)
+    # SIGTERM (a scheduler, a sweep stopping its workers) stops a run or a sweep as Ctrl-C does:
+    # the unfinished run stores nothing (the caller's handler is put back afterwards)
+    stoppable = args.command in ("run", "sweep")
+    previous = signal.signal(signal.SIGTERM, _terminate) if stoppable else None
+    try:
+        return _main(args)
+    finally:
+        if stoppable:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main(args) -> int:
     if args.command in ("run", "check"):
         from xbench.alloc import configure
 
@@ -263,7 +281,6 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    import signal
     import time
 
     from xbench.registry import build_registry
@@ -282,10 +299,6 @@ def cmd_sweep(args) -> int:
             _publish(args, suite, store)
         return 0
 
-    def terminate(signum, frame):  # a scheduler's SIGTERM stops the sweep like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     t0 = time.perf_counter()
     outcomes: list = []
     try:

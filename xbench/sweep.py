@@ -288,9 +288,11 @@ def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
         running[proc] = (run, time.perf_counter(), log_path, log)
 
     def stop_all() -> None:
+        # SIGTERM, not SIGINT: a sweep started in the background (nohup, &) ignores SIGINT and so
+        # do the workers it starts; `xbench run` stops on SIGTERM without storing anything
         for proc in running:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc, (_, _, _, log) in running.items():
             try:
                 proc.wait(timeout=30)
