@@ -112,5 +112,5 @@ def test_a_time_step_loss_that_reads_padding_is_caught(add_plugin):
         def xbench_register_losses(register):
             register(LossSpec(name="leaky", description="d", factory=lambda o, d: Leaky(), positions=True))
     """)
-    with pytest.raises(AssertionError, match=r"^loss 'leaky': depends on padded positions"):
+    with pytest.raises(AssertionError, match=r"^loss 'leaky': ignores padded positions: depends on padded positions"):
         testing.check_loss(build_registry(), "leaky")

@@ -98,8 +98,8 @@ def test_a_plugin_failing_each_check_is_reported_by_the_check(add_plugin, data_r
     details = {r.subject: r.detail for r in results if r.ok is False}
     assert details["plugin 'broken'"] == "plugin 'broken' built Linear while registering: specs hold factories"
     assert details["student 'bad-build'"] == "RuntimeError: no weights file at /nowhere/model.pt"
-    assert details["student 'bad-shape'"] == "student 'bad-shape': logits shape (4, 3), expected (4, 20) or (4, N, 20)"
-    assert details["student 'bad-taps'"] == "student 'bad-taps': forward returned no tap(s) ['feature']"
+    assert details["student 'bad-shape'"] == "logits shape (4, 3), expected (4, 20) or (4, N, 20)"
+    assert details["student 'bad-taps'"] == "forward returned no tap(s) ['feature']"
     assert details["method 'nudge' on recognition"] == (
         "plugin 'broken': method 'nudge' changed the frozen teacher's parameters or buffers")
     # what could not run after a failure is said, not passed

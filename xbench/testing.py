@@ -72,7 +72,7 @@ def run_steps(subject: str, steps: list[Step]) -> list[CheckResult]:
         except AssertionError as exc:
             # the message's first line: under pytest (this module is a pytest plugin, so its
             # asserts are rewritten) the rest explains the assert expression
-            detail = str(exc).split("\n")[0] or "assertion failed"
+            detail = str(exc).split("\n")[0].removeprefix(f"{subject}: ") or "assertion failed"
             out.append(CheckResult(name, subject, False, detail, time.perf_counter() - t0))
             failed = name
         except Exception as exc:  # noqa: BLE001 - the spec's own error: reported by the check it broke
