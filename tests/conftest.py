@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -51,3 +53,21 @@ def add_plugin(monkeypatch, tmp_path):
         sys.modules.pop(name, None)
 
     return add
+
+
+def run_cmd(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=900, check=False)
+
+
+def install_and_test(src: Path, tmp_path: Path, data_root: Path) -> tuple[dict[str, str], str]:
+    """Install the distribution in ``src`` as pip installs any (into a folder of its own, so the
+    rest of the test session does not see it) and run its tests in a fresh process; returns the
+    environment that sees it and the tests' last output line."""
+    site = tmp_path / "site"
+    out = run_cmd([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                   "--target", str(site), str(src)], dict(os.environ), tmp_path)
+    assert out.returncode == 0, out.stderr
+    env = dict(os.environ, PYTHONPATH=str(site), XBENCH_DATA=str(data_root), XBENCH_HOME=str(tmp_path / "home"))
+    out = run_cmd([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env, src)
+    assert out.returncode == 0, out.stdout[-3000:]
+    return env, out.stdout.splitlines()[-1]

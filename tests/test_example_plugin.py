@@ -3,38 +3,28 @@ distribution does, passes its own tests and runs end to end with its leaderboard
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from conftest import install_and_test, run_cmd
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xbench-dist"
-
-
-def _run(cmd, env, cwd):
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=900, check=False)
 
 
 def test_the_example_plugin_installs_passes_its_tests_and_runs_end_to_end(tmp_path, data_root):
     src = tmp_path / "xbench-dist"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    site = tmp_path / "site"
-    out = _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                "--target", str(site), str(src)], dict(os.environ), tmp_path)
-    assert out.returncode == 0, out.stderr
-    env = dict(os.environ, PYTHONPATH=str(site), XBENCH_DATA=str(data_root), XBENCH_HOME=str(tmp_path / "home"))
-    out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env, src)
-    assert out.returncode == 0, out.stdout[-3000:]
-    assert out.stdout.splitlines()[-1].startswith("6 passed")
-    out = _run([sys.executable, "-m", "xbench.cli", "plugins"], env, tmp_path)
+    env, last = install_and_test(src, tmp_path, data_root)
+    assert last.startswith("6 passed")
+    out = run_cmd([sys.executable, "-m", "xbench.cli", "plugins"], env, tmp_path)
     assert [line.split()[:4] for line in out.stdout.splitlines() if line.startswith("dist ")] == [
         ["dist", "xbench-dist", "0.1.0", "losses:"]]
     for method in ("student", "dist"):
-        out = _run([sys.executable, "-m", "xbench.cli", "run", "--method", method, "--task", "recognition",
+        out = run_cmd([sys.executable, "-m", "xbench.cli", "run", "--method", method, "--task", "recognition",
                     "--budget", "smoke", "--seed", "0", "1", "--quiet"], env, tmp_path)
         assert out.returncode == 0, out.stderr
-    out = _run([sys.executable, "-m", "xbench.cli", "leaderboard", "--task", "recognition", "--paper"], env, tmp_path)
+    out = run_cmd([sys.executable, "-m", "xbench.cli", "leaderboard", "--task", "recognition", "--paper"], env, tmp_path)
     lines = out.stdout.splitlines()
     header = [c.strip() for c in lines[2].split("|")[1:-1]]
     dist = dict(zip(header, (c.strip() for c in lines[4].split("|")[1:-1])))

@@ -3,17 +3,12 @@ and its method runs and gets a leaderboard row."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
+from conftest import install_and_test, run_cmd
 
 from xbench.cli import main
-
-
-def _run(cmd: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=900, check=False)
 
 
 def test_a_new_plugin_installs_passes_its_tests_and_gets_a_leaderboard_row(tmp_path, capsys, data_root):
@@ -23,25 +18,17 @@ def test_a_new_plugin_installs_passes_its_tests_and_gets_a_leaderboard_row(tmp_p
         f"wrote {folder}/: pyproject.toml, xbench_demo_kd/__init__.py, tests/test_xbench_demo_kd.py, README.md")
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [
         "README.md", "pyproject.toml", "tests/test_xbench_demo_kd.py", "xbench_demo_kd/__init__.py"]
-    # installed as pip installs any distribution (into a folder of its own, so the rest of this
-    # test session does not see it), then its tests run in a fresh process
-    site = tmp_path / "site"
-    out = _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                "--target", str(site), str(folder)], dict(os.environ), tmp_path)
-    assert out.returncode == 0, out.stderr
-    env = dict(os.environ, PYTHONPATH=str(site), XBENCH_DATA=str(data_root), XBENCH_HOME=str(tmp_path / "home"))
-    out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env, folder)
-    assert out.returncode == 0, out.stdout[-3000:]
-    assert out.stdout.splitlines()[-1].startswith("2 passed")
+    env, last = install_and_test(folder, tmp_path, data_root)
+    assert last.startswith("2 passed")
     # its method runs through the harness and its row is in the leaderboard
-    out = _run([sys.executable, "-m", "xbench.cli", "run", "--method", "demo-kd", "--task", "recognition",
+    out = run_cmd([sys.executable, "-m", "xbench.cli", "run", "--method", "demo-kd", "--task", "recognition",
                 "--budget", "smoke", "--quiet"], env, tmp_path)
     assert out.returncode == 0, out.stderr
-    out = _run([sys.executable, "-m", "xbench.cli", "leaderboard", "--task", "recognition"], env, tmp_path)
+    out = run_cmd([sys.executable, "-m", "xbench.cli", "leaderboard", "--task", "recognition"], env, tmp_path)
     lines = out.stdout.splitlines()
     assert lines[0] == "### recognition, tier smoke: test top1 of the val-selected model"
     assert lines[4].split("|")[1].strip() == "demo-kd" and lines[5] == ""
-    out = _run([sys.executable, "-m", "xbench.cli", "plugins"], env, tmp_path)
+    out = run_cmd([sys.executable, "-m", "xbench.cli", "plugins"], env, tmp_path)
     assert [line.split()[:3] for line in out.stdout.splitlines() if line.startswith("demo-kd")] == [
         ["demo-kd", "xbench-demo-kd", "0.1.0"]]
 
