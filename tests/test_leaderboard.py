@@ -270,3 +270,13 @@ def test_cli_renders_records_from_a_folder_in_every_format(tmp_path, capsys):
     (folder / "notes.json").write_text("[1, 2]")
     assert main(["leaderboard", "--records", str(folder)]) == 2
     assert capsys.readouterr().err == f"xbench: error: {folder / 'notes.json'}: not a run record (no config_hash or metrics)\n"
+
+
+def test_an_undefined_metric_is_no_score():
+    recs = [fake("student", s, v) for s, v in enumerate(STUDENT)]
+    recs += [fake("teacher", s, float("nan"), evaluated="teacher") for s in range(2)]
+    [table] = build(recs)
+    teacher = next(r for r in table.rows if r.is_reference)
+    assert teacher.scores == {} and teacher.summary is None and teacher.versus is None
+    assert "| teacher \\[audio input\\] | 0   | -" in markdown([table])
+    assert json.loads(to_json([table]))["tables"][0]["rows"][-1]["mean"] is None

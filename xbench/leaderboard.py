@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -210,7 +211,10 @@ def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue
         recs = [seeds[s] for s in sorted(seeds)]
         metric = recs[0]["main_metric"]
         table = tables.setdefault((tier, task), Table(tier, task, metric, []))
-        scores = {r["seed"]: r["metrics"][metric] for r in recs if metric in r["metrics"]}
+        # a metric a run could not define (NaN: the teacher reference generates no sentences)
+        # is no score: the row shows "-" rather than nan
+        scores = {r["seed"]: r["metrics"][metric] for r in recs
+                  if metric in r["metrics"] and not math.isnan(r["metrics"][metric])}
         base = baselines.get(_setting(recs[0])) if method != "student" else None
         versus = paired(scores, {s: x["metrics"][metric] for s, x in base.items()
                                  if metric in x["metrics"]}) if base else None
