@@ -81,8 +81,9 @@ def check_record(record: Any, reg, tiers: dict, tier: str | None = None) -> list
     if problems:
         return problems
     # -- the content as the run wrote it
-    if changed_fields(record):
-        problems.append(f"content: edited after the run: {', '.join(changed_fields(record))} "
+    changed = changed_fields(record)
+    if changed:
+        problems.append(f"content: edited after the run: {', '.join(changed)} "
                         f"no longer match(es) the record's hashes")
     elif integrity(record)["sha256"] != record["integrity"].get("sha256"):
         problems.append("content: the record's hash does not match its content")
