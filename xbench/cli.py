@@ -285,18 +285,27 @@ def cmd_sweep(args) -> int:
 
     from xbench.registry import build_registry
     from xbench.store import ResultStore
-    from xbench.sweep import append_history, describe, execute, history_line, load_suite, plan_sweep
+    from xbench.sweep import (
+        append_history,
+        describe,
+        execute,
+        history_line,
+        load_suite,
+        plan_sweep,
+        refresh,
+    )
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1")
     suite = load_suite(args.suite)
     store = ResultStore()
-    sp = plan_sweep(suite, build_registry(), store, str(args.suite))
+    reg = build_registry()
+    sp = plan_sweep(suite, reg, store, str(args.suite))
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     print(describe(sp), file=sys.stderr)
     if args.dry_run:
         if args.publish:  # what is stored so far, without running anything
-            _publish(args, suite, store)
+            _publish(args, sp, store, reg)
         return 0
 
     t0 = time.perf_counter()
@@ -306,7 +315,7 @@ def cmd_sweep(args) -> int:
                 outcomes=outcomes)
     except KeyboardInterrupt:
         # counted from the store: a run that finished as the signal came is stored and counts
-        stored = len(plan_sweep(suite, build_registry(), store, str(args.suite)).done)
+        stored = len(refresh(sp, store).done)
         append_history(store, sp, history_line(sp, stored - len(sp.done),
                                                 sum(o.returncode != 0 for o in outcomes),
                                                 time.perf_counter() - t0, True))
@@ -321,17 +330,17 @@ def cmd_sweep(args) -> int:
     for o in failed:
         print(f"  failed: {o.run.task} {o.run.label} seed {o.run.seed} (log: {o.log})", file=sys.stderr)
     if args.publish:
-        _publish(args, suite, store)
+        _publish(args, refresh(sp, store), store, reg)
     return 1 if failed else 0
 
 
-def _publish(args, suite, store) -> None:
+def _publish(args, done, store, reg) -> None:
+    """Write the suite's stored records and every format into --publish (``done``: the sweep's
+    plan as the store holds it now)."""
     from xbench.publish import publish
-    from xbench.registry import build_registry
-    from xbench.sweep import plan_sweep, suite_records
+    from xbench.sweep import suite_records
 
-    reg = build_registry()
-    done = plan_sweep(suite, reg, store, str(args.suite))
+    suite = done.suite
     records = suite_records(done, store)
     folder = str(args.publish).rstrip("/")
     meta = {"suite": suite.name, "suite_file": str(args.suite), "tier": suite.tier,

@@ -174,9 +174,14 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
             labels[config_hash] = label
             for seed in suite.seeds:
                 runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
-    stored = store.stored_seeds({r.config_hash for r in runs})
-    done = [r for r in runs if r.seed in stored.get(r.config_hash, set())]
-    return SweepPlan(suite, runs, done, unfit)
+    return refresh(SweepPlan(suite, runs, [], unfit), store)
+
+
+def refresh(sp: SweepPlan, store: ResultStore) -> SweepPlan:
+    """The same grid with what the store holds now (after a sitting), without planning again."""
+    stored = store.stored_seeds({r.config_hash for r in sp.runs})
+    done = [r for r in sp.runs if r.seed in stored.get(r.config_hash, set())]
+    return SweepPlan(sp.suite, sp.runs, done, sp.unfit)
 
 
 def _entry_label(entry: Entry) -> str:
