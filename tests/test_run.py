@@ -143,6 +143,51 @@ def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, d
 
 
 
+def test_recognition_and_retrieval_share_one_trained_teacher(registry, data_root, monkeypatch):
+    def run(task, method="kd"):
+        p = plan(registry, RunConfig(method=method, task=task, budget="smoke"), load_tiers())
+        return execute(p, 0, device=torch.device("cpu"), data_root=data_root)
+
+    rec, ret = run("recognition"), run("retrieval")
+    # the teacher trained for recognition (and its outputs on the train split) serve retrieval
+    assert [(s["stage"], s["source"]) for s in ret["budget"]["stages"]] == [
+        ("teacher", "cache"), ("teacher-inference", "cache"), ("student", "computed")]
+    assert ret["teacher"]["cache_key"] == rec["teacher"]["cache_key"]
+    # and it is the teacher retrieval trains on its own: the same selected step and val scores
+    monkeypatch.setenv("XBENCH_TEACHER_CACHE", "0")
+    alone = run("retrieval")
+    assert alone["teacher"]["source"] == "computed"
+    assert (alone["teacher"]["selected_step"], alone["teacher"]["val"]["top1"]) == (
+        ret["teacher"]["selected_step"], ret["teacher"]["val"]["top1"])
+    # without the cache the frozen teacher runs online (inference mode) every step: same student
+    assert alone["metrics"] == ret["metrics"]
+    # another teacher objective's view does not share: detection trains its own teacher
+    assert run("detection")["teacher"]["cache_key"] != rec["teacher"]["cache_key"]
+
+
+def test_frozen_forwards_give_ordinary_tensors_a_loss_can_use():
+    from xbench.tasks import Examples
+    from xbench.train import frozen_forward, predict
+
+    model = torch.nn.Linear(3, 2)
+
+    class Taps(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = model
+
+        def forward(self, x):
+            return {"logits": self.lin(x["x"]), "note": "text"}
+
+    out = frozen_forward(Taps(), {"x": torch.ones(4, 3)})
+    assert not out["logits"].is_inference() and not out["logits"].requires_grad and out["note"] == "text"
+    student = torch.ones(4, 2, requires_grad=True)
+    torch.nn.functional.mse_loss(student, out["logits"]).backward()  # saved for backward: allowed
+    data = Examples({"x": torch.arange(12.0).view(4, 3)})
+    feats = predict(Taps(), data, ("x",), torch.device("cpu"), batch_size=3)["logits"]
+    assert not feats.is_inference() and torch.equal(feats, model(data.tensors["x"]).detach())
+
+
 class _EditedLinear(torch.nn.Linear):
     """Same parameters as nn.Linear, code in another file: stands for a teacher edited in place."""
 

@@ -46,7 +46,7 @@ from xbench.specs import (
     TeacherSpec,
 )
 from xbench.store import xbench_home
-from xbench.train import Selection, derive_seed, fit, predict
+from xbench.train import Selection, derive_seed, fit, frozen_forward, predict
 
 
 @dataclass
@@ -486,7 +486,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *t_args).to(device)
         frozen = {n for n, q in teacher_model.named_parameters() if not q.requires_grad}
         if cache_on:
-            cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset, teacher_model), log)
+            cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset, teacher_model, task), log)
         hit = cache.load_teacher(teacher_model) if cache is not None else None
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
             spends = [StageSpend(**{**s, "source": "cache"}) for s in hit["spends"]]
@@ -582,9 +582,8 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         def teacher_out(batch):
             if cached_outputs is not None:  # the frozen teacher's outputs, looked up by example
                 return {tap: v[batch["index"]] for tap, v in cached_outputs.items()}
-            if use_teacher:
-                with torch.no_grad():  # frozen: eval mode, no graph
-                    return teacher_model({m: batch[m] for m in t_mods})
+            if use_teacher:  # frozen: eval mode, inference mode
+                return frozen_forward(teacher_model, {m: batch[m] for m in t_mods})
             return None
 
         student_step = _step_fn(p.terms, heads, student, s_inputs, objective, teacher_out,
@@ -702,10 +701,19 @@ def _code_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module) -> str:
+def _teacher_view(p: Plan, task: Any) -> Any:
+    """How a task trains and selects a teacher: its ``teacher_view()`` where it declares one,
+    else (conservatively) its name and every option."""
+    view = getattr(task, "teacher_view", None)
+    if view is None:
+        return {"task": p.task.name, "options": to_plain(p.task_options)}
+    return _call(p.registry.entry("tasks", p.task.name).plugin, f"task '{p.task.name}' teacher_view", view)
+
+
+def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module, task: Any) -> str:
     """Everything a trained teacher depends on: which teacher (plugin version, code and
-    architecture), the data, the task's view of it, the tier's teacher budget and optimizer, and
-    the seed."""
+    architecture), the data, the task's view of it (``_teacher_view``), the teacher's objective,
+    the tier's teacher budget and optimizer, and the seed."""
     t_owner = p.registry.owner("teachers", p.teacher.name)
     tier = p.tier
     return stable_hash({
@@ -714,9 +722,10 @@ def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module) -> str:
         "teacher_options": to_plain(p.teacher_options),
         "dataset": p.dataset_name, "data": getattr(dataset, "manifest_hash", lambda: None)(),
         "dataset_options": {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"},
-        # the evaluation protocol does not change how the teacher trains
-        "task": p.task.name,
-        "task_options": {k: v for k, v in to_plain(p.task_options).items() if k != "protocol"},
+        # what the teacher stage reads from the task, not the task's name: tasks that cut the
+        # same examples and select the teacher the same way share one trained teacher
+        "task": _teacher_view(p, task),
+        "teacher_terms": [to_plain(t) for t in p.task.teacher_terms],
         "tier": [tier.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
                  to_plain(tier.optimizer), to_plain(tier.schedule)],
         "seed": seed,

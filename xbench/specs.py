@@ -131,6 +131,10 @@ class TaskSpec:
 
     name: str
     description: str
+    #: options -> the task object: ``examples(dataset, split, modalities, ...)``, ``evaluate(...)``,
+    #: ``metrics``, ``main_metric``; optionally ``teacher_metric`` (what the teacher stage selects
+    #: on) and ``teacher_view()`` (what the teacher stage depends on: tasks returning equal views
+    #: share trained teachers and their cached outputs; without it a teacher is this task's alone)
     factory: Callable[[Any], Any]
     student: str
     default_teacher: str

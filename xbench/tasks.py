@@ -127,6 +127,12 @@ class RecognitionTask:
         tensors["label_mask"] = label_mask(n, split, label_fraction, seed)
         return Examples(tensors, meta={"text": cols.get("text")})
 
+    def teacher_view(self) -> dict[str, Any]:
+        """What the teacher stage reads from this task: the step clips (their frames) and
+        selection on val top-1. Recognition and retrieval share it, so they share one trained
+        teacher and its cached outputs; the evaluation protocol plays no part."""
+        return {"examples": "step-clips", "frames": self.options.frames, "selected_on": self.teacher_metric}
+
     def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
                  final: bool = False) -> dict[str, float]:
         from sklearn.metrics import recall_score, top_k_accuracy_score
@@ -176,7 +182,9 @@ class RetrievalTask(RecognitionTask):
 
     metrics = ("map", "recall1", "recall5", "map_clean_audio", "map_noisy_audio", "top1")
     main_metric = "map"
-    teacher_metric = "map"
+    # the teacher is a classifier (its soft targets and features are what students learn from),
+    # selected as recognition selects it, so both tasks share one trained teacher
+    teacher_metric = "top1"
     eval_taps = ("logits", "feature")
     gallery_split = "train"
 

@@ -210,20 +210,31 @@ def _select(step, evaluate, main_metric, best, best_state, modules, spend, runni
     return best
 
 
-@torch.no_grad()
+def frozen_forward(model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A frozen model's taps under inference mode (no graph, no version counters). Inference
+    tensors cannot be saved for backward, so the caller gets ordinary copies of the taps, which a
+    distillation loss may use freely (taps are small next to the activations this saves)."""
+    with torch.inference_mode():
+        out = model(inputs)
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+
 def predict(model: nn.Module, data: Examples, keys: tuple[str, ...], device: torch.device,
             taps: tuple[str, ...] = ("logits",), batch_size: int = 256) -> dict[str, torch.Tensor]:
     """The ``taps`` of ``model`` over a split, reading only ``keys`` (the modalities it may see:
-    the batch it gets holds nothing else)."""
+    the batch it gets holds nothing else). Forwards run in eval mode under inference mode; the
+    concatenation happens outside it, so the result is made of ordinary tensors (a linear probe
+    trains on them)."""
     model.eval()
     out: dict[str, list[torch.Tensor]] = {t: [] for t in taps}
     n = len(data)
-    for i in range(0, n, batch_size):
-        batch = to_device(data.take(torch.arange(i, min(i + batch_size, n)), keys), device)
-        result = model(batch)
-        for t in taps:
-            if t not in result:  # e.g. a teacher has no sentence decoder
-                continue
-            value = result[t]
-            out[t].append(value.float().cpu() if value.is_floating_point() else value.cpu())
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            batch = to_device(data.take(torch.arange(i, min(i + batch_size, n)), keys), device)
+            result = model(batch)
+            for t in taps:
+                if t not in result:  # e.g. a teacher has no sentence decoder
+                    continue
+                value = result[t]
+                out[t].append(value.float().cpu() if value.is_floating_point() else value.cpu())
     return {t: torch.cat(v) for t, v in out.items() if v}
