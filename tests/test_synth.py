@@ -74,6 +74,29 @@ def test_corrupt_and_missing_files_are_named_and_regenerated(tmp_path):
     assert outside.read_text() == "mine"
 
 
+def test_opening_rehashes_only_files_whose_stat_changed(tmp_path, monkeypatch):
+    ds = SynthDataset(SynthOptions(size="tiny"), tmp_path, log=lambda m: None)
+    hashed = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda path: hashed.append(path) or real(path))
+    SynthDataset(SynthOptions(size="tiny"), tmp_path, log=lambda m: None)
+    assert hashed == []  # every file verified before, none changed since
+    # the same size, other bytes: the write changes its stat, so it is hashed and caught
+    video = ds.root / "videos/train/train_00001.mp4"
+    good = video.read_bytes()
+    video.write_bytes(bytes(255 - b for b in good))
+    messages = []
+    SynthDataset(SynthOptions(size="tiny"), tmp_path, log=messages.append)
+    assert messages[0] == f"synth: corrupt file {video} (hash mismatch); regenerating it"
+    assert video.read_bytes() == good
+    # a lost or broken memo only means hashing everything once more
+    (ds.root / ".hashes.json").write_text("{not json")
+    hashed.clear()
+    SynthDataset(SynthOptions(size="tiny"), tmp_path, log=lambda m: None)
+    manifest = json.loads((ds.root / "manifest.json").read_text())
+    assert len(hashed) == len(manifest["files"]) + len(manifest["annotations"]) == 140
+
+
 def test_readers_name_bad_files(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)

@@ -411,6 +411,7 @@ class SynthDataset:
             except DataError as exc:
                 self._log(f"synth: {exc}; regenerating")
         todo: list[tuple[str, int]] = []
+        hashes = io.FileHashes(self.root)
         counts = SIZES[self.opts.size]
         for split in SPLITS:
             for i in range(counts[split]):
@@ -420,18 +421,18 @@ class SynthDataset:
                     todo.append((split, i))
                     continue
                 for rel in files.values():
-                    path = self.root / rel
-                    if not path.is_file():
-                        self._log(f"synth: missing file {path}; regenerating it")
-                    elif io.sha256_file(path) != manifest["files"].get(rel):
-                        self._log(f"synth: corrupt file {path} (hash mismatch); regenerating it")
-                    else:
-                        continue
+                    try:
+                        if hashes.sha256(rel) == manifest["files"].get(rel):
+                            continue
+                        self._log(f"synth: corrupt file {self.root / rel} (hash mismatch); regenerating it")
+                    except (FileNotFoundError, IsADirectoryError):
+                        self._log(f"synth: missing file {self.root / rel}; regenerating it")
                     todo.append((split, i))
                     break
         stale = manifest is None or any(
-            not (self.root / rel).is_file() or io.sha256_file(self.root / rel) != digest
+            not (self.root / rel).is_file() or hashes.sha256(rel) != digest
             for rel, digest in manifest.get("annotations", {"?": ""}).items())
+        hashes.save()
         if stale and manifest is not None:
             self._log(f"synth: annotation files in {self.root} are missing or corrupt; rewriting them")
         if todo or stale:
@@ -450,10 +451,11 @@ class SynthDataset:
             fresh = [generate_video(job) for job in jobs]
         records = {} if manifest is None else dict(manifest["videos"])
         files = {} if manifest is None else dict(manifest["files"])
+        hashes = io.FileHashes(self.root)
         for rec in fresh:
             records[rec["id"]] = rec
             for rel in rec["files"].values():
-                files[rel] = io.sha256_file(self.root / rel)
+                files[rel] = hashes.sha256(rel)
         annotations = {}
         for split in SPLITS:
             videos = [records[_video_id(split, i)] for i in range(SIZES[self.opts.size][split])]
@@ -461,7 +463,8 @@ class SynthDataset:
             io.write_json(self.root / rel, {
                 "classes": self.class_names, "verbs": list(VERBS[: self.opts.verbs]),
                 "nouns": [object_name(o)[4:] for o in range(self.opts.objects)], "videos": videos})
-            annotations[rel] = io.sha256_file(self.root / rel)
+            annotations[rel] = hashes.sha256(rel)
+        hashes.save()
         # the manifest is written last: an interrupted generation leaves no claim of completeness
         io.write_json(self.root / "manifest.json", {
             "generator_version": GENERATOR_VERSION, "options": asdict(self.opts),
