@@ -1,9 +1,12 @@
 """The harness's training step against a hand-written PyTorch loop, side by side in one process.
 
 Both train the same model from the same initialisation on the same in-memory batches with the same
-optimizer, schedule and loss; rounds alternate (hand, harness, hand, ...) so machine noise hits
-both alike. Prints the time ratio harness / hand for the recognition student (the real cost) and,
-for a near-zero-compute model, the fixed per-step overhead of the harness in microseconds.
+optimizer, schedule and loss, under the allocator every xbench run gets. Rounds interleave the two
+so machine noise hits both alike, and which goes first alternates (ABBA: the second in a round
+inherits the first one's heap). Prints the time ratio harness / hand for the recognition student
+(the real cost, with everything the harness does once per stage: FLOP counting, the final
+evaluation and state copy) and, for a near-zero-compute model, the fixed per-step overhead of
+the harness in microseconds.
 
     python benchmarks/perf/overhead.py [--rounds 5] [--steps 60]
 """
@@ -76,7 +79,9 @@ def measure(model_cls, steps: int, rounds: int) -> tuple[list[float], list[float
     ctx = ModelContext(num_classes=20, shapes={})
     hand, harness = [], []
     for r in range(rounds + 1):  # round 0 warms both paths up and is dropped
-        for name, loop, out in (("hand", hand_loop, hand), ("harness", harness_loop, harness)):
+        pair = [("hand", hand_loop, hand), ("harness", harness_loop, harness)]
+        # ABBA order: whichever runs second in a round inherits the first one's heap and caches
+        for name, loop, out in (pair if r % 2 else pair[::-1]):
             torch.manual_seed(r)
             model = model_cls(ctx)
             t0 = time.perf_counter()
@@ -91,6 +96,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=60)
     args = ap.parse_args()
+    from xbench.alloc import configure
+
+    configure()  # the allocator every xbench run gets, for both loops alike
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     hand, harness = measure(FrameCNNStudent, args.steps, args.rounds)
     ratio = statistics.median(h / b for h, b in zip(harness, hand))
