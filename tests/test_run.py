@@ -209,3 +209,49 @@ def test_batches_stay_as_they_are_on_cpu():
     batch = {"rgb": torch.zeros(2, 3), "text": ["a", "b"]}
     out = to_device(batch, torch.device("cpu"))
     assert out is batch and out["rgb"] is batch["rgb"]
+
+
+def test_gpu_layout_is_channels_last_and_cpu_models_are_left_alone():
+    from xbench.train import place, to_channels_last
+
+    def net():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3), torch.nn.Flatten(0, 1), torch.nn.Conv2d(3, 5, 3))
+
+    on_cpu = place(net(), torch.device("cpu"))  # nothing changes on CPU
+    assert all(q.is_contiguous() for q in on_cpu.parameters())
+    nhwc = to_channels_last(net())
+    assert nhwc[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert nhwc[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nhwc[2].weight.is_contiguous()  # really another layout, not a no-op
+    x = torch.randn(2, 2, 5, 6, 6)
+    assert torch.allclose(nhwc(x), on_cpu(x), atol=1e-5)
+
+
+def test_prefetching_keeps_the_order_raises_and_stops():
+    import threading
+
+    from xbench.tasks import Examples
+    from xbench.train import batch_stream, prefetched
+
+    assert list(prefetched(iter(range(7)), depth=2)) == list(range(7))
+
+    def broken():
+        yield 1
+        raise ValueError("bad batch 2")
+
+    it = prefetched(broken())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad batch 2"):
+        next(it)
+    endless = prefetched(iter(lambda: 0, 1))  # never ends by itself
+    next(endless)
+    endless.close()
+    assert not any(t.name == "xbench-prefetch" and t.is_alive() for t in threading.enumerate())
+    # the stage's batches: the seeded order, gathered when needed on CPU
+    data = Examples({"x": torch.arange(10), "y": torch.arange(10) * 2})
+    stream = batch_stream(data, batch_indices(10, 4, seed=3), ("x",), torch.device("cpu"))
+    order = batch_indices(10, 4, seed=3)
+    for _ in range(5):  # past the end of an epoch: a new permutation
+        batch = next(stream)
+        assert list(batch) == ["x"] and torch.equal(batch["x"], next(order))

@@ -46,7 +46,7 @@ from xbench.specs import (
     TeacherSpec,
 )
 from xbench.store import xbench_home
-from xbench.train import Selection, derive_seed, fit, frozen_forward, predict
+from xbench.train import Selection, derive_seed, fit, frozen_forward, place, predict
 
 
 @dataclass
@@ -309,7 +309,7 @@ def _build_heads(p: Plan, terms, s_probe, t_probe, device, examples: int) -> dic
         if spec.reads == "teacher":
             dims["teacher"] = t_probe[term.teacher].shape[-1]
         l_owner = p.registry.entry("losses", spec.name).plugin
-        heads[key] = _call(l_owner, f"loss '{spec.name}'", spec.factory, opts, dims).to(device)
+        heads[key] = place(_call(l_owner, f"loss '{spec.name}'", spec.factory, opts, dims), device)
     return heads
 
 
@@ -483,7 +483,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         t_owner = reg.entry("teachers", p.teacher.name).plugin
         torch.manual_seed(derive_seed(seed, "teacher-init"))
         t_args = (ctx,) if p.teacher.options is NoOptions else (ctx, p.teacher_options)
-        teacher_model = _call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *t_args).to(device)
+        teacher_model = place(_call(t_owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *t_args), device)
         frozen = {n for n, q in teacher_model.named_parameters() if not q.requires_grad}
         if cache_on:
             cache = TeacherCache(xbench_home(), _teacher_key(p, seed, dataset, teacher_model, task), log)
@@ -544,7 +544,7 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
         culprit = f"plugin '{m_owner}': method '{p.method.name}'"
         labels = p.method.labels
         torch.manual_seed(derive_seed(seed, "student-init"))  # identical init for every method
-        student = _call(st_owner, f"student '{st_spec.name}'", st_spec.factory, ctx).to(device)
+        student = place(_call(st_owner, f"student '{st_spec.name}'", st_spec.factory, ctx), device)
         if p.task.pretrain and p.tier.pretrain_steps > 0:
             record_stages.append(_pretrain(p, task, dataset, student, seed, device, meter, progress, log))
         # a self-supervised method's batches carry no label, no label mask, no teacher-forcing target
@@ -569,8 +569,8 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
                 student_shapes={k: tuple(v.shape[1:]) for k, v in s_probe.items()},
                 teacher_shapes={t: tuple(t_probe[t].shape[1:]) for t in p.method.teacher_taps})
             torch.manual_seed(derive_seed(seed, "objective-init"))
-            objective = _call(m_owner, f"method '{p.method.name}' objective", p.method.objective,
-                              p.method_options, octx).to(device)
+            objective = place(_call(m_owner, f"method '{p.method.name}' objective", p.method.objective,
+                                    p.method_options, octx), device)
             groups += _objective_groups(p, objective, student, culprit)
         frozen_before = _state_fingerprint(teacher_model) if teacher_model is not None else None
         use_teacher = p.uses_teacher_in_loss

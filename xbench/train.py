@@ -67,6 +67,88 @@ def build_schedule(opt: torch.optim.Optimizer, tier: Tier, steps: int) -> torch.
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def place(module: nn.Module, device: torch.device) -> nn.Module:
+    """A model on ``device``. On CUDA its convolution weights also go channels-last (NHWC, and
+    NDHWC for 3D convolutions), the layout cuDNN's fastest kernels and tensor cores use: a conv
+    with a channels-last weight gives channels-last outputs, so the layout carries through the
+    network with one conversion of the input. On CPU the model is left exactly as it was."""
+    module = module.to(device)
+    if device.type == "cuda":
+        to_channels_last(module)
+    return module
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Convert the weights of every 2D and 3D convolution in ``module`` to channels-last, in
+    place (``Module.to(memory_format=...)`` cannot: it applies one format to 4D and 5D alike)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            m.to(memory_format=torch.channels_last)
+        elif isinstance(m, nn.Conv3d | nn.ConvTranspose3d):
+            m.to(memory_format=torch.channels_last_3d)
+    return module
+
+
+def prefetched(batches: Iterator[dict[str, Any]], depth: int = 2) -> Iterator[dict[str, Any]]:
+    """``batches`` gathered ``depth`` ahead by one persistent background thread, in order (torch
+    releases the GIL while it copies, so gathering and pinning the next batch overlaps the GPU
+    running this one). An exception in the thread is raised here; closing the generator stops
+    the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():  # a consumer that stopped early never blocks the thread
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer, with its traceback
+            put(exc)
+            return
+        put(done)
+
+    thread = threading.Thread(target=work, name="xbench-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def batch_stream(data: Examples, order: Iterator[torch.Tensor], keys: tuple[str, ...],
+                 device: torch.device) -> Iterator[dict[str, Any]]:
+    """The stage's batches in the seeded order, on ``device``. On CPU each batch is gathered when
+    it is needed; on CUDA a background thread gathers it into pinned memory two steps ahead and
+    the copy to the GPU does not block."""
+    if device.type != "cuda":
+        while True:
+            yield data.take(next(order), keys)
+    pin = (({k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in data.take(idx, keys).items()})
+           for idx in order)
+    for batch in prefetched(pin):
+        yield {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors to the device; other values (text) stay as they are. On CUDA a batch is copied
     from pinned memory without blocking (a copy from pageable memory would wait for it), so the
@@ -119,6 +201,7 @@ def fit(
     opt = build_optimizer(groups, tier)
     sched = build_schedule(opt, tier, max_steps)
     order = batch_indices(len(data), tier.batch_size, derive_seed(seed, "data", stage))
+    batches = batch_stream(data, order, keys, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
@@ -156,7 +239,7 @@ def fit(
         if meter.out_of_time():
             spend.stopped_by = "max_seconds"
             break
-        batch = to_device(data.take(next(order), keys), device)
+        batch = next(batches)
         if step == 0:  # count FLOPs once: every step has the same shapes
             with FlopCounterMode(display=False) as counter:
                 terms = one_step(batch)
@@ -175,6 +258,7 @@ def fit(
             best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
             last_eval = step
             train_mode()
+    batches.close()  # stops the prefetching thread on CUDA
     if spend.stopped_by is None:
         spend.stopped_by = "max_steps"
     if evaluate is not None and step > last_eval:  # stopped by the wall-clock cap between evaluations
