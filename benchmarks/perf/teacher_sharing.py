@@ -1,7 +1,8 @@
-"""What sharing one trained teacher saves in a sweep: for every (tier, task, teacher, seed) group
-of stored runs, the teacher's cost paid once (the run whose teacher stages were computed) against
-K separate runs each training and running its own (K x that cost). Read from the run records of a
-store, e.g. after ``xbench sweep benchmarks/suites/synth-cpu.yaml``:
+"""What sharing one trained teacher saves in a sweep: for every group of stored runs of a tier
+that used the same trained teacher (its cache key, which tasks with the same teacher view share:
+recognition and retrieval) and seed, the teacher's cost paid once (the run whose teacher stages
+were computed) against K separate runs each training and running its own (K x that cost). Read
+from the run records of a store, e.g. after ``xbench sweep benchmarks/suites/synth-cpu.yaml``:
 
     XBENCH_HOME=<store> python benchmarks/perf/teacher_sharing.py [--tier cpu]
 """
@@ -25,14 +26,16 @@ def main() -> None:
     for rec in ResultStore().records(tier=args.tier):
         if rec.get("evaluated") != "student" or not rec.get("teacher"):
             continue
-        key = (rec["task"], rec["teacher"]["name"], rec["teacher"].get("cache_key"), rec["seed"])
+        # uncached runs (no key) share nothing: each is its own group
+        key = (rec["teacher"].get("cache_key") or rec["id"], rec["seed"])
         groups[key].append(rec)
     per_task: dict[tuple[str, str], list[tuple[int, float, float]]] = defaultdict(list)
-    for (task, teacher, _, _), recs in groups.items():
+    for recs in groups.values():
+        tasks = " + ".join(sorted({r["task"] for r in recs}))
         stages = [[s for s in r["budget"]["stages"] if s["stage"] in TEACHER_STAGES] for r in recs]
         cost = max(sum(s["seconds"] for s in st) for st in stages)  # what training it once took
         paid = sum(s["seconds"] for st in stages for s in st if s.get("source", "computed") == "computed")
-        per_task[(task, teacher)].append((len(recs), paid, cost * len(recs)))
+        per_task[(tasks, recs[0]["teacher"]["name"])].append((len(recs), paid, cost * len(recs)))
     rows = []
     for (task, teacher), items in sorted(per_task.items()):
         k = sum(n for n, _, _ in items) / len(items)
