@@ -2,11 +2,12 @@
 
 The data path of a run: open the dataset, build the train split's examples (decoding every clip,
 or mapping them from the decode-once cache), then train. The reference trains the same student
-for the same steps on the same tensors already in memory. Rounds alternate (reference, data path,
-...) in one process; the cache is warm after round 0, as for every run after the first. Prints the
-throughput ratio reference time / data-path time (goal >= 0.95), with and without the cache.
+for the same steps on the same tensors already in memory, under the allocator every xbench run
+gets. Rounds interleave the two in one process, which goes first alternating (ABBA); the cache
+is warm after round 0, as for every run after the first. Prints the throughput ratio reference
+time / data-path time (goal >= 0.95), with and without the cache.
 
-    python benchmarks/perf/data_path.py [--size small] [--steps 60] [--rounds 3]
+    python benchmarks/perf/data_path.py [--size small] [--steps 60] [--rounds 3] [--cache both|on|off]
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def main() -> None:
     ap.add_argument("--size", default="small")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cache", choices=("both", "on", "off"), default="both")
     args = ap.parse_args()
+    from xbench.alloc import configure
+
+    configure()  # the allocator every xbench run gets, for both alike
     reg = build_registry()
     spec = reg.get("tasks", "recognition")
     task = spec.factory(spec.options())
@@ -57,25 +62,30 @@ def main() -> None:
     rgb, labels = in_ram.tensors["rgb"], in_ram.tensors["label"]
     print(f"{len(rgb)} train clips of {tuple(rgb.shape[1:])}, {args.steps} steps of 32, "
           f"{torch.get_num_threads()} threads")
-    for cache in ("1", "0"):
+    for cache in {"both": ("1", "0"), "on": ("1",), "off": ("0",)}[args.cache]:
         os.environ["XBENCH_DECODE_CACHE"] = cache
         ref, path, prep = [], [], []
         for r in range(args.rounds + 1):  # round 0 warms up and is dropped
-            t0 = time.perf_counter()
-            train(rgb, labels, args.steps, r)
-            t1 = time.perf_counter()
-            ex = examples()
-            t2 = time.perf_counter()
-            train(ex.tensors["rgb"], ex.tensors["label"], args.steps, r)
-            t3 = time.perf_counter()
-            if r:
-                ref.append(t1 - t0)
-                path.append(t3 - t1)
-                prep.append(t2 - t1)
-        ratio = statistics.median(a / b for a, b in zip(ref, path))
-        print(f"decode cache {'on ' if cache == '1' else 'off'}: in memory {statistics.median(ref):.1f} s, "
-              f"data path {statistics.median(path):.1f} s (of which examples {statistics.median(prep):.1f} s); "
-              f"throughput ratio {ratio:.3f}")
+            # ABBA: which goes first alternates (the second inherits the first one's heap)
+            for first in ((True, False) if r % 2 else (False, True)):
+                if first:
+                    t0 = time.perf_counter()
+                    train(rgb, labels, args.steps, r)
+                    if r:
+                        ref.append(time.perf_counter() - t0)
+                else:
+                    t1 = time.perf_counter()
+                    ex = examples()
+                    t2 = time.perf_counter()
+                    train(ex.tensors["rgb"], ex.tensors["label"], args.steps, r)
+                    del ex
+                    if r:
+                        path.append(time.perf_counter() - t1)
+                        prep.append(t2 - t1)
+        ratios = sorted(a / b for a, b in zip(ref, path))
+        print(f"decode cache {'on ' if cache == '1' else 'off'}: in memory {statistics.median(ref):.2f} s, "
+              f"data path {statistics.median(path):.2f} s (of which examples {statistics.median(prep):.2f} s); "
+              f"throughput ratio {statistics.median(ratios):.3f} (rounds {ratios[0]:.3f} to {ratios[-1]:.3f})")
     os.environ.pop("XBENCH_DECODE_CACHE")
 
 
