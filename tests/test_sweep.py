@@ -45,10 +45,20 @@ def test_the_grid_leaves_out_what_does_not_fit(tmp_path, registry, capsys):
     kd0, ccd0 = (next(r for r in sp.runs if (r.task, r.label, r.seed) == ("anticipation", m, 0)) for m in ("kd", "ccd"))
     assert kd0.teacher_group == ccd0.teacher_group and kd0.teacher_group is not None
     assert sp.runs[0].teacher_group is None
+
     assert main(["sweep", str(path), "--dry-run"]) == 0
     assert capsys.readouterr().err.splitlines() == [
         "suite 't': tier smoke, 5 cells x 2 seeds = 10 runs; 0 already stored, 10 to run",
         "left out (the method does not fit the task): ccd on recognition"]
+
+
+def test_tasks_that_train_the_teacher_alike_are_one_teacher_group(tmp_path, registry):
+    path = write(tmp_path, SUITE.replace("[recognition, anticipation]", "[recognition, retrieval, anticipation]")
+                 .replace("[student, kd, ccd]", "[kd]"))
+    groups = {(r.task, r.seed): r.teacher_group for r in plan_sweep(load_suite(path), registry, ResultStore()).runs}
+    # recognition and retrieval share the trained teacher (so their runs wait for one cache)
+    assert groups[("recognition", 0)] == groups[("retrieval", 0)]
+    assert len({groups[("recognition", 0)], groups[("recognition", 1)], groups[("anticipation", 0)]}) == 3
 
 
 def test_all_methods_with_options_and_exclusions(tmp_path, registry):

@@ -134,13 +134,18 @@ def _tasks(suite: Suite, reg, where: str) -> list[str]:
 
 
 def _teacher_group(p, seed: int) -> str | None:
-    """What a trained teacher depends on besides code: runs equal here share one teacher."""
+    """What a trained teacher depends on besides code and data files (the teacher cache's key
+    without what needs the model built): runs equal here share one teacher, also across tasks
+    with the same teacher view (recognition and retrieval)."""
+    from xbench.run import _teacher_view
+
     if p.teacher is None:
         return None
-    task_opts = {k: v for k, v in to_plain(p.task_options).items() if k != "protocol"}
     data_opts = {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"}
-    return stable_hash([p.task.name, p.dataset_name, data_opts, task_opts, p.teacher.name,
-                        to_plain(p.teacher_options), p.tier.name, seed])
+    task = p.task.factory(p.task_options)
+    return stable_hash([_teacher_view(p, task), [to_plain(t) for t in p.task.teacher_terms],
+                        p.dataset_name, data_opts, p.teacher.name, to_plain(p.teacher_options),
+                        p.tier.name, seed])
 
 
 def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> SweepPlan:
