@@ -255,3 +255,36 @@ def test_prefetching_keeps_the_order_raises_and_stops():
     for _ in range(5):  # past the end of an epoch: a new permutation
         batch = next(stream)
         assert list(batch) == ["x"] and torch.equal(batch["x"], next(order))
+
+
+def test_the_loop_syncs_with_the_host_once_per_evaluation_only(monkeypatch):
+    """The loop's own code reads no tensor value on the host per step (on CUDA each such read
+    waits for the GPU); the one read is the finiteness check of the loss terms, per evaluation."""
+    import sys
+
+    from xbench import train
+    from xbench.budget import BudgetMeter
+    from xbench.tasks import Examples
+
+    reads = []
+    for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _real=real, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code
+            if caller.co_filename == train.__file__:
+                reads.append((caller.co_name, _name))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    tier = load_tiers()["smoke"]  # 30 steps, evaluated every 15
+    model = torch.nn.Linear(4, 3)
+    data = Examples({"x": torch.randn(64, 4), "y": torch.randint(0, 3, (64,))})
+    spend, _ = train.fit(
+        stage="student", modules={"m": model}, groups=[(list(model.parameters()), 1.0)],
+        step_fn=lambda b: {"ce": torch.nn.functional.cross_entropy(model(b["x"]), b["y"]),
+                           "l2": 1e-3 * model.weight.pow(2).sum()},
+        data=data, keys=("x", "y"), tier=tier, max_steps=30, seed=0, device=torch.device("cpu"),
+        meter=BudgetMeter(60), evaluate=lambda: {"top1": 1.0}, main_metric="top1")
+    assert spend.steps == 30 and spend.evaluations == 2
+    assert reads == [("_select", "__bool__")] * 2  # one per evaluation, for both terms

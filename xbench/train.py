@@ -279,10 +279,13 @@ def fit(
 
 
 def _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit):
-    # one host sync per evaluation: check the accumulated loss terms are finite
-    for name, values in running.items():
-        if not math.isfinite(float(torch.stack(values).sum())):
-            raise PluginError(f"{culprit}: loss term '{name}' is not finite at step {step}")
+    # one host sync per evaluation: the accumulated loss terms checked finite together (which
+    # one is not is looked up only when one is not)
+    if running:
+        sums = torch.stack([torch.stack(values).sum().float() for values in running.values()])
+        if not bool(torch.isfinite(sums).all()):
+            bad = next(name for name, ok in zip(running, torch.isfinite(sums).tolist()) if not ok)
+            raise PluginError(f"{culprit}: loss term '{bad}' is not finite at step {step}")
     running.clear()
     metrics = evaluate()
     spend.evaluations += 1
