@@ -235,30 +235,32 @@ def fit(
 
     train_mode()
     step = last_eval = 0
-    while step < max_steps:
-        if meter.out_of_time():
-            spend.stopped_by = "max_seconds"
-            break
-        batch = next(batches)
-        if step == 0:  # count FLOPs once: every step has the same shapes
-            with FlopCounterMode(display=False) as counter:
+    try:
+        while step < max_steps:
+            if meter.out_of_time():
+                spend.stopped_by = "max_seconds"
+                break
+            batch = next(batches)
+            if step == 0:  # count FLOPs once: every step has the same shapes
+                with FlopCounterMode(display=False) as counter:
+                    terms = one_step(batch)
+                spend.flops_per_step = int(counter.get_total_flops())
+            else:
                 terms = one_step(batch)
-            spend.flops_per_step = int(counter.get_total_flops())
-        else:
-            terms = one_step(batch)
-        step += 1
-        spend.steps = step
-        n = len(next(iter(batch.values())))
-        spend.samples += n
-        spend.teacher_forwards += teacher_forwards_per_step * n
-        for name, value in terms.items():  # kept on device: no host sync per step
-            running.setdefault(name, []).append(value.detach())
-        bar.update(1)
-        if evaluate is not None and (step % tier.eval_every == 0 or step == max_steps):
-            best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
-            last_eval = step
-            train_mode()
-    batches.close()  # stops the prefetching thread on CUDA
+            step += 1
+            spend.steps = step
+            n = len(next(iter(batch.values())))
+            spend.samples += n
+            spend.teacher_forwards += teacher_forwards_per_step * n
+            for name, value in terms.items():  # kept on device: no host sync per step
+                running.setdefault(name, []).append(value.detach())
+            bar.update(1)
+            if evaluate is not None and (step % tier.eval_every == 0 or step == max_steps):
+                best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
+                last_eval = step
+                train_mode()
+    finally:
+        batches.close()  # stops the prefetching thread on CUDA, also when a step raised
     if spend.stopped_by is None:
         spend.stopped_by = "max_steps"
     if evaluate is not None and step > last_eval:  # stopped by the wall-clock cap between evaluations
