@@ -1,6 +1,6 @@
 """What sharing one trained teacher saves in a sweep: for every group of stored runs of a tier
-that used the same trained teacher (its cache key, which tasks with the same teacher view share:
-recognition and retrieval) and seed, the teacher's cost paid once (the run whose teacher stages
+that used the same trained teacher (same teacher, seed, selected step and val scores; tasks with
+the same teacher view share one: recognition and retrieval), the teacher's cost paid once (the run whose teacher stages
 were computed) against K separate runs each training and running its own (K x that cost). Read
 from the run records of a store, e.g. after ``xbench sweep benchmarks/suites/synth-cpu.yaml``:
 
@@ -10,6 +10,7 @@ from the run records of a store, e.g. after ``xbench sweep benchmarks/suites/syn
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
 
 from tabulate import tabulate
@@ -26,8 +27,11 @@ def main() -> None:
     for rec in ResultStore().records(tier=args.tier):
         if rec.get("evaluated") != "student" or not rec.get("teacher"):
             continue
-        # uncached runs (no key) share nothing: each is its own group
-        key = (rec["teacher"].get("cache_key") or rec["id"], rec["seed"])
+        # one trained teacher: its name, seed and what its selection saw (the same under any cache
+        # key, e.g. after the key's layout changed); uncached runs share nothing
+        t = rec["teacher"]
+        key = ((t["name"], rec["seed"], t.get("selected_step"), json.dumps(t.get("val"), sort_keys=True))
+               if t.get("cache_key") else rec["id"])
         groups[key].append(rec)
     per_task: dict[tuple[str, str], list[tuple[int, float, float]]] = defaultdict(list)
     for recs in groups.values():
