@@ -710,17 +710,15 @@ def _teacher_view(p: Plan, task: Any) -> Any:
     return _call(p.registry.entry("tasks", p.task.name).plugin, f"task '{p.task.name}' teacher_view", view)
 
 
-def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module, task: Any) -> str:
-    """Everything a trained teacher depends on: which teacher (plugin version, code and
-    architecture), the data, the task's view of it (``_teacher_view``), the teacher's objective,
-    the tier's teacher budget and optimizer, and the seed."""
-    t_owner = p.registry.owner("teachers", p.teacher.name)
+def teacher_config(p: Plan, task: Any, seed: int) -> dict[str, Any]:
+    """What a trained teacher depends on in the run's configuration: the teacher and its options,
+    the dataset and its options, the task's view of teacher training (``_teacher_view``), the
+    teacher's objective, the tier's teacher budget and optimizer, and the seed. Runs equal here
+    share one teacher (the sweep groups them by it); the cache key adds code, plugin and data."""
     tier = p.tier
-    return stable_hash({
-        "teacher": p.teacher.name, "plugin": [t_owner.dist, t_owner.version], "xbench": __version__,
-        "code": _code_hash(model),
+    return {
         "teacher_options": to_plain(p.teacher_options),
-        "dataset": p.dataset_name, "data": getattr(dataset, "manifest_hash", lambda: None)(),
+        "dataset": p.dataset_name,
         "dataset_options": {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"},
         # what the teacher stage reads from the task, not the task's name: tasks that cut the
         # same examples and select the teacher the same way share one trained teacher
@@ -729,6 +727,17 @@ def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module, task: Any) -> st
         "tier": [tier.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
                  to_plain(tier.optimizer), to_plain(tier.schedule)],
         "seed": seed,
+    }
+
+
+def _teacher_key(p: Plan, seed: int, dataset, model: nn.Module, task: Any) -> str:
+    """Everything a trained teacher depends on: which teacher (plugin version, code and
+    architecture), the data files, and its configuration (``teacher_config``)."""
+    t_owner = p.registry.owner("teachers", p.teacher.name)
+    return stable_hash({
+        "teacher": p.teacher.name, "plugin": [t_owner.dist, t_owner.version], "xbench": __version__,
+        "code": _code_hash(model), "data": getattr(dataset, "manifest_hash", lambda: None)(),
+        **teacher_config(p, task, seed),
     })
 
 

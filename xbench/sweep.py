@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from xbench.config import RunConfig, from_mapping, load_tiers, load_yaml, stable_hash, to_plain
+from xbench.config import RunConfig, from_mapping, load_tiers, load_yaml, stable_hash
 from xbench.errors import ConfigError, IncompatibleError
 from xbench.store import ResultStore
 
@@ -134,18 +134,13 @@ def _tasks(suite: Suite, reg, where: str) -> list[str]:
 
 
 def _teacher_group(p, seed: int) -> str | None:
-    """What a trained teacher depends on besides code and data files (the teacher cache's key
-    without what needs the model built): runs equal here share one teacher, also across tasks
-    with the same teacher view (recognition and retrieval)."""
-    from xbench.run import _teacher_view
+    """Runs equal here share one trained teacher (``run.teacher_config``: also across tasks with
+    the same teacher view, such as recognition and retrieval)."""
+    from xbench.run import teacher_config
 
     if p.teacher is None:
         return None
-    data_opts = {k: v for k, v in to_plain(p.dataset_options).items() if k != "label_fraction"}
-    task = p.task.factory(p.task_options)
-    return stable_hash([_teacher_view(p, task), [to_plain(t) for t in p.task.teacher_terms],
-                        p.dataset_name, data_opts, p.teacher.name, to_plain(p.teacher_options),
-                        p.tier.name, seed])
+    return stable_hash([p.teacher.name, teacher_config(p, p.task.factory(p.task_options), seed)])
 
 
 def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> SweepPlan:

@@ -143,10 +143,16 @@ def batch_stream(data: Examples, order: Iterator[torch.Tensor], keys: tuple[str,
     if device.type != "cuda":
         while True:
             yield data.take(next(order), keys)
-    pin = (({k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in data.take(idx, keys).items()})
-           for idx in order)
-    for batch in prefetched(pin):
-        yield {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    for batch in prefetched(_pinned(data.take(idx, keys)) for idx in order):
+        yield _copied(batch, device)
+
+
+def _pinned(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _copied(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -155,9 +161,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     copy overlaps the previous step's kernels; on CPU the batch is returned as it is."""
     if device.type == "cpu":
         return batch
-    pin = device.type == "cuda"
-    return {k: (v.pin_memory() if pin else v).to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
+    return _copied(_pinned(batch) if device.type == "cuda" else batch, device)
 
 
 @dataclass
