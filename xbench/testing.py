@@ -266,7 +266,7 @@ def _check_positions(name: str, loss, student, teacher, **kw) -> None:
     other = loss(s2, t2, positions, **kw)
     assert math.isfinite(float(value.detach())), f"loss '{name}': not finite with positions"
     assert torch.allclose(value.detach(), other.detach(), rtol=1e-5, atol=1e-6), \
-        f"loss '{name}': depends on padded positions ({float(value):.6f} vs {float(other):.6f})"
+        f"loss '{name}': depends on padded positions ({float(value.detach()):.6f} vs {float(other.detach()):.6f})"
     assert not s.grad[0, -2:].any(), f"loss '{name}': gradient into padded positions"
 
 
