@@ -1,8 +1,9 @@
 """What sharing one trained teacher saves in a sweep: for every group of stored runs of a tier
 that used the same trained teacher (same teacher, seed, selected step and val scores; tasks with
-the same teacher view share one: recognition and retrieval), the teacher's cost paid once (the run whose teacher stages
-were computed) against K separate runs each training and running its own (K x that cost). Read
-from the run records of a store, e.g. after ``xbench sweep benchmarks/suites/synth-cpu.yaml``:
+the same teacher view share one: recognition and retrieval), the teacher's cost paid once (the
+run whose teacher stages were computed) against K separate runs each training and running its
+own (K x that cost). Read from the run records of a store, e.g. after
+``xbench sweep benchmarks/suites/synth-cpu.yaml``:
 
     XBENCH_HOME=<store> python benchmarks/perf/teacher_sharing.py [--tier cpu]
 """
@@ -30,8 +31,9 @@ def main() -> None:
         # one trained teacher: its name, seed and what its selection saw (the same under any cache
         # key, e.g. after the key's layout changed); uncached runs share nothing
         t = rec["teacher"]
-        key = ((t["name"], rec["seed"], t.get("selected_step"), json.dumps(t.get("val"), sort_keys=True))
-               if t.get("cache_key") else rec["id"])
+        trained = (t["name"], rec["seed"], t.get("selected_step"),
+                   json.dumps(t.get("val"), sort_keys=True))
+        key = trained if t.get("cache_key") else rec["id"]
         groups[key].append(rec)
     per_task: dict[tuple[str, str], list[tuple[int, float, float]]] = defaultdict(list)
     for recs in groups.values():
