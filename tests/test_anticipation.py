@@ -144,13 +144,13 @@ def test_words_tokenisation():
 def seen_inputs(registry, data_root):
     """Run ccd on anticipation for two steps, recording what the student's forward received in
     training steps and in evaluation (val selection and the final test)."""
-    import xbench.run
+    import xbench.engine.state
     from xbench import testing
     from xbench.models import StepAVT
 
     seen = []
     evaluating = []
-    original_forward, original_predict = StepAVT.forward, xbench.run.predict
+    original_forward, original_predict = StepAVT.forward, xbench.engine.state.predict
 
     def spy(self, inputs):
         phase = "eval" if evaluating else ("train" if self.training else "probe")
@@ -164,11 +164,11 @@ def seen_inputs(registry, data_root):
         finally:
             evaluating.pop()
 
-    StepAVT.forward, xbench.run.predict = spy, spy_predict
+    StepAVT.forward, xbench.engine.state.predict = spy, spy_predict
     try:
         rec = testing.check_method(registry, "ccd", "anticipation", data_root)
     finally:
-        StepAVT.forward, xbench.run.predict = original_forward, original_predict
+        StepAVT.forward, xbench.engine.state.predict = original_forward, original_predict
     return rec, seen
 
 

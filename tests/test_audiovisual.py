@@ -14,10 +14,11 @@ from xbench_mnf_csc import MNFCSCObjective, MNFCSCOptions
 from xbench_xkd import XKDObjective, XKDOptions
 
 from xbench.config import REPO_ROOT, RunConfig, from_mapping, load_run_config, load_tiers
+from xbench.engine.heads import objective_groups as _objective_groups
 from xbench.errors import ConfigError, IncompatibleError
 from xbench.models import FrameCNNStudent
 from xbench.registry import build_registry
-from xbench.run import _objective_groups, execute, plan
+from xbench.run import execute, plan
 from xbench.specs import ModelContext, ObjectiveContext
 from xbench.tasks import Examples, RecognitionOptions, RecognitionTask, retrieval_scores
 from xbench.testing import check_method

@@ -193,7 +193,7 @@ class _EditedLinear(torch.nn.Linear):
 
 
 def test_teacher_cache_key_follows_the_teachers_code_and_architecture():
-    from xbench.run import _code_hash
+    from xbench.engine.teacher import code_hash as _code_hash
 
     # same class and shapes: same key, so a teacher trained before is reused
     assert _code_hash(torch.nn.Linear(4, 3)) == _code_hash(torch.nn.Linear(4, 3))
@@ -264,6 +264,7 @@ def test_the_loop_syncs_with_the_host_once_per_evaluation_only(monkeypatch):
 
     from xbench import train
     from xbench.budget import BudgetMeter
+    from xbench.context import RunContext
     from xbench.tasks import Examples
 
     reads = []
@@ -280,11 +281,11 @@ def test_the_loop_syncs_with_the_host_once_per_evaluation_only(monkeypatch):
     tier = load_tiers()["smoke"]  # 30 steps, evaluated every 15
     model = torch.nn.Linear(4, 3)
     data = Examples({"x": torch.randn(64, 4), "y": torch.randint(0, 3, (64,))})
-    spend, _ = train.fit(
+    spend, _ = train.fit(train.StepSpec(
         stage="student", modules={"m": model}, groups=[(list(model.parameters()), 1.0)],
         step_fn=lambda b: {"ce": torch.nn.functional.cross_entropy(model(b["x"]), b["y"]),
                            "l2": 1e-3 * model.weight.pow(2).sum()},
-        data=data, keys=("x", "y"), tier=tier, max_steps=30, seed=0, device=torch.device("cpu"),
-        meter=BudgetMeter(60), evaluate=lambda: {"top1": 1.0}, main_metric="top1")
+        data=data, keys=("x", "y"), max_steps=30, evaluate=lambda: {"top1": 1.0}, main_metric="top1"),
+        RunContext(None, 0, torch.device("cpu"), BudgetMeter(60), tier=tier))
     assert spend.steps == 30 and spend.evaluations == 2
     assert reads == [("_select", "__bool__")] * 2  # one per evaluation, for both terms

@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("files", type=Path, nargs="+", metavar="RESULT.json")
     im.add_argument("--tier", help="the tier the records must be of (default: each record's own)")
 
+    rp = sub.add_parser("reproduce", help="run a stored or published record again and compare its metrics "
+                                          "(exit 0: identical, 1: some differ)")
+    rp.add_argument("record", help="a result JSON file, or the id of a run in the store")
+    rp.add_argument("--records", type=Path, metavar="DIR",
+                    help="the records of the record's cell, for the seed spread (default: the store)")
+    rp.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    rp.add_argument("--quiet", action="store_true", help="no log lines of the re-run")
+
     data = sub.add_parser("data", help="prepare dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fl = data_sub.add_parser("flow", help="optical flow (Farneback) of every video under a folder, "
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    if args.command in ("run", "check"):
+    if args.command in ("run", "check", "reproduce"):
         from xbench.alloc import configure
 
         configure()  # before torch allocates: a steady allocator for the run (XBENCH_ALLOCATOR=default: off)
@@ -455,10 +463,47 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _record_arg(arg: str) -> dict[str, Any]:
+    """A record from a file, else from the store by id."""
+    from xbench.submit import load
+
+    path = Path(arg)
+    if path.suffix == ".json" or path.exists():
+        return load(path)
+    from xbench.store import ResultStore
+
+    found = [r for r in ResultStore().records() if r["id"] == arg]
+    if not found:
+        raise ConfigError(f"no record file and no stored run '{arg}'")
+    return found[0]
+
+
+def cmd_reproduce(args) -> int:
+    from xbench.registry import build_registry
+    from xbench.reproduce import report, reproduce, seed_spread
+
+    record = _record_arg(args.record)
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr))
+    outcome = reproduce(record, build_registry(), device=args.device, log=say)
+    spread = {}
+    if outcome.differs:
+        if args.records:
+            from xbench.publish import load_records
+
+            peers = load_records(args.records)
+        else:
+            from xbench.store import ResultStore
+
+            peers = ResultStore().records(task=record["task"], tier=record["tier"])
+        spread = seed_spread(record, peers)
+    print("\n".join(report(outcome, spread)))
+    return 0 if outcome.identical else 1
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "runs": cmd_runs,
             "leaderboard": cmd_leaderboard, "sweep": cmd_sweep, "check": cmd_check, "new-plugin": cmd_new_plugin,
             "submit": cmd_submit, "import": cmd_import,
-            "data": cmd_data}
+            "data": cmd_data, "reproduce": cmd_reproduce}
 
 if __name__ == "__main__":
     sys.exit(main())

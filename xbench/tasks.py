@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from xbench.data.examples import Examples
 from xbench.data.synth import AUDIO_RATE
 from xbench.errors import DataError
 from xbench.models import log_mel
-
-
-@dataclass
-class Examples:
-    """One split as tensors: modality and target name -> tensor with the examples first."""
-
-    #: tensors, or lists for values that are not tensors (the text of the observed steps)
-    tensors: dict[str, Any]
-    meta: dict[str, object] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(next(iter(self.tensors.values())))
-
-    def take(self, index: torch.Tensor, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
-        keys = keys or tuple(self.tensors)
-        out = {}
-        for k in keys:
-            v = self.tensors[k]
-            out[k] = v[index] if isinstance(v, torch.Tensor) else [v[i] for i in index.tolist()]
-        return out
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from xbench.budget import BudgetMeter, StageSpend, peak_memory_mb
+from xbench.budget import StageSpend, peak_memory_mb
 from xbench.config import Tier
+from xbench.context import RunContext
+from xbench.data.examples import Examples
 from xbench.errors import PluginError
-from xbench.tasks import Examples
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -174,131 +175,153 @@ class Selection:
     val_metrics: dict[str, float]
 
 
-def fit(
-    *,
-    stage: str,
-    modules: dict[str, nn.Module],
-    groups: list[tuple[list[nn.Parameter], float]],
-    step_fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
-    data: Examples,
-    keys: tuple[str, ...],
-    tier: Tier,
-    max_steps: int,
-    seed: int,
-    device: torch.device,
-    meter: BudgetMeter,
-    evaluate: Callable[[], dict[str, float]] | None,
-    main_metric: str,
-    teacher_forwards_per_step: int = 0,
-    progress: bool = False,
-    culprit: str = "",
-    after_step: Callable[[float], None] | None = None,
-) -> tuple[StageSpend, Selection]:
-    """Train ``modules`` with ``step_fn`` (a batch -> named loss terms, already weighted) for at
-    most ``max_steps`` steps or until the run's wall-clock cap; evaluate on val every
-    ``tier.eval_every`` steps and at the end; restore the best val state. With ``evaluate`` None
-    (a pretraining stage) nothing is evaluated and the last state is kept. ``after_step`` is
-    called after every optimizer step with the stage's progress in (0, 1] (EMA teachers)."""
-    from tqdm.auto import tqdm
+@dataclass
+class StepSpec:
+    """One stage's training, as ``fit`` runs it: the modules it trains and their parameter groups
+    (a list of parameters and an lr multiplier each), ``step_fn`` (a batch -> named loss terms,
+    already weighted), the data and the keys a batch holds, at most ``max_steps`` steps, and how
+    the stage selects: ``evaluate`` on val every ``tier.eval_every`` steps and at the end (None:
+    nothing is evaluated and the last state is kept). ``after_step`` is called after every
+    optimizer step with the stage's progress in (0, 1] (EMA teachers). ``culprit`` names who a
+    non-finite loss is blamed on."""
 
-    spend = meter.stage(stage, max_steps)
-    opt = build_optimizer(groups, tier)
-    sched = build_schedule(opt, tier, max_steps)
-    order = batch_indices(len(data), tier.batch_size, derive_seed(seed, "data", stage))
-    batches = batch_stream(data, order, keys, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-    best: Selection | None = None
-    best_state: dict[str, dict] = {}
-    running: dict[str, list[torch.Tensor]] = {}
-    t0 = time.perf_counter()
-    bar = tqdm(total=max_steps, desc=stage, disable=not progress, leave=False, mininterval=0.5)
+    stage: str
+    modules: dict[str, nn.Module]
+    groups: list[tuple[list[nn.Parameter], float]]
+    step_fn: Callable[[dict[str, Any]], dict[str, torch.Tensor]]
+    data: Any
+    keys: tuple[str, ...]
+    max_steps: int
+    evaluate: Callable[[], dict[str, float]] | None = None
+    main_metric: str = "top1"
+    teacher_forwards_per_step: int = 0
+    culprit: str = ""
+    after_step: Callable[[float], None] | None = None
 
-    def train_mode() -> None:
-        for m in modules.values():
+
+def fit(spec: StepSpec, ctx: RunContext) -> tuple[StageSpend, Selection]:
+    """Train ``spec.modules`` under the run's tier for at most ``spec.max_steps`` steps or until
+    the run's wall-clock cap, selecting on val; the best val state is restored and every module
+    is left in eval mode. Returns what the stage spent and what it selected."""
+    loop = _Loop(spec, ctx)
+    try:
+        loop.train()
+    finally:
+        loop.batches.close()  # stops the prefetching thread on CUDA, also when a step raised
+    return loop.finish()
+
+
+class _Loop:
+    """The state of one ``fit``: optimizer, schedule, batch stream, meter entry and selection."""
+
+    def __init__(self, spec: StepSpec, ctx: RunContext) -> None:
+        self.spec, self.tier, self.device = spec, ctx.tier, ctx.device
+        self.meter = ctx.meter
+        self.spend = ctx.meter.stage(spec.stage, spec.max_steps)
+        self.opt = build_optimizer(spec.groups, self.tier)
+        self.sched = build_schedule(self.opt, self.tier, spec.max_steps)
+        order = batch_indices(len(spec.data), self.tier.batch_size, derive_seed(ctx.seed, "data", spec.stage))
+        self.batches = batch_stream(spec.data, order, spec.keys, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else None
+        self.best: Selection | None = None
+        self.best_state: dict[str, dict] = {}
+        self.running: dict[str, list[torch.Tensor]] = {}  # loss terms since the last evaluation
+        self.t0 = time.perf_counter()
+        self.bar = ctx.reporter.bar(spec.max_steps, spec.stage)
+        self.step = self.last_eval = 0
+
+    def train_mode(self) -> None:
+        for m in self.spec.modules.values():
             m.train()
 
-    def one_step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if amp is not None:
-            with amp:
-                terms = step_fn(batch)
+    def one_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.amp is not None:
+            with self.amp:
+                terms = self.spec.step_fn(batch)
         else:
-            terms = step_fn(batch)
+            terms = self.spec.step_fn(batch)
         values = iter(terms.values())
         loss = next(values)
         for value in values:  # not sum(): that adds a 0 + tensor op every step
             loss = loss + value
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        if after_step is not None:
-            after_step((step + 1) / max_steps)
+        self.opt.step()
+        self.sched.step()
+        if self.spec.after_step is not None:
+            self.spec.after_step((self.step + 1) / self.spec.max_steps)
         return terms
 
-    train_mode()
-    step = last_eval = 0
-    try:
-        while step < max_steps:
-            if meter.out_of_time():
+    def train(self) -> None:
+        spec, spend = self.spec, self.spend
+        self.train_mode()
+        while self.step < spec.max_steps:
+            if self.meter.out_of_time():
                 spend.stopped_by = "max_seconds"
                 break
-            batch = next(batches)
-            if step == 0:  # count FLOPs once: every step has the same shapes
+            batch = next(self.batches)
+            if self.step == 0:  # count FLOPs once: every step has the same shapes
                 with FlopCounterMode(display=False) as counter:
-                    terms = one_step(batch)
+                    terms = self.one_step(batch)
                 spend.flops_per_step = int(counter.get_total_flops())
             else:
-                terms = one_step(batch)
-            step += 1
-            spend.steps = step
+                terms = self.one_step(batch)
+            self.step += 1
+            spend.steps = self.step
             n = len(next(iter(batch.values())))
             spend.samples += n
-            spend.teacher_forwards += teacher_forwards_per_step * n
+            spend.teacher_forwards += spec.teacher_forwards_per_step * n
             for name, value in terms.items():  # kept on device: no host sync per step
-                running.setdefault(name, []).append(value.detach())
-            bar.update(1)
-            if evaluate is not None and (step % tier.eval_every == 0 or step == max_steps):
-                best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
-                last_eval = step
-                train_mode()
-    finally:
-        batches.close()  # stops the prefetching thread on CUDA, also when a step raised
-    if spend.stopped_by is None:
-        spend.stopped_by = "max_steps"
-    if evaluate is not None and step > last_eval:  # stopped by the wall-clock cap between evaluations
-        best = _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit)
-    bar.close()
-    if best is None:  # no step fit in the budget: the untrained state is what was selected
-        best = Selection(0, main_metric, float("nan"), {})
-    for name, state in best_state.items():
-        modules[name].load_state_dict(state)
-    for m in modules.values():
-        m.eval()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    spend.seconds = time.perf_counter() - t0
-    spend.flops = spend.flops_per_step * spend.steps
-    spend.peak_memory_mb, spend.memory_kind = peak_memory_mb(device)
-    return spend, best
+                self.running.setdefault(name, []).append(value.detach())
+            self.bar.update(1)
+            if spec.evaluate is not None and (self.step % self.tier.eval_every == 0 or self.step == spec.max_steps):
+                self.select()
+                self.train_mode()
+
+    def select(self) -> None:
+        self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, self.running)
+        self.last_eval = self.step
+
+    def finish(self) -> tuple[StageSpend, Selection]:
+        spec, spend = self.spec, self.spend
+        if spend.stopped_by is None:
+            spend.stopped_by = "max_steps"
+        if spec.evaluate is not None and self.step > self.last_eval:  # the clock stopped it between evaluations
+            self.select()
+        self.bar.close()
+        best = self.best
+        if best is None:  # no step fit in the budget: the untrained state is what was selected
+            best = Selection(0, spec.main_metric, float("nan"), {})
+        for name, state in self.best_state.items():
+            spec.modules[name].load_state_dict(state)
+        for m in spec.modules.values():
+            m.eval()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        spend.seconds = time.perf_counter() - self.t0
+        spend.flops = spend.flops_per_step * spend.steps
+        spend.peak_memory_mb, spend.memory_kind = peak_memory_mb(self.device)
+        return spend, best
 
 
-def _select(step, evaluate, main_metric, best, best_state, modules, spend, running, culprit):
+def _select(step: int, spec: StepSpec, best: Selection | None, best_state: dict[str, dict],
+            spend: StageSpend, running: dict[str, list[torch.Tensor]]) -> Selection:
     # one host sync per evaluation: the accumulated loss terms checked finite together (which
     # one is not is looked up only when one is not)
     if running:
         sums = torch.stack([torch.stack(values).sum().float() for values in running.values()])
         if not bool(torch.isfinite(sums).all()):
             bad = next(name for name, ok in zip(running, torch.isfinite(sums).tolist()) if not ok)
-            raise PluginError(f"{culprit}: loss term '{bad}' is not finite at step {step}")
+            raise PluginError(f"{spec.culprit}: loss term '{bad}' is not finite at step {step}")
     running.clear()
-    metrics = evaluate()
+    metrics = spec.evaluate()
     spend.evaluations += 1
-    value = metrics[main_metric]
+    value = metrics[spec.main_metric]
     if best is None or value > best.value:
-        best = Selection(step, main_metric, value, metrics)
-        for name, m in modules.items():
+        best = Selection(step, spec.main_metric, value, metrics)
+        for name, m in spec.modules.items():
             best_state[name] = copy.deepcopy(m.state_dict())
     return best
 

@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 
 from xbench.config import RunConfig, load_tiers
+from xbench.engine import plan
+from xbench.engine.heads import build_heads as _build_heads
+from xbench.engine.heads import step_fn as _step_fn
 from xbench.registry import build_registry
-from xbench.run import _build_heads, _step_fn, plan
 from xbench.specs import ModelContext
 from xbench.testing import _tiny
 from xbench.train import build_optimizer

@@ -23,10 +23,11 @@ from torch import nn
 
 from xbench.budget import BudgetMeter
 from xbench.config import load_tiers, replace_options
+from xbench.context import RunContext
 from xbench.models import FrameCNNStudent
 from xbench.specs import ModelContext
 from xbench.tasks import Examples
-from xbench.train import batch_indices, build_optimizer, build_schedule, derive_seed, fit
+from xbench.train import StepSpec, batch_indices, build_optimizer, build_schedule, derive_seed, fit
 
 
 class Tiny(nn.Module):
@@ -66,10 +67,10 @@ def harness_loop(model, data, tier, steps, seed):
     def step_fn(batch):
         return {"ce": F.cross_entropy(model({"rgb": batch["rgb"]})["logits"], batch["label"])}
 
-    fit(stage="student", modules={"student": model}, groups=[(list(model.parameters()), 1.0)],
-        step_fn=step_fn, data=data, keys=("rgb", "label"), tier=tier, max_steps=steps, seed=seed,
-        device=torch.device("cpu"), meter=BudgetMeter(1e9), evaluate=lambda: {"top1": 0.0},
-        main_metric="top1")
+    fit(StepSpec(stage="student", modules={"student": model}, groups=[(list(model.parameters()), 1.0)],
+                 step_fn=step_fn, data=data, keys=("rgb", "label"), max_steps=steps,
+                 evaluate=lambda: {"top1": 0.0}, main_metric="top1"),
+        RunContext(None, seed, torch.device("cpu"), BudgetMeter(1e9), tier=tier))
 
 
 def measure(model_cls, steps: int, rounds: int, clock=time.perf_counter) -> tuple[list[float], list[float]]:

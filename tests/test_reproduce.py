@@ -1,0 +1,77 @@
+"""``xbench reproduce``: records made at the last commit before the engine was split into stages
+(tests/fixtures/prerefactor, made with torch 2.14.1 on 2 threads) run again bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xbench.cli import main
+from xbench.reproduce import report, reproduce, run_config, seed_spread
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "prerefactor").glob("*.json"))
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_the_fixtures_cover_every_task_and_stage():
+    recs = [_load(f) for f in FIXTURES]
+    assert sorted({r["task"] for r in recs}) == ["anticipation", "audio-tagging", "detection", "recognition",
+                                                 "retrieval"]
+    stages = {s["stage"] for r in recs for s in r["budget"]["stages"]}
+    assert stages == {"teacher-pretrain", "teacher", "pretrain", "teacher-inference", "student", "probe",
+                      "finetune"}
+    assert {r["tier"] for r in recs} == {"smoke", "cpu"}
+    assert {r["env"]["git_sha"] for r in recs} == {"9b437a7841c98867790dff1d8941cea170a3b4d0"}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[f.stem.rsplit("-", 2)[0] for f in FIXTURES])
+def test_pre_refactor_records_reproduce_bit_for_bit(path, registry):
+    record = _load(path)
+    outcome = reproduce(record, registry)
+    assert outcome.config_changed == []
+    if outcome.env_diff:  # bit-identity is promised only for an equal environment
+        assert any("environment differs" in line for line in report(outcome, {}))
+        pytest.skip(f"environment differs from the record's: {outcome.env_diff}")
+    assert outcome.differs == {}
+    assert outcome.new["selection"] == record["selection"]
+    spent = [{k: s[k] for k in ("stage", "steps", "samples", "teacher_forwards", "flops")}
+             for s in outcome.new["budget"]["stages"]]
+    assert spent == [{k: s[k] for k in ("stage", "steps", "samples", "teacher_forwards", "flops")}
+                     for s in record["budget"]["stages"]]
+
+
+def test_a_modified_tier_resolves_to_its_base_tier_plus_the_changed_fields():
+    record = _load(next(f for f in FIXTURES if "kd-recognition-smoke" in f.name))
+    record["config"]["tier"] = {**record["config"]["tier"], "name": "smoke+custom", "student_steps": 7}
+    cfg = run_config(record, {"smoke": __import__("xbench.config").config.load_tiers()["smoke"]})
+    assert (cfg.budget, cfg.budget_options, cfg.seeds) == ("smoke", {"student_steps": 7}, [record["seed"]])
+
+
+def test_reproduce_names_each_metric_that_differs_and_exits_1(tmp_path, capsys):
+    record = _load(next(f for f in FIXTURES if "kd-recognition-smoke" in f.name))
+    true_top1 = record["metrics"]["top1"]
+    record["metrics"]["top1"] = 99.0
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(record))
+    assert main(["reproduce", str(edited), "--quiet"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{record['id']}: kd on recognition (synth), tier smoke, seed 0"
+    assert "1 of 5 metrics differ:" in out
+    assert f"  top1: recorded 99.0000, reproduced {true_top1:.4f}, difference {true_top1 - 99:+.4f}" in out
+
+
+def test_reproduce_of_an_unknown_run_id_is_one_line_and_exit_2(capsys):
+    assert main(["reproduce", "no-such-run"]) == 2
+    assert capsys.readouterr().err == "xbench: error: no record file and no stored run 'no-such-run'\n"
+
+
+def test_the_seed_spread_is_taken_over_the_records_cell():
+    rec = {"config_hash": "a", "metrics": {"top1": 1.0, "top5": 2.0}}
+    peers = [{"config_hash": "a", "metrics": {"top1": v, "top5": 2.0}} for v in (1.0, 3.0)]
+    peers.append({"config_hash": "b", "metrics": {"top1": 100.0, "top5": 0.0}})
+    assert seed_spread(rec, peers) == {"top1": pytest.approx(2 ** 0.5), "top5": 0.0}

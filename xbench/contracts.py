@@ -1,0 +1,135 @@
+"""The contracts of the objects plugins hand the harness (part of the public API).
+
+A spec (``xbench.specs``) holds a factory; what the factory builds must satisfy one of these
+protocols. The harness calls nothing else on it: an object that provides these members works, and
+``xbench check --plugin NAME`` checks that it does (members present, frames of one size and dtype,
+a manifest hash that follows the labels and the files, disjoint splits).
+
+Optional capabilities are protocols too: the harness uses one only where the object has it (a
+teacher with ``mlm_loss`` gets masked-LM pretraining; a student with ``pretrain_logits`` gets the
+encoder-pretraining stage of tasks that have it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from xbench.data.examples import Examples
+from xbench.data.io import Segment, VideoRecord
+
+__all__ = ["Dataset", "Examples", "MaskedLM", "Objective", "Pretrainable", "Segment", "SharedTrunk", "Task",
+           "VideoRecord", "missing_members", "DATASET_MEMBERS", "TASK_MEMBERS"]
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """What ``DatasetSpec.factory(options, root)`` returns: annotated videos per split and their
+    modalities as arrays.
+
+    - ``num_classes``: the number of action classes; labels are 0 .. num_classes - 1.
+    - ``class_names``: one name per class.
+    - ``splits``: the splits it has. ``train``, ``val`` and ``test`` are required; ``teacher``
+      (videos a privileged teacher trains on, disjoint from ``train``) is needed by methods that
+      train a teacher.
+    - ``videos(split)``: the split's videos (``VideoRecord``: id, frame count, fps, files by
+      modality, annotated ``Segment`` steps with label, verb, noun, sentence, frame range).
+    - ``read(video, modality)``: one modality of one video as an array: ``rgb`` uint8
+      (frames, height, width, 3), every video of a dataset the same height and width; ``audio``
+      float32 mono samples at the dataset's audio rate; ``flow`` (frames, 2, h, w); ``pose``
+      (frames, keypoints, 3).
+    - ``manifest_hash()``: a content hash of everything the examples depend on (files and
+      annotations): it must change when a label or a file changes, since cached teachers and
+      decoded frames are keyed by it.
+    """
+
+    num_classes: int
+    class_names: Sequence[str]
+    splits: tuple[str, ...]
+
+    def videos(self, split: str) -> list[VideoRecord]: ...
+
+    def read(self, video: VideoRecord, modality: str) -> np.ndarray: ...
+
+    def manifest_hash(self) -> str: ...
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What ``TaskSpec.factory(options)`` returns: how examples are cut from a dataset and scored.
+
+    - ``examples(dataset, split, modalities, label_fraction, seed)``: the split as ``Examples``
+      with the modalities asked for, the task's targets, ``index`` (0 .. n-1) and ``label_mask``
+      (which labels the student may use).
+    - ``evaluate(outputs, data, final)``: metric name -> value (higher is better for the main
+      metric) from the model's taps on ``data``; ``final`` is True for the one test evaluation.
+    - ``metrics``, ``main_metric``: the metric names it reports and the one that selects.
+
+    Optional members: ``teacher_metric`` (what the teacher stage selects on), ``teacher_view()``
+    (what the teacher stage depends on: tasks with equal views share trained teachers),
+    ``eval_taps`` (taps ``evaluate`` reads; default ``("logits",)``), ``gallery_split`` (retrieval:
+    the split the queries search, passed as ``gallery=(outputs, data)``), ``extras`` (facts a model
+    factory gets as ``ModelContext.extras``: vocabulary, tokenizer, corpus), and
+    ``pretrain_examples(dataset, label_fraction, seed)`` for tasks with a pretraining stage.
+    """
+
+    metrics: tuple[str, ...]
+    main_metric: str
+
+    def examples(self, dataset: Any, split: str, modalities: tuple[str, ...], label_fraction: float = 1.0,
+                 seed: int = 0) -> Examples: ...
+
+    def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples, final: bool = False,
+                 **kwargs: Any) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What ``MethodSpec.objective(options, ObjectiveContext)`` returns: an ``nn.Module`` called
+    as ``objective(batch, student_outputs, teacher_outputs)`` -> loss name -> weighted scalar.
+
+    Optional: ``after_step(progress)`` is called after every optimizer step with the stage's
+    progress in (0, 1] (EMA teachers); ``uses_student_output = False`` spares the harness the
+    student's forward on the batch when no loss term reads it."""
+
+    def __call__(self, batch: dict[str, Any], student: dict[str, torch.Tensor] | None,
+                 teacher: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]: ...
+
+
+@runtime_checkable
+class MaskedLM(Protocol):
+    """A text teacher that can be masked-LM pretrained (``teacher.mlm_steps`` > 0)."""
+
+    def mlm_loss(self, text: list[tuple[str, ...]]) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Pretrainable(Protocol):
+    """A student whose clip encoder has the encoder-pretraining stage: logits of single clips."""
+
+    def pretrain_logits(self, rgb: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SharedTrunk(Protocol):
+    """A student whose convolutional trunk another modality's encoder may share: ``trunk()``
+    returns the trunk module and its input channel count."""
+
+    def trunk(self) -> tuple[torch.nn.Module, int]: ...
+
+
+DATASET_MEMBERS = ("num_classes", "class_names", "splits", "videos", "read", "manifest_hash")
+TASK_MEMBERS = ("examples", "evaluate", "metrics", "main_metric")
+
+
+def missing_members(obj: Any, members: tuple[str, ...]) -> list[str]:
+    """The members of a contract ``obj`` lacks (a method must be callable)."""
+    out = []
+    for name in members:
+        value = getattr(obj, name, None)
+        if value is None or (name in ("videos", "read", "manifest_hash", "examples", "evaluate")
+                             and not callable(value)):
+            out.append(name)
+    return out

@@ -1,0 +1,119 @@
+"""The engine: a plan, a list of named stages run with one ``RunContext``, and the run record.
+
+``plan`` resolves and checks a RunConfig; ``execute`` opens the data and the task, builds the
+models, runs the plan's stages in order (skipping a stage whose outputs already exist, as a teacher
+taken trained from the cache does) and returns the record. Every stage trains through the one loop,
+``xbench.train.fit``, and is counted by one BudgetMeter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xbench.budget import BudgetMeter
+from xbench.context import Reporter, RunContext, Stage
+from xbench.engine import student as _student
+from xbench.engine import teacher as _teacher
+from xbench.engine.plan import Plan, plan, resolve_term, stages_of
+from xbench.engine.record import build_record, device_name, environment, git_sha
+from xbench.engine.state import RunState, call
+from xbench.engine.teacher import teacher_config
+from xbench.errors import ConfigError
+from xbench.specs import ModelContext
+
+__all__ = [
+    "STAGES",
+    "Plan",
+    "RunContext",
+    "RunState",
+    "Stage",
+    "device_name",
+    "environment",
+    "execute",
+    "git_sha",
+    "plan",
+    "resolve_device",
+    "resolve_term",
+    "run",
+    "stages_of",
+    "teacher_config",
+]
+
+#: what each stage runs
+STAGES: dict[Stage, Callable[[RunContext, RunState], None]] = {
+    Stage.TEACHER_PRETRAIN: _teacher.teacher_pretrain,
+    Stage.TEACHER: _teacher.train_teacher,
+    Stage.PRETRAIN: _student.pretrain,
+    Stage.TEACHER_INFERENCE: _teacher.teacher_inference,
+    Stage.STUDENT: _student.train_student,
+    Stage.FINETUNE: _student.finetune,
+    Stage.PROBE: _student.probe,
+    Stage.TEST: _student.test,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None = None,
+            progress: bool = False, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Train and evaluate one seed of a plan; returns the run record (not yet stored)."""
+    ctx = RunContext(p, seed, device, BudgetMeter(p.tier.max_seconds), Reporter(log, progress), data_root)
+    return run(ctx)
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """The plan's stages in order on one context; test is evaluated once, on the val-selected
+    state."""
+    started = dt.datetime.now(dt.timezone.utc)
+    state = prepare(ctx)
+    for stage in ctx.plan.stages:
+        if stage in state.done:  # its outputs exist (a teacher from the cache)
+            continue
+        STAGES[stage](ctx, state)
+        state.done.add(stage)
+    return build_record(ctx, state, started)
+
+
+def prepare(ctx: RunContext) -> RunState:
+    """The run's inputs: the dataset and the task opened, the splits loaded with the modalities
+    each needs, and the models built (seeded), the teacher trained from the cache where it can be."""
+    p = ctx.plan
+    dataset = call(p.owner("datasets", p.dataset_name), f"dataset '{p.dataset_name}'", p.dataset.factory,
+                   p.dataset_options, ctx.data_root)
+    task = call(p.owner("tasks", p.task.name), f"task '{p.task.name}'", p.task.factory, p.task_options)
+    s_mods = p.task.student_modalities
+    t_mods = p.teacher.modalities if p.teacher else ()
+    train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ()) + p.method.modalities
+    teacher_eval = p.method.evaluates == "teacher"
+    state = RunState(dataset, task, None, None, None, None, s_mods, t_mods, train_mods)  # type: ignore[arg-type]
+    state.train = state.load(ctx, "train", train_mods) if not teacher_eval else None
+    state.val = state.load(ctx, "val", s_mods + t_mods)
+    state.test = state.load(ctx, "test", t_mods if teacher_eval else s_mods)
+    state.model_ctx = ModelContext(num_classes=dataset.num_classes, shapes=_shapes(state),
+                                   extras=dict(getattr(task, "extras", {})))
+    if p.teacher is not None:
+        _teacher.build_teacher(ctx, state)
+    if not teacher_eval:
+        _student.build_student(ctx, state)
+    return state
+
+
+def _shapes(state: RunState) -> dict[str, tuple[int, ...]]:
+    """Each modality's example shape, from the splits that carry it (the method's train-time
+    modalities are in train only)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for split in (state.train, state.val):
+        for m in state.train_modalities + state.student_modalities + state.teacher_modalities:
+            if split is not None and isinstance(split.tensors.get(m), torch.Tensor):
+                shapes.setdefault(m, tuple(split.tensors[m].shape[1:]))
+    return shapes

@@ -1,0 +1,96 @@
+"""What a run's stages read and write: the opened data and task, the models, and what was spent
+and selected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from xbench.context import RunContext, Stage
+from xbench.errors import PluginError, XbenchError
+from xbench.specs import ModelContext
+from xbench.train import predict
+
+
+def call(owner: str, what: str, fn: Callable, *args: Any) -> Any:
+    """Run plugin code; any exception but an XbenchError is re-raised naming the plugin."""
+    try:
+        return fn(*args)
+    except XbenchError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin '{owner}' raised in {what}: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class RunState:
+    """The inputs every stage shares (data, task, model context) and the outputs stages leave
+    for the next ones. ``done`` holds the stages whose outputs exist (run, or restored from a
+    cache), which the runner skips."""
+
+    dataset: Any
+    task: Any
+    train: Any
+    val: Any
+    test: Any
+    model_ctx: ModelContext
+    student_modalities: tuple[str, ...]
+    teacher_modalities: tuple[str, ...]
+    train_modalities: tuple[str, ...]
+    done: set[Stage] = field(default_factory=set)
+    #: the budget entries of the stages, in the order they ran (the record's budget.stages)
+    spent: list[dict[str, Any]] = field(default_factory=list)
+    teacher: nn.Module | None = None
+    #: names of the teacher's parameters that its factory froze (kept frozen in the cache)
+    teacher_frozen: set[str] = field(default_factory=set)
+    #: what the teacher's stages spent before its training stage (masked-LM pretraining)
+    teacher_spends: list[Any] = field(default_factory=list)
+    teacher_record: dict[str, Any] | None = None
+    teacher_cache: Any = None
+    teacher_outputs: dict[str, Any] | None = None
+    student: nn.Module | None = None
+    #: the student's taps on two train examples (the widths heads are built for)
+    probe_shapes: dict[str, Any] = field(default_factory=dict)
+    heads: dict[str, nn.Module] = field(default_factory=dict)
+    objective: nn.Module | None = None
+    selection: dict[str, Any] | None = None
+    final_model: nn.Module | None = None
+    final_modalities: tuple[str, ...] = ()
+    metrics: dict[str, float] | None = None
+    #: retrieval galleries embedded per modality set (kept for the run)
+    galleries: dict[tuple[str, ...], Any] = field(default_factory=dict)
+
+    def load(self, ctx: RunContext, split: str, modalities: tuple[str, ...]) -> Any:
+        """One split's examples with ``modalities`` (each once), labels masked as the dataset's
+        ``label_fraction`` asks."""
+        label_fraction = getattr(ctx.plan.dataset_options, "label_fraction", 1.0)
+        return self.task.examples(self.dataset, split, tuple(dict.fromkeys(modalities)), label_fraction, ctx.seed)
+
+    def evaluator(self, ctx: RunContext, model: nn.Module, modalities: tuple[str, ...], data: Any,
+                  final: bool = False) -> Callable[[], dict[str, float]]:
+        """A function that scores ``model`` on ``data`` with the task's metrics, reading only
+        ``modalities``."""
+        task = self.task
+        taps = getattr(task, "eval_taps", ("logits",))
+        gallery_split = getattr(task, "gallery_split", None)
+
+        def evaluate() -> dict[str, float]:
+            outputs = predict(model, data, modalities, ctx.device, taps)
+            if gallery_split is None:
+                return task.evaluate(outputs, data, final)
+            # retrieval: the queries search a gallery split embedded by the same model
+            gallery = self.gallery(ctx, gallery_split, modalities)
+            return task.evaluate(outputs, data, final,
+                                 gallery=(predict(model, gallery, modalities, ctx.device, taps), gallery))
+
+        return evaluate
+
+    def gallery(self, ctx: RunContext, split: str, modalities: tuple[str, ...]) -> Any:
+        if modalities not in self.galleries:
+            train = self.train
+            reuse = train is not None and split == "train" and all(m in train.tensors for m in modalities)
+            self.galleries[modalities] = train if reuse else self.load(ctx, split, modalities)
+        return self.galleries[modalities]

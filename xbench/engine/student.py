@@ -1,0 +1,224 @@
+"""The student's stages: encoder pretraining, the method's own training, fine-tuning a
+self-supervised student, the linear probe, and the one evaluation on test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from xbench.context import RunContext, Stage
+from xbench.data.examples import Examples
+from xbench.engine.heads import build_heads, objective_groups, step_fn
+from xbench.engine.plan import Plan
+from xbench.engine.state import RunState, call
+from xbench.errors import PluginError
+from xbench.specs import ObjectiveContext
+from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict
+
+
+def build_student(ctx: RunContext, state: RunState) -> None:
+    p = ctx.plan
+    torch.manual_seed(derive_seed(ctx.seed, "student-init"))  # identical init for every method
+    state.student = place(call(p.owner("students", p.student.name), f"student '{p.student.name}'",
+                               p.student.factory, state.model_ctx), ctx.device)
+
+
+def pretrain(ctx: RunContext, state: RunState) -> None:
+    """The encoder-pretraining stage: the student's clip encoder learns to recognise single step
+    clips of the train split (labels masked as for the student). Same data, seed and budget for
+    every method, so every method starts distillation from the same encoder."""
+    p, student = ctx.plan, state.student
+    clips = state.task.pretrain_examples(state.dataset, getattr(p.dataset_options, "label_fraction", 1.0),
+                                         ctx.seed)
+    ce = p.ce.factory(None, {})
+
+    def step(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"ce": ce(student.pretrain_logits(batch["rgb"]), batch["label"], batch["label_mask"])}
+
+    torch.manual_seed(derive_seed(ctx.seed, "train", "pretrain"))
+    spend, _ = fit(StepSpec(
+        stage=Stage.PRETRAIN.value, modules={"student": student}, groups=[(list(student.parameters()), 1.0)],
+        step_fn=step, data=clips, keys=("rgb", "label", "label_mask"), max_steps=p.tier.pretrain_steps,
+        culprit=f"student '{p.task.student}'"), ctx)
+    state.spent.append(spend.as_dict())
+    ctx.log(f"pretrain: {spend.steps} steps on {len(clips)} clips ({spend.stopped_by})")
+
+
+def _targets(p: Plan) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*p.task.targets, "label_mask")))
+
+
+def _probe_outputs(ctx: RunContext, state: RunState, keys: tuple[str, ...]) -> tuple[dict, dict]:
+    """The student's (and the teacher's, where a loss reads it) taps on two train examples: the
+    widths the loss heads and the objective are built for."""
+    p = ctx.plan
+    probe = {k: v.to(ctx.device) if isinstance(v, torch.Tensor) else v
+             for k, v in state.train.take(torch.arange(min(2, len(state.train))), keys).items()}
+    with torch.no_grad():
+        state.student.eval()
+        s_probe = state.student({m: probe[m] for m in state.student_modalities + p.student.train_inputs
+                                 if m in probe})
+        t_probe = (state.teacher({m: probe[m] for m in state.teacher_modalities})
+                   if p.uses_teacher_in_loss else {})
+    return s_probe, t_probe
+
+
+def _teacher_out(ctx: RunContext, state: RunState) -> Callable[[dict[str, Any]], Any]:
+    cached, teacher, t_mods = state.teacher_outputs, state.teacher, state.teacher_modalities
+    use_teacher = ctx.plan.uses_teacher_in_loss
+
+    def teacher_out(batch: dict[str, Any]) -> Any:
+        if cached is not None:  # the frozen teacher's outputs, looked up by example
+            return {tap: v[batch["index"]] for tap, v in cached.items()}
+        if use_teacher:  # frozen: eval mode, inference mode
+            return frozen_forward(teacher, {m: batch[m] for m in t_mods})
+        return None
+
+    return teacher_out
+
+
+def _build_objective(ctx: RunContext, state: RunState, s_probe: dict, t_probe: dict) -> list:
+    """The method's objective module, where it has one; returns its parameter groups."""
+    p = ctx.plan
+    octx = ObjectiveContext(
+        model=state.model_ctx, student=state.student, student_modalities=state.student_modalities,
+        student_shapes={k: tuple(v.shape[1:]) for k, v in s_probe.items()},
+        teacher_shapes={t: tuple(t_probe[t].shape[1:]) for t in p.method.teacher_taps})
+    torch.manual_seed(derive_seed(ctx.seed, "objective-init"))
+    owner = p.owner("methods", p.method.name)
+    state.objective = place(call(owner, f"method '{p.method.name}' objective", p.method.objective,
+                                 p.method_options, octx), ctx.device)
+    return objective_groups(p, state.objective, state.student, _culprit(p))
+
+
+def _culprit(p: Plan) -> str:
+    return f"plugin '{p.owner('methods', p.method.name)}': method '{p.method.name}'"
+
+
+def train_student(ctx: RunContext, state: RunState) -> None:
+    """The method's stage: the student, the method's loss heads and objective, trained with the
+    method's loss terms under the tier's budget, selected on val (a self-supervised method keeps
+    its last state). The frozen teacher must come out unchanged."""
+    p, student, labels = ctx.plan, state.student, ctx.plan.method.labels
+    s_mods = state.student_modalities
+    # a self-supervised method's batches carry no label, no label mask, no teacher-forcing target
+    s_inputs = s_mods + (p.student.train_inputs if labels else ())
+    # positions: which time steps of a padded sequence are real (not a label)
+    extra = ("index", "positions") if "positions" in state.train.tensors else ("index",)
+    keys = tuple(dict.fromkeys(state.train_modalities + (_targets(p) if labels else ()) + extra))
+    s_probe, t_probe = _probe_outputs(ctx, state, keys)
+    state.probe_shapes = s_probe
+    torch.manual_seed(derive_seed(ctx.seed, "heads-init"))
+    state.heads = build_heads(p, p.terms, s_probe, t_probe, ctx.device, len(state.train))
+    groups = [(list(student.parameters()), 1.0)]
+    for key, term, _, _ in p.terms:
+        groups.append((list(state.heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
+    if p.method.objective is not None:
+        groups += _build_objective(ctx, state, s_probe, t_probe)
+    before = _fingerprint(state.teacher) if state.teacher is not None else None
+    use_teacher = p.uses_teacher_in_loss
+    fn = step_fn(p.terms, state.heads, student, s_inputs, state.objective, _teacher_out(ctx, state), p.method.name)
+    if state.teacher is not None:
+        state.teacher.eval()
+    modules = {"student": student, **{f"head:{k}": h for k, h in state.heads.items()}}
+    if state.objective is not None:
+        modules["objective"] = state.objective
+    torch.manual_seed(derive_seed(ctx.seed, "train", "student"))
+    spend, sel = fit(StepSpec(
+        stage=Stage.STUDENT.value, modules=modules, groups=groups, step_fn=fn, data=state.train, keys=keys,
+        max_steps=p.tier.student_steps, main_metric=p.task.main_metric,
+        # self-supervised: nothing to select on without val labels; the last state is kept
+        evaluate=state.evaluator(ctx, student, s_mods, state.val) if labels else None,
+        teacher_forwards_per_step=1 if use_teacher and state.teacher_outputs is None else 0,
+        culprit=_culprit(p), after_step=getattr(state.objective, "after_step", None)), ctx)
+    state.spent.append(spend.as_dict())
+    if state.teacher is not None and not same_state(_fingerprint(state.teacher), before):
+        raise PluginError(f"{_culprit(p)} changed the frozen teacher's parameters or buffers")
+    state.final_model, state.final_modalities = student, s_mods
+    if labels:
+        ctx.log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
+                f"{spend.steps} ({spend.stopped_by})")
+        state.selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                           "value": sel.value, "metrics": sel.val_metrics}
+    else:
+        ctx.log(f"student (self-supervised): {spend.steps} steps ({spend.stopped_by})")
+        state.selection = {"split": None, "metric": None, "step": spend.steps, "value": None,
+                           "metrics": {}, "note": "self-supervised stage: last state, no labels to select on"}
+
+
+def finetune(ctx: RunContext, state: RunState) -> None:
+    """A self-supervised encoder learns the task with the task's own objective, like every
+    supervised method's student, and is selected on val."""
+    p, student = ctx.plan, state.student
+    s_mods = state.student_modalities
+    heads = build_heads(p, p.finetune_terms, state.probe_shapes, {}, ctx.device, len(state.train))
+    keys = tuple(dict.fromkeys(s_mods + _targets(p) + p.student.train_inputs))
+    torch.manual_seed(derive_seed(ctx.seed, "train", "finetune"))
+    spend, sel = fit(StepSpec(
+        stage=Stage.FINETUNE.value, modules={"student": student, **{f"head:{k}": h for k, h in heads.items()}},
+        groups=[(list(student.parameters()), 1.0)] + [(list(h.parameters()), 1.0) for h in heads.values()],
+        step_fn=step_fn(p.finetune_terms, heads, student, s_mods + p.student.train_inputs, None,
+                        lambda b: None, p.method.name),
+        data=state.train, keys=keys, max_steps=p.tier.finetune_steps, main_metric=p.task.main_metric,
+        evaluate=state.evaluator(ctx, student, s_mods, state.val), culprit=_culprit(p)), ctx)
+    state.spent.append(spend.as_dict())
+    state.selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
+                       "value": sel.value, "metrics": sel.val_metrics, "stage": "finetune"}
+    ctx.log(f"finetune: val {p.task.main_metric} {sel.value:.2f} at step {sel.step}")
+
+
+class LinearProbe(nn.Module):
+    """A frozen student's ``feature`` tap, standardised with the train split's statistics, through
+    a linear classifier: the ``logits`` the linear-probe protocol evaluates."""
+
+    def __init__(self, student: nn.Module, mean: torch.Tensor, std: torch.Tensor, linear: nn.Linear) -> None:
+        super().__init__()
+        self.student, self.linear = student, linear
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(self.student(inputs))
+        out["logits"] = self.linear((out["feature"].float() - self.mean) / self.std)
+        return out
+
+
+def probe(ctx: RunContext, state: RunState) -> None:
+    """The linear-probe protocol, identical for every method: the student frozen, its pooled
+    features of the train split computed once, a linear classifier trained ``probe_steps`` steps
+    (the tier's optimizer and batch size, labelled examples only), no selection."""
+    p, student, train, device = ctx.plan, state.student, state.train, ctx.device
+    student.eval()
+    feats = predict(student, train, state.student_modalities, device, ("feature",))["feature"]
+    # standardising makes a fixed step count mean the same for every method's feature scale
+    mean, std = feats.mean(0), feats.std(0) + 1e-6
+    data = Examples({"feature": (feats - mean) / std, "label": train.tensors["label"],
+                     "label_mask": train.tensors["label_mask"]})
+    torch.manual_seed(derive_seed(ctx.seed, "probe-init"))
+    linear = nn.Linear(feats.shape[1], state.model_ctx.num_classes).to(device)
+    ce = p.ce.factory(None, {})
+    torch.manual_seed(derive_seed(ctx.seed, "train", "probe"))
+    spend, _ = fit(StepSpec(
+        stage=Stage.PROBE.value, modules={"probe": linear}, groups=[(list(linear.parameters()), 1.0)],
+        step_fn=lambda b: {"ce": ce(linear(b["feature"]), b["label"], b["label_mask"])},
+        data=data, keys=("feature", "label", "label_mask"), max_steps=p.tier.probe_steps,
+        culprit="linear probe"), ctx)
+    state.spent.append(spend.as_dict())
+    state.final_model = LinearProbe(student, mean.to(device), std.to(device), linear).eval()
+    ctx.log(f"linear probe: {p.tier.probe_steps} steps on frozen features")
+
+
+def test(ctx: RunContext, state: RunState) -> None:
+    """Test is evaluated exactly once, on the val-selected state."""
+    state.metrics = state.evaluator(ctx, state.final_model, state.final_modalities, state.test, final=True)()
+
+
+def _fingerprint(model: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+def same_state(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
