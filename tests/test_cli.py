@@ -135,7 +135,7 @@ def test_corrupt_file_of_a_dataset_plugin_is_named(capsys, add_plugin, tmp_path)
         @hookimpl
         def xbench_register_tasks(register):
             register(TaskSpec(name="recognition-broken", description="d", factory=RecognitionTask,
-                              student="frame-cnn", default_teacher="audio-cnn", datasets=("broken",),
+                              student="frame-cnn", default_teacher="audio-cnn", default_dataset="broken",
                               options=RecognitionOptions))
     """)
     err = _fails(capsys, ["run", "--method", "student", "--task", "recognition-broken",

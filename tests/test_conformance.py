@@ -17,7 +17,7 @@ def _task_of(registry, kind: str, name: str) -> str:
         return next(t.name for t in tasks if t.student == name)
     spec = registry.get(kind, name)
     for task in tasks:  # a task whose default teacher this is
-        if task.default_teacher == name:
+        if task.default_teacher == name or task.name in spec.default_for:
             return task.name
     if "snippets" in spec.taps:  # the detection architecture on other modalities
         return "detection"

@@ -72,6 +72,7 @@ def xbench_register_datasets(register):
         factory=lambda opts, root: SynthDataset(opts, root),
         modalities=SynthDataset.modalities,
         options=SynthOptions,
+        annotations=("steps", "procedures", "sentences", "verb-noun"),
     ))
 
 
@@ -93,10 +94,11 @@ def xbench_register_tasks(register):
         description="Last N observed steps (rgb) -> next step's class and sentence (BLEU-4, recall@5)",
         factory=AnticipationTask,
         student="step-avt",
-        default_teacher="minilm",
+        # the default teacher is the text teacher that declares itself anticipation's default
+        # (xbench-text's minilm): the core names no teacher only a plugin registers
         student_modalities=("rgb",),
         main_metric="bleu4",
-        datasets=("synth",),
+        annotations=("steps", "procedures", "sentences"),
         options=AnticipationOptions,
         # the AVT-style objective every method shares: next class, next sentence, and AVT's
         # auxiliary next-embedding regression (weight 1) and observed-step recognition (0.1)
@@ -116,7 +118,6 @@ def xbench_register_tasks(register):
         default_teacher="flow-tcn",
         student_modalities=("rgb",),
         main_metric="frame_map",
-        datasets=("synth",),
         options=DetectionOptions,
         terms=(LossTerm("bce", target="frame_labels"),),
         targets=("frame_labels",),
@@ -138,7 +139,7 @@ def xbench_register_tasks(register):
     for name, description, factory, options, student, teacher, modality, metric in clip_tasks:
         register(TaskSpec(name=name, description=description, factory=factory, student=student,
                           default_teacher=teacher, student_modalities=(modality,), main_metric=metric,
-                          datasets=("synth",), options=options,
+                          options=options,
                           terms=(LossTerm("ce", target="label"),), targets=("label",)))
 
 

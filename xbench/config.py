@@ -7,8 +7,6 @@ value of the wrong type is a :class:`ConfigError` naming the file, the key and t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import types
 import typing
@@ -19,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from xbench.errors import ConfigError
+from xbench.hashing import stable_hash, to_plain  # noqa: F401 - re-exported: configs are hashed with them
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,21 +115,6 @@ def replace_options(obj: Any, updates: dict[str, Any], where: str) -> Any:
     """A copy of the dataclass ``obj`` with ``updates`` applied, type-checked."""
     merged = {**dataclasses.asdict(obj), **updates} if updates else None
     return obj if merged is None else from_mapping(type(obj), merged, where)
-
-
-def to_plain(obj: Any) -> Any:
-    """Dataclasses/tuples -> JSON-able plain values."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    return obj
-
-
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(to_plain(obj), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_yaml(path: Path) -> Any:

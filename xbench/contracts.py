@@ -20,8 +20,20 @@ import torch
 from xbench.data.examples import Examples
 from xbench.data.io import Segment, VideoRecord
 
-__all__ = ["Dataset", "Examples", "MaskedLM", "Objective", "Pretrainable", "Segment", "SharedTrunk", "Task",
-           "VideoRecord", "missing_members", "DATASET_MEMBERS", "TASK_MEMBERS"]
+__all__ = [
+    "DATASET_MEMBERS",
+    "TASK_MEMBERS",
+    "Dataset",
+    "Examples",
+    "MaskedLM",
+    "Objective",
+    "Pretrainable",
+    "Segment",
+    "SharedTrunk",
+    "Task",
+    "VideoRecord",
+    "missing_members",
+]
 
 
 @runtime_checkable

@@ -88,7 +88,42 @@ def reference() -> str:
             kind, default = (x.replace("|", "\\|") for x in (_type(f.type), _default(f)))
             rows.append(f"| `{f.name}` | `{kind}` | `{default}` | {meaning} |")
         parts += rows + [""]
+    parts += _contracts()
     return "\n".join(parts).rstrip() + "\n"
+
+
+#: the modules a plugin may import (the import-linter contracts in pyproject.toml hold plugins to them)
+PUBLIC_MODULES = {
+    "xbench": "`hookimpl`, `XbenchError` and the error classes, `__version__`",
+    "xbench.specs": "the spec dataclasses a plugin registers, `ModelContext`, `ObjectiveContext`",
+    "xbench.errors": "`XbenchError`, `ConfigError`, `DataError`, `IncompatibleError`, `PluginError`",
+    "xbench.hookspecs": "the hook specifications (this page)",
+    "xbench.contracts": "the protocols below, and `VideoRecord`, `Segment`, `Examples`",
+    "xbench.context": "`Stage` (the stage names) and `RunContext`",
+    "xbench.losses": "losses more than one plugin uses (`mmd2`, `GAMMAS`)",
+    "xbench.preprocess": "how built-in models read inputs (`rgb_unit`, `log_mel`)",
+    "xbench.testing": "the conformance kit for a plugin's own tests (`check_*`, pytest fixtures)",
+}
+
+
+def _contracts() -> list[str]:
+    from xbench import contracts
+
+    parts = ["## Public modules", "",
+             "A plugin imports only these; everything else in `xbench` may change without notice.", "",
+             "| module | what it offers |", "|---|---|"]
+    parts += [f"| `{m}` | {what} |" for m, what in PUBLIC_MODULES.items()]
+    parts += ["", "## Contracts", "", textwrap.dedent(contracts.__doc__ or "").strip(), ""]
+    for name in ("Dataset", "Task", "Objective", "MaskedLM", "Pretrainable", "SharedTrunk"):
+        cls = getattr(contracts, name)
+        parts += [f"### `{name}`", "", inspect.cleandoc(cls.__doc__ or ""), "", "```python"]
+        for attr, tp in cls.__annotations__.items():
+            parts.append(f"{attr}: {tp}")
+        for attr, fn in cls.__dict__.items():
+            if callable(fn) and not attr.startswith("_") or attr == "__call__":
+                parts.append(f"def {attr}{inspect.signature(fn)}".replace("'", ""))
+        parts += ["```", ""]
+    return parts
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class Row:
 
     label: str
     method: str
+    #: a run of the baseline the other rows are paired with
+    baseline: bool
     config_hash: str
     evaluated: str
     scores: dict[int, float]
@@ -193,6 +195,18 @@ def _relative_gain(recs: list[dict], base: dict[int, dict] | None, metric: str) 
     return 100 * (statistics.fmean(mine[s] for s in common) / base_mean - 1) if base_mean else None
 
 
+#: records made before records said whether they are a baseline run (no ``baseline`` key) had one
+#: baseline: the baselines plugin's ``student``
+LEGACY_BASELINE = "student"
+
+
+def is_baseline(rec: dict[str, Any]) -> bool:
+    """Whether a record is a run of its task's baseline method (``MethodSpec.baseline``)."""
+    if "baseline" in rec:
+        return bool(rec["baseline"])
+    return rec["method"] == LEGACY_BASELINE and rec.get("evaluated", "student") == "student"
+
+
 def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue] | None = None) -> list[Table]:
     """Records -> tables, one per (tier, task), rows sorted by label. The latest record of a
     (configuration, seed) wins. Runs of one method with other options (the linear-probe protocol,
@@ -205,7 +219,7 @@ def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue
     for (tier, task, method, _), seeds in by.items():
         configs[(tier, task, method)].append(next(iter(seeds.values())).get("config", {}))
     baselines = {_setting(next(iter(seeds.values()))): seeds
-                 for (_, _, method, _), seeds in by.items() if method == "student"}
+                 for seeds in by.values() if is_baseline(next(iter(seeds.values())))}
     tables: dict[tuple[str, str], Table] = {}
     for (tier, task, method, config_hash), seeds in sorted(by.items()):
         recs = [seeds[s] for s in sorted(seeds)]
@@ -215,7 +229,8 @@ def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue
         # is no score: the row shows "-" rather than nan
         scores = {r["seed"]: r["metrics"][metric] for r in recs
                   if metric in r["metrics"] and not math.isnan(r["metrics"][metric])}
-        base = baselines.get(_setting(recs[0])) if method != "student" else None
+        baseline = is_baseline(recs[0])
+        base = baselines.get(_setting(recs[0])) if not baseline else None
         versus = paired(scores, {s: x["metrics"][metric] for s, x in base.items()
                                  if metric in x["metrics"]}) if base else None
         pv = (paper or {}).get((method, task))
@@ -225,7 +240,7 @@ def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue
         first = recs[0]
         table.rows.append(Row(
             label=_label(first, _differing(configs[(tier, task, method)])),
-            method=method, config_hash=config_hash, evaluated=evaluated, scores=scores,
+            method=method, baseline=baseline, config_hash=config_hash, evaluated=evaluated, scores=scores,
             summary=summarize(list(scores.values())) if scores else None, versus=versus,
             relative_gain=_relative_gain(recs, base, metric),
             # the method's own training stage (later stages: fine-tuning, a probe)

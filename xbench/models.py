@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from xbench.preprocess import rgb_unit
 from xbench.specs import ModelContext
 
 
@@ -38,7 +39,7 @@ class FrameCNNStudent(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = inputs["rgb"]  # (B, T, 3, H, W) uint8, normalised here so callers pass raw frames
         b, t = x.shape[:2]
-        x = x.flatten(0, 1).float().div_(255.0).sub_(0.5)
+        x = rgb_unit(x.flatten(0, 1))
         spatial = self.frames(x)  # (B*T, D, h, w)
         frame = spatial.mean(dim=(2, 3)).view(b, t, -1)
         tokens = frame + self.temporal(frame.transpose(1, 2)).transpose(1, 2)
@@ -90,26 +91,6 @@ class AudioTeacher(nn.Module):
         feature = spatial.mean(dim=(2, 3))
         return {"logits": self.head(feature), "feature": feature,
                 "tokens": spatial.mean(dim=2).transpose(1, 2)}
-
-
-def log_mel(wave: torch.Tensor, rate: int, n_mels: int = 32, n_frames: int = 32) -> torch.Tensor:
-    """(N, S) waveforms -> (N, 1, n_mels, n_frames) log-mel spectrograms (hand-built mel bank,
-    so no torchaudio dependency)."""
-    n_fft = 512
-    hop = max(wave.shape[1] // n_frames, 1)
-    spec = torch.stft(wave, n_fft, hop_length=hop, window=torch.hann_window(n_fft),
-                      return_complex=True).abs().pow(2)[..., :n_frames]  # (N, F, T)
-    freqs = torch.linspace(0, rate / 2, spec.shape[1])
-    mel = lambda f: 2595.0 * torch.log10(1.0 + f / 700.0)
-    edges = torch.linspace(float(mel(torch.tensor(50.0))), float(mel(torch.tensor(rate / 2))), n_mels + 2)
-    m = mel(freqs)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    bank = torch.clamp(torch.minimum((m - lo) / (mid - lo), (hi - m) / (hi - mid)), min=0)
-    out = torch.log(torch.einsum("mf,nft->nmt", bank, spec) + 1e-6)
-    # per-clip standardisation: independent of which other clips share the split or batch
-    mean = out.mean(dim=(1, 2), keepdim=True)
-    std = out.std(dim=(1, 2), keepdim=True)
-    return ((out - mean) / (std + 1e-6)).unsqueeze(1)
 
 
 class StepAVT(nn.Module):
@@ -209,7 +190,7 @@ class _FrameEncoder(nn.Module):
             return self.net(_pose_streams(x.float()).flatten(0, 1)).view(b, s, -1)
         frames = x.flatten(0, 2).float()
         if self.modality == "rgb":
-            frames = frames.div(255.0).sub(0.5)
+            frames = rgb_unit(frames)
         out = self.net(frames).mean(dim=(2, 3))  # pool space
         return out.view(b, s, k, -1).mean(dim=2)
 

@@ -72,7 +72,7 @@ def seeds_plot(table: Table, path: Path) -> None:
     for n, seed in enumerate(seeds):
         ax.scatter([], [], s=14, color=f"C{n % 10}", label=f"seed {seed}")
     ax.legend(fontsize=7, loc="lower right", ncol=min(5, len(seeds)) or 1)
-    student = next((r for r in rows if r.method == "student" and r.summary), None)
+    student = next((r for r in rows if r.baseline and r.summary), None)
     if student:
         ax.axvline(student.summary.mean, color="0.4", ls="--", lw=1)
     ax.set_yticks(range(len(rows)))

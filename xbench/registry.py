@@ -63,6 +63,22 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
+    def default_teacher(self, task: Any) -> str:
+        """The teacher a task's default-teacher methods use: the task's own choice, else the one
+        registered teacher that declares itself the task's default (``TeacherSpec.default_for``)."""
+        if task.default_teacher:
+            return task.default_teacher
+        named = [n for n in self.names("teachers") if task.name in self.get("teachers", n).default_for]
+        if len(named) != 1:
+            from xbench.errors import IncompatibleError
+
+            raise IncompatibleError(
+                f"task '{task.name}' names no default teacher and "
+                + ("no registered teacher declares itself its default" if not named else
+                   f"teachers {', '.join(repr(n) for n in named)} each declare themselves its default")
+                + "; pass --teacher NAME")
+        return named[0]
+
     def registered_by(self, plugin: str) -> dict[str, list[str]]:
         out = {}
         for kind, table in self.entries.items():

@@ -67,6 +67,9 @@ class TeacherSpec:
     #: A teacher whose model has ``mlm_loss(texts)`` and whose options have ``mlm_steps`` > 0 first
     #: gets a ``teacher-pretrain`` stage (masked-LM on ``ctx.extras["corpus"]`` or a local file).
     options: type = NoOptions
+    #: tasks whose default teacher this is, for a task that names none (``TaskSpec.default_teacher``
+    #: None): a plugin that brings a teacher can make it a built-in task's default
+    default_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,17 +114,29 @@ class LossSpec:
         return self.reads == "target" or self.target
 
 
+#: the annotations a dataset may provide and a task may need
+ANNOTATIONS = {
+    "steps": "actions as labelled frame ranges of a video (Segment start, end, label)",
+    "procedures": "the steps of a video are one procedure in order (what comes next is defined)",
+    "sentences": "a sentence describing each step (Segment.sentence)",
+    "verb-noun": "each step's verb and noun classes (Segment.verb, Segment.noun)",
+}
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: videos with annotations and the modalities stored for them.
-    ``factory(options, root)`` returns an object with ``videos(split)`` and ``read(video, modality)``
-    (see :class:`xbench.data.synth.SynthDataset`)."""
+    ``factory(options, root)`` returns an object satisfying :class:`xbench.contracts.Dataset`
+    (``num_classes``, ``class_names``, ``splits``, ``videos(split)``, ``read(video, modality)``,
+    ``manifest_hash()``); ``xbench check --plugin NAME`` checks it."""
 
     name: str
     description: str
     factory: Callable[[Any, Any], Any]
     modalities: tuple[str, ...]
     options: type = NoOptions
+    #: the annotations its videos carry (``ANNOTATIONS``): tasks needing them run on it
+    annotations: tuple[str, ...] = ("steps",)
 
 
 @dataclass(frozen=True)
@@ -137,10 +152,16 @@ class TaskSpec:
     #: share trained teachers and their cached outputs; without it a teacher is this task's alone)
     factory: Callable[[Any], Any]
     student: str
-    default_teacher: str
+    #: the teacher of methods that use the task's default teacher; None: the registered teacher
+    #: whose ``default_for`` names this task
+    default_teacher: str | None = None
     student_modalities: tuple[str, ...] = ("rgb",)
     main_metric: str = "top1"
-    datasets: tuple[str, ...] = ("synth",)
+    #: the annotations the task needs (``ANNOTATIONS``): it runs on every dataset that provides
+    #: them and the student's modalities
+    annotations: tuple[str, ...] = ("steps",)
+    #: the dataset a run uses when it names none
+    default_dataset: str = "synth"
     options: type = NoOptions
     #: the supervised objective every method trains the student with; a method includes it with
     #: ``LossTerm("task", weight)`` (weight scales every term)
@@ -257,6 +278,9 @@ class MethodSpec:
     labels: bool = True
     #: results the method's paper reports (:class:`PaperResult`), shown beside the reproduction
     paper: tuple[PaperResult, ...] = ()
+    #: the reference every other method of a task is compared with, seed by seed (the task's
+    #: student without KD); leaderboards pair each row with the baseline's runs of its setting
+    baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -271,3 +295,8 @@ class ObjectiveContext:
     student_shapes: dict[str, tuple[int, ...]]
     #: teacher tap -> shape of one example's value, for the taps in ``teacher_taps``
     teacher_shapes: dict[str, tuple[int, ...]]
+    #: for each modality the method reads at train time that the student does not: a function
+    #: building a new, randomly initialised student of that modality (the registered student that
+    #: reads exactly it and has every tap the task's student has), for an objective that needs an
+    #: encoder of the other modality
+    partners: dict[str, Callable[[], nn.Module]] = field(default_factory=dict)

@@ -9,9 +9,8 @@ import numpy as np
 import torch
 
 from xbench.data.examples import Examples
-from xbench.data.synth import AUDIO_RATE
 from xbench.errors import DataError
-from xbench.models import log_mel
+from xbench.preprocess import log_mel
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class RecognitionTask:
                 if "pose" in arrays:
                     cols["pose"].append(arrays["pose"][idx])
                 if "audio" in arrays:
-                    spf = int(AUDIO_RATE / video.fps)
+                    spf = int(dataset.audio_rate / video.fps)
                     cols["audio"].append(arrays["audio"][seg.start * spf: seg.end * spf])
                 if "text" in cols:
                     cols["text"].append(seg.sentence)
@@ -98,7 +97,7 @@ class RecognitionTask:
             if m == "text":
                 continue  # text stays a list of strings in meta; text teachers tokenise it
             if m == "audio":
-                tensors[m] = log_mel(torch.from_numpy(np.stack(values)), AUDIO_RATE)
+                tensors[m] = log_mel(torch.from_numpy(np.stack(values)), dataset.audio_rate)
             else:
                 tensors[m] = torch.from_numpy(np.stack(values))
         n = len(labels)
@@ -275,6 +274,8 @@ class AnticipationTask:
         self.train_counts = counts
         self.extras = {"vocab": list(self.vocab), "max_tokens": self.options.max_tokens,
                        "observed": n,
+                       # how a sentence becomes the vocabulary's words (a text teacher's tokenizer)
+                       "tokenize": words,
                        # the train split's procedures as text: a corpus for text-teacher pretraining
                        "corpus": [tuple(s.sentence for s in v.segments) for v in train]}
 

@@ -104,7 +104,7 @@ def tiny_examples(reg: Registry, task: str, modalities: tuple[str, ...], data_ro
     import torch
 
     t = reg.get("tasks", task)
-    ds, task_obj = _tiny(reg, t.datasets[0], str(data_root), task)
+    ds, task_obj = _tiny(reg, t.default_dataset, str(data_root), task)
     ex = task_obj.examples(ds, "val", modalities)
     return ds, task_obj, ex.take(torch.arange(n))
 
@@ -428,7 +428,8 @@ def plugin_checks(reg: Registry, data_root: Path, plugin: str | None = None, met
     tasks = [reg.get("tasks", t) for t in reg.names("tasks")]
     for kind in ("students", "teachers"):
         for name in plan_of.get(kind, []):
-            use = next((t.name for t in tasks if t.student == name or t.default_teacher == name), None)
+            use = next((t.name for t in tasks if t.student == name or name == t.default_teacher
+                        or t.name in getattr(reg.get(kind, name), "default_for", ())), None)
             spec = reg.get(kind, name)
             use = use or ("detection" if "snippets" in spec.taps else
                           "anticipation" if "text" in spec.modalities else "recognition")

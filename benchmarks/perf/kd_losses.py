@@ -104,8 +104,8 @@ def main() -> None:
     spec = reg.get("tasks", args.task)
     tier = load_tiers()["cpu"]
     root = Path(tempfile.gettempdir()) / "xbench-bench-data"
-    ds, task = _tiny(reg, spec.datasets[0], str(root), args.task)
-    mods = tuple(dict.fromkeys(spec.student_modalities + reg.get("teachers", spec.default_teacher).modalities))
+    ds, task = _tiny(reg, spec.default_dataset, str(root), args.task)
+    mods = tuple(dict.fromkeys(spec.student_modalities + reg.get("teachers", reg.default_teacher(spec)).modalities))
     train = task.examples(ds, "train", mods)
     idx = torch.arange(tier.batch_size) % len(train)  # the tier's batch (tiny data repeats)
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in train.take(idx).items()}

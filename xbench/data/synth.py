@@ -27,10 +27,10 @@ from typing import Literal
 
 import numpy as np
 
-from xbench.config import stable_hash
 from xbench.data import decoded, io
 from xbench.data.flow import pool_flow
 from xbench.errors import DataError
+from xbench.hashing import stable_hash
 
 GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test", "teacher")
@@ -388,6 +388,10 @@ class SynthDataset:
     """The generated files of one option set, generated or repaired on first use."""
 
     modalities = ("rgb", "audio", "flow", "pose", "text")
+    #: ``teacher``: the videos a privileged teacher trains on, disjoint from ``train``
+    splits = ("train", "val", "test", "teacher")
+    #: samples per second of every audio track
+    audio_rate = AUDIO_RATE
 
     def __init__(self, opts: SynthOptions, root: Path | None = None, *, workers: int | None = None,
                  log=None) -> None:

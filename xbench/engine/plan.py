@@ -54,6 +54,8 @@ class Plan:
     finetune_terms: list[Term] = field(default_factory=list)
     #: the cross-entropy loss the harness's own stages (pretrain, linear probe) use
     ce: LossSpec | None = None
+    #: modality -> the student built for an objective that needs an encoder of that modality
+    partners: dict[str, StudentSpec] = field(default_factory=dict)
     #: kind -> name -> the plugin that registered it (for naming a culprit)
     owners: dict[str, dict[str, str]] = field(default_factory=dict)
     #: every loaded plugin: name -> {"dist", "version"} (recorded with each run)
@@ -116,6 +118,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     if p.protocol == "finetune" and not method.labels:
         p.finetune_terms = _task_terms(reg, p, list(task.terms))
     p.ce = reg.get("losses", "ce")
+    p.partners = _partners(reg, method, student)
     p.owners = _owners(reg, p)
     p.plugins = {name: {"dist": i.dist, "version": i.version} for name, i in reg.plugins.items()}
     p.stages = stages_of(p)
@@ -144,11 +147,11 @@ def stages_of(p: Plan) -> tuple[Stage, ...]:
 
 
 def _dataset(reg: Registry, cfg: RunConfig, task: TaskSpec) -> DatasetSpec:
-    dataset_name = cfg.dataset or task.datasets[0]
-    dataset = reg.get("datasets", dataset_name)
-    if dataset_name not in task.datasets:
-        raise IncompatibleError(f"task '{task.name}' cannot run on dataset '{dataset_name}' "
-                                f"(it runs on: {', '.join(task.datasets)})")
+    dataset = reg.get("datasets", cfg.dataset or task.default_dataset)
+    missing = [a for a in task.annotations if a not in dataset.annotations]
+    if missing:
+        raise IncompatibleError(f"task '{task.name}' needs annotation '{missing[0]}', which dataset "
+                                f"'{dataset.name}' does not provide (it provides: {', '.join(dataset.annotations)})")
     return dataset
 
 
@@ -182,7 +185,7 @@ def _teacher(reg: Registry, cfg: RunConfig, method: MethodSpec, task: TaskSpec) 
     if cfg.teacher and method.teacher is None:
         raise IncompatibleError(f"--teacher {cfg.teacher}: method '{method.name}' uses no teacher")
     if method.teacher is not None:
-        chosen = cfg.teacher or (task.default_teacher if method.teacher == "default" else method.teacher)
+        chosen = cfg.teacher or (reg.default_teacher(task) if method.teacher == "default" else method.teacher)
         teacher = reg.get("teachers", chosen)
     if teacher is None:
         if cfg.teacher_options:
@@ -335,13 +338,31 @@ def _check_protocol(p: Plan) -> None:
                           f"finetune_steps > 0 in budget tier '{p.tier.name}'")
 
 
+def _partners(reg: Registry, method: MethodSpec, student: StudentSpec) -> dict[str, StudentSpec]:
+    """For each train-time modality of a method with an objective that the student does not read:
+    the first registered student that reads exactly that modality and has every tap the
+    student has (so the objective can treat both encoders alike)."""
+    out = {}
+    for mod in method.modalities if method.objective is not None else ():
+        if mod in student.modalities:
+            continue
+        fits = [s for s in (reg.get("students", n) for n in reg.names("students"))
+                if s.modalities == (mod,) and set(student.taps) <= set(s.taps)]
+        if not fits:
+            raise IncompatibleError(f"method '{method.name}' needs an encoder of modality '{mod}' beside "
+                                    f"student '{student.name}', and no registered student reads '{mod}' "
+                                    f"with the taps {', '.join(student.taps)}")
+        out[mod] = fits[0]
+    return out
+
+
 def _owners(reg: Registry, p: Plan) -> dict[str, dict[str, str]]:
     """Who registered each part the plan uses."""
     out: dict[str, dict[str, str]] = {
         "methods": {p.method.name: reg.entry("methods", p.method.name).plugin},
         "tasks": {p.task.name: reg.entry("tasks", p.task.name).plugin},
         "datasets": {p.dataset.name: reg.entry("datasets", p.dataset.name).plugin},
-        "students": {p.student.name: reg.entry("students", p.student.name).plugin},
+        "students": {s.name: reg.entry("students", s.name).plugin for s in (p.student, *p.partners.values())},
         "teachers": {p.teacher.name: reg.entry("teachers", p.teacher.name).plugin} if p.teacher else {},
         "losses": {},
     }

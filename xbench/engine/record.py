@@ -74,6 +74,7 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> dict
         "tier": p.tier.name,
         "seed": seed,
         "evaluated": p.method.evaluates,
+        "baseline": p.method.baseline,
         "eval_modalities": list(state.final_modalities),
         "main_metric": p.task.main_metric,
         "metrics": state.metrics,

@@ -15,7 +15,7 @@ from xbench.engine.heads import build_heads, objective_groups, step_fn
 from xbench.engine.plan import Plan
 from xbench.engine.state import RunState, call
 from xbench.errors import PluginError
-from xbench.specs import ObjectiveContext
+from xbench.specs import ObjectiveContext, StudentSpec
 from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict
 
 
@@ -86,12 +86,20 @@ def _build_objective(ctx: RunContext, state: RunState, s_probe: dict, t_probe: d
     octx = ObjectiveContext(
         model=state.model_ctx, student=state.student, student_modalities=state.student_modalities,
         student_shapes={k: tuple(v.shape[1:]) for k, v in s_probe.items()},
-        teacher_shapes={t: tuple(t_probe[t].shape[1:]) for t in p.method.teacher_taps})
+        teacher_shapes={t: tuple(t_probe[t].shape[1:]) for t in p.method.teacher_taps},
+        partners={m: _builder(p, spec, state) for m, spec in p.partners.items()})
     torch.manual_seed(derive_seed(ctx.seed, "objective-init"))
     owner = p.owner("methods", p.method.name)
     state.objective = place(call(owner, f"method '{p.method.name}' objective", p.method.objective,
                                  p.method_options, octx), ctx.device)
     return objective_groups(p, state.objective, state.student, _culprit(p))
+
+
+def _builder(p: Plan, spec: StudentSpec, state: RunState) -> Callable[[], nn.Module]:
+    """A function building a new student of ``spec`` for the run's data (in the objective's
+    seeded construction, so its initialisation is fixed by the run seed)."""
+    owner = p.owner("students", spec.name)
+    return lambda: call(owner, f"student '{spec.name}'", spec.factory, state.model_ctx)
 
 
 def _culprit(p: Plan) -> str:

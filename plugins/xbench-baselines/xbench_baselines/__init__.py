@@ -243,7 +243,7 @@ def xbench_register_losses(register):
 def xbench_register_methods(register):
     task = LossTerm("task")  # the task's supervised objective (recognition: CE on the label)
     register(MethodSpec(name="student", description="The task's student on labels alone (no KD)",
-                        terms=lambda o: [task], teacher=None))
+                        terms=lambda o: [task], teacher=None, baseline=True))
     register(MethodSpec(name="teacher",
                         description="The task's privileged-modality teacher alone (the ceiling)",
                         terms=lambda o: [], teacher="default", evaluates="teacher"))

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: the kernel bandwidths of the multi-kernel MMD (METHODS.md §8; XKD's domain alignment)
-GAMMAS = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)
+# the multi-kernel MMD and its bandwidths are shared with XKD's modality alignment
+from xbench.losses import GAMMAS, mmd2  # noqa: F401 - re-exported for this plugin's losses
 
 # ----------------------------------------------------------------------------- shared helpers
 
@@ -80,19 +80,6 @@ def pairwise_distances(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     sq = x.pow(2).sum(1)
     d2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * x @ x.t()).clamp(min=eps)
     return d2.sqrt() * (1 - torch.eye(len(x), device=x.device, dtype=x.dtype))
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, ...] | None = None) -> torch.Tensor:
-    """Biased estimate of the squared MMD between samples x (n, d) and y (m, d) under the sum of
-    Gaussian kernels exp(-gamma ||a - b||^2)."""
-    gammas = GAMMAS if gammas is None else gammas
-
-    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        d2 = torch.cdist(a, b).pow(2)
-        return sum(torch.exp(-g * d2) for g in gammas)
-
-    x, y = x.float(), y.float()
-    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
 
 
 # ----------------------------------------------------------------------------- logits

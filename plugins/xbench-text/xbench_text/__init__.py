@@ -110,12 +110,10 @@ class TinyBertTeacher(nn.Module):
         super().__init__()
         from transformers import BertConfig, BertModel
 
-        from xbench.tasks import words
-
-        self._words = words
-        vocab = ctx.extras.get("vocab")
-        if not vocab:
-            raise XbenchError("teacher 'tiny-bert' needs a task with a sentence vocabulary")
+        vocab, self._words = ctx.extras.get("vocab"), ctx.extras.get("tokenize")
+        if not vocab or self._words is None:
+            raise XbenchError("teacher 'tiny-bert' needs a task with a sentence vocabulary and its tokenizer "
+                              "(ModelContext.extras 'vocab' and 'tokenize')")
         self.index = {w: i for i, w in enumerate(vocab)}  # 0 is padding, 3 unknown
         self.cls, self.sep = len(vocab), len(vocab) + 1
         config = BertConfig(vocab_size=len(vocab) + 3, hidden_size=hidden, num_hidden_layers=2,
@@ -159,7 +157,8 @@ def xbench_register_teachers(register):
     register(TeacherSpec(
         name="minilm",
         description="Pretrained all-MiniLM-L6-v2 (offline, frozen) + GRU over observed steps",
-        factory=MiniLMTeacher, modalities=("text",), taps=("logits", "feature", "tokens")))
+        factory=MiniLMTeacher, modalities=("text",), taps=("logits", "feature", "tokens"),
+        default_for=("anticipation",)))
     register(TeacherSpec(
         name="tiny-bert",
         description="2-layer BERT from a config (random init, optional masked-LM pretraining)",

@@ -61,11 +61,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# the same multi-kernel MMD as the `mmd` baseline (GAMMAS: its bandwidths, re-exported)
-from xbench_baselines.losses import GAMMAS, mmd2  # noqa: F401
-
 from xbench import hookimpl
+from xbench.contracts import SharedTrunk
 from xbench.errors import IncompatibleError
+from xbench.losses import GAMMAS, mmd2  # noqa: F401
+from xbench.preprocess import rgb_unit
 from xbench.specs import MethodSpec, ObjectiveContext, PaperResult
 
 MODALITIES = ("rgb", "audio")
@@ -186,7 +186,7 @@ class SharedTrunkEncoder(nn.Module):
         x = inputs[self.modality]
         if self.modality == "rgb":  # (B, T, 3, H, W) uint8 -> per-frame maps (B, T, D, h, w)
             b, t = x.shape[:2]
-            maps = self.trunk(self.stem(x.flatten(0, 1).float().div(255.0).sub(0.5)))
+            maps = self.trunk(self.stem(rgb_unit(x.flatten(0, 1))))
             spatial = maps.view(b, t, *maps.shape[1:])
             return {"feature": spatial.mean(dim=(1, 3, 4)), "spatial": spatial}
         spatial = self.trunk(self.stem(x))
@@ -201,7 +201,7 @@ def _grid(spatial: torch.Tensor) -> torch.Tensor:
 def _frames(x: torch.Tensor, modality: str) -> torch.Tensor:
     """An input as float (B, T, C, H, W) on the scale the encoders see."""
     if modality == "rgb":
-        return x.float().div(255.0).sub(0.5)
+        return rgb_unit(x)
     return x.float().unsqueeze(1)  # (B, 1, F, T) log-mel -> one "frame" of one channel
 
 
@@ -224,8 +224,6 @@ class XKDObjective(nn.Module):
 
     def __init__(self, opts: XKDOptions, ctx: ObjectiveContext) -> None:
         super().__init__()
-        from xbench.models import FrameCNNStudent, MelCNNStudent
-
         self.opts = opts
         (self.s_mod,) = ctx.student_modalities
         if self.s_mod not in MODALITIES:
@@ -233,12 +231,11 @@ class XKDObjective(nn.Module):
         self.p_mod = next(m for m in MODALITIES if m != self.s_mod)
         self._student = [ctx.student]  # a list: held, not registered (the student is the harness's)
         if opts.shared_backbone:
-            if not hasattr(ctx.student, "trunk"):
+            if not isinstance(ctx.student, SharedTrunk):
                 raise IncompatibleError("xkd shared_backbone: the student has no trunk() to share")
             self.partner = SharedTrunkEncoder(self.p_mod, *ctx.student.trunk())
-        else:
-            build = FrameCNNStudent if self.p_mod == "rgb" else MelCNNStudent
-            self.partner = build(ctx.model)
+        else:  # the harness's student of the other modality (mel-cnn beside frame-cnn, and back)
+            self.partner = ctx.partners[self.p_mod]()
         shapes = ctx.model.shapes
         self.patch = {}
         with torch.no_grad():
