@@ -218,7 +218,7 @@ def test_tiny_bert_mlm_loss_learns():
 
     torch.manual_seed(0)
     vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "slide", "the", "red", "ball", "lift", "blue"]
-    teacher = TinyBertTeacher(ModelContext(4, {}, {"vocab": vocab}), TinyBertOptions(mask_prob=0.3))
+    teacher = TinyBertTeacher(ModelContext(4, {}, {"vocab": vocab, "tokenize": words}), TinyBertOptions(mask_prob=0.3))
     texts = [("slide the red ball", "lift the blue ball")] * 8
     opt = torch.optim.AdamW(teacher.parameters(), lr=1e-2)
     first = None

@@ -16,7 +16,7 @@ from xbench_xkd import XKDObjective, XKDOptions
 from xbench.config import REPO_ROOT, RunConfig, from_mapping, load_run_config, load_tiers
 from xbench.engine.heads import objective_groups as _objective_groups
 from xbench.errors import ConfigError, IncompatibleError
-from xbench.models import FrameCNNStudent
+from xbench.models import FrameCNNStudent, MelCNNStudent
 from xbench.registry import build_registry
 from xbench.run import execute, plan
 from xbench.specs import ModelContext, ObjectiveContext
@@ -63,7 +63,7 @@ def _xkd_ctx(**opts):
         probe = student({"rgb": torch.zeros(1, *shapes["rgb"], dtype=torch.uint8)})
     return student, ObjectiveContext(model=model_ctx, student=student, student_modalities=("rgb",),
                                      student_shapes={k: tuple(v.shape[1:]) for k, v in probe.items()},
-                                     teacher_shapes={})
+                                     teacher_shapes={}, partners={"audio": lambda: MelCNNStudent(model_ctx)})
 
 
 def test_xkd_ema_teachers_follow_the_cosine_momentum():

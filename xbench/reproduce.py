@@ -27,7 +27,7 @@ from xbench.errors import ConfigError
 from xbench.registry import Registry
 
 #: the environment keys a result's bits may depend on
-NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "device", "threads", "allocator")
+NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "device", "threads")
 
 
 @dataclass
@@ -140,7 +140,7 @@ def report(o: Outcome, spread: dict[str, float]) -> list[str]:
         lines += [f"  {k}: recorded {a!r}, here {b!r}" for k, a, b in ((k, *v) for k, v in o.env_diff.items())]
     else:
         lines.append("environment: equal (" + ", ".join(f"{k} {o.new['env'].get(k)}" for k in NUMERIC_ENV
-                                                      if k != "allocator") + ")")
+                                                      ) + ")")
     unrecorded = [k for k in NUMERIC_ENV if k not in rec.get("env", {})]
     if unrecorded:
         lines.append(f"not recorded by this record's version: {', '.join(unrecorded)}")

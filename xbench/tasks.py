@@ -41,6 +41,14 @@ def _sample_frames(start: int, end: int, n: int) -> np.ndarray:
     return np.linspace(start, end - 1, n).round().astype(np.int64)
 
 
+def _audio_window(audio: np.ndarray, start_frame: int, fps: float, rate: int, length: int) -> np.ndarray:
+    """``length`` samples of ``audio`` from the time of frame ``start_frame`` (zero-padded past the
+    end of the track)."""
+    start = start_frame * int(rate / fps) if float(rate / fps).is_integer() else int(start_frame * rate / fps)
+    out = audio[start: start + length]
+    return out if len(out) == length else np.pad(out, (0, length - len(out)))
+
+
 def audio_subsets(data: Examples) -> dict[str, np.ndarray]:
     """Masks of the examples whose audio carries the action ("clean_audio") and of those whose
     audio is irrelevant ("noisy_audio"), as unconstrained video has."""
@@ -72,7 +80,11 @@ class RecognitionTask:
         videos = dataset.videos(split)
         if not videos:
             raise DataError(f"dataset split '{split}' has no videos")
-        per_step = self.options.frames or (videos[0].segments[0].end - videos[0].segments[0].start)
+        first = videos[0].segments[0]
+        per_step = self.options.frames or (first.end - first.start)
+        # one audio window for every clip (the first clip's duration), so videos of other frame
+        # rates give windows of one length
+        window = int(getattr(dataset, "audio_rate", 0) / videos[0].fps) * (first.end - first.start)
         cols: dict[str, list] = {m: [] for m in modalities}
         labels, relevant = [], []
         for video in videos:
@@ -86,8 +98,8 @@ class RecognitionTask:
                 if "pose" in arrays:
                     cols["pose"].append(arrays["pose"][idx])
                 if "audio" in arrays:
-                    spf = int(dataset.audio_rate / video.fps)
-                    cols["audio"].append(arrays["audio"][seg.start * spf: seg.end * spf])
+                    cols["audio"].append(_audio_window(arrays["audio"], seg.start, video.fps,
+                                                       dataset.audio_rate, window))
                 if "text" in cols:
                     cols["text"].append(seg.sentence)
                 labels.append(seg.label)

@@ -402,6 +402,7 @@ def plugin_checks(reg: Registry, data_root: Path, plugin: str | None = None, met
                   task: str | None = None, say: Callable[[CheckResult], None] = lambda r: None) -> list[CheckResult]:
     """Every check of what ``plugin`` registers (everything, when neither it nor ``method`` is
     given), or of one ``method`` on every task it fits (or on ``task``)."""
+    from xbench.conformance import dataset_steps, task_steps
     from xbench.errors import XbenchError
 
     results: list[CheckResult] = []
@@ -436,6 +437,10 @@ def plugin_checks(reg: Registry, data_root: Path, plugin: str | None = None, met
             add(f"{kind[:-1]} '{name}'", model_steps(reg, kind, name, data_root, use))
     for name in plan_of.get("losses", []):
         add(f"loss '{name}'", loss_steps(reg, name))
+    for name in plan_of.get("datasets", []):
+        add(f"dataset '{name}'", dataset_steps(reg, name, data_root))
+    for name in plan_of.get("tasks", []):
+        add(f"task '{name}'", task_steps(reg, name, data_root))
     for name in plan_of.get("methods", []):
         spec = reg.get("methods", name)
         fits = [t.name for t in tasks if spec.tasks is None or t.name in spec.tasks]

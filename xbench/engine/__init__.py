@@ -16,13 +16,14 @@ import torch
 
 from xbench.budget import BudgetMeter
 from xbench.context import Reporter, RunContext, Stage
+from xbench.contracts import DATASET_MEMBERS, missing_members
 from xbench.engine import student as _student
 from xbench.engine import teacher as _teacher
 from xbench.engine.plan import Plan, plan, resolve_term, stages_of
 from xbench.engine.record import build_record, device_name, environment, git_sha
 from xbench.engine.state import RunState, call
 from xbench.engine.teacher import teacher_config
-from xbench.errors import ConfigError
+from xbench.errors import ConfigError, IncompatibleError, PluginError
 from xbench.specs import ModelContext
 
 __all__ = [
@@ -90,6 +91,7 @@ def prepare(ctx: RunContext) -> RunState:
     p = ctx.plan
     dataset = call(p.owner("datasets", p.dataset_name), f"dataset '{p.dataset_name}'", p.dataset.factory,
                    p.dataset_options, ctx.data_root)
+    _check_dataset(ctx, dataset)
     task = call(p.owner("tasks", p.task.name), f"task '{p.task.name}'", p.task.factory, p.task_options)
     s_mods = p.task.student_modalities
     t_mods = p.teacher.modalities if p.teacher else ()
@@ -106,6 +108,20 @@ def prepare(ctx: RunContext) -> RunState:
     if not teacher_eval:
         _student.build_student(ctx, state)
     return state
+
+
+def _check_dataset(ctx: RunContext, dataset: object) -> None:
+    """The opened dataset satisfies the Dataset contract and has the splits this run reads."""
+    p = ctx.plan
+    culprit = f"plugin '{p.owner('datasets', p.dataset_name)}': dataset '{p.dataset_name}'"
+    missing = missing_members(dataset, DATASET_MEMBERS)
+    if missing:
+        raise PluginError(f"{culprit} lacks {', '.join(missing)} (see xbench.contracts.Dataset)")
+    needed = ("train", "val", "test") + (("teacher",) if Stage.TEACHER in p.stages else ())
+    lacking = [s for s in needed if s not in dataset.splits]
+    if lacking:
+        why = " (the teacher trains on it)" if lacking == ["teacher"] else ""
+        raise IncompatibleError(f"{culprit} has no split '{lacking[0]}'{why}; its splits: {', '.join(dataset.splits)}")
 
 
 def _shapes(state: RunState) -> dict[str, tuple[int, ...]]:

@@ -88,7 +88,7 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> dict
         "config_hash": stable_hash(resolved),
         "plugins": p.plugins,
         "data": {"root": str(getattr(state.dataset, "root", "")),
-                 "manifest_sha256": getattr(state.dataset, "manifest_hash", lambda: None)(),
+                 "manifest_sha256": state.dataset.manifest_hash(),
                  "sizes": {"train": len(state.train) if state.train is not None else 0,
                            "val": len(state.val), "test": len(state.test)}},
         "env": environment(ctx.device),

@@ -214,6 +214,6 @@ def teacher_key(p: Plan, seed: int, dataset: Any, model: nn.Module, task: Any) -
     plugin = p.plugins[p.owner("teachers", p.teacher.name)]
     return stable_hash({
         "teacher": p.teacher.name, "plugin": [plugin["dist"], plugin["version"]], "xbench": __version__,
-        "code": code_hash(model), "data": getattr(dataset, "manifest_hash", lambda: None)(),
+        "code": code_hash(model), "data": dataset.manifest_hash(),
         **teacher_config(p, task, seed),
     })
