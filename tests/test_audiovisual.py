@@ -203,7 +203,7 @@ def test_audio_tagging_runs_the_other_direction(registry, data_root):
 
 @pytest.mark.parametrize("name", ["xkd", "mnf-csc"])
 def test_paper_configs_are_valid_and_need_real_data(registry, name):
-    path = REPO_ROOT / "benchmarks" / "paper" / f"{name}.yaml"
+    path = REPO_ROOT / "xbench" / "benchmarks" / "paper" / f"{name}.yaml"
     raw = load_run_config(Path(path))
     tiers = load_tiers()
     assert raw["budget"] == f"paper-{name}" and raw["budget"] in tiers

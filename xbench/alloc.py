@@ -21,6 +21,8 @@ import ctypes.util
 import os
 from typing import Any
 
+from xbench.settings import settings
+
 #: glibc's mallopt parameters
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: the largest mmap threshold glibc accepts on 64-bit (HEAP_MAX_SIZE / 2): blocks below it are
@@ -39,7 +41,7 @@ def configure() -> dict[str, Any]:
         return _state
     preload = os.environ.get("LD_PRELOAD", "")
     user = {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ}
-    if os.environ.get("XBENCH_ALLOCATOR", "steady").lower() in ("default", "0", "off", "no"):
+    if settings().allocator == "default":
         _state = {"allocator": "default", "why": "XBENCH_ALLOCATOR=default"}
     elif "jemalloc" in preload or "tcmalloc" in preload:
         _state = {"allocator": "preloaded", "LD_PRELOAD": preload}

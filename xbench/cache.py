@@ -17,7 +17,6 @@ cost either way, with ``source: cache`` or ``computed``. ``XBENCH_TEACHER_CACHE=
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,11 @@ import torch
 from torch import nn
 
 from xbench.data.io import sha256_file
+from xbench.settings import settings
 
 
 def enabled() -> bool:
-    return os.environ.get("XBENCH_TEACHER_CACHE", "1") not in ("0", "false", "no")
+    return settings().teacher_cache
 
 
 class TeacherCache:

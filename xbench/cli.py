@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from xbench.errors import ConfigError, XbenchError
+from xbench.settings import settings
 
 LIST_KINDS = ("methods", "tasks", "datasets", "losses", "teachers", "students")
 
@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--task")
     r.add_argument("--dataset")
     r.add_argument("--teacher", help="the teacher (default: the method's, else the task's)")
-    r.add_argument("--budget", help="budget tier from benchmarks/budgets.yaml (default: cpu)")
+    r.add_argument("--budget", help="the budget tier (xbench/benchmarks/budgets.yaml; default: cpu)")
     r.add_argument("--seed", type=int, nargs="+", help="one or more seeds (default: 0)")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"))
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="run a suite: methods x tasks x seeds at one tier, skipping "
                                       "runs already stored (an interrupted sweep resumes)")
-    sw.add_argument("suite", type=Path, help="a suite YAML file (see benchmarks/suites/)")
+    sw.add_argument("suite", type=Path, help="a suite YAML file, or the name of a shipped one (synth-cpu)")
     sw.add_argument("--jobs", type=int, default=1, help="runs in parallel, each its own process")
     sw.add_argument("--dry-run", action="store_true", help="show the grid and what is stored; run nothing")
     sw.add_argument("--publish", type=Path, metavar="DIR",
@@ -135,7 +135,7 @@ def _main(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except XbenchError as exc:
-        if args.traceback or os.environ.get("XBENCH_TRACEBACK"):
+        if args.traceback or settings().traceback:
             raise
         print(f"xbench: error: {_one_line(exc)}", file=sys.stderr)
         return 2

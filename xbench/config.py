@@ -7,7 +7,6 @@ value of the wrong type is a :class:`ConfigError` naming the file, the key and t
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -181,8 +180,27 @@ class Tier:
             raise ValueError("pretrain_steps, probe_steps and finetune_steps must be >= 0")
 
 
+def packaged(*parts: str) -> Path:
+    """A file shipped with xbench (tiers, suites, paper configs), wherever xbench is installed."""
+    from importlib.resources import files
+
+    return Path(str(files("xbench").joinpath("benchmarks", *parts)))
+
+
+def shipped_or_path(arg: Path, folder: str) -> Path:
+    """``arg`` as a path where such a file exists, else the file of that name shipped with xbench in
+    ``folder`` (``synth-cpu`` -> the packaged ``suites/synth-cpu.yaml``)."""
+    if arg.exists():
+        return arg
+    shipped = packaged(folder, arg.name if arg.suffix else f"{arg.name}.yaml")
+    return shipped if shipped.is_file() else arg
+
+
 def budgets_path() -> Path:
-    return Path(os.environ.get("XBENCH_BUDGETS", REPO_ROOT / "benchmarks" / "budgets.yaml"))
+    """The tiers: ``XBENCH_BUDGETS`` where it is set, else the ones shipped with xbench."""
+    from xbench.settings import settings
+
+    return settings().budgets or packaged("budgets.yaml")
 
 
 def load_tiers(path: Path | None = None) -> dict[str, Tier]:
@@ -246,6 +264,8 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def load_run_config(path: Path) -> dict[str, Any]:
+    """A run config from a YAML file, or a paper config shipped with xbench by name (``xkd``)."""
+    path = shipped_or_path(path, "paper")
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping")

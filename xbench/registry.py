@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -12,6 +11,7 @@ import pluggy
 
 from xbench import hookspecs
 from xbench.errors import PluginError, RegistryError
+from xbench.settings import settings
 from xbench.specs import DatasetSpec, LossSpec, MethodSpec, StudentSpec, TaskSpec, TeacherSpec
 
 #: registry kind -> (hook name, spec type)
@@ -89,8 +89,7 @@ class Registry:
 
 
 def disabled_plugins() -> set[str]:
-    raw = os.environ.get("XBENCH_DISABLE_PLUGINS", "")
-    return {p.strip() for p in raw.split(",") if p.strip()}
+    return set(settings().disable_plugins)
 
 
 def _load(ep: EntryPoint) -> tuple[Any, PluginInfo]:

@@ -6,10 +6,11 @@ file is the portable form of a record: it moves between machines and can be impo
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+from xbench.settings import settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -31,7 +32,7 @@ CREATE INDEX IF NOT EXISTS runs_config ON runs (config_hash, seed);
 
 
 def xbench_home() -> Path:
-    return Path(os.environ.get("XBENCH_HOME", ".xbench"))
+    return settings().home
 
 
 class ResultStore:

@@ -26,7 +26,14 @@ from typing import Any
 
 import yaml
 
-from xbench.config import RunConfig, from_mapping, load_tiers, load_yaml, stable_hash
+from xbench.config import (
+    RunConfig,
+    from_mapping,
+    load_tiers,
+    load_yaml,
+    shipped_or_path,
+    stable_hash,
+)
 from xbench.errors import ConfigError, IncompatibleError
 from xbench.store import ResultStore
 
@@ -95,6 +102,8 @@ class SweepPlan:
 
 
 def load_suite(path: Path) -> Suite:
+    """A suite from a YAML file, or one shipped with xbench by name (``synth-cpu``)."""
+    path = shipped_or_path(path, "suites")
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with name, tier, seeds, tasks, methods")

@@ -3,7 +3,7 @@ that used the same trained teacher (same teacher, seed, selected step and val sc
 the same teacher view share one: recognition and retrieval), the teacher's cost paid once (the
 run whose teacher stages were computed) against K separate runs each training and running its
 own (K x that cost). Read from the run records of a store, e.g. after
-``xbench sweep benchmarks/suites/synth-cpu.yaml``:
+``xbench sweep synth-cpu``:
 
     XBENCH_HOME=<store> python benchmarks/perf/teacher_sharing.py [--tier cpu]
 """

@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from xbench.settings import settings
+
 
 def enabled() -> bool:
-    return os.environ.get("XBENCH_DECODE_CACHE", "1").lower() not in ("0", "false", "no", "off")
+    return settings().decode_cache
 
 
 def decode_params() -> dict[str, Any]:

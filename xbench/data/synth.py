@@ -31,6 +31,7 @@ from xbench.data import decoded, io
 from xbench.data.flow import pool_flow
 from xbench.errors import DataError
 from xbench.hashing import stable_hash
+from xbench.settings import settings
 
 GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test", "teacher")
@@ -376,9 +377,8 @@ def generate_video(args: tuple[SynthOptions, str, int, str]) -> dict:
 
 
 def data_home() -> Path:
-    env = os.environ.get("XBENCH_DATA")
-    if env:
-        return Path(env)
+    if settings().data is not None:
+        return settings().data
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("xbench")) / "data"
