@@ -10,16 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from xbench_mnf_csc import MNFCSCObjective, MNFCSCOptions
-from xbench_xkd import XKDObjective, XKDOptions
+from xbench_xkd import XKDObjective
 
 from xbench.config import REPO_ROOT, RunConfig, from_mapping, load_run_config, load_tiers
-from xbench.engine.heads import objective_groups as _objective_groups
 from xbench.errors import ConfigError, IncompatibleError
-from xbench.models import FrameCNNStudent, MelCNNStudent
 from xbench.registry import build_registry
 from xbench.run import execute, plan
-from xbench.specs import ModelContext, ObjectiveContext
 from xbench.tasks import Examples, RecognitionOptions, RecognitionTask, retrieval_scores
 from xbench.testing import check_method
 
@@ -52,83 +48,6 @@ def test_xkd_finetune_protocol_adds_a_val_selected_stage(registry, data_root):
     stages = [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]]
     assert stages == [("student", 2), ("finetune", 4)]
     assert rec["selection"]["split"] == "val" and rec["selection"]["stage"] == "finetune"
-
-
-def _xkd_ctx(**opts):
-    shapes = {"rgb": (8, 3, 32, 32), "audio": (1, 32, 32)}
-    model_ctx = ModelContext(num_classes=20, shapes=shapes)
-    torch.manual_seed(0)
-    student = FrameCNNStudent(model_ctx)
-    with torch.no_grad():
-        probe = student({"rgb": torch.zeros(1, *shapes["rgb"], dtype=torch.uint8)})
-    return student, ObjectiveContext(model=model_ctx, student=student, student_modalities=("rgb",),
-                                     student_shapes={k: tuple(v.shape[1:]) for k, v in probe.items()},
-                                     teacher_shapes={}, partners={"audio": lambda: MelCNNStudent(model_ctx)})
-
-
-def test_xkd_ema_teachers_follow_the_cosine_momentum():
-    student, ctx = _xkd_ctx()
-    obj = XKDObjective(XKDOptions(ema_start=0.9), ctx)
-    assert not any(p.requires_grad for p in obj.teachers.parameters())
-    w_student = next(student.parameters())
-    w_teacher = next(obj.teachers["student"].parameters())
-    before = w_teacher.detach().clone()
-    with torch.no_grad():
-        w_student.add_(1.0)
-    obj.after_step(0.5)  # m = 1 - 0.1 * (cos(pi/2) + 1) / 2 = 0.95
-    assert torch.allclose(w_teacher, 0.95 * before + 0.05 * w_student.detach(), atol=1e-6)
-    after = w_teacher.detach().clone()
-    obj.after_step(1.0)  # m = 1: the teacher no longer moves
-    assert torch.equal(w_teacher, after)
-
-
-def test_xkd_terms_and_shared_backbone():
-    student, ctx = _xkd_ctx()
-    torch.manual_seed(1)
-    batch = {"rgb": torch.randint(0, 255, (4, 8, 3, 32, 32), dtype=torch.uint8),
-             "audio": torch.randn(4, 1, 32, 32)}
-    terms = XKDObjective(XKDOptions(), ctx)(batch, None, None)
-    assert sorted(terms) == ["align", "kd", "recon"]
-    total = sum(terms.values())
-    total.backward()
-    assert next(student.parameters()).grad is not None
-    mas = XKDObjective(XKDOptions(shared_backbone=True), ctx)
-    # XKD-MAS: the other modality runs through the student's own trunk, not a copy
-    assert mas.partner.trunk is student.frames
-    assert set(mas(batch, None, None)) == {"align", "kd", "recon"}
-    ablation = XKDObjective(XKDOptions(align_weight=0, kd_weight=0), ctx)(batch, None, None)
-    assert sorted(ablation) == ["recon"]
-
-
-def _mnf(d_teacher=6):
-    ctx = ObjectiveContext(model=ModelContext(num_classes=3, shapes={}), student=torch.nn.Linear(1, 1),
-                           student_modalities=("rgb",),
-                           student_shapes={"feature": (8,), "spatial": (2, 8, 2, 2)},
-                           teacher_shapes={"feature": (d_teacher,)})
-    torch.manual_seed(0)
-    return MNFCSCObjective(MNFCSCOptions(), ctx)
-
-
-def test_mnf_side_never_reaches_the_student_csc_does():
-    obj = _mnf()
-    feature = torch.randn(4, 8, requires_grad=True)
-    spatial = torch.randn(4, 2, 8, 2, 2, requires_grad=True)
-    batch = {"label": torch.tensor([0, 1, 0, 2]), "label_mask": torch.ones(4, dtype=torch.bool)}
-    terms = obj(batch, {"feature": feature, "spatial": spatial}, {"feature": torch.randn(4, 6)})
-    assert sorted(terms) == ["csc", "l1", "mnf_ce", "triplet"]
-    (terms["mnf_ce"] + terms["triplet"] + terms["l1"]).backward(retain_graph=True)
-    assert feature.grad is None and spatial.grad is None  # L_a: MNF modules only
-    assert obj.mnf.select[0].weight.grad.abs().sum() > 0 and obj.mnf.adapt[0].weight.grad is not None
-    terms["csc"].backward()
-    assert feature.grad.abs().sum() > 0 and spatial.grad.abs().sum() > 0
-
-
-def test_mnf_modules_train_at_a_fifth_of_the_lr(registry):
-    p = plan(registry, RunConfig(method="mnf-csc", task="recognition", budget="smoke"), load_tiers())
-    obj = _mnf()
-    student = torch.nn.Linear(2, 2)
-    groups = [(len(params), mult) for params, mult in _objective_groups(p, obj, student, "m") if params]
-    assert groups == [(len(list(obj.mnf.parameters())), 0.2)]
 
 
 def test_self_supervised_method_may_not_read_labels(add_plugin):

@@ -44,8 +44,8 @@ def _xbench(venv: Path, args: list[str], cwd: Path, data_root: Path) -> subproce
 
 
 def test_eight_wheels_install_and_xbench_comes_from_the_venv(venv, tmp_path):
-    out = _run([str(venv / "bin" / "python"), "-c", "import xbench, xbench_baselines; "
-                "print(xbench.__file__); print(xbench_baselines.__file__)"], tmp_path)
+    code = "import xbench, xbench_baselines; print(xbench.__file__); print(xbench_baselines.__file__)"
+    out = _run([str(venv / "bin" / "python"), "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr
     assert all(line.startswith(str(venv)) for line in out.stdout.splitlines()), out.stdout
 

@@ -58,6 +58,14 @@ class CheckResult:
 Step = tuple[str, Callable[[], Any]]
 
 
+def seeded_randn(*shape: int, seed: int = 0) -> Any:
+    """A standard-normal tensor from its own seeded generator: the tiny inputs of golden-value
+    tests, the same on every machine and unaffected by the global RNG."""
+    import torch
+
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
 def run_steps(subject: str, steps: list[Step]) -> list[CheckResult]:
     """Run named checks in order; after a failure the rest are reported as not run."""
     out: list[CheckResult] = []
@@ -467,12 +475,14 @@ if pytest is not None:
         return tmp_path_factory.mktemp("xbench-data")
 
     @pytest.fixture
-    def xbench_registry(monkeypatch, tmp_path):
-        """A fresh plugin manager with every installed plugin loaded (yours included), and an
-        empty XBENCH_HOME for this test, so nothing it stores outlives it."""
+    def xbench_registry(monkeypatch, tmp_path, xbench_data):
+        """A fresh plugin manager with every installed plugin loaded (yours included), an empty
+        XBENCH_HOME for this test, so nothing it stores outlives it, and XBENCH_DATA at the
+        session's data folder (``xbench_data``)."""
         from xbench.registry import build_registry
 
         monkeypatch.setenv("XBENCH_HOME", str(tmp_path / "xbench-home"))
+        monkeypatch.setenv("XBENCH_DATA", str(xbench_data))
         return build_registry()
 
     @pytest.fixture

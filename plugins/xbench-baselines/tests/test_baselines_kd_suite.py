@@ -361,14 +361,14 @@ def test_crd_whole_bank_scores_equal_gathered_scores():
 # ----------------------------------------------------------------------------- methods
 
 
-def test_generic_methods_registered_with_their_losses(registry):
+def test_generic_methods_registered_with_their_losses(xbench_registry):
     from xbench_baselines import GENERIC
 
     names = [g.name for g in GENERIC]
     assert names == ["dkd", "at", "nst", "sp", "cc", "rkd", "pkt", "vid", "crd", "mmd", "coral", "cosine"]
     for name in names:
-        assert registry.owner("methods", name).dist == "xbench-baselines"
-        assert registry.owner("losses", name).dist == "xbench-baselines"
+        assert xbench_registry.owner("methods", name).dist == "xbench-baselines"
+        assert xbench_registry.owner("losses", name).dist == "xbench-baselines"
 
 
 @pytest.mark.parametrize("method, taps, weight", [
@@ -381,55 +381,55 @@ def test_generic_methods_registered_with_their_losses(registry):
 @pytest.mark.parametrize("task, teacher", [("recognition", "audio-cnn"), ("anticipation", "minilm"),
                                            ("detection", "flow-tcn"), ("audio-tagging", "video-cnn"),
                                            ("retrieval", "audio-cnn")])
-def test_generic_method_plans_on_every_task(registry, method, taps, weight, task, teacher):
+def test_generic_method_plans_on_every_task(xbench_registry, method, taps, weight, task, teacher):
     """No per-task code: the task's default teacher, CE (the task's objective) + weight * loss."""
-    p = plan(registry, RunConfig(method=method, task=task), load_tiers())
+    p = plan(xbench_registry, RunConfig(method=method, task=task), load_tiers())
     assert p.teacher.name == teacher
     key, term, _, _ = p.terms[-1]
     assert (key, term.student, term.teacher, term.weight) == (method, *taps, weight)
-    assert [t.loss for _, t, _, _ in p.terms[:-1]] == [t.loss for t in registry.get("tasks", task).terms]
+    assert [t.loss for _, t, _, _ in p.terms[:-1]] == [t.loss for t in xbench_registry.get("tasks", task).terms]
     if method == "dkd":  # the loss that reads a target gets the task's first target
-        assert term.target == registry.get("tasks", task).targets[0]
+        assert term.target == xbench_registry.get("tasks", task).targets[0]
 
 
-def test_generic_method_options_are_the_loss_options_and_weight(registry):
-    p = plan(registry, RunConfig(method="crd", task="recognition",
+def test_generic_method_options_are_the_loss_options_and_weight(xbench_registry):
+    p = plan(xbench_registry, RunConfig(method="crd", task="recognition",
                                  method_options={"weight": 2.0, "negatives": 4096}), load_tiers())
     _, term, _, opts = p.terms[-1]
     assert term.weight == 2.0
     assert opts == CRDOptions(negatives=4096)
     with pytest.raises(ConfigError, match=r"^method 'crd' options: need weight >= 0$"):
-        plan(registry, RunConfig(method="crd", task="recognition", method_options={"weight": -1}), load_tiers())
+        plan(xbench_registry, RunConfig(method="crd", task="recognition", method_options={"weight": -1}), load_tiers())
     with pytest.raises(ConfigError, match=r"^method 'dkd' options: need T > 0, alpha >= 0 and beta >= 0$"):
-        plan(registry, RunConfig(method="dkd", task="recognition", method_options={"T": 0}), load_tiers())
+        plan(xbench_registry, RunConfig(method="dkd", task="recognition", method_options={"T": 0}), load_tiers())
 
 
-def test_combo_combines_losses_by_config(registry):
+def test_combo_combines_losses_by_config(xbench_registry):
     from xbench.config import REPO_ROOT, load_run_config
 
     raw = load_run_config(REPO_ROOT / "benchmarks" / "configs" / "crd-kd.yaml")
-    p = plan(registry, RunConfig(**raw), load_tiers())
+    p = plan(xbench_registry, RunConfig(**raw), load_tiers())
     assert [(k, t.student, t.teacher, t.target, t.weight) for k, t, _, _ in p.terms] == [
         ("ce", "logits", None, "label", pytest.approx(0.1)),
         ("kd", "logits", "logits", None, 0.9),
         ("crd", "feature", "feature", None, 0.8)]
     # taps named in the config win over the loss's defaults; a second term of a loss gets a key
-    p = plan(registry, RunConfig(method="combo", task="recognition", method_options={"terms": [
+    p = plan(xbench_registry, RunConfig(method="combo", task="recognition", method_options={"terms": [
         {"loss": "task"}, {"loss": "cosine", "student": "tokens", "teacher": "tokens"},
         {"loss": "cosine", "weight": 0.5}]}), load_tiers())
     assert [(k, t.student, t.teacher) for k, t, _, _ in p.terms] == [
         ("ce", "logits", None), ("cosine", "tokens", "tokens"), ("cosine#2", "feature", "feature")]
 
 
-def test_combo_errors_name_the_culprit(registry):
+def test_combo_errors_name_the_culprit(xbench_registry):
     def run(terms, task="recognition"):
-        plan(registry, RunConfig(method="combo", task=task, method_options={"terms": terms}), load_tiers())
+        plan(xbench_registry, RunConfig(method="combo", task=task, method_options={"terms": terms}), load_tiers())
 
     with pytest.raises(IncompatibleError, match=r"^method 'combo': unknown loss 'crdd'; did you mean 'crd'\?$"):
         run([{"loss": "crdd"}])
     with pytest.raises(IncompatibleError, match=r"^method 'combo': loss 'at' reads teacher tap 'tokens', which "
                                                 r"teacher 'tiny-bert' does not have \(taps: logits, feature\)$"):
-        plan(registry, RunConfig(method="combo", task="anticipation", teacher="tiny-bert",
+        plan(xbench_registry, RunConfig(method="combo", task="anticipation", teacher="tiny-bert",
                                  method_options={"terms": [{"loss": "at"}]}), load_tiers())
     with pytest.raises(ConfigError, match=r"^method 'combo' options: key 'terms'\[0\]: unknown key 'weigth' \(known: loss, "
                                          r"options, student, target, teacher, weight\)$"):
@@ -438,12 +438,12 @@ def test_combo_errors_name_the_culprit(registry):
         run([])
 
 
-def test_combo_without_teacher_terms_trains_no_teacher(registry):
-    p = plan(registry, RunConfig(method="combo", task="recognition"), load_tiers())
+def test_combo_without_teacher_terms_trains_no_teacher(xbench_registry):
+    p = plan(xbench_registry, RunConfig(method="combo", task="recognition"), load_tiers())
     assert p.teacher is None and [k for k, *_ in p.terms] == ["ce"]
 
 
-def test_combo_config_runs_end_to_end(data_root, capsys):
+def test_combo_config_runs_end_to_end(xbench_registry, capsys):
     """The CRD + KD config through the CLI (a few steps): the record holds the three terms, the
     teacher's cost and the CRD heads' parameters."""
     import json
