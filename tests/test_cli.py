@@ -149,7 +149,8 @@ def test_synth_names_and_repairs_a_corrupt_video(capsys, data_root):
     ds = SynthDataset(SynthOptions(size="tiny"), data_root, log=lambda m: None)
     video = ds.root / "videos/test/test_00003.mp4"
     video.write_bytes(b"garbage")
-    assert main(["run", "--method", "student", *SMOKE]) == 0
+    # not --quiet: the repair is reported as progress is, and --quiet shows errors only
+    assert main(["run", "--method", "student", *SMOKE[:-1]]) == 0
     err = capsys.readouterr().err
     assert f"synth: corrupt file {video} (hash mismatch); regenerating it\n" in err
     assert len(ResultStore().records()) == 1
@@ -168,3 +169,28 @@ def test_run_prints_summary_and_stores(capsys):
     assert [r["seed"] for r in recs] == [0, 1]
     assert main(["runs"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_quiet_prints_nothing_but_the_table_even_while_data_is_generated(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XBENCH_DATA", str(tmp_path / "fresh-data"))  # synth is generated in this run
+    assert main(["run", "--method", "student", "--task", "recognition", "--budget", "smoke", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines()[0].startswith("student on recognition (synth), tier smoke")
+    assert main(["run", "--method", "student", "--task", "recognition", "--budget", "smoke",
+                 "--set", "dataset.seed=1"]) == 0
+    assert "synth: generating 34 videos in " in capsys.readouterr().err
+
+
+def test_one_rule_for_boolean_settings(monkeypatch):
+    from xbench.errors import ConfigError
+    from xbench.settings import settings
+
+    for value, on in (("0", False), ("off", False), ("No", False), ("1", True), ("TRUE", True), ("on", True)):
+        monkeypatch.setenv("XBENCH_TEACHER_CACHE", value)
+        monkeypatch.setenv("XBENCH_TRACEBACK", value)
+        assert (settings().teacher_cache, settings().traceback) == (on, on)
+    monkeypatch.setenv("XBENCH_DECODE_CACHE", "maybe")
+    with pytest.raises(ConfigError, match=r"^XBENCH_DECODE_CACHE='maybe': expected one of 1, true, yes, on or "
+                                          r"0, false, no, off$"):
+        settings()

@@ -59,3 +59,22 @@ def test_each_hook_registers_a_spec_owned_by_its_plugin(add_plugin, kind):
     reg = build_registry()
     assert reg.entry(kind, f"hook-{kind}").plugin == f"via_{kind}"
     assert reg.registered_by(f"via_{kind}") == {kind: [f"hook-{kind}"]}
+
+
+def test_no_function_of_the_core_is_longer_than_a_screen():
+    """A function longer than 80 lines is a list of named steps waiting to be split."""
+    import ast
+
+    long = []
+    for path in sorted((REPO / "xbench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert long == []
+
+
+def test_no_project_file_points_at_a_file_outside_the_repository():
+    texts = [p for p in (*REPO.glob("*.md"), *REPO.glob("xbench/**/*.py"), *REPO.glob("plugins/*/*.md"),
+                         *REPO.glob("plugins/*/xbench_*/*.py"), *REPO.glob("docs/*.md"))]
+    assert [str(p.relative_to(REPO)) for p in texts if "METHODS.md" in p.read_text()
+            or "DESIGN.md" in p.read_text()] == []

@@ -34,6 +34,7 @@ def fake(method, seed, score, *, task="recognition", tier="cpu", flops=1e12, sec
     stages.append({"stage": "student", "steps": 50, "samples": 1600, "seconds": seconds, "flops": flops,
                    "teacher_forwards": 0, "source": "computed", "memory_kind": "host-rss"})
     return {
+        "schema": 1, "dataset": "synth", "teacher": None, "plugins": {}, "data": {},
         "id": f"{method}-{task}-{tier}-s{seed}-{start:04d}", "tier": tier, "task": task, "method": method,
         "seed": seed, "config_hash": f"h-{method}-{json.dumps(options, sort_keys=True)}", "main_metric": "top1",
         "metrics": {"top1": score}, "evaluated": evaluated, "eval_modalities": ["audio" if evaluated == "teacher" else "rgb"],
@@ -269,7 +270,8 @@ def test_cli_renders_records_from_a_folder_in_every_format(tmp_path, capsys):
     # a file that is no run record is named
     (folder / "notes.json").write_text("[1, 2]")
     assert main(["leaderboard", "--records", str(folder)]) == 2
-    assert capsys.readouterr().err == f"xbench: error: {folder / 'notes.json'}: not a run record (no config_hash or metrics)\n"
+    assert capsys.readouterr().err == (f"xbench: error: {folder / 'notes.json'}: not a valid run record: schema: "
+                                       f"a record is a JSON object, not list\n")
 
 
 def test_an_undefined_metric_is_no_score():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,14 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpro
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
-    wheels = root / "wheels"
-    sources = [REPO, *sorted((REPO / "plugins").iterdir())]
+    wheels, src = root / "wheels", root / "src"
+    # built from a copy, so no build/ folder is left in (or taken from) the checkout
+    junk = shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "tests", ".*")
+    for part in ("xbench", "plugins"):
+        shutil.copytree(REPO / part, src / part, ignore=junk)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    sources = [src, *sorted((src / "plugins").iterdir())]
     out = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
                 *map(str, sources)], root)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -16,8 +16,16 @@ LIST_KINDS = ("methods", "tasks", "datasets", "losses", "teachers", "students")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xbench", description="Benchmark harness for cross-modal KD on video")
     p.add_argument("--traceback", action="store_true", help="show tracebacks of xbench errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug detail on stderr")
     sub = p.add_subparsers(dest="command", required=True)
+    _run_parsers(sub)
+    _result_parsers(sub)
+    _plugin_parsers(sub)
+    _data_parsers(sub)
+    return p
 
+
+def _run_parsers(sub) -> None:
     r = sub.add_parser("run", help="train and evaluate one method on one task")
     r.add_argument("--method")
     r.add_argument("--task")
@@ -31,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", type=Path, help="a run config YAML file (CLI flags win)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
+
+def _result_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("kind", choices=LIST_KINDS)
 
@@ -39,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("--task")
     runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--delete", metavar="ID", nargs="+", help="remove these stored runs (row and folder)")
 
     lb = sub.add_parser("leaderboard", help="tables of stored runs, one per tier and task")
     lb.add_argument("--task", help="only this task")
@@ -51,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", type=Path, metavar="DIR",
                     help="write every format and the plots into DIR (as the published leaderboard/)")
 
+
+def _plugin_parsers(sub) -> None:
     sw = sub.add_parser("sweep", help="run a suite: methods x tasks x seeds at one tier, skipping "
                                       "runs already stored (an interrupted sweep resumes)")
     sw.add_argument("suite", type=Path, help="a suite YAML file, or the name of a shipped one (synth-cpu)")
@@ -78,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("files", type=Path, nargs="+", metavar="RESULT.json")
     im.add_argument("--tier", help="the tier the records must be of (default: each record's own)")
 
+
+def _data_parsers(sub) -> None:
     rp = sub.add_parser("reproduce", help="run a stored or published record again and compare its metrics "
                                           "(exit 0: identical, 1: some differ)")
     rp.add_argument("record", help="a result JSON file, or the id of a run in the store")
@@ -101,7 +116,6 @@ def _parser() -> argparse.ArgumentParser:
     what = dc.add_mutually_exclusive_group(required=True)
     what.add_argument("--info", action="store_true", help="list the caches: key, what it hashes, size")
     what.add_argument("--clear", action="store_true", help="remove every cache (the next runs decode again)")
-    return p
 
 
 def _one_line(exc: BaseException) -> str:
@@ -127,7 +141,21 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+def configure_output(quiet: bool, verbose: bool) -> None:
+    """The one reporter: messages of xbench's modules (the "xbench" logger) go to stderr as plain
+    lines; --quiet leaves errors only, -v adds debug detail."""
+    import logging
+
+    logger = logging.getLogger("xbench")
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of now (a test may have replaced it)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
 def _main(args) -> int:
+    configure_output(getattr(args, "quiet", False), args.verbose)
     if args.command in ("run", "check", "reproduce"):
         from xbench.alloc import configure
 
@@ -246,13 +274,28 @@ def cmd_runs(args) -> int:
 
     from xbench.store import ResultStore
 
-    recs = ResultStore().records(task=args.task)[-args.limit:]
+    store = ResultStore()
+    if args.delete:
+        for run_id in args.delete:
+            if not store.delete(run_id):
+                raise ConfigError(f"no stored run '{run_id}'")
+            print(f"deleted {run_id}")
+        return 0
+    recs = store.records(task=args.task)[-args.limit:]
+    _warn_invalid(store)
     rows = [(r["id"], r["method"], r["task"], r["tier"], r["seed"],
              f"{r['metrics'][r['main_metric']]:.2f} {r['main_metric']}", r["finished"][:19])
             for r in recs]
     print(tabulate(rows, headers=("id", "method", "task", "tier", "seed", "score", "finished"),
                    tablefmt="simple") if rows else "no runs")
     return 0
+
+
+def _warn_invalid(store) -> None:
+    """Name the stored runs a read left out because they break the record schema."""
+    for run_id, problem in store.invalid:
+        print(f"xbench: warning: stored run {run_id[:80]!r} left out ({problem}); "
+              f"'xbench runs --delete ID' removes it", file=sys.stderr)
 
 
 def cmd_leaderboard(args) -> int:
@@ -268,7 +311,9 @@ def cmd_leaderboard(args) -> int:
     else:
         from xbench.store import ResultStore
 
-        recs = ResultStore().records(task=args.task, tier=args.budget)
+        store = ResultStore()
+        recs = store.records(task=args.task, tier=args.budget)
+        _warn_invalid(store)
     if args.out:
         import json
 

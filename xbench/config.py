@@ -238,6 +238,12 @@ class RunConfig:
     budget_options: dict[str, Any] = field(default_factory=dict)
     teacher_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a seed is stored as a 64-bit integer: one that is not fails here, before any training
+        bad = [s for s in self.seeds if not 0 <= s < 2 ** 63]
+        if bad:
+            raise ValueError(f"seed {bad[0]} is outside 0..2^63-1")
+
 
 SET_SECTIONS = {"dataset": "dataset_options", "task": "task_options", "method": "method_options",
                 "budget": "budget_options", "teacher": "teacher_options"}

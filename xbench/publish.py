@@ -19,7 +19,9 @@ from typing import Any
 
 from xbench.errors import ConfigError
 from xbench.leaderboard import Table, build, paper_values, wall_time
+from xbench.records import validate
 from xbench.render import markdown, to_csv, to_html, to_json
+from xbench.submit import changed_fields
 
 #: the rendered files of a published folder (plots besides), compared by the re-render test
 RENDERED = ("README.md", "leaderboard.tex", "leaderboard.csv", "leaderboard.json", "index.html")
@@ -36,8 +38,13 @@ def load_records(folder: Path) -> list[dict[str, Any]]:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not a readable run record ({exc})") from exc
-        if not isinstance(rec, dict) or "config_hash" not in rec or "metrics" not in rec:
-            raise ConfigError(f"{path}: not a run record (no config_hash or metrics)")
+        validate(rec, str(path))
+        # a record edited after its run is not shown: its numbers are not the run's (records made
+        # before content hashes were kept have none to check)
+        changed = changed_fields(rec) if "integrity" in rec else []
+        if changed:
+            raise ConfigError(f"{path}: edited after the run: {', '.join(changed)} no longer match(es) "
+                              f"the record's hashes")
         out.append(rec)
     return out
 
@@ -117,6 +124,7 @@ def publish(records: list[dict[str, Any]], meta: dict[str, Any], folder: Path, r
     rec_dir.mkdir(parents=True, exist_ok=True)
     keep = set()
     for rec in records:
+        validate(rec, "--publish")  # a safe id: the file is named by it
         path = rec_dir / f"{rec['id']}.json"
         path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
         keep.add(path.name)

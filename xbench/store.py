@@ -6,10 +6,13 @@ file is the portable form of a record: it moves between machines and can be impo
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from xbench.records import problems, run_dir, safe_id, validate
 from xbench.settings import settings
 
 SCHEMA = """
@@ -44,35 +47,70 @@ class ResultStore:
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        self.invalid: list[tuple[str, str]] = []
 
     def run_dir(self, run_id: str) -> Path:
-        path = self.home / "runs" / run_id
+        path = run_dir(self.home, run_id)  # a safe id only: never a path of the record's making
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def add(self, record: dict[str, Any]) -> Path:
-        """Write result.json (atomically), then the row, in one transaction."""
+        """Validate the record, then write its row and result.json in one transaction: the row is
+        committed only once the file is in place, and a file whose row fails is removed, so
+        neither is ever left without the other."""
+        validate(record, f"run {str(record.get('id'))[:80]!r}" if isinstance(record, dict) else "run")
         path = self.run_dir(record["id"]) / "result.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-        tmp.replace(path)
-        with self.db:
-            self.db.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (record["id"], record["method"], record["task"], record["dataset"], record["tier"],
-                 record["seed"], record["main_metric"], record["metrics"].get(record["main_metric"]),
-                 record["config_hash"], record["finished"], json.dumps(record, sort_keys=True)),
-            )
+        written = False
+        try:
+            with self.db:
+                self.db.execute(
+                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (record["id"], record["method"], record["task"], record["dataset"], record["tier"],
+                     record["seed"], record["main_metric"], record["metrics"].get(record["main_metric"]),
+                     record["config_hash"], record["finished"], json.dumps(record, sort_keys=True)),
+                )
+                tmp = path.with_name(f"result.json.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+                tmp.replace(path)
+                written = True
+        except BaseException:
+            if written:  # the row did not commit: the file must not outlive it
+                path.unlink(missing_ok=True)
+            raise
         return path
 
     def records(self, task: str | None = None, tier: str | None = None) -> list[dict[str, Any]]:
-        query, args = "SELECT record FROM runs WHERE 1=1", []
+        """The stored records that pass the schema; the others are left out and listed in
+        ``self.invalid`` as (id, problem), for the CLI to name."""
+        query, args = "SELECT id, record FROM runs WHERE 1=1", []
         if task:
             query, args = query + " AND task = ?", args + [task]
         if tier:
             query, args = query + " AND tier = ?", args + [tier]
         rows = self.db.execute(query + " ORDER BY finished, id", args).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        out, self.invalid = [], []
+        for run_id, text in rows:
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as exc:
+                self.invalid.append((run_id, f"not JSON ({exc.msg})"))
+                continue
+            found = problems(rec)
+            if found:
+                self.invalid.append((run_id, found[0]))
+            else:
+                out.append(rec)
+        return out
+
+    def delete(self, run_id: str) -> bool:
+        """Remove a stored run: its row and its folder. False when no such run is stored."""
+        with self.db:
+            gone = self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+        if safe_id(run_id):
+            folder = self.home / "runs" / run_id
+            if folder.is_dir():
+                shutil.rmtree(folder)
+        return bool(gone)
 
     def stored_seeds(self, config_hashes: set[str]) -> dict[str, set[int]]:
         """config hash -> the seeds stored for it (what a sweep skips)."""

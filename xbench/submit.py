@@ -20,14 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from xbench.errors import ConfigError
-
-#: top-level fields of a record and their types (schema 1)
-SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "schema": int, "id": str, "method": str, "task": str, "dataset": str, "tier": str, "seed": int,
-    "evaluated": str, "eval_modalities": list, "main_metric": str, "metrics": dict, "selection": dict,
-    "budget": dict, "params": dict, "teacher": (dict, type(None)), "config": dict, "config_hash": str,
-    "plugins": dict, "data": dict, "env": dict, "started": str, "finished": str, "integrity": dict,
-}
+from xbench.records import problems as schema_problems
 
 #: stage -> the tier's step limit for it
 STAGE_LIMITS = {"teacher": "teacher_steps", "teacher-pretrain": "teacher_steps", "pretrain": "pretrain_steps",
@@ -68,21 +61,15 @@ def check_record(record: Any, reg, tiers: dict, tier: str | None = None) -> list
     """Every reason the record cannot enter a leaderboard; an empty list when it can."""
     from xbench.config import stable_hash, to_plain
 
-    if not isinstance(record, dict):
-        return [f"schema: a record is a JSON object, not {type(record).__name__}"]
-    problems = []
-    for key, kind in SCHEMA.items():
-        if key not in record:
-            problems.append(f"schema: missing field '{key}'")
-        elif not isinstance(record[key], kind):
-            problems.append(f"schema: field '{key}' is {type(record[key]).__name__}")
-    if record.get("schema") not in (None, 1):
-        problems.append(f"schema: version {record.get('schema')} is not 1")
+    problems = schema_problems(record)
     if problems:
         return problems
     # -- the content as the run wrote it
-    changed = changed_fields(record)
-    if changed:
+    changed = changed_fields(record) if "integrity" in record else []
+    if "integrity" not in record:
+        problems.append("content: the record has no content hashes (made before they were kept): it cannot be "
+                        "checked")
+    elif changed:
         problems.append(f"content: edited after the run: {', '.join(changed)} "
                         f"no longer match(es) the record's hashes")
     elif integrity(record)["sha256"] != record["integrity"].get("sha256"):

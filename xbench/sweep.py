@@ -260,54 +260,110 @@ def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
     appended to ``outcomes`` (also when interrupted) and returned. KeyboardInterrupt stops the
     workers (their unfinished runs store nothing) and propagates."""
     outcomes = [] if outcomes is None else outcomes
-    todo = sp.todo
-    if not todo:
+    if not sp.todo:
         return []
-    base = sweep_dir(store, sp.suite)
-    (base / "configs").mkdir(parents=True, exist_ok=True)
-    (base / "logs").mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, XBENCH_HOME=str(store.home.resolve()))
-    # the cores shared between workers, so that N jobs do not oversubscribe the machine (a
-    # thread count the user set stands)
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(key, threads)
-    estimator = Estimator(store, sp.suite.tier)
-    pending = list(todo)
-    running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
-    trained: set[str] = set()  # teacher groups whose first run finished (the cache is filled)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    pool = _Workers(sp, store, jobs, say, progress, outcomes)
+    try:
+        while pool.pending or pool.running:
+            pool.fill()
+            finished = [proc for proc in pool.running if proc.poll() is not None]
+            if not finished:
+                time.sleep(0.2)
+                continue
+            for proc in finished:
+                pool.collect(proc)
+    except BaseException:
+        pool.stop_all()
+        raise
+    finally:
+        pool.close()
+    return outcomes
 
-        bar = tqdm(total=len(todo), unit="run", file=sys.stderr, dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-        bar.set_postfix_str(f"ETA {estimator.eta(todo, jobs)}")  # from stored runs of this tier
 
-    def ready(run: Run) -> bool:
+class _Workers:
+    """The worker processes of one sitting: which runs wait, which run, and the progress shown."""
+
+    def __init__(self, sp: SweepPlan, store: ResultStore, jobs: int, say: Callable[[str], None],
+                 progress: bool, outcomes: list[Outcome]) -> None:
+        self.sp, self.store, self.jobs, self.say, self.outcomes = sp, store, jobs, say, outcomes
+        self.todo = sp.todo
+        self.base = sweep_dir(store, sp.suite)
+        (self.base / "configs").mkdir(parents=True, exist_ok=True)
+        (self.base / "logs").mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, XBENCH_HOME=str(store.home.resolve()))
+        # the cores shared between workers, so that N jobs do not oversubscribe the machine (a
+        # thread count the user set stands)
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            self.env.setdefault(key, threads)
+        self.estimator = Estimator(store, sp.suite.tier)
+        self.pending = list(self.todo)
+        self.running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
+        self.trained: set[str] = set()  # teacher groups whose first run finished (the cache is filled)
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(self.todo), unit="run", file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            self.bar.set_postfix_str(f"ETA {self.estimator.eta(self.todo, jobs)}")  # from stored runs
+
+    def ready(self, run: Run) -> bool:
         # the first run of a teacher group trains the teacher; the others wait for its cache
-        busy = {r.teacher_group for r, *_ in running.values()}
-        return run.teacher_group is None or run.teacher_group in trained or run.teacher_group not in busy
+        busy = {r.teacher_group for r, *_ in self.running.values()}
+        return run.teacher_group is None or run.teacher_group in self.trained or run.teacher_group not in busy
 
-    def start(run: Run) -> None:
-        cfg_path = base / "configs" / f"{run.config_hash}.yaml"
+    def fill(self) -> None:
+        while len(self.running) < self.jobs:
+            nxt = next((r for r in self.pending if self.ready(r)), None)
+            if nxt is None:
+                return
+            self.pending.remove(nxt)
+            self.start(nxt)
+
+    def start(self, run: Run) -> None:
+        cfg_path = self.base / "configs" / f"{run.config_hash}.yaml"
         if not cfg_path.exists():
             cfg_path.write_text(yaml.safe_dump(run.config, sort_keys=True))
-        log_path = base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
+        log_path = self.base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
         log = log_path.open("w")
         cmd = [sys.executable, "-m", "xbench.cli", "run", "--config", str(cfg_path), "--seed", str(run.seed),
                "--quiet"]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # our own signal handling stops it
-        running[proc] = (run, time.perf_counter(), log_path, log)
+        self.running[proc] = (run, time.perf_counter(), log_path, log)
 
-    def stop_all() -> None:
+    def collect(self, proc: subprocess.Popen) -> None:
+        """A finished worker: its outcome, the teacher group it unblocks, a progress line."""
+        run, t0, log_path, log = self.running.pop(proc)
+        log.close()
+        took = time.perf_counter() - t0
+        out = Outcome(run, proc.returncode, took, log_path)
+        if proc.returncode == 0:
+            self.estimator.add(run.task, took)
+            out.score = _stored_score(self.store, run)
+        if run.teacher_group:  # after a failure too: let the others try (and train) themselves
+            self.trained.add(run.teacher_group)
+        self.outcomes.append(out)
+        eta = self.estimator.eta(self.pending + [r for r, *_ in self.running.values()], self.jobs)
+        status = out.score if out.returncode == 0 else f"FAILED (exit {out.returncode}; log {log_path})"
+        line = (f"[{len(self.outcomes)}/{len(self.todo)}] {run.task} {run.label} seed {run.seed}: {status} "
+                f"in {_fmt_duration(took)}; ETA {eta}")
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"ETA {eta}", refresh=False)
+            self.bar.update(1)
+            if out.returncode != 0:
+                self.bar.write(line, file=sys.stderr)
+        else:
+            self.say(line)
+
+    def stop_all(self) -> None:
         # SIGTERM, not SIGINT: a sweep started in the background (nohup, &) ignores SIGINT and so
         # do the workers it starts; `xbench run` stops on SIGTERM without storing anything
-        for proc in running:
+        for proc in self.running:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc, (_, _, _, log) in running.items():
+        for proc, (_, _, _, log) in self.running.items():
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -315,50 +371,9 @@ def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
                 proc.wait()
             log.close()
 
-    try:
-        while pending or running:
-            while len(running) < jobs:
-                nxt = next((r for r in pending if ready(r)), None)
-                if nxt is None:
-                    break
-                pending.remove(nxt)
-                start(nxt)
-            finished = [proc for proc in running if proc.poll() is not None]
-            if not finished:
-                time.sleep(0.2)
-                continue
-            for proc in finished:
-                run, t0, log_path, log = running.pop(proc)
-                log.close()
-                took = time.perf_counter() - t0
-                out = Outcome(run, proc.returncode, took, log_path)
-                if proc.returncode == 0:
-                    estimator.add(run.task, took)
-                    if run.teacher_group:
-                        trained.add(run.teacher_group)
-                    out.score = _stored_score(store, run)
-                elif run.teacher_group:
-                    trained.add(run.teacher_group)  # let the others try (and train) themselves
-                outcomes.append(out)
-                remaining = pending + [r for r, *_ in running.values()]
-                eta = estimator.eta(remaining, jobs)
-                status = out.score if out.returncode == 0 else f"FAILED (exit {out.returncode}; log {log_path})"
-                line = (f"[{len(outcomes)}/{len(todo)}] {run.task} {run.label} seed {run.seed}: {status} "
-                        f"in {_fmt_duration(took)}; ETA {eta}")
-                if bar is not None:
-                    bar.set_postfix_str(f"ETA {eta}", refresh=False)
-                    bar.update(1)
-                    if out.returncode != 0:
-                        bar.write(line, file=sys.stderr)
-                else:
-                    say(line)
-    except BaseException:
-        stop_all()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    return outcomes
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _stored_score(store: ResultStore, run: Run) -> str:

@@ -1,4 +1,4 @@
-"""``synth``: the embedded synthetic multimodal benchmark (DESIGN.md §5).
+"""``synth``: the embedded synthetic multimodal benchmark .
 
 Videos are procedures drawn from a small grammar: each procedure (recipe) is a fixed ordered list of
 actions, an action is verb x object, and a video follows its recipe with a little grammar noise
@@ -16,10 +16,10 @@ byte-identical files on every machine with the same encoder.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -399,7 +399,9 @@ class SynthDataset:
         self.root = (root or data_home()) / "synth" / opts.generation_key()
         self.num_classes = opts.num_classes
         self.class_names = class_names(opts)
-        self._log = log or (lambda msg: print(msg, file=sys.stderr))
+        # through the "xbench" logger: the CLI shows it (not under --quiet); a library user
+        # configures logging as for any library
+        self._log = log or logging.getLogger("xbench.data").info
         self._records: dict[str, list[io.VideoRecord]] = {}
         self._decoded: decoded.DecodeCache | None = None
         self.ensure(workers)

@@ -18,8 +18,7 @@ from xbench.config import REPO_ROOT, stable_hash, to_plain
 from xbench.context import RunContext
 from xbench.engine.heads import count, count_own
 from xbench.engine.state import RunState
-
-SCHEMA_VERSION = 1
+from xbench.records import SCHEMA_VERSION
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ frozen; distillation at two levels, atomic (snippet sub-representations) and seq
 contextual relations and action boundary saliency); only RGB at test time, competitive with the
 two-stream network.
 
-Loss (METHODS.md §7.2; F^S, F^T (T x C) the student's and teacher's snippet features at the
+Loss (F^S, F^T (T x C) the student's and teacher's snippet features at the
 distillation layer, here the ``feature`` tap after the temporal layers):
 
     L = BCE_det + l_a * L_atomic + l_g * L_GCR + l_b * L_ABS

@@ -1,5 +1,5 @@
 """The generic KD losses of the CRD benchmark (Tian et al. 2020, RepDistiller) and the distribution
-alignments, written from the papers' formulas (METHODS.md §8). Each class docstring cites the
+alignments, written from the papers' formulas. Each class docstring cites the
 paper, states the formula and the paper's default hyperparameters; the registered method of the
 same name uses them (``CE + weight * loss``).
 
@@ -385,7 +385,7 @@ class RegressedLoss(nn.Module):
 class CosineLoss(RegressedLoss):
     """Cosine feature distillation: L = mean (1 - cos(r(f_s), f_t)), r a learned linear map to the
     teacher's width, over the batch (and real time steps). Default weight 1 (xbench's; the
-    ``lmkd`` paper's unused variant, METHODS.md §8)."""
+    ``lmkd`` paper's unused variant)."""
 
     def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (1 - F.cosine_similarity(x, y, dim=1)).mean()

@@ -8,7 +8,7 @@ What the abstract fixes: the task (generate the next steps of an instructional v
 metric (BLEU-4), a text teacher holding external knowledge, a visual-only student, and a
 cross-modal *contrastive* distillation loss between their heterogeneous representations.
 
-Loss (METHODS.md §3.2; s_i = normalize(g_s(h_i^S)), t_i = normalize(g_t(h_i^T))):
+Loss (s_i = normalize(g_s(h_i^S)), t_i = normalize(g_t(h_i^T))):
 
     L = L_gen + lambda * L_ccd,
     L_ccd = -(1/B) sum_i log( exp(s_i . t_i / tau) / sum_j exp(s_i . t_j / tau) )

@@ -5,7 +5,7 @@ A Simple Cross-modal Distillation for Video-based Action Anticipation", Findings
 pp. 1882-1897; arXiv 2210.05991. Reference code: github.com/StonyBrookNLP/action-anticipation-lmtovideo
 @ 0c70740ee416fa5d7e61b6c482553d17454cabd4 (no top-level licence: nothing is copied from it).
 
-Loss (symbols of METHODS.md §4.2; z_S the student's next-action logits, z_T the frozen teacher's
+Loss (z_S the student's next-action logits, z_T the frozen teacher's
 logits for the same sample, P = softmax(z / T)):
 
     L = CE_future + w_feat * MSE(pred_next, next_actual) + w_past * CE_past

@@ -2,7 +2,7 @@
 Contrastive Semantic Calibration (CSC).
 
 Paper: W. Xia, X. Li, A. Deng, H. Xiong, D. Dou, D. Hu, "Robust Cross-Modal Knowledge Distillation
-for Unconstrained Videos", arXiv 2304.07775 (2023). Implemented from the formulas in METHODS.md §6
+for Unconstrained Videos", arXiv 2304.07775 (2023). Implemented from the paper's formulas
 (the authors' repository has no licence: none of its code is copied).
 
 A frozen teacher of another modality (audio for a video student) gives one embedding f_a per clip.

@@ -2,7 +2,7 @@
 
 Paper: P. Sarkar, A. Etemad, "XKD: Cross-modal Knowledge Distillation with Domain Alignment for
 Video Representation Learning", AAAI 2024; arXiv 2211.13929. Implemented from the formulas in
-METHODS.md §5 (the authors' code is CC BY-NC: none of it is copied).
+the paper (the authors' code is CC BY-NC: none of it is copied).
 
 Each modality learns by masked reconstruction; an EMA teacher of each modality teaches the *other*
 modality's student (DINO-style cross-entropy with centring and sharpening), and the two students'
@@ -134,7 +134,7 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 
 def refine_tokens(tokens: torch.Tensor, other: torch.Tensor, heads: int = 4) -> torch.Tensor:
-    """Teacher token refinement (METHODS.md §5.3 step 2) with an activation-attention proxy:
+    """Teacher token refinement (the paper's step 2 of token refinement) with an activation-attention proxy:
     A[h, j] = norm of channel group h of token j, normalised over j. Each head's attention is
     rescaled by mean_i A_other[h, i] / mean_j A[h, j], averaged over heads into token weights w,
     and the tokens pooled as c * mean_j w_j f_j with c keeping the norm of the plain token mean."""
