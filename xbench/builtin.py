@@ -1,6 +1,8 @@
-"""The core's own parts, registered through the ``xbench`` entry point like any plugin:
-the ``synth`` dataset, the ``recognition`` task, its student and audio teacher, and the ``ce``
-loss every supervised objective uses."""
+"""The core's own parts, registered through the ``xbench`` entry point like any plugin: the
+``synth`` dataset; the tasks (recognition, retrieval, audio-tagging, anticipation, detection);
+their students (frame-cnn, mel-cnn, step-avt, snippet-tcn); the privileged teachers that read the
+synth modalities (audio, video, flow and pose networks); and the task losses every supervised
+objective uses (ce, bce, caption, mse). The text teachers come from the xbench-text plugin."""
 
 from __future__ import annotations
 

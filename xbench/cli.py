@@ -31,7 +31,8 @@ def _run_parsers(sub) -> None:
     r.add_argument("--task")
     r.add_argument("--dataset")
     r.add_argument("--teacher", help="the teacher (default: the method's, else the task's)")
-    r.add_argument("--budget", help="the budget tier (xbench/benchmarks/budgets.yaml; default: cpu)")
+    r.add_argument("--tier", "--budget", dest="budget",
+                   help="the budget tier (xbench/benchmarks/budgets.yaml; default: cpu); --budget is an alias")
     r.add_argument("--seed", type=int, nargs="+", help="one or more seeds (default: 0)")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"))
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -53,7 +54,7 @@ def _result_parsers(sub) -> None:
 
     lb = sub.add_parser("leaderboard", help="tables of stored runs, one per tier and task")
     lb.add_argument("--task", help="only this task")
-    lb.add_argument("--budget", help="only this tier")
+    lb.add_argument("--tier", "--budget", dest="budget", help="only this tier (--budget: an alias)")
     lb.add_argument("--format", choices=("md", "plain", "latex", "csv", "json", "html"), default="md")
     lb.add_argument("--paper", action="store_true",
                     help="show the value each method's paper reports beside the reproduction")
@@ -341,11 +342,11 @@ def cmd_sweep(args) -> int:
     from xbench.sweep import (
         append_history,
         describe,
-        execute,
         history_line,
         load_suite,
         plan_sweep,
         refresh,
+        run_sweep,
     )
 
     if args.jobs < 1:
@@ -364,7 +365,7 @@ def cmd_sweep(args) -> int:
     t0 = time.perf_counter()
     outcomes: list = []
     try:
-        execute(sp, store, jobs=args.jobs, say=say, progress=not args.quiet and sys.stderr.isatty(),
+        run_sweep(sp, store, jobs=args.jobs, say=say, progress=not args.quiet and sys.stderr.isatty(),
                 outcomes=outcomes)
     except KeyboardInterrupt:
         # counted from the store: a run that finished as the signal came is stored and counts

@@ -16,10 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from xbench.context import Stage
 from xbench.stats import Paired, Summary, paired, summarize
 
 #: stages that train or run the teacher: its cost, whether this run paid it or a cache did
-TEACHER_STAGES = ("teacher", "teacher-pretrain", "teacher-inference")
+TEACHER_STAGES = (Stage.TEACHER, Stage.TEACHER_PRETRAIN, Stage.TEACHER_INFERENCE)
 
 
 def mean_std(values: list[float]) -> str:
@@ -34,7 +35,7 @@ def method_stage(rec: dict[str, Any]) -> dict[str, Any]:
     """The stage in which the method trained its student (later stages: fine-tuning, a probe);
     the teacher's for the teacher reference."""
     stages = rec["budget"]["stages"]
-    return next((s for s in stages if s["stage"] == "student"), stages[-1])
+    return next((s for s in stages if s["stage"] == Stage.STUDENT), stages[-1])
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The core's model architectures: the recognition student and the audio teacher.
+"""The core's model architectures: the tasks' students (per-frame CNN, log-mel CNN, the AVT-style
+anticipation student, the snippet TCN for detection) and the privileged teachers' encoders.
 
-Both are small enough to train in seconds on 2 CPU cores; students are identical for every method
+All are small enough to train in seconds on 2 CPU cores; students are identical for every method
 of a comparison (the task picks them) and return a dict of named taps that losses read."""
 
 from __future__ import annotations

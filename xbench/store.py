@@ -1,4 +1,5 @@
-"""The results store: SQLite (WAL, one transaction per record) plus ``runs/<id>/result.json``.
+"""The results store: SQLite (WAL) plus ``runs/<id>/result.json``, written together in one
+transaction after the record passes the schema (``xbench.records``).
 
 Only finished runs are written, so a failed or interrupted run never appears as a result. The JSON
 file is the portable form of a record: it moves between machines and can be imported."""

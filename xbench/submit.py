@@ -19,12 +19,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from xbench.context import Stage
 from xbench.errors import ConfigError
 from xbench.records import problems as schema_problems
 
 #: stage -> the tier's step limit for it
-STAGE_LIMITS = {"teacher": "teacher_steps", "teacher-pretrain": "teacher_steps", "pretrain": "pretrain_steps",
-                "student": "student_steps", "probe": "probe_steps", "finetune": "finetune_steps"}
+STAGE_LIMITS = {Stage.TEACHER: "teacher_steps", Stage.TEACHER_PRETRAIN: "teacher_steps",
+                Stage.PRETRAIN: "pretrain_steps", Stage.STUDENT: "student_steps", Stage.PROBE: "probe_steps",
+                Stage.FINETUNE: "finetune_steps"}
 
 
 def _digest(value: Any) -> str:

@@ -253,7 +253,7 @@ def sweep_dir(store: ResultStore, suite: Suite) -> Path:
     return store.home / "sweeps" / suite.name
 
 
-def execute(sp: SweepPlan, store: ResultStore, jobs: int = 1,
+def run_sweep(sp: SweepPlan, store: ResultStore, jobs: int = 1,
             say: Callable[[str], None] = lambda m: None, progress: bool = False,
             outcomes: list[Outcome] | None = None) -> list[Outcome]:
     """Run what the store lacks, ``jobs`` processes at a time; the finished runs' outcomes are

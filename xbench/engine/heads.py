@@ -15,15 +15,15 @@ from xbench.errors import PluginError
 from xbench.train import place
 
 
-def build_heads(p: Plan, terms: list[Term], s_probe: dict[str, torch.Tensor], t_probe: dict[str, torch.Tensor],
+def build_heads(p: Plan, terms: list[Term], s_taps: dict[str, torch.Tensor], t_taps: dict[str, torch.Tensor],
                 device: torch.device, examples: int) -> dict[str, nn.Module]:
     """Each term's loss module, built for the widths of the taps it reads (and the number of
     training examples, for memory banks)."""
     heads = {}
     for key, term, spec, opts in terms:
-        dims = {"student": s_probe[term.student].shape[-1], "examples": examples}
+        dims = {"student": s_taps[term.student].shape[-1], "examples": examples}
         if spec.reads == "teacher":
-            dims["teacher"] = t_probe[term.teacher].shape[-1]
+            dims["teacher"] = t_taps[term.teacher].shape[-1]
         heads[key] = place(call(p.owner("losses", spec.name), f"loss '{spec.name}'", spec.factory, opts, dims),
                            device)
     return heads

@@ -53,7 +53,7 @@ class RunState:
     teacher_outputs: dict[str, Any] | None = None
     student: nn.Module | None = None
     #: the student's taps on two train examples (the widths heads are built for)
-    probe_shapes: dict[str, Any] = field(default_factory=dict)
+    tap_samples: dict[str, Any] = field(default_factory=dict)
     heads: dict[str, nn.Module] = field(default_factory=dict)
     objective: nn.Module | None = None
     selection: dict[str, Any] | None = None

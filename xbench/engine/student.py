@@ -51,7 +51,7 @@ def _targets(p: Plan) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*p.task.targets, "label_mask")))
 
 
-def _probe_outputs(ctx: RunContext, state: RunState, keys: tuple[str, ...]) -> tuple[dict, dict]:
+def _tap_samples(ctx: RunContext, state: RunState, keys: tuple[str, ...]) -> tuple[dict, dict]:
     """The student's (and the teacher's, where a loss reads it) taps on two train examples: the
     widths the loss heads and the objective are built for."""
     p = ctx.plan
@@ -59,11 +59,11 @@ def _probe_outputs(ctx: RunContext, state: RunState, keys: tuple[str, ...]) -> t
              for k, v in state.train.take(torch.arange(min(2, len(state.train))), keys).items()}
     with torch.no_grad():
         state.student.eval()
-        s_probe = state.student({m: probe[m] for m in state.student_modalities + p.student.train_inputs
+        s_taps = state.student({m: probe[m] for m in state.student_modalities + p.student.train_inputs
                                  if m in probe})
-        t_probe = (state.teacher({m: probe[m] for m in state.teacher_modalities})
+        t_taps = (state.teacher({m: probe[m] for m in state.teacher_modalities})
                    if p.uses_teacher_in_loss else {})
-    return s_probe, t_probe
+    return s_taps, t_taps
 
 
 def _teacher_out(ctx: RunContext, state: RunState) -> Callable[[dict[str, Any]], Any]:
@@ -80,13 +80,13 @@ def _teacher_out(ctx: RunContext, state: RunState) -> Callable[[dict[str, Any]],
     return teacher_out
 
 
-def _build_objective(ctx: RunContext, state: RunState, s_probe: dict, t_probe: dict) -> list:
+def _build_objective(ctx: RunContext, state: RunState, s_taps: dict, t_taps: dict) -> list:
     """The method's objective module, where it has one; returns its parameter groups."""
     p = ctx.plan
     octx = ObjectiveContext(
         model=state.model_ctx, student=state.student, student_modalities=state.student_modalities,
-        student_shapes={k: tuple(v.shape[1:]) for k, v in s_probe.items()},
-        teacher_shapes={t: tuple(t_probe[t].shape[1:]) for t in p.method.teacher_taps},
+        student_shapes={k: tuple(v.shape[1:]) for k, v in s_taps.items()},
+        teacher_shapes={t: tuple(t_taps[t].shape[1:]) for t in p.method.teacher_taps},
         partners={m: _builder(p, spec, state) for m, spec in p.partners.items()})
     torch.manual_seed(derive_seed(ctx.seed, "objective-init"))
     owner = p.owner("methods", p.method.name)
@@ -117,15 +117,15 @@ def train_student(ctx: RunContext, state: RunState) -> None:
     # positions: which time steps of a padded sequence are real (not a label)
     extra = ("index", "positions") if "positions" in state.train.tensors else ("index",)
     keys = tuple(dict.fromkeys(state.train_modalities + (_targets(p) if labels else ()) + extra))
-    s_probe, t_probe = _probe_outputs(ctx, state, keys)
-    state.probe_shapes = s_probe
+    s_taps, t_taps = _tap_samples(ctx, state, keys)
+    state.tap_samples = s_taps
     torch.manual_seed(derive_seed(ctx.seed, "heads-init"))
-    state.heads = build_heads(p, p.terms, s_probe, t_probe, ctx.device, len(state.train))
+    state.heads = build_heads(p, p.terms, s_taps, t_taps, ctx.device, len(state.train))
     groups = [(list(student.parameters()), 1.0)]
     for key, term, _, _ in p.terms:
         groups.append((list(state.heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
     if p.method.objective is not None:
-        groups += _build_objective(ctx, state, s_probe, t_probe)
+        groups += _build_objective(ctx, state, s_taps, t_taps)
     before = _fingerprint(state.teacher) if state.teacher is not None else None
     use_teacher = p.uses_teacher_in_loss
     fn = step_fn(p.terms, state.heads, student, s_inputs, state.objective, _teacher_out(ctx, state), p.method.name)
@@ -162,7 +162,7 @@ def finetune(ctx: RunContext, state: RunState) -> None:
     supervised method's student, and is selected on val."""
     p, student = ctx.plan, state.student
     s_mods = state.student_modalities
-    heads = build_heads(p, p.finetune_terms, state.probe_shapes, {}, ctx.device, len(state.train))
+    heads = build_heads(p, p.finetune_terms, state.tap_samples, {}, ctx.device, len(state.train))
     keys = tuple(dict.fromkeys(s_mods + _targets(p) + p.student.train_inputs))
     torch.manual_seed(derive_seed(ctx.seed, "train", "finetune"))
     spend, sel = fit(StepSpec(

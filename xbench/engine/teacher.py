@@ -20,6 +20,7 @@ from xbench.cache import TeacherCache
 from xbench.cache import enabled as cache_enabled
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
+from xbench.contracts import MaskedLM
 from xbench.data.examples import Examples
 from xbench.engine.plan import Plan
 from xbench.engine.state import RunState, call
@@ -56,7 +57,7 @@ def teacher_pretrain(ctx: RunContext, state: RunState) -> None:
     texts. Counted in the budget; capped by the tier's teacher-steps cap. A teacher without the
     capability (``mlm_loss``) skips it."""
     p, teacher = ctx.plan, state.teacher
-    if not hasattr(teacher, "mlm_loss"):
+    if not isinstance(teacher, MaskedLM):
         return
     docs = _corpus(p, state)
     corpus = Examples({"text": docs, "index": torch.arange(len(docs))})
