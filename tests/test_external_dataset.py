@@ -140,8 +140,10 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def _env(tmp_path: Path, folder: Path, name: str, manifest: str) -> dict[str, str]:
+def _env(tmp_path: Path, folder: Path, name: str, manifest: str, resize: bool = True) -> dict[str, str]:
     source = textwrap.dedent(PLUGIN).format(folder=str(folder), classes=CLASSES, name=name, manifest=manifest)
+    if not resize:  # frames at each file's own resolution
+        source = source.replace("return np.ascontiguousarray(rgb[:, rows][:, :, cols])", "return rgb")
     site = make_plugin(tmp_path / "site", name.replace("-", "_"), source)
     return dict(os.environ, PYTHONPATH=str(site), XBENCH_HOME=str(tmp_path / "home"))
 
@@ -190,3 +192,12 @@ def test_a_dataset_plugin_without_a_manifest_hash_fails_the_check_and_the_run_na
     assert run.returncode == 2
     assert run.stderr == ("xbench: error: plugin 'no_manifest': dataset 'no-manifest' lacks manifest_hash "
                           "(see xbench.contracts.Dataset)\n")
+
+
+def test_a_dataset_plugin_with_frames_of_several_sizes_fails_the_frame_check(folder, tmp_path):
+    env = _env(tmp_path, folder, "native-size", MANIFEST, resize=False)
+    check = _xbench(["check", "--plugin", "native_size"], env, tmp_path)
+    assert check.returncode == 1
+    assert ("FAIL  frames of one size and dtype       dataset 'native-size': frames of different sizes: "
+            "48x64 ('train_0.mp4'), 40x40 ('train_1.mp4'), 36x52 ('train_2.mp4'); resize them to one size in "
+            "read()") in check.stdout.splitlines()
