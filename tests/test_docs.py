@@ -75,6 +75,8 @@ def test_no_function_of_the_core_is_longer_than_a_screen():
 
 def test_no_project_file_points_at_a_file_outside_the_repository():
     texts = [p for p in (*REPO.glob("*.md"), *REPO.glob("xbench/**/*.py"), *REPO.glob("plugins/*/*.md"),
-                         *REPO.glob("plugins/*/xbench_*/*.py"), *REPO.glob("docs/*.md"))]
+                         *REPO.glob("plugins/*/xbench_*/*.py"), *REPO.glob("docs/*.md"),
+                         *REPO.glob("xbench/benchmarks/**/*.yaml"), *REPO.glob("benchmarks/**/*"))
+             if p.is_file() and p.suffix in (".py", ".md", ".yaml", ".toml")]
     assert [str(p.relative_to(REPO)) for p in texts if "METHODS.md" in p.read_text()
             or "DESIGN.md" in p.read_text()] == []
