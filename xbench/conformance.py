@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xbench.contracts import DATASET_MEMBERS, TASK_MEMBERS, missing_members
+from xbench.contracts import Dataset, Task, missing_members
 
 Step = tuple[str, Callable[[], Any]]
 
@@ -46,7 +46,7 @@ def dataset_steps(reg: Any, name: str, data_root: Path) -> list[Step]:
         st["ds"] = open_it()
 
     def contract():
-        missing = missing_members(st["ds"], DATASET_MEMBERS)
+        missing = missing_members(st["ds"], Dataset)
         assert not missing, f"{what} lacks {', '.join(missing)} (see xbench.contracts.Dataset)"
         lacking = [s for s in ("train", "val", "test") if s not in st["ds"].splits]
         assert not lacking, f"{what} has no split {', '.join(lacking)} (splits: {', '.join(st['ds'].splits)})"
@@ -144,12 +144,12 @@ def task_steps(reg: Any, name: str, data_root: Path) -> list[Step]:
     st: dict[str, Any] = {}
 
     def builds():
-        ds_spec = reg.get("datasets", spec.default_dataset)
-        st["ds"] = ds_spec.factory(small_options(ds_spec.options, spec.dataset_defaults), Path(data_root))
-        st["task"] = spec.factory(spec.options())
+        from xbench.testing import _tiny
+
+        st["ds"], st["task"] = _tiny(reg, spec.default_dataset, str(data_root), name)
 
     def contract():
-        missing = missing_members(st["task"], TASK_MEMBERS)
+        missing = missing_members(st["task"], Task)
         assert not missing, f"{what} lacks {', '.join(missing)} (see xbench.contracts.Task)"
         assert spec.main_metric in st["task"].metrics, f"{what}: main metric '{spec.main_metric}' is not among its metrics"
 

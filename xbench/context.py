@@ -73,6 +73,8 @@ class RunContext:
     data_root: Path | None = None
     #: the budget tier (the plan's unless given)
     tier: Tier | None = None
+    #: where the teacher cache lives (None: XBENCH_HOME)
+    home: Path | None = None
 
     def __post_init__(self) -> None:
         if self.tier is None:

@@ -21,8 +21,6 @@ from xbench.data.examples import Examples
 from xbench.data.io import Segment, VideoRecord
 
 __all__ = [
-    "DATASET_MEMBERS",
-    "TASK_MEMBERS",
     "Dataset",
     "Examples",
     "MaskedLM",
@@ -32,6 +30,7 @@ __all__ = [
     "SharedTrunk",
     "Task",
     "VideoRecord",
+    "members",
     "missing_members",
 ]
 
@@ -132,16 +131,14 @@ class SharedTrunk(Protocol):
     def trunk(self) -> tuple[torch.nn.Module, int]: ...
 
 
-DATASET_MEMBERS = ("num_classes", "class_names", "splits", "videos", "read", "manifest_hash")
-TASK_MEMBERS = ("examples", "evaluate", "metrics", "main_metric")
+def members(protocol: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A protocol's required attributes and methods, read from the protocol itself."""
+    methods = tuple(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_"))
+    return tuple(protocol.__annotations__), methods
 
 
-def missing_members(obj: Any, members: tuple[str, ...]) -> list[str]:
-    """The members of a contract ``obj`` lacks (a method must be callable)."""
-    out = []
-    for name in members:
-        value = getattr(obj, name, None)
-        if value is None or (name in ("videos", "read", "manifest_hash", "examples", "evaluate")
-                             and not callable(value)):
-            out.append(name)
-    return out
+def missing_members(obj: Any, protocol: type) -> list[str]:
+    """The members of ``protocol`` that ``obj`` lacks (a method must be callable)."""
+    attributes, methods = members(protocol)
+    return [n for n in attributes if getattr(obj, n, None) is None] + \
+        [n for n in methods if not callable(getattr(obj, n, None))]

@@ -10,13 +10,12 @@ cell (the other seeds of its configuration, from the store or ``--records``)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import statistics
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,26 +77,10 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-@contextlib.contextmanager
-def _isolated_cache() -> Iterator[None]:
-    """A teacher cache of the reproduction's own: XBENCH_HOME points at a temporary folder while
-    it runs (the cache is found through it)."""
-    old = os.environ.get("XBENCH_HOME")
-    with tempfile.TemporaryDirectory(prefix="xbench-reproduce-") as home:
-        os.environ["XBENCH_HOME"] = home
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("XBENCH_HOME", None)
-            else:
-                os.environ["XBENCH_HOME"] = old
-
-
 def reproduce(record: dict[str, Any], reg: Registry, *, device: str = "cpu",
               log: Callable[[str], None] = lambda s: None) -> Outcome:
-    cfg = run_config(record, load_tiers())
-    p = plan(reg, cfg, load_tiers())
+    tiers = load_tiers()
+    p = plan(reg, run_config(record, tiers), tiers)
     resolved = p.resolved()
     changed = [] if stable_hash(resolved) == record["config_hash"] else sorted(
         k for k in resolved if resolved[k] != record["config"].get(k))
@@ -106,8 +89,9 @@ def reproduce(record: dict[str, Any], reg: Registry, *, device: str = "cpu",
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        with _isolated_cache():
-            new = execute(p, record["seed"], device=resolve_device(device), log=log)
+        # a teacher cache of its own: a teacher cached by another version must not hide a difference
+        with tempfile.TemporaryDirectory(prefix="xbench-reproduce-") as home:
+            new = execute(p, record["seed"], device=resolve_device(device), log=log, home=Path(home))
     finally:
         torch.set_num_threads(before)
     out = Outcome(record, new, env_diff(record.get("env", {}), new["env"]), changed)

@@ -59,7 +59,7 @@ class ResultStore:
         """Validate the record, then write its row and result.json in one transaction: the row is
         committed only once the file is in place, and a file whose row fails is removed, so
         neither is ever left without the other."""
-        validate(record, f"run {str(record.get('id'))[:80]!r}" if isinstance(record, dict) else "run")
+        validate(record, "run")
         path = self.run_dir(record["id"]) / "result.json"
         written = False
         try:

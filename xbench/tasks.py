@@ -44,7 +44,7 @@ def _sample_frames(start: int, end: int, n: int) -> np.ndarray:
 def _audio_window(audio: np.ndarray, start_frame: int, fps: float, rate: int, length: int) -> np.ndarray:
     """``length`` samples of ``audio`` from the time of frame ``start_frame`` (zero-padded past the
     end of the track)."""
-    start = start_frame * int(rate / fps) if float(rate / fps).is_integer() else int(start_frame * rate / fps)
+    start = int(start_frame * rate / fps)
     out = audio[start: start + length]
     return out if len(out) == length else np.pad(out, (0, length - len(out)))
 

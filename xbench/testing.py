@@ -22,7 +22,6 @@ None of the checks needs a GPU or a download.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -98,12 +97,12 @@ def _raise_first(results: list[CheckResult]) -> None:
 
 
 def _tiny(reg: Registry, dataset: str, data_root: str, task: str):
+    from xbench.conformance import small_options
+
     spec = reg.get("datasets", dataset)
     t = reg.get("tasks", task)
-    names = {f.name for f in dataclasses.fields(spec.options)}
     # the data the task runs on: tiny, with the task's own dataset defaults (e.g. overlaps)
-    values = {k: v for k, v in {"size": "tiny", **t.dataset_defaults}.items() if k in names}
-    ds = spec.factory(spec.options(**values), Path(data_root))
+    ds = spec.factory(small_options(spec.options, t.dataset_defaults), Path(data_root))
     return ds, t.factory(t.options())
 
 

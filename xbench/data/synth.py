@@ -377,8 +377,9 @@ def generate_video(args: tuple[SynthOptions, str, int, str]) -> dict:
 
 
 def data_home() -> Path:
-    if settings().data is not None:
-        return settings().data
+    data = settings().data
+    if data is not None:
+        return data
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("xbench")) / "data"

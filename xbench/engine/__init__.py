@@ -16,7 +16,7 @@ import torch
 
 from xbench.budget import BudgetMeter
 from xbench.context import Reporter, RunContext, Stage
-from xbench.contracts import DATASET_MEMBERS, missing_members
+from xbench.contracts import Dataset, missing_members
 from xbench.engine import student as _student
 from xbench.engine import teacher as _teacher
 from xbench.engine.plan import Plan, plan, resolve_term, stages_of
@@ -66,9 +66,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None = None,
-            progress: bool = False, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Train and evaluate one seed of a plan; returns the run record (not yet stored)."""
-    ctx = RunContext(p, seed, device, BudgetMeter(p.tier.max_seconds), Reporter(log, progress), data_root)
+            progress: bool = False, log: Callable[[str], None] = lambda s: None,
+            home: Path | None = None) -> dict[str, Any]:
+    """Train and evaluate one seed of a plan; returns the run record (not yet stored). ``home``
+    holds the teacher cache (default XBENCH_HOME)."""
+    ctx = RunContext(p, seed, device, BudgetMeter(p.tier.max_seconds), Reporter(log, progress), data_root,
+                     home=home)
     return run(ctx)
 
 
@@ -114,7 +117,7 @@ def _check_dataset(ctx: RunContext, dataset: object) -> None:
     """The opened dataset satisfies the Dataset contract and has the splits this run reads."""
     p = ctx.plan
     culprit = f"plugin '{p.owner('datasets', p.dataset_name)}': dataset '{p.dataset_name}'"
-    missing = missing_members(dataset, DATASET_MEMBERS)
+    missing = missing_members(dataset, Dataset)
     if missing:
         raise PluginError(f"{culprit} lacks {', '.join(missing)} (see xbench.contracts.Dataset)")
     needed = ("train", "val", "test") + (("teacher",) if Stage.TEACHER in p.stages else ())

@@ -74,6 +74,11 @@ class Plan:
         return bool(self.method.teacher_taps) or any(spec.reads == "teacher" for _, _, spec, _ in self.terms)
 
     @property
+    def label_fraction(self) -> float:
+        """The share of train labels the student may use (all, for a dataset without the option)."""
+        return getattr(self.dataset_options, "label_fraction", 1.0)
+
+    @property
     def protocol(self) -> str | None:
         """The task's evaluation protocol (``finetune`` or ``linear``), where it has one."""
         return getattr(self.task_options, "protocol", None)

@@ -66,8 +66,8 @@ class RunState:
     def load(self, ctx: RunContext, split: str, modalities: tuple[str, ...]) -> Any:
         """One split's examples with ``modalities`` (each once), labels masked as the dataset's
         ``label_fraction`` asks."""
-        label_fraction = getattr(ctx.plan.dataset_options, "label_fraction", 1.0)
-        return self.task.examples(self.dataset, split, tuple(dict.fromkeys(modalities)), label_fraction, ctx.seed)
+        return self.task.examples(self.dataset, split, tuple(dict.fromkeys(modalities)), ctx.plan.label_fraction,
+                                  ctx.seed)
 
     def evaluator(self, ctx: RunContext, model: nn.Module, modalities: tuple[str, ...], data: Any,
                   final: bool = False) -> Callable[[], dict[str, float]]:

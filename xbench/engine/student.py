@@ -31,8 +31,7 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     clips of the train split (labels masked as for the student). Same data, seed and budget for
     every method, so every method starts distillation from the same encoder."""
     p, student = ctx.plan, state.student
-    clips = state.task.pretrain_examples(state.dataset, getattr(p.dataset_options, "label_fraction", 1.0),
-                                         ctx.seed)
+    clips = state.task.pretrain_examples(state.dataset, p.label_fraction, ctx.seed)
     ce = p.ce.factory(None, {})
 
     def step(batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -40,7 +40,7 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     state.teacher = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
     state.teacher_frozen = {n for n, q in state.teacher.named_parameters() if not q.requires_grad}
     if cache_enabled():
-        state.teacher_cache = TeacherCache(xbench_home(), teacher_key(p, ctx.seed, state.dataset, state.teacher,
+        state.teacher_cache = TeacherCache(ctx.home or xbench_home(), teacher_key(p, ctx.seed, state.dataset, state.teacher,
                                                                       state.task), ctx.log)
         hit = state.teacher_cache.load_teacher(state.teacher)
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
