@@ -174,6 +174,11 @@ class Selection:
     value: float
     val_metrics: dict[str, float]
 
+    def record(self) -> dict[str, Any]:
+        """What a run record's ``selection`` says of it."""
+        return {"split": "val", "metric": self.metric, "step": self.step, "value": self.value,
+                "metrics": self.val_metrics}
+
 
 @dataclass
 class StepSpec:

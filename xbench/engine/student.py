@@ -148,8 +148,7 @@ def train_student(ctx: RunContext, state: RunState) -> None:
     if labels:
         ctx.log(f"student: val {p.task.main_metric} {sel.value:.2f} at step {sel.step} of "
                 f"{spend.steps} ({spend.stopped_by})")
-        state.selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
-                           "value": sel.value, "metrics": sel.val_metrics}
+        state.selection = sel.record()
     else:
         ctx.log(f"student (self-supervised): {spend.steps} steps ({spend.stopped_by})")
         state.selection = {"split": None, "metric": None, "step": spend.steps, "value": None,
@@ -172,8 +171,7 @@ def finetune(ctx: RunContext, state: RunState) -> None:
         data=state.train, keys=keys, max_steps=p.tier.finetune_steps, main_metric=p.task.main_metric,
         evaluate=state.evaluator(ctx, student, s_mods, state.val), culprit=_culprit(p)), ctx)
     state.spent.append(spend.as_dict())
-    state.selection = {"split": "val", "metric": p.task.main_metric, "step": sel.step,
-                       "value": sel.value, "metrics": sel.val_metrics, "stage": "finetune"}
+    state.selection = {**sel.record(), "stage": Stage.FINETUNE.value}
     ctx.log(f"finetune: val {p.task.main_metric} {sel.value:.2f} at step {sel.step}")
 
 

@@ -40,8 +40,8 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     state.teacher = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
     state.teacher_frozen = {n for n, q in state.teacher.named_parameters() if not q.requires_grad}
     if cache_enabled():
-        state.teacher_cache = TeacherCache(ctx.home or xbench_home(), teacher_key(p, ctx.seed, state.dataset, state.teacher,
-                                                                      state.task), ctx.log)
+        key = teacher_key(p, ctx.seed, state.dataset, state.teacher, state.task)
+        state.teacher_cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
         hit = state.teacher_cache.load_teacher(state.teacher)
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
             spends = [StageSpend(**{**s, "source": "cache"}) for s in hit["spends"]]
@@ -127,8 +127,7 @@ def _frozen(ctx: RunContext, state: RunState, spend: StageSpend, sel: Selection)
     cache = state.teacher_cache
     if p.method.evaluates == "teacher":  # the teacher is what this method is scored by
         state.final_model, state.final_modalities = teacher, state.teacher_modalities
-        state.selection = {"split": "val", "metric": teacher_metric(p, state), "step": sel.step,
-                           "value": sel.value, "metrics": sel.val_metrics}
+        state.selection = sel.record()
     state.teacher_record = {
         "name": p.teacher.name, "plugin": p.owner("teachers", p.teacher.name),
         "modalities": list(state.teacher_modalities),
