@@ -40,5 +40,5 @@ def test_the_run_record_says_which_allocator(capsys):
     assert main(["run", "--method", "student", "--task", "recognition", "--budget", "smoke", "--quiet",
                  "--set", "budget.student_steps=2"]) == 0
     [rec] = ResultStore().records()
-    assert rec["env"]["allocator"] == {"allocator": "glibc-steady", "source": "mallopt",
+    assert rec.env["allocator"] == {"allocator": "glibc-steady", "source": "mallopt",
                                        "mmap_threshold": 32 * 2**20, "trim_threshold": 2**30}

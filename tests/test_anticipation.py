@@ -101,8 +101,8 @@ def test_no_privileged_modality_reaches_the_student(seen_inputs):
     evals = [keys for phase, keys in seen if phase == "eval"]
     assert len(evals) == 2 and set(evals) == {("rgb",)}  # val at step 2, then test once
     assert {keys for phase, keys in seen if phase == "train"} == {("next_tokens", "rgb")}
-    assert rec["eval_modalities"] == ["rgb"]
-    assert [s["stage"] for s in rec["budget"]["stages"]] == ["teacher", "pretrain", "teacher-inference",
+    assert rec.eval_modalities == ("rgb",)
+    assert [s.stage for s in rec.budget.stages] == ["teacher", "pretrain", "teacher-inference",
                                                              "student"]
 
 
@@ -112,14 +112,14 @@ def test_every_anticipation_method_gets_the_same_pretrain_and_student(registry, 
     for m in ("student", "lmkd"):
         p = plan(registry, RunConfig(method=m, task="anticipation", budget="smoke"), tiers)
         recs[m] = execute(p, 0, device=torch.device("cpu"), data_root=data_root)
-    stages = {m: [(s["stage"], s["steps"], s["samples"]) for s in r["budget"]["stages"]]
+    stages = {m: [(s.stage, s.steps, s.samples) for s in r.budget.stages]
               for m, r in recs.items()}
     assert stages == {"student": [("pretrain", 15, 240), ("student", 30, 480)],
                       "lmkd": [("teacher", 30, 480), ("pretrain", 15, 240),
-                               ("teacher-inference", 0, recs["lmkd"]["data"]["sizes"]["train"]),
+                               ("teacher-inference", 0, recs["lmkd"].data.sizes["train"]),
                                ("student", 30, 480)]}
-    assert recs["student"]["params"]["student"] == recs["lmkd"]["params"]["student"]
-    assert sorted(recs["lmkd"]["metrics"]) == sorted(
+    assert recs["student"].params.student == recs["lmkd"].params.student
+    assert sorted(recs["lmkd"].metrics) == sorted(
         ["top1", "top5", "cm_recall1", "cm_recall5", "many_shot_cm_recall5", "bleu1", "bleu4",
          "rouge_l", "cider", "meteor"])
 
@@ -129,10 +129,10 @@ def test_tiny_bert_masked_lm_pretraining_is_a_budgeted_stage(registry, data_root
     cfg = RunConfig(method="lmkd", task="anticipation", budget="smoke", teacher="tiny-bert",
                     teacher_options={"mlm_steps": 5})
     rec = execute(plan(registry, cfg, tiers), 0, device=torch.device("cpu"), data_root=data_root)
-    stages = [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]]
+    stages = [(s.stage, s.steps) for s in rec.budget.stages]
     assert stages[:2] == [("teacher-pretrain", 5), ("teacher", 30)]
-    assert rec["teacher"]["name"] == "tiny-bert"
-    assert rec["config"]["teacher_options"] == {"mlm_steps": 5, "corpus": None, "mask_prob": 0.15}
+    assert rec.teacher["name"] == "tiny-bert"
+    assert rec.config["teacher_options"] == {"mlm_steps": 5, "corpus": None, "mask_prob": 0.15}
 
 
 def test_teacher_choice_and_options_are_checked(registry):

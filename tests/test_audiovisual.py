@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import fake
 from xbench_xkd import XKDObjective
 
 from xbench.config import REPO_ROOT, RunConfig, from_mapping, load_run_config, load_tiers
@@ -38,16 +39,16 @@ def test_xkd_training_never_receives_labels(registry, data_root, monkeypatch):
     monkeypatch.setattr(XKDObjective, "forward", spy)
     rec = _run(registry, data_root, "xkd", task_options={"protocol": "linear"}, student_steps=3)
     assert seen == [{"rgb", "audio", "index"}] * 3
-    assert [s["stage"] for s in rec["budget"]["stages"]] == ["student", "probe"]
-    assert rec["selection"]["split"] is None and rec["teacher"] is None
-    assert math.isfinite(rec["metrics"]["top1"])
+    assert [s.stage for s in rec.budget.stages] == ["student", "probe"]
+    assert rec.selection.split is None and rec.teacher is None
+    assert math.isfinite(rec.metrics["top1"])
 
 
 def test_xkd_finetune_protocol_adds_a_val_selected_stage(registry, data_root):
     rec = _run(registry, data_root, "xkd", student_steps=2, finetune_steps=4, eval_every=2)
-    stages = [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]]
+    stages = [(s.stage, s.steps) for s in rec.budget.stages]
     assert stages == [("student", 2), ("finetune", 4)]
-    assert rec["selection"]["split"] == "val" and rec["selection"]["stage"] == "finetune"
+    assert rec.selection.split == "val" and rec.selection.stage == "finetune"
 
 
 def test_self_supervised_method_may_not_read_labels(add_plugin):
@@ -72,9 +73,9 @@ def test_self_supervised_method_may_not_read_labels(add_plugin):
 
 def test_linear_probe_protocol_is_the_same_for_every_method(registry, data_root):
     rec = _run(registry, data_root, "kd", task_options={"protocol": "linear"})
-    assert [(s["stage"], s["steps"]) for s in rec["budget"]["stages"]] == [
+    assert [(s.stage, s.steps) for s in rec.budget.stages] == [
         ("teacher", 30), ("teacher-inference", 0), ("student", 30), ("probe", 30)]
-    assert rec["selection"]["split"] == "val"  # the student's own stage, as in fine-tuning
+    assert rec.selection.split == "val"  # the student's own stage, as in fine-tuning
     with pytest.raises(ConfigError, match=r"^task 'recognition' protocol 'linear' needs probe_steps > 0 "
                                           r"in budget tier 'smoke\+custom'$"):
         _run(registry, data_root, "kd", task_options={"protocol": "linear"}, probe_steps=0)
@@ -110,14 +111,14 @@ def test_retrieval_scores_golden():
 @pytest.mark.parametrize("method", ["student", "xkd"])
 def test_retrieval_task_end_to_end(registry, data_root, method):
     rec = _run(registry, data_root, method, task="retrieval", student_steps=6, eval_every=3)
-    assert set(rec["metrics"]) == {"map", "recall1", "recall5", "map_clean_audio", "map_noisy_audio", "top1"}
-    assert 0 < rec["metrics"]["map"] <= 100 and rec["main_metric"] == "map"
+    assert set(rec.metrics) == {"map", "recall1", "recall5", "map_clean_audio", "map_noisy_audio", "top1"}
+    assert 0 < rec.metrics["map"] <= 100 and rec.main_metric == "map"
 
 
 def test_audio_tagging_runs_the_other_direction(registry, data_root):
     rec = check_method(registry, "mnf-csc", "audio-tagging", data_root)
-    assert rec["eval_modalities"] == ["audio"] and rec["teacher"]["modalities"] == ["rgb"]
-    assert rec["teacher"]["name"] == "video-cnn"
+    assert rec.eval_modalities == ("audio",) and rec.teacher["modalities"] == ["rgb"]
+    assert rec.teacher["name"] == "video-cnn"
 
 
 @pytest.mark.parametrize("name", ["xkd", "mnf-csc"])
@@ -138,14 +139,9 @@ def test_leaderboard_keeps_protocols_apart():
     from xbench.leaderboard import build
 
     def rec(method, protocol, seed, top1, stages, kd=1.0):
-        return {"tier": "cpu", "task": "recognition", "method": method, "seed": seed,
-                "config_hash": f"{method}-{protocol}-{kd}",
-                "main_metric": "top1", "metrics": {"top1": top1}, "evaluated": "student",
-                "eval_modalities": ["rgb"], "params": {"student": 10, "heads": 2, "teacher": 0},
-                "config": {"task_options": {"protocol": protocol},
-                           "method_options": {"kd_weight": kd, "tau": 0.1}},
-                "budget": {"stages": [{"stage": s, "steps": n, "samples": 4 * n} for s, n in stages],
-                           "totals": {"teacher_forwards": 0, "flops": 1e9, "seconds": 1.0}}}
+        return fake(method, seed, top1, teacher=False, heads=2, config_hash=f"{method}-{protocol}-{kd}",
+                    task_options={"protocol": protocol}, options={"kd_weight": kd, "tau": 0.1},
+                    own_stages=stages, start=seed)
 
     from xbench.leaderboard import mean_std
 
@@ -181,5 +177,5 @@ def test_mnf_side_alone_leaves_the_student_bit_identical(registry, data_root):
                                  budget_options={"student_steps": 6, "eval_every": 3},
                                  method_options={"csc_weight": 0.0}), load_tiers())
     rec = execute(p, 0, device=torch.device("cpu"), data_root=data_root)
-    assert rec["metrics"] == base["metrics"] and rec["selection"] == base["selection"]
-    assert rec["params"]["heads"] > 0
+    assert rec.metrics == base.metrics and rec.selection == base.selection
+    assert rec.params.heads > 0

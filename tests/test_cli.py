@@ -166,7 +166,7 @@ def test_run_prints_summary_and_stores(capsys):
     assert [line.split()[0] for line in out[3:]] == ["0", "1", "mean"]
     assert [line.split()[6:8] for line in out[3:5]] == [["30", "480"], ["30", "480"]]
     recs = ResultStore().records()
-    assert [r["seed"] for r in recs] == [0, 1]
+    assert [r.seed for r in recs] == [0, 1]
     assert main(["runs"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
 

@@ -46,7 +46,7 @@ METHOD_TASKS = [(m, t) for m in REG.names("methods") for t in REG.names("tasks")
 @pytest.mark.parametrize("name, task", METHOD_TASKS)
 def test_method_conforms(registry, data_root, name, task):
     rec = testing.check_method(registry, name, task, data_root)
-    assert rec["budget"]["stages"][-1]["steps"] == 2
+    assert rec.budget.stages[-1].steps == 2
 
 
 @pytest.mark.parametrize("name", REG.names("tasks"))

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from fakes import fake
 
 from xbench.leaderboard import PaperValue, build, pareto_front, wall_time
 from xbench.render import latex, markdown, to_csv, to_html, to_json
@@ -22,44 +23,15 @@ from xbench.stats import paired, summarize
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fake(method, seed, score, *, task="recognition", tier="cpu", flops=1e12, seconds=10.0, heads=0,
-         teacher=True, start=0, evaluated="student", cached=False, options=None):
-    """A run record with the fields the leaderboard reads."""
-    stages = []
-    if teacher:
-        stages += [{"stage": "teacher", "steps": 30, "samples": 960, "seconds": 4.0, "flops": 2e11,
-                    "teacher_forwards": 0, "source": "cache" if cached else "computed"},
-                   {"stage": "teacher-inference", "steps": 0, "samples": 100, "seconds": 1.0, "flops": 0,
-                    "teacher_forwards": 100, "source": "cache" if cached else "computed"}]
-    stages.append({"stage": "student", "steps": 50, "samples": 1600, "seconds": seconds, "flops": flops,
-                   "teacher_forwards": 0, "source": "computed", "memory_kind": "host-rss"})
-    return {
-        "schema": 1, "dataset": "synth", "teacher": None, "plugins": {}, "data": {},
-        "id": f"{method}-{task}-{tier}-s{seed}-{start:04d}", "tier": tier, "task": task, "method": method,
-        "seed": seed, "config_hash": f"h-{method}-{json.dumps(options, sort_keys=True)}", "main_metric": "top1",
-        "metrics": {"top1": score}, "evaluated": evaluated, "eval_modalities": ["audio" if evaluated == "teacher" else "rgb"],
-        "params": {"student": 1000, "heads": heads, "teacher": 3000},
-        "config": {"dataset": "synth", "teacher": "audio-cnn" if teacher else None, "task_options": {},
-                   "dataset_options": {}, "method_options": options or {}},
-        "selection": {"split": "val"},
-        "budget": {"stages": stages, "totals": {
-            "teacher_forwards": 100 if teacher else 0, "flops": flops + (2e11 if teacher else 0),
-            "seconds": seconds + (5.0 if teacher else 0.0), "peak_memory_mb": 500.0 + heads, "stopped_by": None}},
-        "env": {"git_sha": "abc123", "device": "cpu:x86_64"},
-        "started": f"2026-01-01T00:{start // 60:02d}:{start % 60:02d}+00:00",
-        "finished": f"2026-01-01T00:{(start + 10) // 60:02d}:{(start + 10) % 60:02d}+00:00",
-    }
-
-
 STUDENT = [47.7, 48.3, 49.2]
 KD = [49.0, 51.3, 50.6]
 BIG = [50.0, 52.0, 51.0]
 
 
 def board_records():
-    recs = [fake("student", s, v, teacher=False, flops=5e11, seconds=3.0, start=10 * s) for s, v in enumerate(STUDENT)]
+    recs = [fake("student", s, v, teacher=False, flops=5 * 10**11, seconds=3.0, start=10 * s) for s, v in enumerate(STUDENT)]
     recs += [fake("kd", s, v, cached=s > 0, start=40 + 10 * s) for s, v in enumerate(KD)]
-    recs += [fake("big", s, v, flops=9e12, heads=500, start=80 + 10 * s) for s, v in enumerate(BIG)]
+    recs += [fake("big", s, v, flops=9 * 10**12, heads=500, start=80 + 10 * s) for s, v in enumerate(BIG)]
     recs += [fake("teacher", s, 70.0 + s, evaluated="teacher", start=120 + s) for s in range(3)]
     return recs
 
@@ -225,7 +197,7 @@ def test_paper_values_come_from_the_plugins(registry):
     recs = [fake("student", s, v, task="anticipation", teacher=False) for s, v in enumerate(STUDENT)]
     recs += [fake("lmkd", s, v, task="anticipation") for s, v in enumerate(KD)]
     for rec, v in zip(recs, [10.0, 11.0, 12.0, 12.0, 11.0, 13.0]):
-        rec["metrics"]["cm_recall1"] = v
+        rec.metrics["cm_recall1"] = v
     [table] = build(recs, values)
     lmkd = next(r for r in table.rows if r.method == "lmkd")
     assert lmkd.paper_ours == pytest.approx(100 * (36 / 33 - 1))
@@ -255,7 +227,7 @@ def test_cli_renders_records_from_a_folder_in_every_format(tmp_path, capsys):
     folder.mkdir()
     recs = board_records()
     for rec in recs:
-        (folder / f"{rec['id']}.json").write_text(json.dumps(rec))
+        (folder / f"{rec.id}.json").write_text(json.dumps(rec.to_json()))
     tables = build(recs)
     for fmt in ("md", "plain", "latex", "csv", "json", "html"):
         assert main(["leaderboard", "--records", str(folder), "--format", fmt]) == 0

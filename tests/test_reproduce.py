@@ -3,30 +3,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from xbench.cli import main
+from xbench.records import RunRecord
 from xbench.reproduce import report, reproduce, run_config, seed_spread
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "prerefactor").glob("*.json"))
 
 
-def _load(path: Path) -> dict:
+def _data(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def _load(path: Path) -> RunRecord:
+    return RunRecord.from_json(_data(path), str(path))
 
 
 def test_the_fixtures_cover_every_task_and_stage():
     recs = [_load(f) for f in FIXTURES]
-    assert sorted({r["task"] for r in recs}) == ["anticipation", "audio-tagging", "detection", "recognition",
-                                                 "retrieval"]
-    stages = {s["stage"] for r in recs for s in r["budget"]["stages"]}
+    assert sorted({r.task for r in recs}) == ["anticipation", "audio-tagging", "detection", "recognition",
+                                              "retrieval"]
+    stages = {s.stage for r in recs for s in r.budget.stages}
     assert stages == {"teacher-pretrain", "teacher", "pretrain", "teacher-inference", "student", "probe",
                       "finetune"}
-    assert {r["tier"] for r in recs} == {"smoke", "cpu"}
-    assert {r["env"]["git_sha"] for r in recs} == {"9b437a7841c98867790dff1d8941cea170a3b4d0"}
+    assert {r.tier for r in recs} == {"smoke", "cpu"}
+    assert {r.git_sha for r in recs} == {"9b437a7841c98867790dff1d8941cea170a3b4d0"}
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[f.stem.rsplit("-", 2)[0] for f in FIXTURES])
@@ -39,22 +45,22 @@ def test_pre_refactor_records_reproduce_bit_for_bit(path, registry):
         pytest.skip(f"environment differs from the record's: {outcome.env_diff}")
     assert outcome.differs == {}
     # as JSON: a metric the run could not define is NaN in both, and NaN != NaN
-    assert json.dumps(outcome.new["selection"], sort_keys=True) == json.dumps(record["selection"], sort_keys=True)
-    spent = [{k: s[k] for k in ("stage", "steps", "samples", "teacher_forwards", "flops")}
-             for s in outcome.new["budget"]["stages"]]
-    assert spent == [{k: s[k] for k in ("stage", "steps", "samples", "teacher_forwards", "flops")}
-                     for s in record["budget"]["stages"]]
+    new = outcome.new.to_json()
+    assert json.dumps(new["selection"], sort_keys=True) == json.dumps(_data(path)["selection"], sort_keys=True)
+    spent = [(s.stage, s.steps, s.samples, s.teacher_forwards, s.flops) for s in outcome.new.budget.stages]
+    assert spent == [(s.stage, s.steps, s.samples, s.teacher_forwards, s.flops) for s in record.budget.stages]
 
 
 def test_a_modified_tier_resolves_to_its_base_tier_plus_the_changed_fields():
-    record = _load(next(f for f in FIXTURES if "kd-recognition-smoke" in f.name))
-    record["config"]["tier"] = {**record["config"]["tier"], "name": "smoke+custom", "student_steps": 7}
+    data = _data(next(f for f in FIXTURES if "kd-recognition-smoke" in f.name))
+    data["config"]["tier"] = {**data["config"]["tier"], "name": "smoke+custom", "student_steps": 7}
+    record = RunRecord.from_json(data, "edited")
     cfg = run_config(record, {"smoke": __import__("xbench.config").config.load_tiers()["smoke"]})
-    assert (cfg.budget, cfg.budget_options, cfg.seeds) == ("smoke", {"student_steps": 7}, [record["seed"]])
+    assert (cfg.budget, cfg.budget_options, cfg.seeds) == ("smoke", {"student_steps": 7}, [record.seed])
 
 
 def test_reproduce_names_each_metric_that_differs_and_exits_1(tmp_path, capsys):
-    record = _load(next(f for f in FIXTURES if "kd-recognition-smoke" in f.name))
+    record = _data(next(f for f in FIXTURES if "kd-recognition-smoke" in f.name))
     true_top1 = record["metrics"]["top1"]
     record["metrics"]["top1"] = 99.0
     edited = tmp_path / "edited.json"
@@ -72,7 +78,11 @@ def test_reproduce_of_an_unknown_run_id_is_one_line_and_exit_2(capsys):
 
 
 def test_the_seed_spread_is_taken_over_the_records_cell():
-    rec = {"config_hash": "a", "metrics": {"top1": 1.0, "top5": 2.0}}
-    peers = [{"config_hash": "a", "metrics": {"top1": v, "top5": 2.0}} for v in (1.0, 3.0)]
-    peers.append({"config_hash": "b", "metrics": {"top1": 100.0, "top5": 0.0}})
+    base = _load(FIXTURES[0])
+
+    def rec(config_hash, top1, top5):
+        return dataclasses.replace(base, config_hash=config_hash, metrics={"top1": top1, "top5": top5})
+
+    peers = [rec("a", v, 2.0) for v in (1.0, 3.0)] + [rec("b", 100.0, 0.0)]
+    rec = rec("a", 1.0, 2.0)
     assert seed_spread(rec, peers) == {"top1": pytest.approx(2 ** 0.5), "top5": 0.0}

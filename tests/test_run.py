@@ -27,43 +27,43 @@ def records(registry, data_root):
 
 
 def test_same_seed_gives_identical_metrics(records):
-    assert records["kd"]["metrics"] == records["kd-again"]["metrics"]
-    assert records["kd"]["selection"] == records["kd-again"]["selection"]
-    assert records["kd"]["config_hash"] == records["kd-again"]["config_hash"]
+    assert records["kd"].metrics == records["kd-again"].metrics
+    assert records["kd"].selection == records["kd-again"].selection
+    assert records["kd"].config_hash == records["kd-again"].config_hash
 
 
 def test_every_method_gets_the_same_student_budget(records):
-    spend = {m: (r["budget"]["stages"][-1]["stage"], r["budget"]["stages"][-1]["steps"],
-                 r["budget"]["stages"][-1]["samples"]) for m, r in records.items() if m != "teacher"}
+    spend = {m: (r.budget.stages[-1].stage, r.budget.stages[-1].steps,
+                 r.budget.stages[-1].samples) for m, r in records.items() if m != "teacher"}
     assert spend == {m: ("student", 30, 480) for m in ("student", "kd", "fitnet", "kd-again")}
-    assert [s["stage"] for s in records["kd"]["budget"]["stages"]] == ["teacher", "teacher-inference",
+    assert [s.stage for s in records["kd"].budget.stages] == ["teacher", "teacher-inference",
                                                                         "student"]
-    assert [s["stage"] for s in records["student"]["budget"]["stages"]] == ["student"]
-    assert records["kd"]["budget"]["stages"][0]["steps"] == 30
+    assert [s.stage for s in records["student"].budget.stages] == ["student"]
+    assert records["kd"].budget.stages[0].steps == 30
     # the frozen teacher runs once over the train split (its outputs are cached), not per step
-    assert records["kd"]["budget"]["totals"]["teacher_forwards"] == records["kd"]["data"]["sizes"]["train"]
-    assert records["student"]["budget"]["totals"]["teacher_forwards"] == 0
-    assert all(s["flops_per_step"] > 0 and s["flops"] == s["flops_per_step"] * s["steps"]
-               for r in records.values() for s in r["budget"]["stages"] if s["stage"] != "teacher-inference")
+    assert records["kd"].budget.totals.teacher_forwards == records["kd"].data.sizes["train"]
+    assert records["student"].budget.totals.teacher_forwards == 0
+    assert all(s.flops_per_step > 0 and s.flops == s.flops_per_step * s.steps
+               for r in records.values() for s in r.budget.stages if s.stage != "teacher-inference")
 
 
 def test_student_params_identical_and_heads_counted(records):
-    assert {r["params"]["student"] for m, r in records.items() if m != "teacher"} == {
-        records["student"]["params"]["student"]}
-    assert records["student"]["params"]["heads"] == 0
-    assert records["kd"]["params"]["heads"] == 0
-    assert records["fitnet"]["params"]["heads"] == 64 * 96 + 96  # the linear regressor
+    assert {r.params.student for m, r in records.items() if m != "teacher"} == {
+        records["student"].params.student}
+    assert records["student"].params.heads == 0
+    assert records["kd"].params.heads == 0
+    assert records["fitnet"].params.heads == 64 * 96 + 96  # the linear regressor
 
 
 def test_record_says_what_was_evaluated(records):
-    assert records["kd"]["evaluated"] == "student"
-    assert records["kd"]["eval_modalities"] == ["rgb"]
-    assert records["teacher"]["evaluated"] == "teacher"
-    assert records["teacher"]["eval_modalities"] == ["audio"]
-    assert records["kd"]["selection"]["split"] == "val"
-    assert records["kd"]["teacher"]["trained_on"] == "teacher split (disjoint from the student's train split)"
-    assert sorted(records["kd"]["metrics"]) == ["class_mean", "top1", "top1_clean_audio", "top1_noisy_audio", "top5"]
-    assert records["kd"]["tier"] == "smoke" and records["kd"]["budget"]["tier"]["student_steps"] == 30
+    assert records["kd"].evaluated == "student"
+    assert records["kd"].eval_modalities == ("rgb",)
+    assert records["teacher"].evaluated == "teacher"
+    assert records["teacher"].eval_modalities == ("audio",)
+    assert records["kd"].selection.split == "val"
+    assert records["kd"].teacher["trained_on"] == "teacher split (disjoint from the student's train split)"
+    assert sorted(records["kd"].metrics) == ["class_mean", "top1", "top1_clean_audio", "top1_noisy_audio", "top5"]
+    assert records["kd"].tier == "smoke" and records["kd"].budget.tier["student_steps"] == 30
 
 
 def test_data_order_depends_on_seed_and_stage_only():
@@ -79,10 +79,10 @@ def test_data_order_depends_on_seed_and_stage_only():
 
 def test_wall_clock_cap_stops_the_run_and_is_recorded(registry, data_root):
     rec = _run(registry, data_root, "student", max_seconds=0.001)
-    stage = rec["budget"]["stages"][-1]
-    assert stage["stopped_by"] == "max_seconds" and stage["steps"] == 0
-    assert rec["budget"]["totals"]["stopped_by"] == "student:max_seconds"
-    assert rec["tier"] == "smoke+custom"
+    stage = rec.budget.stages[-1]
+    assert stage.stopped_by == "max_seconds" and stage.steps == 0
+    assert rec.budget.totals.stopped_by == "student:max_seconds"
+    assert rec.tier == "smoke+custom"
 
 
 def test_store_and_leaderboard(records, capsys):
@@ -91,9 +91,9 @@ def test_store_and_leaderboard(records, capsys):
     store = ResultStore()
     for m in ("student", "kd", "kd-again"):
         store.add(records[m])
-    assert [r["method"] for r in store.records(task="recognition")] == ["student", "kd", "kd"]
-    saved = json.loads((store.home / "runs" / records["kd"]["id"] / "result.json").read_text())
-    assert saved == records["kd"]
+    assert [r.method for r in store.records(task="recognition")] == ["student", "kd", "kd"]
+    saved = json.loads((store.home / "runs" / records["kd"].id / "result.json").read_text())
+    assert saved == records["kd"].to_json()
     assert main(["leaderboard", "--task", "recognition"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "### recognition, tier smoke: test top1 of the val-selected model"
@@ -102,22 +102,22 @@ def test_store_and_leaderboard(records, capsys):
         "device-s", "peak MB", "Pareto"]
     kd = [c.strip() for c in out[4].split("|")[1:-1]]
     latest = records["kd-again"]
-    top1 = latest["metrics"]["top1"]
-    stages = latest["budget"]["stages"]
-    teacher_s = sum(s["seconds"] for s in stages if s["stage"].startswith("teacher"))
+    top1 = latest.metrics["top1"]
+    stages = latest.budget.stages
+    teacher_s = sum(s.seconds for s in stages if s.stage.startswith("teacher"))
     # two stored kd records of seed 0: the later one counts once; one seed has no interval and
     # no paired comparison
     assert kd[2].strip("*") == f"{top1:.2f} ± 0.00"  # bold where it is the best
     assert kd[:2] + kd[3:10] == ["kd", "1", "-", "-", "30",
-                       f"{latest['params']['student']:,}",
-                       f"{teacher_s:.0f} s, {latest['data']['sizes']['train']:,} fwd (cached)",
-                       f"{latest['budget']['totals']['flops'] / 1e9:,.0f}",
-                       f"{latest['budget']['totals']['seconds']:.0f}"]
+                       f"{latest.params.student:,}",
+                       f"{teacher_s:.0f} s, {latest.data.sizes['train']:,} fwd (cached)",
+                       f"{latest.budget.totals.flops / 1e9:,.0f}",
+                       f"{latest.budget.totals.seconds:.0f}"]
 
 
 def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, data_root):
     def sources(rec):
-        return [(s["stage"], s["source"]) for s in rec["budget"]["stages"]]
+        return [(s.stage, s.source) for s in rec.budget.stages]
 
     kd = _run(registry, data_root, "kd")
     assert sources(kd) == [("teacher", "computed"), ("teacher-inference", "computed"),
@@ -126,9 +126,9 @@ def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, d
     assert sources(fitnet) == [("teacher", "cache"), ("teacher-inference", "cache"),
                                ("student", "computed")]
     # the record still shows what the teacher cost, paid once by the run that filled the cache
-    assert fitnet["budget"]["stages"][0]["steps"] == kd["budget"]["stages"][0]["steps"] == 30
-    assert fitnet["budget"]["stages"][1]["teacher_forwards"] == kd["data"]["sizes"]["train"]
-    assert fitnet["teacher"]["cache_key"] == kd["teacher"]["cache_key"]
+    assert fitnet.budget.stages[0].steps == kd.budget.stages[0].steps == 30
+    assert fitnet.budget.stages[1].teacher_forwards == kd.data.sizes["train"]
+    assert fitnet.teacher["cache_key"] == kd.teacher["cache_key"]
     # a changed checkpoint: loaded as the teacher, and its outputs are computed anew
     from xbench.store import xbench_home
 
@@ -150,19 +150,19 @@ def test_recognition_and_retrieval_share_one_trained_teacher(registry, data_root
 
     rec, ret = run("recognition"), run("retrieval")
     # the teacher trained for recognition (and its outputs on the train split) serve retrieval
-    assert [(s["stage"], s["source"]) for s in ret["budget"]["stages"]] == [
+    assert [(s.stage, s.source) for s in ret.budget.stages] == [
         ("teacher", "cache"), ("teacher-inference", "cache"), ("student", "computed")]
-    assert ret["teacher"]["cache_key"] == rec["teacher"]["cache_key"]
+    assert ret.teacher["cache_key"] == rec.teacher["cache_key"]
     # and it is the teacher retrieval trains on its own: the same selected step and val scores
     monkeypatch.setenv("XBENCH_TEACHER_CACHE", "0")
     alone = run("retrieval")
-    assert alone["teacher"]["source"] == "computed"
-    assert (alone["teacher"]["selected_step"], alone["teacher"]["val"]["top1"]) == (
-        ret["teacher"]["selected_step"], ret["teacher"]["val"]["top1"])
+    assert alone.teacher["source"] == "computed"
+    assert (alone.teacher["selected_step"], alone.teacher["val"]["top1"]) == (
+        ret.teacher["selected_step"], ret.teacher["val"]["top1"])
     # without the cache the frozen teacher runs online (inference mode) every step: same student
-    assert alone["metrics"] == ret["metrics"]
+    assert alone.metrics == ret.metrics
     # another teacher objective's view does not share: detection trains its own teacher
-    assert run("detection")["teacher"]["cache_key"] != rec["teacher"]["cache_key"]
+    assert run("detection").teacher["cache_key"] != rec.teacher["cache_key"]
 
 
 def test_frozen_forwards_give_ordinary_tensors_a_loss_can_use():

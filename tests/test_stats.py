@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from fakes import fake
 
 from xbench.stats import RESAMPLES, paired, sign_flip_p, summarize
 
@@ -64,13 +65,8 @@ def test_leaderboard_rows_carry_intervals_and_the_paired_comparison():
     from xbench.render import _cells
 
     def rec(method, seed, top1, fraction=1.0):
-        return {"tier": "cpu", "task": "recognition", "method": method, "seed": seed,
-                "config_hash": f"{method}-{fraction}", "main_metric": "top1", "metrics": {"top1": top1},
-                "evaluated": "student", "eval_modalities": ["rgb"],
-                "params": {"student": 10, "heads": 0, "teacher": 0},
-                "config": {"dataset": "synth", "task_options": {}, "dataset_options": {"label_fraction": fraction}},
-                "budget": {"stages": [{"stage": "student", "steps": 5, "samples": 20}],
-                           "totals": {"teacher_forwards": 0, "flops": 1e9, "seconds": 1.0}}}
+        return fake(method, seed, top1, teacher=False, config_hash=f"{method}-{fraction}", start=seed,
+                    dataset_options={"label_fraction": fraction})
 
     records = [rec("student", s, v) for s, v in enumerate([47.7, 48.3, 49.2])]
     records += [rec("cc", s, v) for s, v in enumerate([49.0, 51.3, 50.6])]

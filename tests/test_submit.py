@@ -22,7 +22,7 @@ def record(tmp_path_factory, data_root):
         mp.setenv("XBENCH_DATA", str(data_root))
         assert main(["run", "--method", "kd", "--task", "recognition", "--budget", "smoke", "--quiet"]) == 0
         [rec] = ResultStore().records()
-    return rec
+    return json.loads(json.dumps(rec.to_json()))  # as its result.json holds it
 
 
 def write(tmp_path, rec, name="r.json"):
@@ -129,7 +129,7 @@ def test_import_adds_only_checked_records(tmp_path, capsys, record):
     assert out[0] == f"OK {good}: kd on recognition, tier smoke, seed 0"
     assert out[1].startswith(f"REJECTED {bad}: content: edited after the run: id, metrics.top1")
     assert out[2] == "imported 1, rejected 1, already stored 0"
-    assert [r["id"] for r in ResultStore().records()] == [record["id"]]
+    assert [r.id for r in ResultStore().records()] == [record["id"]]
     assert main(["import", str(good)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "imported 0, rejected 0, already stored 1"
     (tmp_path / "junk.json").write_text("{not json")

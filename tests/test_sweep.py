@@ -120,7 +120,7 @@ methods: [kd, fitnet]
     proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the third run
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    first = {r["id"]: r for r in store.records()}
+    first = {r.id: r for r in store.records()}
     assert len(first) in (2, 3)  # the third may have finished before the signal arrived
     assert err.splitlines()[-1] == (f"xbench: sweep interrupted; {len(first)} of 6 runs are stored, and "
                                     f"'xbench sweep {path}' resumes from there")
@@ -136,11 +136,11 @@ methods: [kd, fitnet]
     after = store.records()
     # nothing finished was run again: the first records are there, unchanged, and every
     # (config, seed) is stored once
-    assert {r["id"]: r for r in after if r["id"] in first} == first
-    assert sorted((r["method"], r["seed"]) for r in after) == [(m, s) for m in ("fitnet", "kd") for s in range(3)]
+    assert {r.id: r for r in after if r.id in first} == first
+    assert sorted((r.method, r.seed) for r in after) == [(m, s) for m in ("fitnet", "kd") for s in range(3)]
     # parallel workers: the teacher of a seed was trained once (kd and fitnet share it), the
     # other run of the seed took it from the cache
-    sources = sorted((r["seed"], r["budget"]["stages"][0]["source"]) for r in after)
+    sources = sorted((r.seed, r.budget.stages[0].source) for r in after)
     assert sources == [(s, src) for s in range(3) for src in ("cache", "computed")]
     history = [json.loads(line) for line in (store.home / "sweeps" / "resume" / "history.jsonl").read_text().splitlines()]
     assert [(h["interrupted"], h["already_stored"], h["finished"]) for h in history] == [
@@ -150,7 +150,7 @@ methods: [kd, fitnet]
     assert main(["sweep", str(path), "--publish", str(pub)]) == 0
     assert sorted(p.name for p in pub.iterdir()) == ["README.md", "index.html", "leaderboard.csv", "leaderboard.json",
                                                      "leaderboard.tex", "meta.json", "plots", "records"]
-    assert sorted(p.stem for p in (pub / "records").iterdir()) == sorted(r["id"] for r in after)
+    assert sorted(p.stem for p in (pub / "records").iterdir()) == sorted(r.id for r in after)
     assert "tier `smoke`: 6 runs of 6 in 2 cells." in (pub / "README.md").read_text()
     assert json.loads((pub / "meta.json").read_text())["missing"] == []
 

@@ -98,7 +98,7 @@ def test_installed_third_party_plugin_lists_and_runs(tmp_path, data_root):
     from xbench.store import ResultStore
 
     (rec,) = ResultStore().records()
-    assert rec["plugins"]["cosine-demo"] == {"dist": "xbench-cosine-demo", "version": "0.3.1"}
-    assert rec["config"]["method_options"] == {"weight": 2.0}
-    assert rec["config"]["lr_multipliers"] == {"cosine-demo": 0.5}
-    assert rec["params"]["heads"] == 64 * 96 + 96
+    assert rec.plugins["cosine-demo"] == {"dist": "xbench-cosine-demo", "version": "0.3.1"}
+    assert rec.config["method_options"] == {"weight": 2.0}
+    assert rec.config["lr_multipliers"] == {"cosine-demo": 0.5}
+    assert rec.params.heads == 64 * 96 + 96

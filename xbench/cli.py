@@ -220,7 +220,7 @@ def cmd_run(args) -> int:
     from tabulate import tabulate
 
     from xbench.config import load_tiers
-    from xbench.leaderboard import mean_std, method_stage
+    from xbench.leaderboard import mean_std
     from xbench.registry import build_registry
     from xbench.run import execute, plan, resolve_device
     from xbench.store import ResultStore
@@ -245,19 +245,18 @@ def cmd_run(args) -> int:
         path = store.add(rec)
         (path.parent / "log.txt").write_text("\n".join(lines) + "\n")
         records.append(rec)
-        say(f"  stored {rec['id']} -> {path}")
+        say(f"  stored {rec.id} -> {path}")
     metric = p.task.main_metric
-    keys = list(records[0]["metrics"])
-    table = [[r["seed"], *(f"{r['metrics'].get(k, float('nan')):.2f}" for k in keys),
-              method_stage(r)["steps"], method_stage(r)["samples"],
-              r["budget"]["totals"]["teacher_forwards"], f"{r['budget']['totals']['seconds']:.1f}",
-              r["budget"]["totals"]["stopped_by"] or "-"] for r in records]
+    keys = list(records[0].metrics)
+    table = [[r.seed, *(f"{r.metrics.get(k, float('nan')):.2f}" for k in keys),
+              r.method_stage.steps, r.method_stage.samples, r.budget.totals.teacher_forwards,
+              f"{r.budget.totals.seconds:.1f}", r.budget.totals.stopped_by or "-"] for r in records]
     if len(records) > 1:
-        table.append(["mean ± std", *(mean_std([r["metrics"][k] for r in records]) for k in keys),
+        table.append(["mean ± std", *(mean_std([r.metrics[k] for r in records]) for k in keys),
                       "", "", "", "", ""])
     if p.method.evaluates == "teacher":
         evaluated = "the val-selected teacher (privileged input)"
-    elif records[0]["selection"]["split"] is None:  # self-supervised, no fine-tuning
+    elif records[0].selection.split is None:  # self-supervised, no fine-tuning
         evaluated = "the student's last state (self-supervised, nothing selected)"
     else:
         evaluated = "the val-selected student"
@@ -284,8 +283,7 @@ def cmd_runs(args) -> int:
         return 0
     recs = store.records(task=args.task)[-args.limit:]
     _warn_invalid(store)
-    rows = [(r["id"], r["method"], r["task"], r["tier"], r["seed"],
-             f"{r['metrics'][r['main_metric']]:.2f} {r['main_metric']}", r["finished"][:19])
+    rows = [(r.id, r.method, r.task, r.tier, r.seed, f"{r.main_score:.2f} {r.main_metric}", r.finished[:19])
             for r in recs]
     print(tabulate(rows, headers=("id", "method", "task", "tier", "seed", "score", "finished"),
                    tablefmt="simple") if rows else "no runs")
@@ -308,7 +306,7 @@ def cmd_leaderboard(args) -> int:
         from xbench.publish import load_records
 
         recs = [r for r in load_records(args.records)
-                if (not args.task or r["task"] == args.task) and (not args.budget or r["tier"] == args.budget)]
+                if (not args.task or r.task == args.task) and (not args.budget or r.tier == args.budget)]
     else:
         from xbench.store import ResultStore
 
@@ -455,19 +453,23 @@ def cmd_new_plugin(args) -> int:
 
 
 def _checked(args) -> list[tuple[Path, Any, list[str]]]:
+    """(file, its record: None when rejected, its problems) for each file given."""
     from xbench.config import load_tiers
+    from xbench.records import RunRecord
     from xbench.registry import build_registry
     from xbench.submit import check_record, load
 
     reg, tiers = build_registry(), load_tiers()
     out = []
     for path in args.files:
-        record = load(path)
-        problems = check_record(record, reg, tiers, args.tier)
+        data = load(path)
+        problems = check_record(data, reg, tiers, args.tier)
+        record = None
         if problems:
             print(f"REJECTED {path}: " + "; ".join(problems))
         else:
-            print(f"OK {path}: {record['method']} on {record['task']}, tier {record['tier']}, seed {record['seed']}")
+            record = RunRecord.from_json(data, str(path))
+            print(f"OK {path}: {record.method} on {record.task}, tier {record.tier}, seed {record.seed}")
         out.append((path, record, problems))
     return out
 
@@ -482,13 +484,13 @@ def cmd_import(args) -> int:
 
     results = _checked(args)
     store = ResultStore()
-    have = {r["id"] for r in store.records()}
+    have = {r.id for r in store.records()}
     added = 0
     for _, record, problems in results:
-        if problems or record["id"] in have:  # unchecked records never enter the store
+        if problems or record.id in have:  # unchecked records never enter the store
             continue
         store.add(record)
-        have.add(record["id"])
+        have.add(record.id)
         added += 1
     rejected = sum(bool(p) for _, _, p in results)
     print(f"imported {added}, rejected {rejected}, already stored {len(results) - added - rejected}")
@@ -509,16 +511,17 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _record_arg(arg: str) -> dict[str, Any]:
+def _record_arg(arg: str):
     """A record from a file, else from the store by id."""
+    from xbench.records import RunRecord
     from xbench.submit import load
 
     path = Path(arg)
     if path.suffix == ".json" or path.exists():
-        return load(path)
+        return RunRecord.from_json(load(path), str(path))
     from xbench.store import ResultStore
 
-    found = [r for r in ResultStore().records() if r["id"] == arg]
+    found = [r for r in ResultStore().records() if r.id == arg]
     if not found:
         raise ConfigError(f"no record file and no stored run '{arg}'")
     return found[0]
@@ -540,7 +543,7 @@ def cmd_reproduce(args) -> int:
         else:
             from xbench.store import ResultStore
 
-            peers = ResultStore().records(task=record["task"], tier=record["tier"])
+            peers = ResultStore().records(task=record.task, tier=record.tier)
         spread = seed_spread(record, peers)
     print("\n".join(report(outcome, spread)))
     return 0 if outcome.identical else 1

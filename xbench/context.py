@@ -51,11 +51,13 @@ class Reporter:
     log: Any = _no_log
     progress: bool = False
 
-    def bar(self, total: int, desc: str) -> Any:
-        """A progress bar over ``total`` steps, drawn only where ``progress`` allows it."""
+    def bar(self, total: int, desc: str, **options: Any) -> Any:
+        """A progress bar over ``total`` steps, drawn only where ``progress`` allows it (``options``:
+        tqdm's, such as ``unit``)."""
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, disable=not self.progress, leave=False, mininterval=0.5)
+        return tqdm(total=total, desc=desc, disable=not self.progress, **{"leave": False, "mininterval": 0.5,
+                                                                           **options})
 
 
 @dataclass

@@ -80,15 +80,9 @@ def reference() -> str:
     for type_name in SPEC_TYPES:
         cls = getattr(specs, type_name)
         parts += [f"### `{type_name}`", "", inspect.cleandoc(cls.__doc__ or ""), ""]
-        comments = _field_comments(cls)
-        rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
-        for f in dataclasses.fields(cls):
-            meaning = comments.get(f.name, "").replace("|", "\\|")
-            # a | inside a table cell, code span or not, splits the cell unless escaped
-            kind, default = (x.replace("|", "\\|") for x in (_type(f.type), _default(f)))
-            rows.append(f"| `{f.name}` | `{kind}` | `{default}` | {meaning} |")
-        parts += rows + [""]
+        parts += _fields_table(cls)
     parts += _contracts()
+    parts += _record_fields()
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -102,8 +96,32 @@ PUBLIC_MODULES = {
     "xbench.context": "`Stage` (the stage names) and `RunContext`",
     "xbench.losses": "losses more than one plugin uses (`mmd2`, `GAMMAS`)",
     "xbench.preprocess": "how built-in models read inputs (`rgb_unit`, `log_mel`)",
+    "xbench.records": "`RunRecord` (a run record, read by attribute: `RunRecord.from_json`, `to_json`) and "
+                      "its parts, `problems` (what breaks the schema)",
     "xbench.testing": "the conformance kit for a plugin's own tests (`check_*`, pytest fixtures)",
 }
+
+
+def _fields_table(cls: type) -> list[str]:
+    comments = _field_comments(cls)
+    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        meaning = comments.get(f.name, "").replace("|", "\\|")
+        # a | inside a table cell, code span or not, splits the cell unless escaped
+        kind, default = (x.replace("|", "\\|") for x in (_type(f.type), _default(f)))
+        rows.append(f"| `{f.name}` | `{kind}` | `{default}` | {meaning} |")
+    return rows + [""]
+
+
+def _record_fields() -> list[str]:
+    from xbench import records
+    from xbench.budget import StageSpend
+
+    parts = ["## The run record", "", textwrap.dedent(records.__doc__ or "").strip(), ""]
+    for cls in (records.RunRecord, records.SelectionRecord, records.Budget, StageSpend, records.Totals,
+                records.Params, records.DataRecord):
+        parts += [f"### `{cls.__name__}`", "", inspect.cleandoc(cls.__doc__ or ""), ""] + _fields_table(cls)
+    return parts
 
 
 def _contracts() -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xbench.context import Stage
+from xbench.records import RunRecord
 from xbench.stats import Paired, Summary, paired, summarize
 
 #: stages that train or run the teacher: its cost, whether this run paid it or a cache did
@@ -29,13 +30,6 @@ def mean_std(values: list[float]) -> str:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{mean:.2f} ± {std:.2f}"
-
-
-def method_stage(rec: dict[str, Any]) -> dict[str, Any]:
-    """The stage in which the method trained its student (later stages: fine-tuning, a probe);
-    the teacher's for the teacher reference."""
-    stages = rec["budget"]["stages"]
-    return next((s for s in stages if s["stage"] == Stage.STUDENT), stages[-1])
 
 
 @dataclass(frozen=True)
@@ -105,12 +99,12 @@ class Table:
         return sorted({s for r in self.rows for s in r.scores})
 
 
-def _label(rec: dict[str, Any], differing: tuple[str, ...] = ()) -> str:
+def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
     """The method, its evaluation protocol where it is not the default, and the values of the
     options that differ between runs of the same method in this table."""
-    config = rec.get("config", {})
-    label = rec["method"]
-    if config.get("teacher") and rec.get("evaluated") == "student" and "teacher" in differing:
+    config = rec.config
+    label = rec.method
+    if config.get("teacher") and rec.evaluated == "student" and "teacher" in differing:
         label += f" <- {config['teacher']}"
     protocol = config.get("task_options", {}).get("protocol")
     if protocol and protocol != "finetune":
@@ -120,8 +114,8 @@ def _label(rec: dict[str, Any], differing: tuple[str, ...] = ()) -> str:
     shown = [f"{k}={_short(opts[k])}" for k in differing if k in opts]
     shown += [f"{k}={data[k[8:]]}" for k in differing if k.startswith("dataset.") and k[8:] in data]
     label += f" [{', '.join(shown)}]" if shown else ""
-    if rec.get("evaluated") == "teacher":
-        label += f" [{', '.join(rec['eval_modalities'])} input]"
+    if rec.evaluated == "teacher":
+        label += f" [{', '.join(rec.eval_modalities)} input]"
     return label
 
 
@@ -146,28 +140,28 @@ def _differing(configs: list[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _setting(rec: dict[str, Any]) -> str:
+def _setting(rec: RunRecord) -> str:
     """What a run's baseline must share with it: tier, task, dataset and their options (the
     same data, labels and protocol); the method and its options are what is compared."""
-    c = rec.get("config", {})
-    return json.dumps([rec["tier"], rec.get("task"), c.get("dataset"), c.get("task_options"),
+    c = rec.config
+    return json.dumps([rec.tier, rec.task, c.get("dataset"), c.get("task_options"),
                        c.get("dataset_options")], sort_keys=True)
 
 
-def _teacher_cost(recs: list[dict[str, Any]]) -> tuple[float, int, str]:
+def _teacher_cost(recs: list[RunRecord]) -> tuple[float, int, str]:
     """Mean seconds of the teacher's stages, mean teacher forwards, and who paid: every run
     records its teacher's cost, also when a cache spared it (``source: cache``)."""
-    stages = [[s for s in r["budget"]["stages"] if s["stage"] in TEACHER_STAGES] for r in recs]
+    stages = [[s for s in r.budget.stages if s.stage in TEACHER_STAGES] for r in recs]
     if not any(stages):
         return 0.0, 0, "-"
-    seconds = statistics.fmean(sum(s["seconds"] for s in st) for st in stages)
-    forwards = round(statistics.fmean(r["budget"]["totals"]["teacher_forwards"] for r in recs))
-    sources = {s.get("source", "computed") for st in stages for s in st}
+    seconds = statistics.fmean(sum(s.seconds for s in st) for st in stages)
+    forwards = round(statistics.fmean(r.budget.totals.teacher_forwards for r in recs))
+    sources = {s.source for st in stages for s in st}
     return seconds, forwards, sources.pop() if len(sources) == 1 else "mixed"
 
 
-def _selection(recs: list[dict[str, Any]]) -> str:
-    splits = {(r.get("selection") or {}).get("split") for r in recs}
+def _selection(recs: list[RunRecord]) -> str:
+    splits = {r.selection.split for r in recs}
     names = sorted("none" if s is None else str(s) for s in splits)
     return "/".join(names)
 
@@ -183,12 +177,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     return out
 
 
-def _relative_gain(recs: list[dict], base: dict[int, dict] | None, metric: str) -> float | None:
+def _relative_gain(recs: list[RunRecord], base: dict[int, RunRecord] | None, metric: str) -> float | None:
     """100 * (mean / student mean - 1) over the seeds both have, on ``metric``."""
     if not base:
         return None
-    mine = {r["seed"]: r["metrics"][metric] for r in recs if metric in r["metrics"]}
-    theirs = {s: x["metrics"][metric] for s, x in base.items() if metric in x["metrics"]}
+    mine = {r.seed: r.metrics[metric] for r in recs if metric in r.metrics}
+    theirs = {s: x.metrics[metric] for s, x in base.items() if metric in x.metrics}
     common = sorted(set(mine) & set(theirs))
     if not common:
         return None
@@ -196,69 +190,57 @@ def _relative_gain(recs: list[dict], base: dict[int, dict] | None, metric: str) 
     return 100 * (statistics.fmean(mine[s] for s in common) / base_mean - 1) if base_mean else None
 
 
-#: records made before records said whether they are a baseline run (no ``baseline`` key) had one
-#: baseline: the baselines plugin's ``student``
-LEGACY_BASELINE = "student"
-
-
-def is_baseline(rec: dict[str, Any]) -> bool:
-    """Whether a record is a run of its task's baseline method (``MethodSpec.baseline``)."""
-    if "baseline" in rec:
-        return bool(rec["baseline"])
-    return rec["method"] == LEGACY_BASELINE and rec.get("evaluated", "student") == "student"
-
-
-def build(records: list[dict[str, Any]], paper: dict[tuple[str, str], PaperValue] | None = None) -> list[Table]:
+def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | None = None) -> list[Table]:
     """Records -> tables, one per (tier, task), rows sorted by label. The latest record of a
     (configuration, seed) wins. Runs of one method with other options (the linear-probe protocol,
     an ablation, another teacher, fewer labels) are other rows, labelled by what differs, never
     averaged together. ``paper`` maps (method, task) to the paper's value for that setting."""
-    by: dict[tuple[str, str, str, str], dict[int, dict]] = defaultdict(dict)
-    for rec in sorted(records, key=lambda r: (r.get("finished", ""), r.get("id", ""))):
-        by[(rec["tier"], rec.get("task", "?"), rec["method"], rec["config_hash"])][rec["seed"]] = rec
+    by: dict[tuple[str, str, str, str], dict[int, RunRecord]] = defaultdict(dict)
+    for rec in sorted(records, key=lambda r: (r.finished, r.id)):
+        by[(rec.tier, rec.task, rec.method, rec.config_hash)][rec.seed] = rec
     configs: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for (tier, task, method, _), seeds in by.items():
-        configs[(tier, task, method)].append(next(iter(seeds.values())).get("config", {}))
+        configs[(tier, task, method)].append(next(iter(seeds.values())).config)
     baselines = {_setting(next(iter(seeds.values()))): seeds
-                 for seeds in by.values() if is_baseline(next(iter(seeds.values())))}
+                 for seeds in by.values() if next(iter(seeds.values())).baseline}
     tables: dict[tuple[str, str], Table] = {}
     for (tier, task, method, config_hash), seeds in sorted(by.items()):
         recs = [seeds[s] for s in sorted(seeds)]
-        metric = recs[0]["main_metric"]
+        metric = recs[0].main_metric
         table = tables.setdefault((tier, task), Table(tier, task, metric, []))
         # a metric a run could not define (NaN: the teacher reference generates no sentences)
         # is no score: the row shows "-" rather than nan
-        scores = {r["seed"]: r["metrics"][metric] for r in recs
-                  if metric in r["metrics"] and not math.isnan(r["metrics"][metric])}
-        baseline = is_baseline(recs[0])
+        scores = {r.seed: r.metrics[metric] for r in recs
+                  if metric in r.metrics and not math.isnan(r.metrics[metric])}
+        baseline = recs[0].baseline
         base = baselines.get(_setting(recs[0])) if not baseline else None
-        versus = paired(scores, {s: x["metrics"][metric] for s, x in base.items()
-                                 if metric in x["metrics"]}) if base else None
+        versus = paired(scores, {s: x.metrics[metric] for s, x in base.items()
+                                 if metric in x.metrics}) if base else None
         pv = (paper or {}).get((method, task))
-        totals = [r["budget"]["totals"] for r in recs]
+        totals = [r.budget.totals for r in recs]
         t_seconds, t_forwards, t_source = _teacher_cost(recs)
-        evaluated = recs[0].get("evaluated", "student")
         first = recs[0]
+        evaluated = first.evaluated
         table.rows.append(Row(
             label=_label(first, _differing(configs[(tier, task, method)])),
             method=method, baseline=baseline, config_hash=config_hash, evaluated=evaluated, scores=scores,
             summary=summarize(list(scores.values())) if scores else None, versus=versus,
             relative_gain=_relative_gain(recs, base, metric),
             # the method's own training stage (later stages: fine-tuning, a probe)
-            steps="/".join(sorted({str(method_stage(r)["steps"]) for r in recs})),
-            params=first["params"]["student"] + first["params"]["heads"] if evaluated == "student"
-            else first["params"]["teacher"],
-            params_heads=first["params"]["heads"] if evaluated == "student" else 0,
-            teacher=first.get("config", {}).get("teacher"),
+            steps="/".join(sorted({str(r.method_stage.steps) for r in recs})),
+            params=first.params.student + first.params.heads if evaluated == "student"
+            else first.params.teacher,
+            params_heads=first.params.heads if evaluated == "student" else 0,
+            teacher=first.config.get("teacher"),
             teacher_seconds=t_seconds, teacher_forwards=t_forwards, teacher_source=t_source,
-            gflops=statistics.fmean(t["flops"] for t in totals) / 1e9,
-            seconds=statistics.fmean(t["seconds"] for t in totals),
-            peak_memory_mb=max(t.get("peak_memory_mb", 0.0) for t in totals),
-            memory_kind=method_stage(first).get("memory_kind", "host-rss"),
+            gflops=statistics.fmean(t.flops for t in totals) / 1e9,
+            seconds=statistics.fmean(t.seconds for t in totals),
+            peak_memory_mb=max(t.peak_memory_mb for t in totals),
+            memory_kind=first.method_stage.memory_kind,
             selection=_selection(recs),
-            stopped_by=next((t["stopped_by"] for t in totals if t.get("stopped_by")), None),
+            stopped_by=next((t.stopped_by for t in totals if t.stopped_by), None),
             paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
-            git_shas=sorted({(r.get("env") or {}).get("git_sha") or "?" for r in recs}),
+            git_shas=sorted({r.git_sha or "?" for r in recs}),
         ))
     out = []
     for key in sorted(tables):
@@ -284,12 +266,12 @@ def paper_values(reg) -> dict[tuple[str, str], PaperValue]:
     return out
 
 
-def wall_time(records: list[dict[str, Any]]) -> tuple[float, float]:
+def wall_time(records: list[RunRecord]) -> tuple[float, float]:
     """(wall seconds while any run was going, summed run seconds) of a set of records: the union
     of their [started, finished] intervals, so a sweep resumed over several sittings counts only
     the time it ran, however many workers it had."""
-    spans = sorted((dt.datetime.fromisoformat(r["started"]).timestamp(),
-                    dt.datetime.fromisoformat(r["finished"]).timestamp()) for r in records)
+    spans = sorted((dt.datetime.fromisoformat(r.started).timestamp(),
+                    dt.datetime.fromisoformat(r.finished).timestamp()) for r in records)
     wall = total = 0.0
     end = float("-inf")
     for a, b in spans:

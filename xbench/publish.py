@@ -19,7 +19,7 @@ from typing import Any
 
 from xbench.errors import ConfigError
 from xbench.leaderboard import Table, build, paper_values, wall_time
-from xbench.records import validate
+from xbench.records import RunRecord
 from xbench.render import markdown, to_csv, to_html, to_json
 from xbench.submit import changed_fields
 
@@ -27,7 +27,7 @@ from xbench.submit import changed_fields
 RENDERED = ("README.md", "leaderboard.tex", "leaderboard.csv", "leaderboard.json", "index.html")
 
 
-def load_records(folder: Path) -> list[dict[str, Any]]:
+def load_records(folder: Path) -> list[RunRecord]:
     """Every ``*.json`` record under ``folder`` (a published ``records/`` folder or a store's
     ``runs/``), in a stable order."""
     if not folder.is_dir():
@@ -38,14 +38,14 @@ def load_records(folder: Path) -> list[dict[str, Any]]:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not a readable run record ({exc})") from exc
-        validate(rec, str(path))
+        record = RunRecord.from_json(rec, str(path))
         # a record edited after its run is not shown: its numbers are not the run's (records made
         # before content hashes were kept have none to check)
         changed = changed_fields(rec) if "integrity" in rec else []
         if changed:
             raise ConfigError(f"{path}: edited after the run: {', '.join(changed)} no longer match(es) "
                               f"the record's hashes")
-        out.append(rec)
+        out.append(record)
     return out
 
 
@@ -53,16 +53,16 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def _preface(records: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+def _preface(records: list[RunRecord], meta: dict[str, Any]) -> list[str]:
     wall, total = wall_time(records) if records else (0.0, 0.0)
-    shas = sorted({(r.get("env") or {}).get("git_sha") or "?" for r in records})
-    cells = {(r["task"], r["config_hash"]) for r in records}
+    shas = sorted({r.git_sha or "?" for r in records})
+    cells = {(r.task, r.config_hash) for r in records}
     expected = meta.get("expected_runs")
     lines = [
         f"Suite `{meta.get('suite', '?')}` ({meta.get('suite_file', '?')}), tier `{meta.get('tier', '?')}`: "
         f"{len(records)} runs" + (f" of {expected}" if expected else "") + f" in {len(cells)} cells.",
         (f"Wall time {_hours(wall)} while any run was going (union of the runs' start-finish "
-        f"intervals), {_hours(total)} of runs summed; {records[0]['env']['device'] if records else '-'}."),
+        f"intervals), {_hours(total)} of runs summed; {records[0].env['device'] if records else '-'}."),
         f"Code: {', '.join(s[:12] for s in shas)} (git sha of each run, in its record).",
     ]
     if meta.get("missing"):
@@ -84,7 +84,7 @@ def render_dir(folder: Path, target: Path | None = None, reg=None) -> list[Table
     return render_records(records, meta, target, reg)
 
 
-def render_records(records: list[dict[str, Any]], meta: dict[str, Any], target: Path, reg=None) -> list[Table]:
+def render_records(records: list[RunRecord], meta: dict[str, Any], target: Path, reg=None) -> list[Table]:
     from xbench.plots import write_plots
 
     if reg is None:
@@ -118,15 +118,16 @@ def latex_doc(tables: list[Table]) -> str:
             + latex(tables, paper=True))
 
 
-def publish(records: list[dict[str, Any]], meta: dict[str, Any], folder: Path, reg=None) -> int:
+def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=None) -> int:
     """Write the records (and only these: stale ones are removed) and render every format."""
     rec_dir = folder / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
     keep = set()
     for rec in records:
-        validate(rec, "--publish")  # a safe id: the file is named by it
-        path = rec_dir / f"{rec['id']}.json"
-        path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+        data = rec.to_json()
+        RunRecord.from_json(data, "--publish")  # a safe id: the file is named by it
+        path = rec_dir / f"{rec.id}.json"
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         keep.add(path.name)
     for path in rec_dir.glob("*.json"):
         if path.name not in keep:

@@ -23,6 +23,7 @@ import torch
 from xbench.config import RunConfig, Tier, from_mapping, load_tiers, stable_hash, to_plain
 from xbench.engine import execute, plan, resolve_device
 from xbench.errors import ConfigError
+from xbench.records import RunRecord
 from xbench.registry import Registry
 
 #: the environment keys a result's bits may depend on
@@ -33,8 +34,8 @@ NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "device", "threads"
 class Outcome:
     """What a reproduction found."""
 
-    record: dict[str, Any]
-    new: dict[str, Any]
+    record: RunRecord
+    new: RunRecord
     env_diff: dict[str, tuple[Any, Any]]
     config_changed: list[str]
     #: metric -> (recorded, reproduced), for the metrics that differ
@@ -45,14 +46,14 @@ class Outcome:
         return not self.differs and not self.config_changed
 
 
-def run_config(record: dict[str, Any], tiers: dict[str, Tier]) -> RunConfig:
+def run_config(record: RunRecord, tiers: dict[str, Tier]) -> RunConfig:
     """The RunConfig that resolves to the record's configuration: its names, every option as
     resolved, and the tier (a modified tier as its base tier plus the fields that differ)."""
-    cfg = record["config"]
+    cfg = record.config
     tier_name = cfg["tier"]["name"]
     base = tier_name.removesuffix("+custom")
     if base not in tiers:
-        raise ConfigError(f"record {record['id']}: its tier '{base}' is not among this installation's tiers "
+        raise ConfigError(f"record {record.id}: its tier '{base}' is not among this installation's tiers "
                           f"({', '.join(tiers)})")
     budget_options = {}
     if tier_name != base:
@@ -60,10 +61,10 @@ def run_config(record: dict[str, Any], tiers: dict[str, Tier]) -> RunConfig:
         budget_options = {k: v for k, v in cfg["tier"].items() if k != "name" and plain.get(k) != v}
     return from_mapping(RunConfig, {
         "method": cfg["method"], "task": cfg["task"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],
-        "budget": base, "seeds": [record["seed"]], "budget_options": budget_options,
+        "budget": base, "seeds": [record.seed], "budget_options": budget_options,
         "method_options": cfg["method_options"] or {}, "task_options": cfg["task_options"] or {},
         "dataset_options": cfg["dataset_options"] or {}, "teacher_options": cfg["teacher_options"] or {},
-    }, f"record {record['id']}")
+    }, f"record {record.id}")
 
 
 def env_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -77,38 +78,37 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def reproduce(record: dict[str, Any], reg: Registry, *, device: str = "cpu",
+def reproduce(record: RunRecord, reg: Registry, *, device: str = "cpu",
               log: Callable[[str], None] = lambda s: None) -> Outcome:
     tiers = load_tiers()
     p = plan(reg, run_config(record, tiers), tiers)
     resolved = p.resolved()
-    changed = [] if stable_hash(resolved) == record["config_hash"] else sorted(
-        k for k in resolved if resolved[k] != record["config"].get(k))
-    threads = record.get("env", {}).get("threads")
+    changed = [] if stable_hash(resolved) == record.config_hash else sorted(
+        k for k in resolved if resolved[k] != record.config.get(k))
+    threads = record.env.get("threads")
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
         # a teacher cache of its own: a teacher cached by another version must not hide a difference
         with tempfile.TemporaryDirectory(prefix="xbench-reproduce-") as home:
-            new = execute(p, record["seed"], device=resolve_device(device), log=log, home=Path(home))
+            new = execute(p, record.seed, device=resolve_device(device), log=log, home=Path(home))
     finally:
         torch.set_num_threads(before)
-    out = Outcome(record, new, env_diff(record.get("env", {}), new["env"]), changed)
-    for k in sorted(set(record["metrics"]) | set(new["metrics"])):
-        a, b = record["metrics"].get(k, float("nan")), new["metrics"].get(k, float("nan"))
+    out = Outcome(record, new, env_diff(record.env, new.env), changed)
+    for k in sorted(set(record.metrics) | set(new.metrics)):
+        a, b = record.metrics.get(k, float("nan")), new.metrics.get(k, float("nan"))
         if not _same(a, b):
             out.differs[k] = (a, b)
     return out
 
 
-def seed_spread(record: dict[str, Any], peers: list[dict[str, Any]]) -> dict[str, float]:
+def seed_spread(record: RunRecord, peers: list[RunRecord]) -> dict[str, float]:
     """Each metric's standard deviation over the seeds of the record's cell (same config hash)."""
-    cell = [r for r in peers if r["config_hash"] == record["config_hash"]]
+    cell = [r for r in peers if r.config_hash == record.config_hash]
     out = {}
-    for k in record["metrics"]:
-        values = [r["metrics"][k] for r in cell if isinstance(r["metrics"].get(k), (int, float))
-                  and math.isfinite(r["metrics"][k])]
+    for k in record.metrics:
+        values = [r.metrics[k] for r in cell if k in r.metrics and math.isfinite(r.metrics[k])]
         if len(values) >= 2:
             out[k] = statistics.stdev(values)
     return out
@@ -117,23 +117,23 @@ def seed_spread(record: dict[str, Any], peers: list[dict[str, Any]]) -> dict[str
 def report(o: Outcome, spread: dict[str, float]) -> list[str]:
     """The lines ``xbench reproduce`` prints."""
     rec = o.record
-    head = f"{rec['id']}: {rec['method']} on {rec['task']} ({rec['dataset']}), tier {rec['tier']}"
-    lines = [f"{head}, seed {rec['seed']}"]
+    head = f"{rec.id}: {rec.method} on {rec.task} ({rec.dataset}), tier {rec.tier}"
+    lines = [f"{head}, seed {rec.seed}"]
     if o.env_diff:
         lines.append("environment differs (bit-identity is promised only for an equal one):")
         lines += [f"  {k}: recorded {a!r}, here {b!r}" for k, a, b in ((k, *v) for k, v in o.env_diff.items())]
     else:
-        lines.append("environment: equal (" + ", ".join(f"{k} {o.new['env'].get(k)}" for k in NUMERIC_ENV
+        lines.append("environment: equal (" + ", ".join(f"{k} {o.new.env.get(k)}" for k in NUMERIC_ENV
                                                       ) + ")")
-    unrecorded = [k for k in NUMERIC_ENV if k not in rec.get("env", {})]
+    unrecorded = [k for k in NUMERIC_ENV if k not in rec.env]
     if unrecorded:
         lines.append(f"not recorded by this record's version: {', '.join(unrecorded)}")
     if o.config_changed:
         lines.append("the configuration resolves differently at this version: " + ", ".join(o.config_changed))
     if not o.differs:
-        lines.append(f"identical: all {len(rec['metrics'])} metrics equal")
+        lines.append(f"identical: all {len(rec.metrics)} metrics equal")
         return lines
-    lines.append(f"{len(o.differs)} of {len(rec['metrics'])} metrics differ:")
+    lines.append(f"{len(o.differs)} of {len(rec.metrics)} metrics differ:")
     for k, (a, b) in o.differs.items():
         note = f" (seed std {spread[k]:.2f}: {abs(b - a) / spread[k]:.2f} std)" if spread.get(k) else ""
         lines.append(f"  {k}: recorded {a:.4f}, reproduced {b:.4f}, difference {b - a:+.4f}{note}")

@@ -11,9 +11,8 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
 
-from xbench.records import problems, run_dir, safe_id, validate
+from xbench.records import RunRecord, problems, run_dir, safe_id
 from xbench.settings import settings
 
 SCHEMA = """
@@ -55,23 +54,24 @@ class ResultStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def add(self, record: dict[str, Any]) -> Path:
+    def add(self, record: RunRecord) -> Path:
         """Validate the record, then write its row and result.json in one transaction: the row is
         committed only once the file is in place, and a file whose row fails is removed, so
         neither is ever left without the other."""
-        validate(record, "run")
-        path = self.run_dir(record["id"]) / "result.json"
+        data = record.to_json()
+        RunRecord.from_json(data, "run")  # built in code, it may still break the schema
+        path = self.run_dir(record.id) / "result.json"
         written = False
         try:
             with self.db:
                 self.db.execute(
                     "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (record["id"], record["method"], record["task"], record["dataset"], record["tier"],
-                     record["seed"], record["main_metric"], record["metrics"].get(record["main_metric"]),
-                     record["config_hash"], record["finished"], json.dumps(record, sort_keys=True)),
+                    (record.id, record.method, record.task, record.dataset, record.tier, record.seed,
+                     record.main_metric, record.main_score, record.config_hash, record.finished,
+                     json.dumps(data, sort_keys=True)),
                 )
                 tmp = path.with_name(f"result.json.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
                 tmp.replace(path)
                 written = True
         except BaseException:
@@ -80,7 +80,7 @@ class ResultStore:
             raise
         return path
 
-    def records(self, task: str | None = None, tier: str | None = None) -> list[dict[str, Any]]:
+    def records(self, task: str | None = None, tier: str | None = None) -> list[RunRecord]:
         """The stored records that pass the schema; the others are left out and listed in
         ``self.invalid`` as (id, problem), for the CLI to name."""
         query, args = "SELECT id, record FROM runs WHERE 1=1", []
@@ -92,15 +92,15 @@ class ResultStore:
         out, self.invalid = [], []
         for run_id, text in rows:
             try:
-                rec = json.loads(text)
+                data = json.loads(text)
             except json.JSONDecodeError as exc:
                 self.invalid.append((run_id, f"not JSON ({exc.msg})"))
                 continue
-            found = problems(rec)
+            found = problems(data)
             if found:
                 self.invalid.append((run_id, found[0]))
             else:
-                out.append(rec)
+                out.append(RunRecord.from_json(data, run_id))
         return out
 
     def delete(self, run_id: str) -> bool:
@@ -121,10 +121,10 @@ class ResultStore:
                 out.setdefault(config_hash, set()).add(seed)
         return out
 
-    def latest(self, config_hash: str, seed: int) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT record FROM runs WHERE config_hash = ? AND seed = ? "
+    def latest(self, config_hash: str, seed: int) -> RunRecord | None:
+        row = self.db.execute("SELECT id, record FROM runs WHERE config_hash = ? AND seed = ? "
                               "ORDER BY finished DESC, id DESC LIMIT 1", (config_hash, seed)).fetchone()
-        return json.loads(row[0]) if row else None
+        return RunRecord.from_json(json.loads(row[1]), row[0]) if row else None
 
     def close(self) -> None:
         self.db.close()

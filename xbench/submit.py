@@ -21,6 +21,7 @@ from typing import Any
 
 from xbench.context import Stage
 from xbench.errors import ConfigError
+from xbench.records import RunRecord
 from xbench.records import problems as schema_problems
 
 #: stage -> the tier's step limit for it
@@ -59,41 +60,43 @@ def changed_fields(record: dict[str, Any]) -> list[str]:
     return [k for k in changed if not any(c.startswith(k + ".") for c in changed)]
 
 
-def check_record(record: Any, reg, tiers: dict, tier: str | None = None) -> list[str]:
-    """Every reason the record cannot enter a leaderboard; an empty list when it can."""
+def check_record(data: Any, reg, tiers: dict, tier: str | None = None) -> list[str]:
+    """Every reason a record (JSON data) cannot enter a leaderboard; an empty list when it can."""
     from xbench.config import stable_hash, to_plain
 
-    problems = schema_problems(record)
+    problems = schema_problems(data)
     if problems:
         return problems
-    # -- the content as the run wrote it
-    changed = changed_fields(record) if "integrity" in record else []
-    if "integrity" not in record:
+    # -- the content as the run wrote it (hashed as JSON data)
+    changed = changed_fields(data) if "integrity" in data else []
+    if "integrity" not in data:
         problems.append("content: the record has no content hashes (made before they were kept): it cannot be "
                         "checked")
     elif changed:
         problems.append(f"content: edited after the run: {', '.join(changed)} "
                         f"no longer match(es) the record's hashes")
-    elif integrity(record)["sha256"] != record["integrity"].get("sha256"):
+    elif integrity(data)["sha256"] != data["integrity"].get("sha256"):
         problems.append("content: the record's hash does not match its content")
+    record = RunRecord.from_json(data, "record")
     # -- the configuration
-    config = {k: v for k, v in record["config"].items() if k != "seed"}
-    if stable_hash(config) != record["config_hash"]:
-        problems.append(f"config: config_hash {record['config_hash']} is not the hash of the recorded "
+    config = {k: v for k, v in record.config.items() if k != "seed"}
+    if stable_hash(config) != record.config_hash:
+        problems.append(f"config: config_hash {record.config_hash} is not the hash of the recorded "
                         f"config ({stable_hash(config)})")
     for key in ("method", "task", "dataset"):
-        if record["config"].get(key) != record[key]:
-            problems.append(f"config: {key} '{record[key]}' but the config says '{record['config'].get(key)}'")
+        if record.config.get(key) != getattr(record, key):
+            problems.append(f"config: {key} '{getattr(record, key)}' but the config says "
+                            f"'{record.config.get(key)}'")
     # -- the budget tier, as published here
-    name = tier or record["tier"]
-    if name != record["tier"]:
-        problems.append(f"tier: the record is of tier '{record['tier']}', not '{name}'")
+    name = tier or record.tier
+    if name != record.tier:
+        problems.append(f"tier: the record is of tier '{record.tier}', not '{name}'")
     elif name not in tiers:
         problems.append(f"tier: unknown tier '{name}' (known: {', '.join(tiers)})")
     else:
         problems += _check_budget(record, to_plain(tiers[name]))
     # -- plugins, as installed here
-    for plugin, info in sorted(record["plugins"].items()):
+    for plugin, info in sorted(record.plugins.items()):
         here = reg.plugins.get(plugin)
         if here is None:
             problems.append(f"plugins: unknown plugin '{plugin}' ({info.get('dist')} {info.get('version')}) "
@@ -105,49 +108,48 @@ def check_record(record: Any, reg, tiers: dict, tier: str | None = None) -> list
     return problems
 
 
-def _check_budget(record: dict[str, Any], tier: dict[str, Any]) -> list[str]:
+def _check_budget(record: RunRecord, tier: dict[str, Any]) -> list[str]:
     problems = []
-    recorded = record["budget"].get("tier") or {}
+    recorded = record.budget.tier
     for key, value in sorted(tier.items()):
         if key != "description" and recorded.get(key) != value:
             problems.append(f"budget: the record's tier says {key}={recorded.get(key)!r}, tier "
                             f"'{tier['name']}' says {value!r}")
-    stages = record["budget"].get("stages") or []
+    stages = record.budget.stages
     for stage in stages:
-        limit_key = STAGE_LIMITS.get(stage.get("stage"))
+        limit_key = STAGE_LIMITS.get(stage.stage)
         if limit_key is None:
             continue
         limit = tier[limit_key]
-        if stage.get("steps", 0) > limit:
-            problems.append(f"budget: stage '{stage['stage']}' took {stage['steps']} steps, the tier allows {limit_key}={limit}")
-        if stage.get("samples", 0) > stage.get("steps", 0) * tier["batch_size"]:
-            problems.append(f"budget: stage '{stage['stage']}' saw {stage['samples']} samples in {stage['steps']} "
+        if stage.steps > limit:
+            problems.append(f"budget: stage '{stage.stage}' took {stage.steps} steps, the tier allows {limit_key}={limit}")
+        if stage.samples > stage.steps * tier["batch_size"]:
+            problems.append(f"budget: stage '{stage.stage}' saw {stage.samples} samples in {stage.steps} "
                             f"steps of batch {tier['batch_size']}")
-    totals = record["budget"].get("totals") or {}
+    totals = record.budget.totals
     for key in ("steps", "samples", "teacher_forwards", "flops"):
-        if key in totals and totals[key] != sum(s.get(key, 0) for s in stages):
-            problems.append(f"budget: totals.{key} {totals[key]} is not the sum over stages")
-    computed = sum(s.get("seconds", 0.0) for s in stages if s.get("source", "computed") == "computed")
+        if getattr(totals, key) != sum(getattr(s, key) for s in stages):
+            problems.append(f"budget: totals.{key} {getattr(totals, key)} is not the sum over stages")
+    computed = sum(s.seconds for s in stages if s.source == "computed")
     if computed > tier["max_seconds"] * 1.05:  # the cap is checked between steps: one step may pass it
         problems.append(f"budget: {computed:.0f} s of computed stages, the tier allows max_seconds={tier['max_seconds']}")
     return problems
 
 
-def _check_contract(record: dict[str, Any], reg) -> list[str]:
+def _check_contract(record: RunRecord, reg) -> list[str]:
     problems = []
     try:
-        task = reg.get("tasks", record["task"])
-        method = reg.get("methods", record["method"])
+        task = reg.get("tasks", record.task)
+        method = reg.get("methods", record.method)
     except Exception as exc:  # noqa: BLE001 - any lookup failure is the record's problem to report
         return [f"contract: {exc}"]
-    if record["evaluated"] == "student" and tuple(record["eval_modalities"]) != tuple(task.student_modalities):
-        problems.append(f"contract: the student was evaluated on {record['eval_modalities']}, task "
+    if record.evaluated == "student" and record.eval_modalities != tuple(task.student_modalities):
+        problems.append(f"contract: the student was evaluated on {list(record.eval_modalities)}, task "
                         f"'{task.name}' allows {list(task.student_modalities)}")
-    if record["evaluated"] != method.evaluates:
+    if record.evaluated != method.evaluates:
         problems.append(f"contract: method '{method.name}' evaluates the {method.evaluates}, the record the "
-                        f"{record['evaluated']}")
-    split = record["selection"].get("split")
-    stage = record["selection"].get("stage")
+                        f"{record.evaluated}")
+    split, stage = record.selection.split, record.selection.stage
     if method.labels or stage == "finetune":
         if split != "val":
             problems.append(f"selection: model selected on '{split}', only val is allowed")

@@ -34,7 +34,9 @@ from xbench.config import (
     shipped_or_path,
     stable_hash,
 )
+from xbench.context import Reporter
 from xbench.errors import ConfigError, IncompatibleError
+from xbench.records import RunRecord
 from xbench.store import ResultStore
 
 #: keys a suite entry may set for its runs (the RunConfig keys but the grid's own)
@@ -225,11 +227,11 @@ class Estimator:
         self.prior: dict[str, list[float]] = {}
         for rec in store.records(tier=tier):
             try:
-                took = (dt.datetime.fromisoformat(rec["finished"])
-                        - dt.datetime.fromisoformat(rec["started"])).total_seconds()
-            except (KeyError, ValueError):
+                took = (dt.datetime.fromisoformat(rec.finished)
+                        - dt.datetime.fromisoformat(rec.started)).total_seconds()
+            except ValueError:
                 continue
-            self.prior.setdefault(rec["task"], []).append(took)
+            self.prior.setdefault(rec.task, []).append(took)
         self.seen: dict[str, list[float]] = {}
 
     def add(self, task: str, seconds: float) -> None:
@@ -301,11 +303,10 @@ class _Workers:
         self.running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
         self.trained: set[str] = set()  # teacher groups whose first run finished (the cache is filled)
         self.bar = None
-        if progress:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=len(self.todo), unit="run", file=sys.stderr, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        if progress:  # the one reporter's bar, as a run's stages draw theirs
+            self.bar = Reporter(log=say, progress=True).bar(
+                len(self.todo), "sweep", unit="run", file=sys.stderr, dynamic_ncols=True, leave=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
             self.bar.set_postfix_str(f"ETA {self.estimator.eta(self.todo, jobs)}")  # from stored runs
 
     def ready(self, run: Run) -> bool:
@@ -380,8 +381,8 @@ def _stored_score(store: ResultStore, run: Run) -> str:
     rec = store.latest(run.config_hash, run.seed)
     if rec is None:
         return "finished, but no record was stored"
-    metric = rec["main_metric"]
-    return f"{metric} {rec['metrics'].get(metric, float('nan')):.2f}"
+    score = rec.main_score
+    return f"{rec.main_metric} {float('nan') if score is None else score:.2f}"
 
 
 def history_line(sp: SweepPlan, finished: int, failed: int, seconds: float, interrupted: bool) -> dict:
@@ -399,15 +400,15 @@ def append_history(store: ResultStore, sp: SweepPlan, entry: dict) -> None:
         fh.write(json.dumps(entry) + "\n")
 
 
-def suite_records(sp: SweepPlan, store: ResultStore) -> list[dict[str, Any]]:
+def suite_records(sp: SweepPlan, store: ResultStore) -> list[RunRecord]:
     """The stored records of the suite's runs: the latest record of each (config hash, seed)."""
     wanted = {(r.config_hash, r.seed) for r in sp.runs}
-    latest: dict[tuple[str, int], dict] = {}
+    latest: dict[tuple[str, int], RunRecord] = {}
     for rec in store.records(tier=sp.suite.tier):
-        key = (rec["config_hash"], rec["seed"])
+        key = (rec.config_hash, rec.seed)
         if key in wanted:
             latest[key] = rec  # records come in finishing order: the last one wins
-    return sorted(latest.values(), key=lambda r: (r["task"], r["method"], r["config_hash"], r["seed"]))
+    return sorted(latest.values(), key=lambda r: (r.task, r.method, r.config_hash, r.seed))
 
 
 def describe(sp: SweepPlan) -> str:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xbench.config import Tier
+    from xbench.records import RunRecord
     from xbench.registry import Registry
 
 #: a budget small enough for a conformance run: two steps of each stage
@@ -317,37 +318,37 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
         assert "teacher_changed" not in st, st.get("teacher_changed")
 
     def budget():
-        for stage in st["rec"]["budget"]["stages"]:
-            if stage["stage"] == "teacher-inference":  # one pass over the train split, no steps
-                assert stage["steps"] == 0, f"{what}: teacher inference took optimizer steps"
+        for stage in st["rec"].budget.stages:
+            if stage.stage == "teacher-inference":  # one pass over the train split, no steps
+                assert stage.steps == 0, f"{what}: teacher inference took optimizer steps"
                 continue
-            limit = MICRO[f"{stage['stage']}_steps"]
-            assert stage["steps"] <= limit, f"{what}: {stage['stage']} ran {stage['steps']} steps of {limit}"
-            assert stage["samples"] <= limit * MICRO["batch_size"], f"{what}: {stage['stage']} saw too many samples"
+            limit = MICRO[f"{stage.stage}_steps"]
+            assert stage.steps <= limit, f"{what}: {stage.stage} ran {stage.steps} steps of {limit}"
+            assert stage.samples <= limit * MICRO["batch_size"], f"{what}: {stage.stage} saw too many samples"
 
     def selection():
         rec, spec = st["rec"], reg.get("methods", name)
-        if spec.labels or rec["selection"].get("stage") == "finetune":
-            assert rec["selection"]["split"] == "val", f"{what}: selection not on val"
+        if spec.labels or rec.selection.stage == "finetune":
+            assert rec.selection.split == "val", f"{what}: selection not on val"
         else:  # self-supervised without fine-tuning: no labels, so nothing may have been selected
-            assert rec["selection"]["split"] is None, f"{what}: selected on labels"
+            assert rec.selection.split is None, f"{what}: selected on labels"
 
     def metrics():
         rec, t = st["rec"], reg.get("tasks", task)
         # a metric may be undefined on tiny data (NaN: no many-shot class), never infinite or missing
-        assert all(isinstance(v, float) and not math.isinf(v) for v in rec["metrics"].values()), \
-            f"{what}: bad metric values {rec['metrics']}"
+        assert all(isinstance(v, float) and not math.isinf(v) for v in rec.metrics.values()), \
+            f"{what}: bad metric values {rec.metrics}"
         if reg.get("methods", name).evaluates == "student":
-            assert math.isfinite(rec["metrics"][t.main_metric]), f"{what}: main metric not finite"
+            assert math.isfinite(rec.metrics[t.main_metric]), f"{what}: main metric not finite"
 
     def privileged():
         if reg.get("methods", name).evaluates == "student":
-            mods = tuple(st["rec"]["eval_modalities"])
+            mods = st["rec"].eval_modalities
             assert mods == reg.get("tasks", task).student_modalities, f"{what}: student evaluated with {list(mods)}"
 
     def same_seed():
         again = execute(st["plan"], 0, device=torch.device("cpu"), data_root=data_root)
-        a, b = st["rec"]["metrics"], again["metrics"]
+        a, b = st["rec"].metrics, again.metrics
         # NaN (a metric undefined on tiny data) equals NaN here
         same = a.keys() == b.keys() and all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
         diff = next((f"{k} {a[k]} then {b[k]}" for k in a if not same and a.get(k) != b.get(k)), "")
@@ -359,7 +360,7 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
     return steps + ([("deterministic on CPU", same_seed)] if deterministic else [])
 
 
-def check_method(reg: Registry, name: str, task: str, data_root: Path) -> dict[str, Any]:
+def check_method(reg: Registry, name: str, task: str, data_root: Path) -> RunRecord:
     """:func:`method_steps` (one run), raising AssertionError at the first failure; returns the
     run record."""
     st: dict[str, Any] = {}

@@ -60,14 +60,13 @@ def main() -> int:
     events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     spans = [(e.time_range.start / 1e6, e.time_range.end / 1e6) for e in events]
     busy = busy_time(spans)
-    stages = {s["stage"]: s for s in rec["budget"]["stages"]}
+    st = rec.budget.stage("student")
     print(f"{args.method} on {args.task}, tier {args.tier}, {torch.cuda.get_device_name()}: "
           f"run {wall:.1f} s, GPU busy {busy:.1f} s = {busy / wall:.3f} of the run "
           f"({len(events)} kernels and copies)")
-    st = stages.get("student")
     if st:
-        print(f"student stage: {st['steps']} steps in {st['seconds']:.1f} s, "
-              f"peak {st['peak_memory_mb']:.0f} MB ({st['memory_kind']})")
+        print(f"student stage: {st.steps} steps in {st.seconds:.1f} s, "
+              f"peak {st.peak_memory_mb:.0f} MB ({st.memory_kind})")
     return 0
 
 

@@ -24,24 +24,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tier", default="cpu")
     args = ap.parse_args()
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list] = defaultdict(list)
     for rec in ResultStore().records(tier=args.tier):
-        if rec.get("evaluated") != "student" or not rec.get("teacher"):
+        if rec.evaluated != "student" or not rec.teacher:
             continue
         # one trained teacher: its name, seed and what its selection saw (the same under any cache
         # key, e.g. after the key's layout changed); uncached runs share nothing
-        t = rec["teacher"]
-        trained = (t["name"], rec["seed"], t.get("selected_step"),
-                   json.dumps(t.get("val"), sort_keys=True))
-        key = trained if t.get("cache_key") else rec["id"]
+        t = rec.teacher
+        trained = (t["name"], rec.seed, t.get("selected_step"), json.dumps(t.get("val"), sort_keys=True))
+        key = trained if t.get("cache_key") else rec.id
         groups[key].append(rec)
     per_task: dict[tuple[str, str], list[tuple[int, float, float]]] = defaultdict(list)
     for recs in groups.values():
-        tasks = " + ".join(sorted({r["task"] for r in recs}))
-        stages = [[s for s in r["budget"]["stages"] if s["stage"] in TEACHER_STAGES] for r in recs]
-        cost = max(sum(s["seconds"] for s in st) for st in stages)  # what training it once took
-        paid = sum(s["seconds"] for st in stages for s in st if s.get("source", "computed") == "computed")
-        per_task[(tasks, recs[0]["teacher"]["name"])].append((len(recs), paid, cost * len(recs)))
+        tasks = " + ".join(sorted({r.task for r in recs}))
+        stages = [[s for s in r.budget.stages if s.stage in TEACHER_STAGES] for r in recs]
+        cost = max(sum(s.seconds for s in st) for st in stages)  # what training it once took
+        paid = sum(s.seconds for st in stages for s in st if s.source == "computed")
+        per_task[(tasks, recs[0].teacher["name"])].append((len(recs), paid, cost * len(recs)))
     rows = []
     for (task, teacher), items in sorted(per_task.items()):
         k = sum(n for n, _, _ in items) / len(items)

@@ -18,7 +18,7 @@ from xbench.config import REPO_ROOT, stable_hash, to_plain
 from xbench.context import RunContext
 from xbench.engine.heads import count, count_own
 from xbench.engine.state import RunState
-from xbench.records import SCHEMA_VERSION
+from xbench.records import SCHEMA_VERSION, RunRecord
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,7 +55,7 @@ def environment(device: torch.device) -> dict[str, Any]:
             "threads": torch.get_num_threads(), "git_sha": git_sha(), "allocator": alloc_state()}
 
 
-def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> dict[str, Any]:
+def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> RunRecord:
     """The record of one finished run (not yet stored), with its per-field integrity hashes."""
     from xbench.submit import integrity
 
@@ -96,4 +96,4 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> dict
     }
     # per-field hashes: a record edited after the run is rejected naming what changed
     record["integrity"] = integrity(record)
-    return record
+    return RunRecord.from_json(record, f"run {run_id}")  # what is written is what is read

@@ -450,15 +450,16 @@ def test_combo_config_runs_end_to_end(xbench_registry, capsys):
 
     from xbench.cli import main
     from xbench.config import REPO_ROOT
+    from xbench.records import RunRecord
     from xbench.store import xbench_home
 
     code = main(["run", "--config", str(REPO_ROOT / "benchmarks" / "configs" / "crd-kd.yaml"), "--budget",
                  "smoke", "--set", "budget.student_steps=4", "--set", "budget.teacher_steps=4", "--quiet"])
     assert code == 0
     (path,) = (xbench_home() / "runs").glob("combo-recognition-*/result.json")
-    rec = json.loads(path.read_text())
-    assert [(t["key"], t["weight"]) for t in rec["config"]["loss_terms"]] == [
+    rec = RunRecord.from_json(json.loads(path.read_text()), str(path))  # the record as xbench reads it
+    assert [(t["key"], t["weight"]) for t in rec.config["loss_terms"]] == [
         ("ce", pytest.approx(0.1)), ("kd", 0.9), ("crd", 0.8)]
-    assert [s["stage"] for s in rec["budget"]["stages"]] == ["teacher", "teacher-inference", "student"]
+    assert [s.stage for s in rec.budget.stages] == ["teacher", "teacher-inference", "student"]
     # CRD's two 128-d embeddings: (64 + 1) * 128 + (96 + 1) * 128
-    assert rec["params"]["heads"] == 65 * 128 + 97 * 128
+    assert rec.params.heads == 65 * 128 + 97 * 128
