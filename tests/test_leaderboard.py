@@ -4,6 +4,7 @@ in every format, the HTML page in headless Chromium, and the published leaderboa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -18,7 +19,7 @@ from fakes import fake
 
 from xbench.leaderboard import PaperValue, build, pareto_front, wall_time
 from xbench.render import latex, markdown, to_csv, to_html, to_json
-from xbench.stats import paired, summarize
+from xbench.stats import holm, paired, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,11 @@ def test_rows_carry_statistics_budget_and_the_pareto_front():
     assert sorted(rows) == ["big", "kd", "student", "teacher [audio input]"]
     kd, big, student, teacher = rows["kd"], rows["big"], rows["student"], rows["teacher [audio input]"]
     assert kd.summary == summarize(KD)
-    assert kd.versus == paired(dict(enumerate(KD)), dict(enumerate(STUDENT)))
+    # three comparisons with the student (kd, big, the teacher reference): Holm over three
+    raw = {r.label: r.versus.p for r in table.rows if r.versus}
+    assert kd.versus == dataclasses.replace(paired(dict(enumerate(KD)), dict(enumerate(STUDENT))),
+                                            p_holm=holm(list(raw.values()))[list(raw).index("kd")], comparisons=3)
+    assert (kd.versus.p, kd.versus.p_holm, kd.versus.reachable) == (0.25, 0.75, False)
     assert kd.relative_gain == pytest.approx(100 * (sum(KD) / sum(STUDENT) - 1))
     # the teacher's cost is counted for every run; who paid it is recorded
     assert (kd.teacher_seconds, kd.teacher_forwards, kd.teacher_source) == (5.0, 100, "mixed")
@@ -74,12 +79,14 @@ def test_latex_is_booktabs_with_the_best_in_bold():
     assert lines[:10] == [
         r"\begin{table}[t]", r"\centering", r"\small",
         (r"\caption{recognition, tier cpu: test top1 of the val-selected model. Mean $\pm$ std over seeds; "
-        r"* paired 95\% bootstrap interval excludes zero.}"),
+         r"vs student: mean paired difference and its 95\% paired-bootstrap interval; * exact sign-flip p < 0.05 "
+         r"after Holm's correction over the table's 3 comparisons; $^{\dagger}$ too few seeds to reach it "
+         r"(7 needed).}"),
         r"\label{tab:xbench-recognition-cpu}", r"\begin{tabular}{lrrclrrrrr}", r"\toprule",
         r"Method & $n$ & top1 & 95\% CI & $\Delta$ vs student & Params & Teacher & GFLOPs & Device-s & Peak MB \\",
         r"\midrule",
         rf"big & 3 & $\mathbf{{{s.mean:.2f} \pm {s.std:.2f}}}$ & [{s.low:.2f}, {s.high:.2f}] & "
-        + f"${big.diff:+.2f}$ [${big.low:+.2f}$, ${big.high:+.2f}$]$^{{*}}$ & 1,500 & 5 s, 100 fwd & 9,200 & 15 & "
+        + f"${big.diff:+.2f}$ [${big.low:+.2f}$, ${big.high:+.2f}$]$^{{\\dagger}}$ & 1,500 & 5 s, 100 fwd & 9,200 & 15 & "
         + "1,000 \\\\"]
     assert lines[10].startswith(rf"kd & 3 & ${sum(KD) / 3:.2f} \pm ") and f"${kd.diff:+.2f}$" in lines[10]
     assert lines[12:] == [r"\midrule", lines[13], r"\bottomrule", r"\end{tabular}", r"\end{table}"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fakes import fake
 
-from xbench.stats import RESAMPLES, paired, sign_flip_p, summarize
+from xbench.stats import RESAMPLES, holm, paired, seeds_needed, sign_flip_p, summarize
 
 
 def test_summary_of_one_cell():
@@ -51,8 +51,11 @@ def test_paired_comparison_uses_common_seeds_and_marks_consistent_gains():
     mmd = {0: 18.10, 1: 16.60, 2: 20.20, 3: 16.1, 4: 18.4}
     r = paired(mmd, base)
     assert r.n == 5 and r.diff == pytest.approx(np.mean([1.72, 3.13, 0.84, 1.1, 1.4]))
-    assert 0 < r.low < r.diff < r.high and r.significant
-    assert r.p == pytest.approx(2 / 32)  # every seed better: the smallest p 5 seeds allow
+    assert 0 < r.low < r.diff < r.high
+    # every seed better: the smallest p 5 seeds allow, and still no star: 2/32 > 0.05
+    assert (r.p, r.p_holm, r.significant, r.reachable) == (2 / 32, 2 / 32, False, False)
+    six = paired({**mmd, 5: 15.0}, {**base, 5: 14.0})
+    assert (six.p, six.significant, six.reachable) == (2 / 64, True, True)
     noisy = {0: 17.0, 1: 12.0, 2: 20.0, 3: 14.0, 4: 18.0}
     assert not paired(noisy, base).significant
     # seeds the baseline lacks are left out; fewer than two common seeds: no comparison
@@ -77,7 +80,40 @@ def test_leaderboard_rows_carry_intervals_and_the_paired_comparison():
     full, few = (cells[f"cc [dataset.label_fraction={f}]"] for f in (1.0, 0.2))
     assert student["vs student"] == "-"
     cc = paired({0: 49.0, 1: 51.3, 2: 50.6}, {0: 47.7, 1: 48.3, 2: 49.2})
-    assert full["vs student"] == f"{cc.diff:+.2f} [{cc.low:+.2f}, {cc.high:+.2f}] p=0.250 *"
+    # 3 seeds: p = 2/8 = 0.25 at best, one comparison in the table: no star can be reached
+    assert full["vs student"] == f"{cc.diff:+.2f} [{cc.low:+.2f}, {cc.high:+.2f}] p=0.250 †"
     s = summarize([49.0, 51.3, 50.6])
     assert full["95% CI"] == f"[{s.low:.2f}, {s.high:.2f}]"
     assert few["vs student"] == "-"  # its setting (20% labels) has no student runs
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order_given():
+    # by hand: sorted 0.01, 0.02, 0.03, 0.20 -> 4*0.01, 3*0.02, 2*0.03, 1*0.20, made monotone
+    assert holm([0.03, 0.01, 0.20, 0.02]) == pytest.approx([0.06, 0.04, 0.20, 0.06])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]
+    assert holm([0.04]) == [0.04] and holm([]) == []
+    assert (seeds_needed(1), seeds_needed(3), seeds_needed(17), seeds_needed(18)) == (6, 7, 10, 10)
+
+
+def test_the_star_is_starred_under_the_null_at_most_as_often_as_it_promises():
+    """Null differences (no method helps): the share of starred comparisons, simulated and seeded.
+    The old star (the paired bootstrap interval excludes zero) is shown to fail the same test."""
+    rng = np.random.default_rng(0)
+
+    def rate(n, sims, m=1):
+        new = old = 0
+        for _ in range(sims):
+            rows = [paired(dict(enumerate(d)), dict.fromkeys(range(n), 0.0), seed=i)
+                    for i, d in enumerate(rng.normal(size=(m, n)))]
+            new += any(p < 0.05 for p in holm([r.p for r in rows]))  # any starred row is a false positive
+            old += any(r.low > 0 or r.high < 0 for r in rows)
+        return new / sims, old / sims
+
+    new5, old5 = rate(5, 300)
+    new10, old10 = rate(10, 800)
+    family10, _ = rate(10, 100, m=6)
+    assert new5 == 0.0  # 5 seeds cannot reach p < 0.05
+    assert new10 <= 0.05 + 2 * (0.05 * 0.95 / 800) ** 0.5 and family10 <= 0.05 + 2 * (0.05 * 0.95 / 100) ** 0.5
+    assert old5 > 0.10 and old10 > 0.06  # what the bootstrap star did: 16% and 9% in the issue's simulation
+    print(f"starred under the null: n=5 {new5:.3f} (old star {old5:.3f}), n=10 {new10:.3f} "
+          f"(old {old10:.3f}), n=10 family of 6 {family10:.3f}")

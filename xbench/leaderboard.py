@@ -8,6 +8,7 @@ same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -18,7 +19,7 @@ from typing import Any
 
 from xbench.context import Stage
 from xbench.records import RunRecord
-from xbench.stats import Paired, Summary, paired, summarize
+from xbench.stats import Paired, Summary, holm, paired, summarize
 
 #: stages that train or run the teacher: its cost, whether this run paid it or a cache did
 TEACHER_STAGES = (Stage.TEACHER, Stage.TEACHER_PRETRAIN, Stage.TEACHER_INFERENCE)
@@ -97,6 +98,11 @@ class Table:
     @property
     def seeds(self) -> list[int]:
         return sorted({s for r in self.rows for s in r.scores})
+
+    @property
+    def comparisons(self) -> int:
+        """How many rows are compared with the baseline: the family Holm corrects over."""
+        return sum(r.versus is not None for r in self.rows)
 
 
 def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
@@ -246,6 +252,7 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
     for key in sorted(tables):
         table = tables[key]
         table.rows.sort(key=lambda r: r.label)
+        _adjust(table)
         competitors = [r for r in table.rows if not r.is_reference and r.summary]
         for row, front in zip(competitors, pareto_front([(r.gflops, r.summary.mean) for r in competitors])):
             row.pareto = front
@@ -255,6 +262,13 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
                 row.best = row.summary.mean == best
         out.append(table)
     return out
+
+
+def _adjust(table: Table) -> None:
+    """Holm's correction over the table's comparisons with its baseline: the star's p."""
+    compared = [r for r in table.rows if r.versus is not None]
+    for row, p in zip(compared, holm([r.versus.p for r in compared])):
+        row.versus = dataclasses.replace(row.versus, p_holm=p, comparisons=len(compared))
 
 
 def paper_values(reg) -> dict[tuple[str, str], PaperValue]:

@@ -19,6 +19,7 @@ from typing import Any
 from tabulate import tabulate
 
 from xbench.leaderboard import Row, Table
+from xbench.stats import seeds_needed
 
 FORMATS = ("md", "plain", "latex", "csv", "json", "html")
 
@@ -26,7 +27,10 @@ FORMATS = ("md", "plain", "latex", "csv", "json", "html")
 LEGEND = (
     "n: seeds. 95% CI: percentile bootstrap of the mean over seeds. vs student: mean paired "
     "difference with `student` on the same seeds (same data order and initialisation), its 95% "
-    "paired-bootstrap interval and exact sign-flip p; * where the interval excludes zero. "
+    "paired-bootstrap interval (an interval, not a test) and p: the exact two-sided sign-flip test "
+    "over all sign patterns, Holm-adjusted over the table's comparisons with `student`; * where "
+    "that p < 0.05 (the table's family-wise error rate); † where the seeds are too few for any p "
+    "to reach 0.05 (n seeds give at least 2/2^n, times the number of comparisons). "
     "params: student + the method's extra heads. teacher: seconds of the teacher's training and "
     "inference stages and its forward passes, counted for every run also when a cache spared "
     "them (cached). GFLOPs, device-s (seconds) and peak MB: all stages of a run, mean over "
@@ -50,8 +54,9 @@ def _cells(row: Row, table: Table, paper: bool) -> dict[str, str]:
         table.metric: f"{s.mean:.2f} ± {s.std:.2f}" if s else "-",
         "95% CI": f"[{s.low:.2f}, {s.high:.2f}]" if s and s.n > 1 else "-",
         # the seeds both have, where the baseline lacks some of this row's
-        "vs student": (f"{v.diff:+.2f} [{v.low:+.2f}, {v.high:+.2f}] p={v.p:.3f}"
-                       + (f" n={v.n}" if v.n != len(row.scores) else "") + (" *" if v.significant else ""))
+        "vs student": (f"{v.diff:+.2f} [{v.low:+.2f}, {v.high:+.2f}] p={v.p_holm:.3f}"
+                       + (f" n={v.n}" if v.n != len(row.scores) else "") + (" *" if v.significant else "")
+                       + ("" if v.reachable else " †"))
         if v else "-",
         "steps": row.steps,
         "params": f"{row.params:,}",
@@ -73,6 +78,21 @@ def _cells(row: Row, table: Table, paper: bool) -> dict[str, str]:
     if row.stopped_by:
         out["steps"] += f" ({row.stopped_by})"
     return out
+
+
+def _star_note(table: Table, latex: bool = False) -> str:
+    """What the star means in this table, and how many seeds it needs."""
+    m = table.comparisons
+    pm = r"$\pm$" if latex else "±"
+    dagger = r"$^{\dagger}$" if latex else "†"
+    pct = r"\%" if latex else "%"
+    text = (f"Mean {pm} std over seeds; vs student: mean paired difference and its 95{pct} "
+            f"paired-bootstrap interval; * exact sign-flip p < 0.05 after Holm's correction over the "
+            f"table's {m} comparisons")
+    if m:
+        text += (f"; {dagger} too few seeds to reach it ({seeds_needed(m)} needed)"
+                 if any(r.versus and not r.versus.reachable for r in table.rows) else "")
+    return text + "."
 
 
 def _title(table: Table) -> str:
@@ -106,7 +126,8 @@ def markdown(tables: list[Table], paper: bool = False) -> str:
                 cells[table.metric] = f"**{cells[table.metric]}**"
             lines.append(cells)
         parts.append(f"### {md_escape(_title(table))}\n\n"
-                     + tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True))
+                     + tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True)
+                     + f"\n\n{md_escape(_star_note(table))}")
     return "\n\n".join(parts) + ("\n\n" + md_escape(LEGEND) if tables else "")
 
 
@@ -116,7 +137,7 @@ def plain(tables: list[Table], paper: bool = False) -> str:
         show_paper = paper and _has_paper(table)
         lines = [_cells(r, table, show_paper) for r in _rows_ordered(table)]
         parts.append(f"{_title(table)}\n" + tabulate(lines, headers="keys", tablefmt="simple",
-                                                     disable_numparse=True))
+                                                     disable_numparse=True) + f"\n{_star_note(table)}")
     return "\n\n".join(parts)
 
 
@@ -145,8 +166,7 @@ def latex(tables: list[Table], paper: bool = False) -> str:
             head += ["Paper", r"Paper gain \%", r"Ours \%"]
         spec = "l" + "r" * 2 + "c" + "l" + "r" * 5 + ("lrr" if show_paper else "")
         lines = [r"\begin{table}[t]", r"\centering", r"\small",
-                 (rf"\caption{{{tex_escape(_title(table))}. Mean $\pm$ std over seeds; * paired 95\% "
-                 r"bootstrap interval excludes zero.}"),
+                 rf"\caption{{{tex_escape(_title(table))}. {_star_note(table, latex=True)}}}",
                  rf"\label{{tab:xbench-{re.sub(r'[^A-Za-z0-9-]', '-', table.task)}-{re.sub(r'[^A-Za-z0-9-]', '-', table.tier)}}}",
                  rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
         rows = _rows_ordered(table)
@@ -156,7 +176,8 @@ def latex(tables: list[Table], paper: bool = False) -> str:
             score = f"{s.mean:.2f} \\pm {s.std:.2f}" if s else "-"
             score = f"$\\mathbf{{{score}}}$" if row.best else f"${score}$"
             v = row.versus
-            delta = (f"${v.diff:+.2f}$ [${v.low:+.2f}$, ${v.high:+.2f}$]" + ("$^{*}$" if v.significant else "")) if v else "-"
+            delta = (f"${v.diff:+.2f}$ [${v.low:+.2f}$, ${v.high:+.2f}$]" + ("$^{*}$" if v.significant else "")
+                     + ("" if v.reachable else r"$^{\dagger}$")) if v else "-"
             cells = [tex_escape(c["method"]), c["n"], score, tex_escape(c["95% CI"]), delta,
                      tex_escape(c["params"]), tex_escape(c["teacher"]), tex_escape(c["GFLOPs"]),
                      c["device-s"], tex_escape(c["peak MB"])]
@@ -183,8 +204,10 @@ def _record(row: Row, table: Table) -> dict[str, Any]:
         "mean": s.mean if s else None, "std": s.std if s else None,
         "ci_low": s.low if s else None, "ci_high": s.high if s else None,
         "diff": v.diff if v else None, "diff_low": v.low if v else None, "diff_high": v.high if v else None,
-        "p": v.p if v else None, "paired_n": v.n if v else None,
-        "significant": v.significant if v else None, "relative_gain": row.relative_gain,
+        "p": v.p if v else None, "p_holm": v.p_holm if v else None,
+        "comparisons": v.comparisons if v else None, "paired_n": v.n if v else None,
+        "significant": v.significant if v else None, "reachable": v.reachable if v else None,
+        "relative_gain": row.relative_gain,
         "steps": row.steps, "params": row.params, "params_heads": row.params_heads,
         "teacher": row.teacher, "teacher_seconds": row.teacher_seconds,
         "teacher_forwards": row.teacher_forwards, "teacher_source": row.teacher_source,
@@ -329,6 +352,7 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
             lines.append(f"<tr{cls} data-config=\"{_esc(row.config_hash)}\">{''.join(tds)}</tr>")
         body.append(f'<table class="board" id="{_esc(tid)}"><thead><tr>{head}</tr></thead>'
                     f"<tbody>\n{chr(10).join(lines)}\n</tbody></table>")
+        body.append(f'<p class="note">{_esc(_star_note(table))}</p>')
         images = (plots or {}).get((table.tier, table.task), [])
         if images:
             body.append('<div class="plots">' + "".join(
