@@ -22,6 +22,9 @@ def _isolated(monkeypatch, tmp_path, data_root):
     monkeypatch.setenv("XBENCH_DATA", str(data_root))
     monkeypatch.delenv("XBENCH_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("XBENCH_TRACEBACK", raising=False)
+    # no test depends on the machine's speed: the wall-clock safety net is off unless a test
+    # is about it
+    monkeypatch.setenv("XBENCH_CLOCK_LIMIT", "off")
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def test_a_valid_record_has_no_problem():
     ({"seed": True}, "schema: field 'seed' is bool"),
     ({"metrics": {"top1": "NaN-string"}}, "schema: metric 'top1' is 'NaN-string', not a finite number (or NaN: undefined)"),
     ({"metrics": {"top1": float("inf")}}, "schema: metric 'top1' is inf, not a finite number (or NaN: undefined)"),
-    ({"schema": 3}, "schema: version 3 is not one this xbench reads (1, 2)"),
+    ({"schema": 4}, "schema: version 4 is not one this xbench reads (1, 2, 3)"),
 ])
 def test_forged_records_are_named_by_their_first_problem(edit, problem):
     assert problems({**_record(), **edit})[0] == problem
@@ -140,3 +140,19 @@ def test_nested_fields_are_checked_by_their_types(edit, problem):
     data = _record()
     edit(data)
     assert problems(data) == [problem]
+
+
+def test_status_is_migrated_from_what_stopped_a_run_and_a_sweep_reruns_an_incomplete_one():
+    complete = _record()
+    short = _resealed({**_record(), "id": "short-run", "seed": 1})
+    short["budget"]["totals"]["stopped_by"] = "student:max_seconds"
+    assert (RunRecord.from_json(complete, "a").status, RunRecord.from_json(short, "b").status) == (
+        "complete", "incomplete")
+    assert "status" not in RunRecord.from_json(short, "b").to_json()  # version 1, written back as it was
+    assert problems({**complete, "schema": 3, "baseline": False, "status": "partial",
+                     "integrity": {}}) == ["schema: status 'partial' is not complete or incomplete"]
+    store = ResultStore()
+    store.add(RunRecord.from_json(complete, "a"))
+    store.add(RunRecord.from_json(short, "b"))
+    # seed 1 is stored, incomplete: a sweep runs it again
+    assert store.stored_seeds({complete["config_hash"]}) == {complete["config_hash"]: {0}}

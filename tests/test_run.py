@@ -77,12 +77,40 @@ def test_data_order_depends_on_seed_and_stage_only():
     assert sorted(i for batch in r0 + r1 for i in batch) == list(range(16))
 
 
-def test_wall_clock_cap_stops_the_run_and_is_recorded(registry, data_root):
+def test_wall_clock_cap_stops_the_run_and_is_recorded_incomplete(registry, data_root, monkeypatch):
+    monkeypatch.setenv("XBENCH_CLOCK_LIMIT", "on")
     rec = _run(registry, data_root, "student", max_seconds=0.001)
     stage = rec.budget.stages[-1]
     assert stage.stopped_by == "max_seconds" and stage.steps == 0
     assert rec.budget.totals.stopped_by == "student:max_seconds"
-    assert rec.tier == "smoke+custom"
+    assert (rec.tier, rec.status, rec.complete) == ("smoke+custom", "incomplete", False)
+    # off, the safety net never stops a run: the same tier runs its whole budget
+    monkeypatch.setenv("XBENCH_CLOCK_LIMIT", "off")
+    rec = _run(registry, data_root, "student", max_seconds=0.001)
+    assert (rec.budget.stages[-1].steps, rec.status) == (30, "complete")
+
+
+def test_an_incomplete_run_says_so_exits_3_and_stays_out_of_the_leaderboard(monkeypatch, capsys):
+    from xbench.cli import main
+
+    assert main(["run", "--method", "student", "--task", "recognition", "--budget", "smoke", "--quiet"]) == 0
+    monkeypatch.setenv("XBENCH_CLOCK_LIMIT", "on")
+    assert main(["run", "--method", "kd", "--task", "recognition", "--budget", "smoke", "--quiet",
+                 "--set", "budget.max_seconds=0.001"]) == 3
+    err = capsys.readouterr().err.splitlines()
+    (short,) = [r for r in ResultStore().records() if not r.complete]
+    # its teacher, cut short at step 0, is not cached for the runs after it
+    assert not list((ResultStore().home / "cache" / "teachers").glob("*/teacher.pt"))
+    assert err == [(f"xbench: incomplete: seed 0: the wall-clock limit (max_seconds=0.001) stopped teacher at "
+                    f"step 0 of 30; stored as incomplete ({short.id}), left out of leaderboards")]
+    assert main(["leaderboard", "--task", "recognition", "--format", "plain"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"xbench: left out 1 incomplete run(s) (the wall-clock limit stopped them before their budget): "
+                   f"{short.id}; --include-incomplete shows them\n")
+    assert [line.split()[0] for line in out.splitlines()[3:-1]] == ["student"]
+    assert main(["leaderboard", "--task", "recognition", "--format", "plain", "--include-incomplete"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "kd [1 incomplete]" in out
 
 
 def test_store_and_leaderboard(records, capsys):

@@ -131,7 +131,7 @@ methods: [kd, fitnet]
     lines = err.splitlines()
     assert lines[0] == f"suite 'resume': tier smoke, 2 cells x 3 seeds = 6 runs; {len(first)} already stored, " \
                        f"{6 - len(first)} to run"
-    assert lines[-1].startswith(f"sweep 'resume': {6 - len(first)} runs finished, 0 failed, "
+    assert lines[-1].startswith(f"sweep 'resume': {6 - len(first)} runs finished, 0 incomplete, 0 failed, "
                                 f"{len(first)} already stored, in ")
     after = store.records()
     # nothing finished was run again: the first records are there, unchanged, and every
@@ -191,7 +191,7 @@ methods: [student, kd]
     (tmp_path / "no-data-here").write_text("not a folder")
     assert main(["sweep", str(path)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[-3] == "sweep 'failing': 0 runs finished, 2 failed, 0 already stored, in " + err[-3].split(" in ")[-1]
+    assert err[-3] == "sweep 'failing': 0 runs finished, 0 incomplete, 2 failed, 0 already stored, in " + err[-3].split(" in ")[-1]
     assert err[-2].startswith("  failed: recognition student seed 0 (log: ") and err[-2].endswith("_s0.log)")
     log = Path(err[-2].split("(log: ")[1][:-1])
     assert "xbench: error:" in log.read_text()

@@ -56,6 +56,8 @@ def _result_parsers(sub) -> None:
     lb.add_argument("--task", help="only this task")
     lb.add_argument("--tier", "--budget", dest="budget", help="only this tier (--budget: an alias)")
     lb.add_argument("--format", choices=("md", "plain", "latex", "csv", "json", "html"), default="md")
+    lb.add_argument("--include-incomplete", action="store_true",
+                    help="also rank runs the wall-clock limit stopped before their budget (marked)")
     lb.add_argument("--paper", action="store_true",
                     help="show the value each method's paper reports beside the reproduction")
     lb.add_argument("--records", type=Path, metavar="DIR",
@@ -221,6 +223,7 @@ def cmd_run(args) -> int:
 
     from xbench.config import load_tiers
     from xbench.leaderboard import mean_std
+    from xbench.records import EXIT_INCOMPLETE
     from xbench.registry import build_registry
     from xbench.run import execute, plan, resolve_device
     from xbench.store import ResultStore
@@ -266,7 +269,13 @@ def cmd_run(args) -> int:
           f"test metrics of {evaluated}; main metric: {metric}")
     print(tabulate(table, headers=["seed", *keys, "steps", "samples", "teacher fwd", "seconds",
                                    "limit hit"], tablefmt="simple", disable_numparse=True))
-    return 0
+    short = [r for r in records if not r.complete]
+    for r in short:  # the last lines: a number the clock cut short must not pass for a result
+        stage = next(s for s in r.budget.stages if s.stopped_by == "max_seconds")
+        print(f"xbench: incomplete: seed {r.seed}: the wall-clock limit (max_seconds={p.tier.max_seconds:g}) "
+              f"stopped {stage.stage} at step {stage.steps} of {stage.max_steps}; stored as incomplete "
+              f"({r.id}), left out of leaderboards", file=sys.stderr)
+    return EXIT_INCOMPLETE if short else 0
 
 
 def cmd_runs(args) -> int:
@@ -298,7 +307,7 @@ def _warn_invalid(store) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-    from xbench.leaderboard import build, paper_values
+    from xbench.leaderboard import build, incomplete_note, paper_values
     from xbench.registry import build_registry
     from xbench.render import render
 
@@ -313,6 +322,9 @@ def cmd_leaderboard(args) -> int:
         store = ResultStore()
         recs = store.records(task=args.task, tier=args.budget)
         _warn_invalid(store)
+    note = None if args.include_incomplete else incomplete_note(recs)
+    if note:
+        print(f"xbench: {note}", file=sys.stderr)
     if args.out:
         import json
 
@@ -320,21 +332,22 @@ def cmd_leaderboard(args) -> int:
 
         meta_path = (args.records.parent if args.records else args.out) / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        tables = render_records(recs, meta, args.out)
+        tables = render_records(recs, meta, args.out, include_incomplete=args.include_incomplete)
         print(f"{len(tables)} tables of {len(recs)} runs written to {args.out}", file=sys.stderr)
         return 0
-    if not recs:
+    if not any(r.complete or args.include_incomplete for r in recs):
         print("no runs")
         return 0
     reg = build_registry()
-    print(render(build(recs, paper_values(reg)), args.format, paper=args.paper), end="" if
-          args.format in ("latex", "csv", "json", "html") else "\n")
+    print(render(build(recs, paper_values(reg), include_incomplete=args.include_incomplete), args.format,
+                 paper=args.paper), end="" if args.format in ("latex", "csv", "json", "html") else "\n")
     return 0
 
 
 def cmd_sweep(args) -> int:
     import time
 
+    from xbench.records import EXIT_INCOMPLETE
     from xbench.registry import build_registry
     from xbench.store import ResultStore
     from xbench.sweep import (
@@ -375,15 +388,20 @@ def cmd_sweep(args) -> int:
               f"'xbench sweep {args.suite}' resumes from there", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - t0
-    failed = [o for o in outcomes if o.returncode != 0]
-    append_history(store, sp, history_line(sp, len(outcomes) - len(failed), len(failed), seconds, False))
-    print(f"sweep '{suite.name}': {len(outcomes) - len(failed)} runs finished, {len(failed)} failed, "
+    failed = [o for o in outcomes if o.returncode not in (0, EXIT_INCOMPLETE)]
+    short = [o for o in outcomes if o.returncode == EXIT_INCOMPLETE]
+    finished = len(outcomes) - len(failed) - len(short)
+    append_history(store, sp, history_line(sp, finished, len(failed) + len(short), seconds, False))
+    print(f"sweep '{suite.name}': {finished} runs finished, {len(short)} incomplete, {len(failed)} failed, "
           f"{len(sp.done)} already stored, in {seconds:.0f} s", file=sys.stderr)
+    for o in short:
+        print(f"  incomplete (the clock stopped it; run again next time): {o.run.task} {o.run.label} "
+              f"seed {o.run.seed} (log: {o.log})", file=sys.stderr)
     for o in failed:
         print(f"  failed: {o.run.task} {o.run.label} seed {o.run.seed} (log: {o.log})", file=sys.stderr)
     if args.publish:
         _publish(args, refresh(sp, store), store, reg)
-    return 1 if failed else 0
+    return 1 if failed or short else 0
 
 
 def _publish(args, done, store, reg) -> None:

@@ -196,11 +196,16 @@ def _relative_gain(recs: list[RunRecord], base: dict[int, RunRecord] | None, met
     return 100 * (statistics.fmean(mine[s] for s in common) / base_mean - 1) if base_mean else None
 
 
-def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | None = None) -> list[Table]:
+def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | None = None,
+          include_incomplete: bool = False) -> list[Table]:
     """Records -> tables, one per (tier, task), rows sorted by label. The latest record of a
     (configuration, seed) wins. Runs of one method with other options (the linear-probe protocol,
     an ablation, another teacher, fewer labels) are other rows, labelled by what differs, never
-    averaged together. ``paper`` maps (method, task) to the paper's value for that setting."""
+    averaged together. ``paper`` maps (method, task) to the paper's value for that setting.
+    Incomplete runs (the clock stopped them short of their budget) are left out unless
+    ``include_incomplete``; then their rows say so."""
+    if not include_incomplete:
+        records = [r for r in records if r.complete]
     by: dict[tuple[str, str, str, str], dict[int, RunRecord]] = defaultdict(dict)
     for rec in sorted(records, key=lambda r: (r.finished, r.id)):
         by[(rec.tier, rec.task, rec.method, rec.config_hash)][rec.seed] = rec
@@ -227,8 +232,10 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
         t_seconds, t_forwards, t_source = _teacher_cost(recs)
         first = recs[0]
         evaluated = first.evaluated
+        incomplete = sum(not r.complete for r in recs)
         table.rows.append(Row(
-            label=_label(first, _differing(configs[(tier, task, method)])),
+            label=_label(first, _differing(configs[(tier, task, method)]))
+            + (f" [{incomplete} incomplete]" if incomplete else ""),
             method=method, baseline=baseline, config_hash=config_hash, evaluated=evaluated, scores=scores,
             summary=summarize(list(scores.values())) if scores else None, versus=versus,
             relative_gain=_relative_gain(recs, base, metric),
@@ -269,6 +276,15 @@ def _adjust(table: Table) -> None:
     compared = [r for r in table.rows if r.versus is not None]
     for row, p in zip(compared, holm([r.versus.p for r in compared])):
         row.versus = dataclasses.replace(row.versus, p_holm=p, comparisons=len(compared))
+
+
+def incomplete_note(records: list[RunRecord]) -> str | None:
+    """The line that names the incomplete runs a table leaves out, or None when there are none."""
+    left = [r.id for r in records if not r.complete]
+    if not left:
+        return None
+    return (f"left out {len(left)} incomplete run(s) (the wall-clock limit stopped them before their "
+            f"budget): {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}; --include-incomplete shows them")
 
 
 def paper_values(reg) -> dict[tuple[str, str], PaperValue]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xbench.errors import ConfigError
-from xbench.leaderboard import Table, build, paper_values, wall_time
+from xbench.leaderboard import Table, build, incomplete_note, paper_values, wall_time
 from xbench.records import RunRecord
 from xbench.render import markdown, to_csv, to_html, to_json
 from xbench.submit import changed_fields
@@ -84,16 +84,20 @@ def render_dir(folder: Path, target: Path | None = None, reg=None) -> list[Table
     return render_records(records, meta, target, reg)
 
 
-def render_records(records: list[RunRecord], meta: dict[str, Any], target: Path, reg=None) -> list[Table]:
+def render_records(records: list[RunRecord], meta: dict[str, Any], target: Path, reg=None,
+                   include_incomplete: bool = False) -> list[Table]:
     from xbench.plots import write_plots
 
     if reg is None:
         from xbench.registry import build_registry
 
         reg = build_registry()
-    tables = build(records, paper_values(reg))
+    tables = build(records, paper_values(reg), include_incomplete=include_incomplete)
     target.mkdir(parents=True, exist_ok=True)
     preface = _preface(records, meta)
+    note = None if include_incomplete else incomplete_note(records)
+    if note:
+        preface.append(note[0].upper() + note[1:] + ".")
     title = f"xbench leaderboard: {meta.get('suite', 'runs')}"
     (target / "README.md").write_text(
         f"# {title}\n\n" + "\n".join(f"{line}  " for line in preface) + "\n\n"

@@ -4,9 +4,11 @@ check (``submit``), store and read records (the store, ``import``, ``leaderboard
 read by attribute, and :meth:`RunRecord.to_json` gives back exactly the JSON it was read from.
 
 Version 2 adds ``baseline`` (whether the run is of its task's baseline method) to version 1 and
-makes the content hashes (``integrity``) required. Version 1 records (the published leaderboard's)
-are migrated when read: their baseline is the baselines plugin's ``student`` evaluated as a
-student, the one baseline there was; written back, they are unchanged. Every reader validates
+makes the content hashes (``integrity``) required; version 3 adds ``status``: ``complete``, or
+``incomplete`` where the wall-clock limit stopped a stage before its steps were done.
+Older records are migrated when read: the baseline of a version 1 record is the baselines
+plugin's ``student`` evaluated as a student, the one baseline there was; the status of a
+version 1 or 2 record follows from its totals (``stopped_by``). Written back, they are unchanged. Every reader validates
 first, so a forged or damaged record fails with one line naming the problem instead of writing
 outside the store or crashing the tables later:
 
@@ -33,8 +35,8 @@ from xbench.budget import StageSpend
 from xbench.context import Stage
 from xbench.errors import DataError
 
-SCHEMA_VERSION = 2
-READABLE = (1, 2)
+SCHEMA_VERSION = 3
+READABLE = (1, 2, 3)
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 INT64 = 2 ** 63
 
@@ -42,6 +44,14 @@ INT64 = 2 ** 63
 #: left out on writing); ``optional_before`` the first version that requires the key (before it,
 #: a record may lack it: read as None, never written as None)
 SINCE_2 = {"since": 2}
+SINCE_3 = {"since": 3}
+
+#: a run that did its whole budget of steps and samples
+COMPLETE = "complete"
+#: a run the wall-clock limit stopped before its budget: stored, never ranked
+INCOMPLETE = "incomplete"
+#: ``xbench run``'s exit status when it stored a run incomplete (and a sweep worker's)
+EXIT_INCOMPLETE = 3
 OPTIONAL = {"optional_before": math.inf}
 
 
@@ -145,6 +155,9 @@ class RunRecord:
     finished: str
     #: whether the method is its task's baseline (``MethodSpec.baseline``); version 2
     baseline: bool = field(default=False, metadata=SINCE_2)
+    #: ``complete``, or ``incomplete``: the wall-clock limit stopped a stage (left out of leaderboards);
+    #: version 3
+    status: str = field(default=COMPLETE, metadata=SINCE_3)
     #: per-field content hashes: a record edited after its run is refused; required from version 2
     integrity: dict[str, Any] | None = field(default=None, metadata={"optional_before": 2})
 
@@ -165,6 +178,10 @@ class RunRecord:
         return self.metrics.get(self.main_metric)
 
     @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+    @property
     def git_sha(self) -> str | None:
         return self.env.get("git_sha")
 
@@ -181,9 +198,18 @@ LEGACY_BASELINE = "student"
 
 
 def _migrated(data: dict[str, Any]) -> dict[str, Any]:
-    if data["schema"] >= 2:
-        return data
-    return {**data, "baseline": data["method"] == LEGACY_BASELINE and data["evaluated"] == "student"}
+    out = dict(data)
+    if data["schema"] < 2:
+        out["baseline"] = data["method"] == LEGACY_BASELINE and data["evaluated"] == "student"
+    if data["schema"] < 3:
+        out["status"] = status_of(data["budget"]["totals"]["stopped_by"])
+    return out
+
+
+def status_of(stopped_by: str | None) -> str:
+    """A run's status from what stopped it: only the clock (``STAGE:max_seconds``) leaves a run
+    short of its budget; the meter's totals name nothing else."""
+    return INCOMPLETE if stopped_by else COMPLETE
 
 
 def safe_id(run_id: Any) -> bool:
@@ -206,6 +232,8 @@ def problems(rec: Any) -> list[str]:
         return out
     if not safe_id(rec["id"]):
         out.append(f"schema: id {rec['id'][:80]!r} is not a safe name (letters, digits, . _ + -)")
+    if rec.get("status", COMPLETE) not in (COMPLETE, INCOMPLETE):
+        out.append(f"schema: status {rec['status']!r} is not {COMPLETE} or {INCOMPLETE}")
     if not 0 <= rec["seed"] < INT64:
         out.append(f"schema: seed {rec['seed']} is outside 0..2^63-1")
     for name, value in rec["params"].items():

@@ -23,6 +23,8 @@ VARIABLES = {
     "XBENCH_TRACEBACK": ("off", "show the traceback of an xbench error (as --traceback)"),
     "XBENCH_TEACHER_CACHE": ("on", "reuse trained teachers and their outputs from XBENCH_HOME/cache"),
     "XBENCH_DECODE_CACHE": ("on", "decode each video once into a memory-mapped uint8 cache"),
+    "XBENCH_CLOCK_LIMIT": ("on", ("stop a run at its tier's max_seconds and store it as incomplete (off: no "
+                                  "limit; a complete run's numbers never depend on it)")),
     "XBENCH_ALLOCATOR": ("steady", "`default` leaves glibc's allocator as it is (see the run record's env)"),
 }
 
@@ -53,6 +55,8 @@ class Settings:
     traceback: bool
     teacher_cache: bool
     decode_cache: bool
+    #: whether a tier's max_seconds stops a run (a safety net, never a budget)
+    clock_limit: bool
     #: "steady" (large mmap and trim thresholds) or "default" (glibc as it is)
     allocator: str
 
@@ -73,5 +77,6 @@ def settings() -> Settings:
         traceback=flag("XBENCH_TRACEBACK", False),
         teacher_cache=flag("XBENCH_TEACHER_CACHE", True),
         decode_cache=flag("XBENCH_DECODE_CACHE", True),
+        clock_limit=flag("XBENCH_CLOCK_LIMIT", True),
         allocator=allocator,
     )

@@ -114,9 +114,12 @@ class ResultStore:
         return bool(gone)
 
     def stored_seeds(self, config_hashes: set[str]) -> dict[str, set[int]]:
-        """config hash -> the seeds stored for it (what a sweep skips)."""
+        """config hash -> the seeds stored complete for it (what a sweep skips; an incomplete run,
+        stopped short by the clock, is run again)."""
         out: dict[str, set[int]] = {}
-        for config_hash, seed in self.db.execute("SELECT config_hash, seed FROM runs"):
+        # every record version says what stopped it in its totals: nothing, for a complete run
+        for config_hash, seed in self.db.execute(
+                "SELECT config_hash, seed FROM runs WHERE json_extract(record, '$.budget.totals.stopped_by') IS NULL"):
             if config_hash in config_hashes:
                 out.setdefault(config_hash, set()).add(seed)
         return out

@@ -36,7 +36,7 @@ from xbench.config import (
 )
 from xbench.context import Reporter
 from xbench.errors import ConfigError, IncompatibleError
-from xbench.records import RunRecord
+from xbench.records import EXIT_INCOMPLETE, RunRecord
 from xbench.store import ResultStore
 
 #: keys a suite entry may set for its runs (the RunConfig keys but the grid's own)
@@ -347,7 +347,9 @@ class _Workers:
             self.trained.add(run.teacher_group)
         self.outcomes.append(out)
         eta = self.estimator.eta(self.pending + [r for r, *_ in self.running.values()], self.jobs)
-        status = out.score if out.returncode == 0 else f"FAILED (exit {out.returncode}; log {log_path})"
+        status = (out.score if out.returncode == 0 else
+                  f"INCOMPLETE (the wall-clock limit stopped it; a rerun runs it again; log {log_path})"
+                  if out.returncode == EXIT_INCOMPLETE else f"FAILED (exit {out.returncode}; log {log_path})")
         line = (f"[{len(self.outcomes)}/{len(self.todo)}] {run.task} {run.label} seed {run.seed}: {status} "
                 f"in {_fmt_duration(took)}; ETA {eta}")
         if self.bar is not None:

@@ -8,6 +8,7 @@ taken trained from the cache does) and returns the record. Every stage trains th
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from xbench.engine.record import build_record, device_name, environment, git_sha
 from xbench.engine.state import RunState, call
 from xbench.engine.teacher import teacher_config
 from xbench.errors import ConfigError, IncompatibleError, PluginError
+from xbench.settings import settings
 from xbench.specs import ModelContext
 
 __all__ = [
@@ -70,7 +72,9 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
             home: Path | None = None) -> dict[str, Any]:
     """Train and evaluate one seed of a plan; returns the run record (not yet stored). ``home``
     holds the teacher cache (default XBENCH_HOME)."""
-    ctx = RunContext(p, seed, device, BudgetMeter(p.tier.max_seconds), Reporter(log, progress), data_root,
+    # the wall-clock limit is a safety net: off, nothing but steps and samples ends a stage
+    limit = p.tier.max_seconds if settings().clock_limit else math.inf
+    ctx = RunContext(p, seed, device, BudgetMeter(limit), Reporter(log, progress), data_root,
                      home=home)
     return run(ctx)
 

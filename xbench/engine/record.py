@@ -18,7 +18,7 @@ from xbench.config import REPO_ROOT, stable_hash, to_plain
 from xbench.context import RunContext
 from xbench.engine.heads import count, count_own
 from xbench.engine.state import RunState
-from xbench.records import SCHEMA_VERSION, RunRecord
+from xbench.records import SCHEMA_VERSION, RunRecord, status_of
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,6 +64,7 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> RunR
     resolved = p.resolved()
     run_id = f"{p.method.name}-{p.task.name}-{p.tier.name}-s{seed}-" \
              f"{started.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    totals = ctx.meter.totals()
     record = {
         "schema": SCHEMA_VERSION,
         "id": run_id,
@@ -78,7 +79,8 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> RunR
         "main_metric": p.task.main_metric,
         "metrics": state.metrics,
         "selection": state.selection,
-        "budget": {"stages": state.spent, "totals": ctx.meter.totals(), "tier": to_plain(p.tier)},
+        "budget": {"stages": state.spent, "totals": totals, "tier": to_plain(p.tier)},
+        "status": status_of(totals["stopped_by"]),
         "params": {"student": count(state.student),
                    "heads": sum(count(h) for h in state.heads.values()) + count_own(state.objective, state.student),
                    "teacher": count(state.teacher)},

@@ -109,6 +109,9 @@ def train_teacher(ctx: RunContext, state: RunState) -> None:
         evaluate=state.evaluator(ctx, teacher, t_mods, state.val), culprit=f"teacher '{p.teacher.name}'"), ctx)
     spends = [*state.teacher_spends, spend]
     state.spent.extend(s.as_dict() for s in spends)
+    # a teacher the clock cut short is this run's only: neither it nor its outputs are cached
+    if any(s.stopped_by == "max_seconds" for s in spends):
+        state.teacher_cache = None
     if state.teacher_cache is not None:
         state.teacher_cache.save_teacher(teacher, state.teacher_frozen, {
             "spends": [s.as_dict() for s in spends], "selection": dataclasses.asdict(sel)})
