@@ -149,8 +149,10 @@ def test_status_is_migrated_from_what_stopped_a_run_and_a_sweep_reruns_an_incomp
     assert (RunRecord.from_json(complete, "a").status, RunRecord.from_json(short, "b").status) == (
         "complete", "incomplete")
     assert "status" not in RunRecord.from_json(short, "b").to_json()  # version 1, written back as it was
-    assert problems({**complete, "schema": 3, "baseline": False, "status": "partial",
-                     "integrity": {}}) == ["schema: status 'partial' is not complete or incomplete"]
+    v3 = {**complete, "schema": 3, "baseline": False, "status": "partial", "integrity": {}}
+    assert problems(v3)[0] == "schema: missing field 'budget.stages[0].curve'"  # version 3 keeps curves
+    v3["budget"] = {**v3["budget"], "stages": [{**s, "curve": []} for s in v3["budget"]["stages"]]}
+    assert problems(v3) == ["schema: status 'partial' is not complete or incomplete"]
     store = ResultStore()
     store.add(RunRecord.from_json(complete, "a"))
     store.add(RunRecord.from_json(short, "b"))

@@ -136,7 +136,8 @@ def test_store_and_leaderboard(records, capsys):
     # two stored kd records of seed 0: the later one counts once; one seed has no interval and
     # no paired comparison
     assert kd[2].strip("*") == f"{top1:.2f} ± 0.00"  # bold where it is the best
-    assert kd[:2] + kd[3:10] == ["kd", "1", "-", "-", "30",
+    # seed 0 kept its last evaluated state (step 30): val was still rising
+    assert kd[:2] + kd[3:10] == ["kd", "1", "-", "-", "30 (still improving: 1/1)",
                        f"{latest.params.student:,}",
                        f"{teacher_s:.0f} s, {latest.data.sizes['train']:,} fwd (cached)",
                        f"{latest.budget.totals.flops / 1e9:,.0f}",
@@ -316,4 +317,5 @@ def test_the_loop_syncs_with_the_host_once_per_evaluation_only(monkeypatch):
         data=data, keys=("x", "y"), max_steps=30, evaluate=lambda: {"top1": 1.0}, main_metric="top1"),
         RunContext(None, 0, torch.device("cpu"), BudgetMeter(60), tier=tier))
     assert spend.steps == 30 and spend.evaluations == 2
-    assert reads == [("_select", "__bool__")] * 2  # one per evaluation, for both terms
+    assert reads == [("_select", "tolist")] * 2  # one per evaluation, for both terms (checked, then kept)
+    assert [(p.step, sorted(p.terms)) for p in spend.curve] == [(15, ["ce", "l2"]), (30, ["ce", "l2"])]

@@ -11,6 +11,15 @@ import torch
 
 
 @dataclass
+class CurvePoint:
+    """One evaluation of a stage: where the val metric and the loss terms stood."""
+
+    step: int
+    value: float
+    terms: dict[str, float]
+
+
+@dataclass
 class StageSpend:
     """What one stage spent. FLOPs are counted with torch.utils.flop_counter on the stage's first
     step (forward + backward + teacher forward) and multiplied by the steps taken: every step has
@@ -30,6 +39,9 @@ class StageSpend:
     evaluations: int = 0
     #: "computed" in this run, or "cache": the cost was paid by the run that filled the cache
     source: str = "computed"
+    #: one point per evaluation: the step, the main metric on val, and each loss term's mean
+    #: (weighted, as optimised) over the steps since the previous evaluation
+    curve: list[CurvePoint] = field(default_factory=list, metadata={"since": 3})
 
     def as_dict(self) -> dict:
         return asdict(self)

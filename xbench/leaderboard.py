@@ -75,6 +75,8 @@ class Row:
     #: the split model selection used: "val", or "none" (self-supervised: the last state)
     selection: str
     stopped_by: str | None
+    #: seeds whose selected state was their last evaluated one (still improving at the budget's end)
+    last_selected: int = 0
     pareto: bool = False
     best: bool = False
     paper: PaperValue | None = None
@@ -250,7 +252,7 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
             seconds=statistics.fmean(t.seconds for t in totals),
             peak_memory_mb=max(t.peak_memory_mb for t in totals),
             memory_kind=first.method_stage.memory_kind,
-            selection=_selection(recs),
+            selection=_selection(recs), last_selected=sum(r.still_improving for r in recs),
             stopped_by=next((t.stopped_by for t in totals if t.stopped_by), None),
             paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
             git_shas=sorted({r.git_sha or "?" for r in recs}),

@@ -178,6 +178,14 @@ class RunRecord:
         return self.metrics.get(self.main_metric)
 
     @property
+    def still_improving(self) -> bool:
+        """Whether the state kept was the stage's last evaluated one: its val metric was still
+        rising when the budget ran out (a longer run might score higher)."""
+        sel = self.selection
+        stage = self.budget.stage(sel.stage) if sel.stage else self.method_stage
+        return sel.split is not None and stage is not None and stage.steps > 0 and sel.step == stage.steps
+
+    @property
     def complete(self) -> bool:
         return self.status == COMPLETE
 
@@ -301,7 +309,7 @@ def _value_problems(tp: Any, value: Any, name: str, version: int) -> list[str]:
         if not isinstance(value, dict):
             return [f"schema: field '{name}' is {type(value).__name__}"]
         return _type_problems(tp, value, f"{name}.", version)
-    if origin is tuple:
+    if origin in (tuple, list):
         if not isinstance(value, list):
             return [f"schema: field '{name}' is {type(value).__name__}"]
         return [p for i, v in enumerate(value) for p in _value_problems(args[0], v, f"{name}[{i}]", version)]
@@ -336,6 +344,8 @@ def _make(tp: Any, value: Any) -> Any:
                      for f in dataclasses.fields(tp) if f.name in value})
     if origin is tuple:
         return tuple(_make(args[0], v) for v in value)
+    if origin is list:
+        return [_make(args[0], v) for v in value]
     return value
 
 
@@ -349,6 +359,6 @@ def _plain(obj: Any, version: int) -> Any:
                 continue
             out[f.name] = _plain(value, version)
         return out
-    if isinstance(obj, tuple):
+    if isinstance(obj, (tuple, list)):
         return [_plain(v, version) for v in obj]
     return obj

@@ -33,7 +33,8 @@ LEGEND = (
     "to reach 0.05 (n seeds give at least 2/2^n, times the number of comparisons). "
     "params: student + the method's extra heads. teacher: seconds of the teacher's training and "
     "inference stages and its forward passes, counted for every run also when a cache spared "
-    "them (cached). GFLOPs, device-s (seconds) and peak MB: all stages of a run, mean over "
+    "them (cached). steps: the method's training stage; (still improving: k/n) where k of n seeds "
+    "kept their last evaluated state, val still rising when the budget ended. GFLOPs, device-s (seconds) and peak MB: all stages of a run, mean over "
     "seeds. Pareto: no other method scores higher for fewer FLOPs. paper: what the method's "
     "paper reports on its own dataset; paper gain %: its gain over its student without KD; ours %: "
     "the reproduction's gain over `student` on the same metric. Model selection: val split only, "
@@ -77,6 +78,8 @@ def _cells(row: Row, table: Table, paper: bool) -> dict[str, str]:
         out["method"] += f" (selected on {row.selection}!)"
     if row.stopped_by:
         out["steps"] += f" ({row.stopped_by})"
+    if row.last_selected:  # the budget ended while val was still rising: more steps might score higher
+        out["steps"] += f" (still improving: {row.last_selected}/{len(row.scores)})"
     return out
 
 
@@ -213,6 +216,7 @@ def _record(row: Row, table: Table) -> dict[str, Any]:
         "teacher_forwards": row.teacher_forwards, "teacher_source": row.teacher_source,
         "gflops": row.gflops, "device_seconds": row.seconds, "peak_memory_mb": row.peak_memory_mb,
         "memory_kind": row.memory_kind, "selection": row.selection, "stopped_by": row.stopped_by,
+        "last_selected": row.last_selected,
         "pareto": row.pareto, "best": row.best,
         "paper": row.paper.text if row.paper else None,
         "paper_relative_gain": row.paper.relative_gain if row.paper else None,

@@ -360,6 +360,33 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
     return steps + ([("deterministic on CPU", same_seed)] if deterministic else [])
 
 
+#: a method's weighted term below this share of the task loss changes nothing a table can show
+INERT = 0.01
+
+
+def inert_terms(rec: RunRecord) -> dict[str, float]:
+    """The method's weighted terms below ``INERT`` of the task loss at the start of training
+    (:func:`term_shares`): a default taken from another setting that does nothing here."""
+    return {k: v for k, v in term_shares(rec).items() if v < INERT}
+
+
+def term_shares(rec: RunRecord) -> dict[str, float]:
+    """Each teacher-fed loss term's weighted mean over the student stage's first evaluation
+    window, as a share of the task terms' (the supervised loss every method includes): what the
+    method adds at its defaults. Empty where the record has no such window or no task term."""
+    stage = rec.budget.stage("student")
+    if stage is None or not stage.curve:
+        return {}
+    terms = rec.config.get("loss_terms") or []
+    task = [t["key"] for t in terms if t.get("teacher") is None and t.get("target") is not None]
+    first = stage.curve[0].terms
+    base = sum(abs(first[k]) for k in task if k in first)
+    if not base:
+        return {}
+    return {t["key"]: abs(first[t["key"]]) / base for t in terms
+            if t.get("teacher") is not None and t["key"] in first}
+
+
 def check_method(reg: Registry, name: str, task: str, data_root: Path) -> RunRecord:
     """:func:`method_steps` (one run), raising AssertionError at the first failure; returns the
     run record."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from xbench.budget import StageSpend, peak_memory_mb
+from xbench.budget import CurvePoint, StageSpend, peak_memory_mb
 from xbench.config import Tier
 from xbench.context import RunContext
 from xbench.data.examples import Examples
@@ -315,15 +315,19 @@ def _select(step: int, spec: StepSpec, best: Selection | None, best_state: dict[
             spend: StageSpend, running: dict[str, list[torch.Tensor]]) -> Selection:
     # one host sync per evaluation: the accumulated loss terms checked finite together (which
     # one is not is looked up only when one is not)
+    means: dict[str, float] = {}
     if running:
-        sums = torch.stack([torch.stack(values).sum().float() for values in running.values()])
-        if not bool(torch.isfinite(sums).all()):
-            bad = next(name for name, ok in zip(running, torch.isfinite(sums).tolist()) if not ok)
+        # the one host read per evaluation: each term's sum, checked finite and kept as its mean
+        sums = torch.stack([torch.stack(values).sum().float() for values in running.values()]).tolist()
+        bad = next((name for name, total in zip(running, sums) if not math.isfinite(total)), None)
+        if bad is not None:
             raise PluginError(f"{spec.culprit}: loss term '{bad}' is not finite at step {step}")
+        means = {name: total / len(values) for (name, values), total in zip(running.items(), sums)}
     running.clear()
     metrics = spec.evaluate()
     spend.evaluations += 1
     value = metrics[spec.main_metric]
+    spend.curve.append(CurvePoint(step, value, means))
     if best is None or value > best.value:
         best = Selection(step, spec.main_metric, value, metrics)
         for name, m in spec.modules.items():
