@@ -10,7 +10,7 @@ from xbench.records import RunRecord
 
 def fake(method, seed, score, *, task="recognition", tier="cpu", flops=10**12, seconds=10.0, heads=0,
          teacher=True, start=0, evaluated="student", cached=False, options=None, dataset_options=None, config_hash=None, task_options=None,
-         own_stages=None) -> RunRecord:
+         own_stages=None, sha="abc123") -> RunRecord:
     """A run record (version 1, as the published ones) with the values the leaderboard reads;
     ``own_stages``: the method's stages as (name, steps), instead of one student stage."""
     def stage(name, steps, samples, secs, fl, forwards, source="computed"):
@@ -41,7 +41,7 @@ def fake(method, seed, score, *, task="recognition", tier="cpu", flops=10**12, s
             "steps": sum(s["steps"] for s in stages), "samples": sum(s["samples"] for s in stages),
             "teacher_forwards": 100 if teacher else 0, "flops": flops + (2 * 10**11 if teacher else 0),
             "seconds": seconds + (5.0 if teacher else 0.0), "peak_memory_mb": 500.0 + heads, "stopped_by": None}},
-        "env": {"git_sha": "abc123", "device": "cpu:x86_64"},
+        "env": {"git_sha": sha, "device": "cpu:x86_64", "torch": "2.14.1", "python": "3.11.7", "threads": 2},
         "started": f"2026-01-01T00:{start // 60:02d}:{start % 60:02d}+00:00",
         "finished": f"2026-01-01T00:{(start + 10) // 60:02d}:{(start + 10) % 60:02d}+00:00",
     }, "fake")

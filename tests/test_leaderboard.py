@@ -81,7 +81,7 @@ def test_latex_is_booktabs_with_the_best_in_bold():
         (r"\caption{recognition, tier cpu: test top1 of the val-selected model. Mean $\pm$ std over seeds; "
          r"vs student: mean paired difference and its 95\% paired-bootstrap interval; * exact sign-flip p < 0.05 "
          r"after Holm's correction over the table's 3 comparisons; $^{\dagger}$ too few seeds to reach it "
-         r"(7 needed).}"),
+         r"(7 needed). Code abc123; torch 2.14.1, python 3.11.7, 2 thread(s), cpu:x86\_64.}"),
         r"\label{tab:xbench-recognition-cpu}", r"\begin{tabular}{lrrclrrrrr}", r"\toprule",
         r"Method & $n$ & top1 & 95\% CI & $\Delta$ vs student & Params & Teacher & GFLOPs & Device-s & Peak MB \\",
         r"\midrule",
@@ -261,3 +261,35 @@ def test_an_undefined_metric_is_no_score():
     assert teacher.scores == {} and teacher.summary is None and teacher.versus is None
     assert "| teacher \\[audio input\\] | 0   | -" in markdown([table])
     assert json.loads(to_json([table]))["tables"][0]["rows"][-1]["mean"] is None
+
+
+def test_a_table_of_mixed_commits_says_so_and_is_never_published(tmp_path):
+    from xbench.errors import ConfigError
+    from xbench.publish import publish
+
+    recs = board_records()[:3] + [fake("kd", s, v, sha="def456", start=40 + 10 * s) for s, v in enumerate(KD)]
+    [table] = build(recs)
+    assert markdown([table]).splitlines()[-3].endswith(
+        "Mixed: 2 commit(s) (abc123, def456) and 1 environment(s): not one experiment (xbench publishes a "
+        "table from one commit and one environment only).")
+    with pytest.raises(ConfigError, match=r"^--publish: a table mixes commits or environments .*: recognition "
+                                          r"\(cpu\): commits abc123, def456; environments torch 2.14.1"):
+        publish(recs, {}, tmp_path / "board")
+    assert not (tmp_path / "board").exists()
+
+
+def test_the_publishing_environment_is_pinned_and_another_is_refused_or_named(monkeypatch):
+    import importlib.metadata
+
+    from xbench.errors import ConfigError
+    from xbench.publish import environment_line, pins, unpinned
+
+    assert list(pins()) == ["torch", "numpy", "scipy"]
+    numpy = importlib.metadata.version("numpy")
+    assert unpinned({"numpy": numpy, "scipy": "0.0.1"}) == [
+        f"scipy {importlib.metadata.version('scipy')} installed, 0.0.1 pinned"]
+    monkeypatch.setattr("xbench.publish.unpinned", lambda: ["torch 9.9 installed, 2.14.1 pinned"])
+    with pytest.raises(ConfigError, match=r"^--publish: not the pinned environment .*torch 9.9 installed, "
+                                          r"2.14.1 pinned; install it, or pass --unpinned"):
+        environment_line(allow_unpinned=False)
+    assert environment_line(allow_unpinned=True) == "NOT the pinned one (torch 9.9 installed, 2.14.1 pinned)"

@@ -72,6 +72,8 @@ def _plugin_parsers(sub) -> None:
     sw.add_argument("suite", type=Path, help="a suite YAML file, or the name of a shipped one (synth-cpu)")
     sw.add_argument("--jobs", type=int, default=1, help="runs in parallel, each its own process")
     sw.add_argument("--dry-run", action="store_true", help="show the grid and what is stored; run nothing")
+    sw.add_argument("--unpinned", action="store_true",
+                    help="with --publish: allow another numerical stack than the pinned one (the tables say so)")
     sw.add_argument("--publish", type=Path, metavar="DIR",
                     help="then write the suite's records and every rendered format into DIR")
     sw.add_argument("--quiet", action="store_true")
@@ -407,15 +409,17 @@ def cmd_sweep(args) -> int:
 def _publish(args, done, store, reg) -> None:
     """Write the suite's stored records and every format into --publish (``done``: the sweep's
     plan as the store holds it now)."""
-    from xbench.publish import publish
+    from xbench.publish import environment_line, publish
     from xbench.sweep import suite_records
 
+    environment = environment_line(args.unpinned)  # before anything is written
     suite = done.suite
     records = suite_records(done, store)
     folder = str(args.publish).rstrip("/")
     meta = {"suite": suite.name, "suite_file": str(args.suite), "tier": suite.tier,
             "expected_runs": len(done.runs), "missing": [f"{r.task} {r.label} seed {r.seed}" for r in done.todo],
-            "folder": folder, "command": f"xbench sweep {args.suite} --publish {folder}"}
+            "folder": folder, "command": f"xbench sweep {args.suite} --publish {folder}",
+            "environment": environment}
     publish(records, meta, args.publish, reg)
     print(f"published {len(records)} runs into {folder}", file=sys.stderr)
 

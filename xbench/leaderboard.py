@@ -83,6 +83,8 @@ class Row:
     #: the reproduction's relative gain over the student (%) on the paper's metric
     paper_ours: float | None = None
     git_shas: list[str] = field(default_factory=list)
+    #: the environments its runs ran in (:func:`environment_label`)
+    environments: list[str] = field(default_factory=list)
 
     @property
     def is_reference(self) -> bool:
@@ -100,6 +102,14 @@ class Table:
     @property
     def seeds(self) -> list[int]:
         return sorted({s for r in self.rows for s in r.scores})
+
+    @property
+    def commits(self) -> list[str]:
+        return sorted({sha for r in self.rows for sha in r.git_shas})
+
+    @property
+    def environments(self) -> list[str]:
+        return sorted({env for r in self.rows for env in r.environments})
 
     @property
     def comparisons(self) -> int:
@@ -256,6 +266,7 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
             stopped_by=next((t.stopped_by for t in totals if t.stopped_by), None),
             paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
             git_shas=sorted({r.git_sha or "?" for r in recs}),
+            environments=sorted({environment_label(r) for r in recs}),
         ))
     out = []
     for key in sorted(tables):
@@ -278,6 +289,15 @@ def _adjust(table: Table) -> None:
     compared = [r for r in table.rows if r.versus is not None]
     for row, p in zip(compared, holm([r.versus.p for r in compared])):
         row.versus = dataclasses.replace(row.versus, p_holm=p, comparisons=len(compared))
+
+
+def environment_label(rec: RunRecord) -> str:
+    """What a run's numbers depend on besides its configuration, seed and commit: the numerical
+    stack, the thread count and the device (records before version 2 name fewer)."""
+    env = rec.env
+    parts = [f"torch {env.get('torch', '?')}"] + ([f"numpy {env['numpy']}"] if "numpy" in env else [])
+    return ", ".join(parts + [f"python {env.get('python', '?')}", f"{env.get('threads', '?')} thread(s)",
+                              str(env.get("device", "?"))])
 
 
 def incomplete_note(records: list[RunRecord]) -> str | None:

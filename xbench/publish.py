@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from xbench.errors import ConfigError
-from xbench.leaderboard import Table, build, incomplete_note, paper_values, wall_time
+from xbench.leaderboard import (
+    Table,
+    build,
+    environment_label,
+    incomplete_note,
+    paper_values,
+    wall_time,
+)
 from xbench.records import RunRecord
 from xbench.render import markdown, to_csv, to_html, to_json
 from xbench.submit import changed_fields
@@ -65,6 +72,8 @@ def _preface(records: list[RunRecord], meta: dict[str, Any]) -> list[str]:
         f"intervals), {_hours(total)} of runs summed; {records[0].env['device'] if records else '-'}."),
         f"Code: {', '.join(s[:12] for s in shas)} (git sha of each run, in its record).",
     ]
+    if meta.get("environment"):
+        lines.append(f"Environment: {meta['environment']}.")
     if meta.get("missing"):
         lines.append(f"Incomplete: {len(meta['missing'])} runs are not done yet; rerunning the "
                      f"command below resumes the sweep.")
@@ -122,8 +131,72 @@ def latex_doc(tables: list[Table]) -> str:
             + latex(tables, paper=True))
 
 
+#: the pinned numerical stack of a published leaderboard (shipped with xbench)
+CONSTRAINTS = "publish-constraints.txt"
+
+
+def pins() -> dict[str, str]:
+    """package -> the version the constraints file pins."""
+    from xbench.config import packaged
+
+    out = {}
+    for line in packaged(CONSTRAINTS).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            out[name.strip()] = version.strip()
+    return out
+
+
+def unpinned(pinned: dict[str, str] | None = None) -> list[str]:
+    """How the installed numerical stack differs from the pinned one (local build tags such as
+    ``+cu130`` aside): empty in the publishing environment."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name, want in (pins() if pinned is None else pinned).items():
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            have = "none"
+        if have.split("+", 1)[0] != want:
+            out.append(f"{name} {have} installed, {want} pinned")
+    return out
+
+
+def environment_line(allow_unpinned: bool) -> str:
+    """What a published folder says of its environment; a ConfigError where it is not the pinned
+    one and that was not allowed."""
+    diffs = unpinned()
+    if diffs and not allow_unpinned:
+        raise ConfigError(f"--publish: not the pinned environment (xbench/benchmarks/{CONSTRAINTS}): "
+                          f"{'; '.join(diffs)}; install it, or pass --unpinned (the tables then say so)")
+    pinned = ", ".join(f"{k}=={v}" for k, v in pins().items())
+    return (f"pinned ({CONSTRAINTS}: {pinned})" if not diffs
+            else f"NOT the pinned one ({'; '.join(diffs)})")
+
+
+def mixed(records: list[RunRecord]) -> list[str]:
+    """Each (tier, task) whose runs come from more than one commit or environment, named."""
+    by: dict[tuple[str, str], list[RunRecord]] = {}
+    for rec in records:
+        by.setdefault((rec.tier, rec.task), []).append(rec)
+    out = []
+    for (tier, task), recs in sorted(by.items()):
+        shas = sorted({r.git_sha or "?" for r in recs})
+        envs = sorted({environment_label(r) for r in recs})
+        if len(shas) > 1 or len(envs) > 1:
+            out.append(f"{task} ({tier}): commits {', '.join(s[:12] for s in shas)}; environments {' | '.join(envs)}")
+    return out
+
+
 def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=None) -> int:
-    """Write the records (and only these: stale ones are removed) and render every format."""
+    """Write the records (and only these: stale ones are removed) and render every format. A
+    table is published from one commit and one environment only: mixed runs are refused."""
+    problems = mixed(records)
+    if problems:
+        raise ConfigError("--publish: a table mixes commits or environments (rerun its cells at one "
+                          "commit, in one environment): " + "; ".join(problems))
     rec_dir = folder / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
     keep = set()

@@ -95,7 +95,18 @@ def _star_note(table: Table, latex: bool = False) -> str:
     if m:
         text += (f"; {dagger} too few seeds to reach it ({seeds_needed(m)} needed)"
                  if any(r.versus and not r.versus.reachable for r in table.rows) else "")
-    return text + "."
+    return text + ". " + (tex_escape(_provenance(table)) if latex else _provenance(table))
+
+
+def _provenance(table: Table) -> str:
+    """The commit and environment the table's runs share, or a warning that they do not: runs
+    of other commits or numerical stacks are not one experiment."""
+    commits, envs = table.commits, table.environments
+    if len(commits) == 1 and len(envs) == 1:
+        return f"Code {commits[0][:12]}; {envs[0]}."
+    return (f"Mixed: {len(commits)} commit(s) ({', '.join(c[:12] for c in commits[:4])}"
+            f"{', ...' if len(commits) > 4 else ''}) and {len(envs)} environment(s): not one experiment "
+            f"(xbench publishes a table from one commit and one environment only).")
 
 
 def _title(table: Table) -> str:

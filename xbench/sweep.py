@@ -293,11 +293,11 @@ class _Workers:
         (self.base / "configs").mkdir(parents=True, exist_ok=True)
         (self.base / "logs").mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, XBENCH_HOME=str(store.home.resolve()))
-        # the cores shared between workers, so that N jobs do not oversubscribe the machine (a
-        # thread count the user set stands)
-        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        # one thread per run, whatever --jobs: the thread count changes a run's bits (the order of
+        # its reductions), so a sweep resumed with another --jobs must not mix two environments in
+        # one table; parallelism comes from the jobs (a thread count the user set stands)
         for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            self.env.setdefault(key, threads)
+            self.env.setdefault(key, "1")
         self.estimator = Estimator(store, sp.suite.tier)
         self.pending = list(self.todo)
         self.running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
