@@ -421,6 +421,19 @@ def test_combo_combines_losses_by_config(xbench_registry):
         ("ce", "logits", None), ("cosine", "tokens", "tokens"), ("cosine#2", "feature", "feature")]
 
 
+def test_combo_tells_a_kd_term_that_its_task_is_multi_label(xbench_registry):
+    """As the kd method does: softmax KD over detection's independent labels compared
+    distributions that do not exist (the combo row of the published detection table)."""
+    def kd_options(task, options=None):
+        p = plan(xbench_registry, RunConfig(method="combo", task=task, method_options={"terms": [
+            {"loss": "task"}, {"loss": "kd", "options": options or {"T": 4.0}}]}), load_tiers())
+        return next(o for k, _, _, o in p.terms if k == "kd")
+
+    assert kd_options("detection").multilabel is True
+    assert kd_options("recognition").multilabel is False
+    assert kd_options("detection", {"T": 4.0, "multilabel": False}).multilabel is False  # the config wins
+
+
 def test_combo_errors_name_the_culprit(xbench_registry):
     def run(terms, task="recognition"):
         plan(xbench_registry, RunConfig(method="combo", task=task, method_options={"terms": terms}), load_tiers())

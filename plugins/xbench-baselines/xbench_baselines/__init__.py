@@ -222,8 +222,12 @@ class ComboOptions:
             raise ValueError("terms: give at least one term")
 
 
-def _combo_terms(o: ComboOptions) -> list[LossTerm]:
-    return list(o.terms)
+def _combo_terms(o: ComboOptions, task: Any) -> list[LossTerm]:
+    """The configured terms; a ``kd`` term on a multi-label task (detection) is told so, as the
+    ``kd`` method's is, unless its options say otherwise: softmax KD over independent labels
+    would compare distributions that do not exist."""
+    return [dataclasses.replace(t, options={"multilabel": task.multilabel, **t.options}) if t.loss == "kd" else t
+            for t in o.terms]
 
 
 @hookimpl
