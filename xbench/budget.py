@@ -46,6 +46,11 @@ class StageSpend:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> StageSpend:
+        """The inverse of :meth:`as_dict` (a spend kept before curves were: none)."""
+        return cls(**{**data, "curve": [CurvePoint(**c) for c in data.get("curve", [])]})
+
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":

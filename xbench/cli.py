@@ -490,7 +490,7 @@ def _checked(args) -> list[tuple[Path, Any, list[str]]]:
         if problems:
             print(f"REJECTED {path}: " + "; ".join(problems))
         else:
-            record = RunRecord.from_json(data, str(path))
+            record = RunRecord.from_checked(data)  # check_record passed its schema
             print(f"OK {path}: {record.method} on {record.task}, tier {record.tier}, seed {record.seed}")
         out.append((path, record, problems))
     return out
@@ -543,10 +543,10 @@ def _record_arg(arg: str):
         return RunRecord.from_json(load(path), str(path))
     from xbench.store import ResultStore
 
-    found = [r for r in ResultStore().records() if r.id == arg]
-    if not found:
+    found = ResultStore().get(arg)
+    if found is None:
         raise ConfigError(f"no record file and no stored run '{arg}'")
-    return found[0]
+    return found
 
 
 def cmd_reproduce(args) -> int:

@@ -21,12 +21,11 @@ from xbench.errors import ConfigError
 from xbench.leaderboard import (
     Table,
     build,
-    environment_label,
     incomplete_note,
     paper_values,
     wall_time,
 )
-from xbench.records import RunRecord
+from xbench.records import RunRecord, validate
 from xbench.render import markdown, to_csv, to_html, to_json
 from xbench.submit import changed_fields
 
@@ -93,15 +92,26 @@ def render_dir(folder: Path, target: Path | None = None, reg=None) -> list[Table
     return render_records(records, meta, target, reg)
 
 
-def render_records(records: list[RunRecord], meta: dict[str, Any], target: Path, reg=None,
-                   include_incomplete: bool = False) -> list[Table]:
-    from xbench.plots import write_plots
-
+def _tables(records: list[RunRecord], reg, include_incomplete: bool = False) -> list[Table]:
     if reg is None:
         from xbench.registry import build_registry
 
         reg = build_registry()
-    tables = build(records, paper_values(reg), include_incomplete=include_incomplete)
+    return build(records, paper_values(reg), include_incomplete=include_incomplete)
+
+
+def render_records(records: list[RunRecord], meta: dict[str, Any], target: Path, reg=None,
+                   include_incomplete: bool = False) -> list[Table]:
+    tables = _tables(records, reg, include_incomplete)
+    _write(tables, records, meta, target, include_incomplete)
+    return tables
+
+
+def _write(tables: list[Table], records: list[RunRecord], meta: dict[str, Any], target: Path,
+           include_incomplete: bool) -> None:
+    """Every rendered format of ``tables`` (made of ``records``) into ``target``."""
+    from xbench.plots import write_plots
+
     target.mkdir(parents=True, exist_ok=True)
     preface = _preface(records, meta)
     note = None if include_incomplete else incomplete_note(records)
@@ -121,7 +131,6 @@ def render_records(records: list[RunRecord], meta: dict[str, Any], target: Path,
     # the preface's `code` marks are markdown; on the page they are plain text
     (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface).replace("`", ""),
                                                paper=True))
-    return tables
 
 
 def latex_doc(tables: list[Table]) -> str:
@@ -176,24 +185,17 @@ def environment_line(allow_unpinned: bool) -> str:
             else f"NOT the pinned one ({'; '.join(diffs)})")
 
 
-def mixed(records: list[RunRecord]) -> list[str]:
-    """Each (tier, task) whose runs come from more than one commit or environment, named."""
-    by: dict[tuple[str, str], list[RunRecord]] = {}
-    for rec in records:
-        by.setdefault((rec.tier, rec.task), []).append(rec)
-    out = []
-    for (tier, task), recs in sorted(by.items()):
-        shas = sorted({r.git_sha or "?" for r in recs})
-        envs = sorted({environment_label(r) for r in recs})
-        if len(shas) > 1 or len(envs) > 1:
-            out.append(f"{task} ({tier}): commits {', '.join(s[:12] for s in shas)}; environments {' | '.join(envs)}")
-    return out
+def mixed(tables: list[Table]) -> list[str]:
+    """Each table whose runs come from more than one commit or environment, named."""
+    return [f"{t.task} ({t.tier}): commits {', '.join(s[:12] for s in t.commits)}; environments "
+            f"{' | '.join(t.environments)}" for t in tables if len(t.commits) > 1 or len(t.environments) > 1]
 
 
 def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=None) -> int:
     """Write the records (and only these: stale ones are removed) and render every format. A
     table is published from one commit and one environment only: mixed runs are refused."""
-    problems = mixed(records)
+    tables = _tables(records, reg)
+    problems = mixed(tables)
     if problems:
         raise ConfigError("--publish: a table mixes commits or environments (rerun its cells at one "
                           "commit, in one environment): " + "; ".join(problems))
@@ -202,7 +204,7 @@ def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=No
     keep = set()
     for rec in records:
         data = rec.to_json()
-        RunRecord.from_json(data, "--publish")  # a safe id: the file is named by it
+        validate(data, "--publish")  # a safe id: the file is named by it
         path = rec_dir / f"{rec.id}.json"
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         keep.add(path.name)
@@ -210,5 +212,5 @@ def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=No
         if path.name not in keep:
             path.unlink()
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    render_records(records, meta, folder, reg)
+    _write(tables, records, meta, folder, include_incomplete=False)
     return len(records)

@@ -45,6 +45,7 @@ INT64 = 2 ** 63
 #: a record may lack it: read as None, never written as None)
 SINCE_2 = {"since": 2}
 SINCE_3 = {"since": 3}
+OPTIONAL = {"optional_before": math.inf}
 
 #: a run that did its whole budget of steps and samples
 COMPLETE = "complete"
@@ -52,7 +53,6 @@ COMPLETE = "complete"
 INCOMPLETE = "incomplete"
 #: ``xbench run``'s exit status when it stored a run incomplete (and a sweep worker's)
 EXIT_INCOMPLETE = 3
-OPTIONAL = {"optional_before": math.inf}
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class RunRecord:
     """One finished run: what was run (the resolved ``config`` and its hash), what it scored, what
     it spent, and where (``env``: versions, device, threads, the source commit)."""
 
-    #: the schema version the record was written in (1 or 2)
+    #: the schema version the record was written in (1, 2 or 3)
     schema: int
     #: unique, a safe slug: ``METHOD-TASK-TIER-sSEED-STARTED-RANDOM``
     id: str
@@ -164,9 +164,12 @@ class RunRecord:
     @classmethod
     def from_json(cls, data: Any, where: str) -> RunRecord:
         """The record ``data`` holds, or a DataError naming ``where`` and the first problem."""
-        found = problems(data)
-        if found:
-            raise DataError(f"{where}: not a valid run record: {found[0]}")
+        validate(data, where)
+        return cls.from_checked(data)
+
+    @classmethod
+    def from_checked(cls, data: dict[str, Any]) -> RunRecord:
+        """The record of JSON ``data`` that :func:`problems` has already passed."""
         return _make(cls, _migrated(data))
 
     def to_json(self) -> dict[str, Any]:
@@ -250,10 +253,11 @@ def problems(rec: Any) -> list[str]:
     return out
 
 
-def validate(rec: Any, where: str) -> dict[str, Any]:
-    """``rec`` (JSON data) if it is a readable record, else a DataError naming ``where``."""
-    RunRecord.from_json(rec, where)
-    return rec
+def validate(data: Any, where: str) -> None:
+    """A DataError naming ``where`` and the first problem where JSON ``data`` is no readable record."""
+    found = problems(data)
+    if found:
+        raise DataError(f"{where}: not a valid run record: {found[0]}")
 
 
 def run_dir(home: Path, run_id: str) -> Path:
@@ -272,9 +276,7 @@ def _number(value: Any) -> bool:
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    import xbench.budget
-
-    return typing.get_type_hints(cls, vars(xbench.budget) | globals())
+    return typing.get_type_hints(cls)  # each class's annotations in its own module's names
 
 
 def _wanted(f: dataclasses.Field, version: int) -> bool:

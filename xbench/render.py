@@ -92,9 +92,8 @@ def _star_note(table: Table, latex: bool = False) -> str:
     text = (f"Mean {pm} std over seeds; vs student: mean paired difference and its 95{pct} "
             f"paired-bootstrap interval; * exact sign-flip p < 0.05 after Holm's correction over the "
             f"table's {m} comparisons")
-    if m:
-        text += (f"; {dagger} too few seeds to reach it ({seeds_needed(m)} needed)"
-                 if any(r.versus and not r.versus.reachable for r in table.rows) else "")
+    if any(r.versus and not r.versus.reachable for r in table.rows):
+        text += f"; {dagger} too few seeds to reach it ({seeds_needed(m)} needed)"
     return text + ". " + (tex_escape(_provenance(table)) if latex else _provenance(table))
 
 

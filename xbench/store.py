@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from xbench.records import RunRecord, problems, run_dir, safe_id
+from xbench.records import COMPLETE, RunRecord, problems, run_dir, safe_id, status_of, validate
 from xbench.settings import settings
 
 SCHEMA = """
@@ -59,7 +59,7 @@ class ResultStore:
         committed only once the file is in place, and a file whose row fails is removed, so
         neither is ever left without the other."""
         data = record.to_json()
-        RunRecord.from_json(data, "run")  # built in code, it may still break the schema
+        validate(data, "run")  # built in code, it may still break the schema
         path = self.run_dir(record.id) / "result.json"
         written = False
         try:
@@ -100,7 +100,7 @@ class ResultStore:
             if found:
                 self.invalid.append((run_id, found[0]))
             else:
-                out.append(RunRecord.from_json(data, run_id))
+                out.append(RunRecord.from_checked(data))
         return out
 
     def delete(self, run_id: str) -> bool:
@@ -117,12 +117,17 @@ class ResultStore:
         """config hash -> the seeds stored complete for it (what a sweep skips; an incomplete run,
         stopped short by the clock, is run again)."""
         out: dict[str, set[int]] = {}
-        # every record version says what stopped it in its totals: nothing, for a complete run
-        for config_hash, seed in self.db.execute(
-                "SELECT config_hash, seed FROM runs WHERE json_extract(record, '$.budget.totals.stopped_by') IS NULL"):
-            if config_hash in config_hashes:
+        # every record version says what stopped it in its totals, which gives its status
+        for config_hash, seed, stopped_by in self.db.execute(
+                "SELECT config_hash, seed, json_extract(record, '$.budget.totals.stopped_by') FROM runs"):
+            if config_hash in config_hashes and status_of(stopped_by) == COMPLETE:
                 out.setdefault(config_hash, set()).add(seed)
         return out
+
+    def get(self, run_id: str) -> RunRecord | None:
+        """The stored run of that id, or None."""
+        row = self.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord.from_json(json.loads(row[0]), run_id) if row else None
 
     def latest(self, config_hash: str, seed: int) -> RunRecord | None:
         row = self.db.execute("SELECT id, record FROM runs WHERE config_hash = ? AND seed = ? "

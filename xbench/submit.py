@@ -77,7 +77,7 @@ def check_record(data: Any, reg, tiers: dict, tier: str | None = None) -> list[s
                         f"no longer match(es) the record's hashes")
     elif integrity(data)["sha256"] != data["integrity"].get("sha256"):
         problems.append("content: the record's hash does not match its content")
-    record = RunRecord.from_json(data, "record")
+    record = RunRecord.from_checked(data)
     # -- the configuration
     config = {k: v for k, v in record.config.items() if k != "seed"}
     if stable_hash(config) != record.config_hash:

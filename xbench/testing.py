@@ -374,7 +374,9 @@ def term_shares(rec: RunRecord) -> dict[str, float]:
     """Each teacher-fed loss term's weighted mean over the student stage's first evaluation
     window, as a share of the task terms' (the supervised loss every method includes): what the
     method adds at its defaults. Empty where the record has no such window or no task term."""
-    stage = rec.budget.stage("student")
+    from xbench.context import Stage
+
+    stage = rec.budget.stage(Stage.STUDENT)
     if stage is None or not stage.curve:
         return {}
     terms = rec.config.get("loss_terms") or []

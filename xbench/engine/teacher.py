@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from xbench import __version__
-from xbench.budget import CurvePoint, StageSpend
+from xbench.budget import StageSpend
 from xbench.cache import TeacherCache
 from xbench.cache import enabled as cache_enabled
 from xbench.config import stable_hash, to_plain
@@ -44,8 +44,7 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
         state.teacher_cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
         hit = state.teacher_cache.load_teacher(state.teacher)
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
-            spends = [StageSpend(**{**s, "source": "cache", "curve": [CurvePoint(**c) for c in s.get("curve", [])]})
-                      for s in hit["spends"]]
+            spends = [dataclasses.replace(StageSpend.from_dict(s), source="cache") for s in hit["spends"]]
             ctx.meter.stages.extend(spends)
             state.spent.extend(s.as_dict() for s in spends)
             state.done |= {Stage.TEACHER_PRETRAIN, Stage.TEACHER}
