@@ -359,7 +359,7 @@ def cmd_sweep(args) -> int:
         load_suite,
         plan_sweep,
         refresh,
-        run_sweep,
+        run_phases,
     )
 
     if args.jobs < 1:
@@ -378,8 +378,8 @@ def cmd_sweep(args) -> int:
     t0 = time.perf_counter()
     outcomes: list = []
     try:
-        run_sweep(sp, store, jobs=args.jobs, say=say, progress=not args.quiet and sys.stderr.isatty(),
-                outcomes=outcomes)
+        sp = run_phases(sp, reg, store, str(args.suite), jobs=args.jobs, say=say,
+                        progress=not args.quiet and sys.stderr.isatty(), outcomes=outcomes)
     except KeyboardInterrupt:
         # counted from the store: a run that finished as the signal came is stored and counts
         stored = len(refresh(sp, store).done)

@@ -169,6 +169,10 @@ class Tier:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     #: dataset option defaults for this tier (e.g. the synth size)
     dataset: dict[str, Any] = field(default_factory=dict)
+    #: trials of the random search a sweep gives every method (``xbench.search``); 0: no search
+    trials: int = 0
+    #: the seed the search's trials run on: none of the seeds a table reports
+    tuning_seed: int = 1000
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "student_steps", "eval_every"):
@@ -178,6 +182,8 @@ class Tier:
             raise ValueError("teacher_steps must be >= 0 and max_seconds > 0")
         if min(self.pretrain_steps, self.probe_steps, self.finetune_steps) < 0:
             raise ValueError("pretrain_steps, probe_steps and finetune_steps must be >= 0")
+        if self.trials < 0 or self.tuning_seed < 0:
+            raise ValueError("trials and tuning_seed must be >= 0")
 
 
 def packaged(*parts: str) -> Path:
@@ -237,16 +243,33 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     budget_options: dict[str, Any] = field(default_factory=dict)
     teacher_options: dict[str, Any] = field(default_factory=dict)
+    #: the shared knobs of the method's own stage (``xbench.search.SHARED``): ``lr_scale`` times
+    #: the tier's learning rate, ``weight_decay``; set by a search's trial or by hand
+    hparams: dict[str, float] = field(default_factory=dict)
+    #: the search trial this run is (a sweep's tuning run): leaderboards leave trials out
+    trial: int | None = None
+    #: how a tuned configuration was chosen (the search's trials, winner and cost), set by the
+    #: sweep: the leaderboard shows the run as the method's tuned row
+    tuning: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # a seed is stored as a 64-bit integer: one that is not fails here, before any training
         bad = [s for s in self.seeds if not 0 <= s < 2 ** 63]
         if bad:
             raise ValueError(f"seed {bad[0]} is outside 0..2^63-1")
+        unknown = sorted(set(self.hparams) - set(HPARAMS))
+        if unknown:
+            raise ValueError(f"hparams: unknown knob '{unknown[0]}' (known: {', '.join(HPARAMS)})")
+        if any(not isinstance(v, (int, float)) or v < 0 or (k == "lr_scale" and v == 0)
+               for k, v in self.hparams.items()):
+            raise ValueError("hparams: lr_scale must be > 0 and weight_decay >= 0")
 
+
+#: the shared knobs every method's stage has (``RunConfig.hparams``)
+HPARAMS = ("lr_scale", "weight_decay")
 
 SET_SECTIONS = {"dataset": "dataset_options", "task": "task_options", "method": "method_options",
-                "budget": "budget_options", "teacher": "teacher_options"}
+                "budget": "budget_options", "teacher": "teacher_options", "hparams": "hparams"}
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:

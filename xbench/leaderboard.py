@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xbench.context import Stage
+from xbench.errors import ConfigError
 from xbench.records import RunRecord
 from xbench.stats import Paired, Summary, holm, paired, summarize
 
@@ -85,6 +86,9 @@ class Row:
     git_shas: list[str] = field(default_factory=list)
     #: the environments its runs ran in (:func:`environment_label`)
     environments: list[str] = field(default_factory=list)
+    #: a tuned row's search: "N trials, S steps (trial k)" (its cost besides its own runs); ""
+    #: for a default row
+    search: str = ""
 
     @property
     def is_reference(self) -> bool:
@@ -160,10 +164,11 @@ def _differing(configs: list[dict[str, Any]]) -> tuple[str, ...]:
 
 def _setting(rec: RunRecord) -> str:
     """What a run's baseline must share with it: tier, task, dataset and their options (the
-    same data, labels and protocol); the method and its options are what is compared."""
+    same data, labels and protocol) and whether it was tuned (the same tuning effort); the
+    method and its options are what is compared."""
     c = rec.config
     return json.dumps([rec.tier, rec.task, c.get("dataset"), c.get("task_options"),
-                       c.get("dataset_options")], sort_keys=True)
+                       c.get("dataset_options")] + (["tuned"] if rec.tuning else []), sort_keys=True)
 
 
 def _teacher_cost(recs: list[RunRecord]) -> tuple[float, int, str]:
@@ -213,64 +218,34 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
     """Records -> tables, one per (tier, task), rows sorted by label. The latest record of a
     (configuration, seed) wins. Runs of one method with other options (the linear-probe protocol,
     an ablation, another teacher, fewer labels) are other rows, labelled by what differs, never
-    averaged together. ``paper`` maps (method, task) to the paper's value for that setting.
-    Incomplete runs (the clock stopped them short of their budget) are left out unless
-    ``include_incomplete``; then their rows say so."""
-    if not include_incomplete:
-        records = [r for r in records if r.complete]
+    averaged together; a tuned configuration (a sweep's search chose it) is the method's tuned
+    row, beside its default row. A search's trials are no rows. ``paper`` maps (method, task)
+    to the paper's value for that setting. Incomplete runs (the clock stopped them short of
+    their budget) are left out unless ``include_incomplete``; then their rows say so."""
+    records = [r for r in records if r.trial is None and (include_incomplete or r.complete)]
     by: dict[tuple[str, str, str, str], dict[int, RunRecord]] = defaultdict(dict)
     for rec in sorted(records, key=lambda r: (r.finished, r.id)):
         by[(rec.tier, rec.task, rec.method, rec.config_hash)][rec.seed] = rec
     configs: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for (tier, task, method, _), seeds in by.items():
-        configs[(tier, task, method)].append(next(iter(seeds.values())).config)
+        first = next(iter(seeds.values()))
+        if not first.tuning:  # a tuned row is labelled as such, not by the values it chose
+            configs[(tier, task, method)].append(first.config)
+    # a tuned row is paired with the tuned baseline, a default row with the default one: the
+    # same tuning effort on both sides of every comparison
     baselines = {_setting(next(iter(seeds.values()))): seeds
                  for seeds in by.values() if next(iter(seeds.values())).baseline}
     tables: dict[tuple[str, str], Table] = {}
     for (tier, task, method, config_hash), seeds in sorted(by.items()):
         recs = [seeds[s] for s in sorted(seeds)]
-        metric = recs[0].main_metric
-        table = tables.setdefault((tier, task), Table(tier, task, metric, []))
-        # a metric a run could not define (NaN: the teacher reference generates no sentences)
-        # is no score: the row shows "-" rather than nan
-        scores = {r.seed: r.metrics[metric] for r in recs
-                  if metric in r.metrics and not math.isnan(r.metrics[metric])}
-        baseline = recs[0].baseline
-        base = baselines.get(_setting(recs[0])) if not baseline else None
-        versus = paired(scores, {s: x.metrics[metric] for s, x in base.items()
-                                 if metric in x.metrics}) if base else None
-        pv = (paper or {}).get((method, task))
-        totals = [r.budget.totals for r in recs]
-        t_seconds, t_forwards, t_source = _teacher_cost(recs)
-        first = recs[0]
-        evaluated = first.evaluated
-        incomplete = sum(not r.complete for r in recs)
-        table.rows.append(Row(
-            label=_label(first, _differing(configs[(tier, task, method)]))
-            + (f" [{incomplete} incomplete]" if incomplete else ""),
-            method=method, baseline=baseline, config_hash=config_hash, evaluated=evaluated, scores=scores,
-            summary=summarize(list(scores.values())) if scores else None, versus=versus,
-            relative_gain=_relative_gain(recs, base, metric),
-            # the method's own training stage (later stages: fine-tuning, a probe)
-            steps="/".join(sorted({str(r.method_stage.steps) for r in recs})),
-            params=first.params.student + first.params.heads if evaluated == "student"
-            else first.params.teacher,
-            params_heads=first.params.heads if evaluated == "student" else 0,
-            teacher=first.config.get("teacher"),
-            teacher_seconds=t_seconds, teacher_forwards=t_forwards, teacher_source=t_source,
-            gflops=statistics.fmean(t.flops for t in totals) / 1e9,
-            seconds=statistics.fmean(t.seconds for t in totals),
-            peak_memory_mb=max(t.peak_memory_mb for t in totals),
-            memory_kind=first.method_stage.memory_kind,
-            selection=_selection(recs), last_selected=sum(r.still_improving for r in recs),
-            stopped_by=next((t.stopped_by for t in totals if t.stopped_by), None),
-            paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
-            git_shas=sorted({r.git_sha or "?" for r in recs}),
-            environments=sorted({environment_label(r) for r in recs}),
-        ))
+        table = tables.setdefault((tier, task), Table(tier, task, recs[0].main_metric, []))
+        base = baselines.get(_setting(recs[0])) if not recs[0].baseline else None
+        table.rows.append(_row(recs, config_hash, _differing(configs[(tier, task, method)]), base,
+                               (paper or {}).get((method, task)), table.metric))
     out = []
     for key in sorted(tables):
         table = tables[key]
+        _check_equal_tuning(table)
         table.rows.sort(key=lambda r: r.label)
         _adjust(table)
         competitors = [r for r in table.rows if not r.is_reference and r.summary]
@@ -282,6 +257,55 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
                 row.best = row.summary.mean == best
         out.append(table)
     return out
+
+
+def _row(recs: list[RunRecord], config_hash: str, differing: tuple[str, ...], base: dict[int, RunRecord] | None,
+         pv: PaperValue | None, metric: str) -> Row:
+    """One configuration's row: its seeds' scores, the paired comparison with the baseline's
+    runs of its setting, and the spend of its runs."""
+    # a metric a run could not define (NaN: the teacher reference generates no sentences)
+    # is no score: the row shows "-" rather than nan
+    scores = {r.seed: r.metrics[metric] for r in recs if metric in r.metrics and not math.isnan(r.metrics[metric])}
+    versus = paired(scores, {s: x.metrics[metric] for s, x in base.items() if metric in x.metrics}) if base else None
+    totals = [r.budget.totals for r in recs]
+    t_seconds, t_forwards, t_source = _teacher_cost(recs)
+    first = recs[0]
+    evaluated = first.evaluated
+    incomplete = sum(not r.complete for r in recs)
+    tuning = first.tuning
+    return Row(
+        label=_label(first, differing) + (" (tuned)" if tuning else "")
+        + (f" [{incomplete} incomplete]" if incomplete else ""),
+        method=first.method, baseline=first.baseline, config_hash=config_hash, evaluated=evaluated, scores=scores,
+        summary=summarize(list(scores.values())) if scores else None, versus=versus,
+        relative_gain=_relative_gain(recs, base, metric),
+        # every stage that trained the evaluated model (xkd: self-supervised + fine-tuning)
+        steps="/".join(sorted({str(r.trained_steps) for r in recs})),
+        params=first.params.student + first.params.heads if evaluated == "student" else first.params.teacher,
+        params_heads=first.params.heads if evaluated == "student" else 0,
+        teacher=first.config.get("teacher"),
+        teacher_seconds=t_seconds, teacher_forwards=t_forwards, teacher_source=t_source,
+        gflops=statistics.fmean(t.flops for t in totals) / 1e9,
+        seconds=statistics.fmean(t.seconds for t in totals),
+        peak_memory_mb=max(t.peak_memory_mb for t in totals),
+        memory_kind=first.method_stage.memory_kind,
+        selection=_selection(recs), last_selected=sum(r.still_improving for r in recs),
+        stopped_by=next((t.stopped_by for t in totals if t.stopped_by), None),
+        paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
+        git_shas=sorted({r.git_sha or "?" for r in recs}),
+        environments=sorted({environment_label(r) for r in recs}),
+        search=f"{tuning['trials']} trials, {tuning['steps']} steps (trial {tuning['selected']})" if tuning else "",
+    )
+
+
+def _check_equal_tuning(table: Table) -> None:
+    """A method cannot get more trials than another in one table: tuned rows with different
+    search budgets are not comparable."""
+    budgets = sorted({r.search.split(" trials")[0] for r in table.rows if r.search})
+    if len(budgets) > 1:
+        raise ConfigError(f"table {table.tier}/{table.task} mixes tuned rows searched with "
+                          f"{' and '.join(budgets)} trials: every method gets the same tuning budget "
+                          f"(rerun the search at one budget)")
 
 
 def _adjust(table: Table) -> None:

@@ -197,6 +197,26 @@ class RunRecord:
         return self.env.get("git_sha")
 
     @property
+    def trained_steps(self) -> int:
+        """Optimizer steps of every stage that trained the evaluated model: the student's stages
+        (encoder pretraining, the method's stage, fine-tuning, a probe), or the teacher's for the
+        teacher reference. xkd's 250 self-supervised + 250 fine-tuning steps are 500."""
+        teacher = self.evaluated == "teacher"
+        return sum(s.steps for s in self.budget.stages
+                   if (s.stage in (Stage.TEACHER_PRETRAIN, Stage.TEACHER)) == teacher
+                   and s.stage not in (Stage.TEACHER_INFERENCE, Stage.TEST))
+
+    @property
+    def trial(self) -> int | None:
+        """The search trial this run is (a sweep's tuning run), or None."""
+        return self.config.get("trial")
+
+    @property
+    def tuning(self) -> dict[str, Any]:
+        """How a tuned configuration was chosen (trials, winner, cost), or {} for a default one."""
+        return self.config.get("tuning") or {}
+
+    @property
     def method_stage(self) -> StageSpend:
         """The stage in which the method trained its student (later stages: fine-tuning, a
         probe); the teacher's for the teacher reference."""

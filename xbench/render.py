@@ -33,8 +33,11 @@ LEGEND = (
     "to reach 0.05 (n seeds give at least 2/2^n, times the number of comparisons). "
     "params: student + the method's extra heads. teacher: seconds of the teacher's training and "
     "inference stages and its forward passes, counted for every run also when a cache spared "
-    "them (cached). steps: the method's training stage; (still improving: k/n) where k of n seeds "
-    "kept their last evaluated state, val still rising when the budget ended. GFLOPs, device-s (seconds) and peak MB: all stages of a run, mean over "
+    "them (cached). steps: every stage that trained the evaluated model (xkd: self-supervised + "
+    "fine-tuning; anticipation: encoder pretraining + the method's stage); (still improving: k/n) where k of n seeds "
+    "kept their last evaluated state, val still rising when the budget ended. (tuned): the "
+    "configuration a seeded random search chose on val (the same number of trials for every "
+    "method, trial 0 the defaults), compared with the tuned `student`; search: its trials and their steps, a cost on top of the row's own. GFLOPs, device-s (seconds) and peak MB: all stages of a run, mean over "
     "seeds. Pareto: no other method scores higher for fewer FLOPs. paper: what the method's "
     "paper reports on its own dataset; paper gain %: its gain over its student without KD; ours %: "
     "the reproduction's gain over `student` on the same metric. Model selection: val split only, "
@@ -60,6 +63,8 @@ def _cells(row: Row, table: Table, paper: bool) -> dict[str, str]:
                        + ("" if v.reachable else " †"))
         if v else "-",
         "steps": row.steps,
+        # a tuned row's search: its cost on top of its own runs (only in tables that have one)
+        **({"search": row.search or "-"} if any(r.search for r in table.rows) else {}),
         "params": f"{row.params:,}",
         "teacher": "-" if row.teacher_source == "-" else
         f"{row.teacher_seconds:.0f} s, {row.teacher_forwards:,} fwd" + (" (cached)" if row.teacher_source == "cache" else ""),
@@ -221,7 +226,7 @@ def _record(row: Row, table: Table) -> dict[str, Any]:
         "comparisons": v.comparisons if v else None, "paired_n": v.n if v else None,
         "significant": v.significant if v else None, "reachable": v.reachable if v else None,
         "relative_gain": row.relative_gain,
-        "steps": row.steps, "params": row.params, "params_heads": row.params_heads,
+        "steps": row.steps, "search": row.search, "params": row.params, "params_heads": row.params_heads,
         "teacher": row.teacher, "teacher_seconds": row.teacher_seconds,
         "teacher_forwards": row.teacher_forwards, "teacher_source": row.teacher_source,
         "gflops": row.gflops, "device_seconds": row.seconds, "peak_memory_mb": row.peak_memory_mb,

@@ -196,6 +196,14 @@ class LossTerm:
     teacher: str | None = None
     target: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: a linear warm-up of the weight over this fraction of the stage's steps (DKD ramps its
+    #: term over 20 of 240 epochs: 20/240): at step s of n the term weighs
+    #: ``weight * min(1, s / max(1, round(warmup * n)))``; 0: the full weight from the first step
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warmup <= 1.0:
+            raise ValueError(f"loss term '{self.loss}': warmup is a fraction of the stage, in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,14 @@ class MethodSpec:
     modalities: tuple[str, ...] = ()
     #: False for a self-supervised method: its training never receives a label
     labels: bool = True
+    #: the search space of the method's own options for the tuned row (``xbench.search``): option
+    #: name -> ``LogUniform``/``Uniform``/``Choice``; trial 0 is the defaults. Every method also
+    #: tunes the shared knobs of its stage (lr scale, weight decay), so an empty space still tunes
+    search: dict[str, Any] = field(default_factory=dict)
+    #: objective terms that penalise the method's own parameters (an L1 on a layer's weights):
+    #: they carry no teacher information, and their scale is set against the weights, not the
+    #: task loss, so the conformance kit's inert-term check leaves them out
+    regularizers: tuple[str, ...] = ()
     #: results the method's paper reports (:class:`PaperResult`), shown beside the reproduction
     paper: tuple[PaperResult, ...] = ()
     #: the reference every other method of a task is compared with, seed by seed (the task's
@@ -300,3 +316,6 @@ class ObjectiveContext:
     #: reads exactly it and has every tap the task's student has), for an objective that needs an
     #: encoder of the other modality
     partners: dict[str, Callable[[], nn.Module]] = field(default_factory=dict)
+    #: the optimizer steps of the stage the objective trains in (the tier's): a schedule written
+    #: for another run length (an EMA momentum) can be expressed relative to it
+    steps: int = 0

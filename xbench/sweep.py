@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import signal
 import subprocess
@@ -185,7 +186,66 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
             labels[config_hash] = label
             for seed in suite.seeds:
                 runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
+            if p.tier.trials:
+                runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
     return refresh(SweepPlan(suite, runs, [], unfit), store)
+
+
+def _planned(reg, tiers, mapping: dict[str, Any], where: str):
+    from xbench.run import plan
+
+    return plan(reg, from_mapping(RunConfig, mapping, where), tiers)
+
+
+def _with_trial(mapping: dict[str, Any], entry: Entry, settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A cell's mapping with a trial's settings over the entry's own options."""
+    out = {**mapping, "method_options": {**entry.method_options, **settings["method_options"]}}
+    if settings["hparams"]:
+        out["hparams"] = settings["hparams"]
+    if not out["method_options"]:
+        del out["method_options"]
+    return out
+
+
+def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping: dict[str, Any], label: str,
+            where: str) -> list[Run]:
+    """The tier's search for one cell (``xbench.search``): its trials on the tuning seed and, once
+    every trial is stored complete, the configuration that won on val run on the suite's seeds
+    (its record says how it was chosen and what the search cost)."""
+    from xbench import search
+
+    spec, tier = reg.get("methods", entry.method), tiers[suite.tier]
+    trials: list[Run] = []
+    for k in range(tier.trials):
+        m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, k)), "trial": k}
+        p = _planned(reg, tiers, m, f"{where}: {entry.method} search trial {k}")  # a bad draw fails here
+        trials.append(Run(mapping["task"], f"{label} [trial {k}]", m, stable_hash(p.resolved()), tier.tuning_seed,
+                          _teacher_group(p, tier.tuning_seed)))
+    found = [store.latest(r.config_hash, r.seed) for r in trials]
+    if any(rec is None or not rec.complete for rec in found):
+        return trials  # the tuned runs are planned once the whole search is stored
+    scores = {k: rec.selection.value if rec.selection.value is not None else math.nan for k, rec in enumerate(found)}
+    best = search.best_trial(scores)
+    tuning = {"trials": tier.trials, "selected": best, "seed": tier.tuning_seed,
+              "steps": sum(rec.trained_steps for rec in found),
+              "val": {str(k): v for k, v in scores.items()}}
+    m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, best)), "tuning": tuning}
+    p = _planned(reg, tiers, m, f"{where}: {entry.method} tuned")
+    return trials + [Run(mapping["task"], f"{label} (tuned)", m, stable_hash(p.resolved()), seed,
+                         _teacher_group(p, seed)) for seed in suite.seeds]
+
+
+def run_phases(sp: SweepPlan, reg, store: ResultStore, where: str, **kwargs: Any) -> SweepPlan:
+    """``run_sweep``, then once more for the runs its results made known (the tuned configurations
+    a finished search chose); returns the sweep as planned after both."""
+    outcomes = kwargs.setdefault("outcomes", [])
+    run_sweep(sp, store, **kwargs)
+    tried = {(o.run.config_hash, o.run.seed) for o in outcomes}
+    again = plan_sweep(sp.suite, reg, store, where)
+    new = [r for r in again.todo if (r.config_hash, r.seed) not in tried]
+    if new:
+        run_sweep(SweepPlan(again.suite, new, [], again.unfit), store, **kwargs)
+    return again
 
 
 def refresh(sp: SweepPlan, store: ResultStore) -> SweepPlan:
@@ -415,10 +475,15 @@ def suite_records(sp: SweepPlan, store: ResultStore) -> list[RunRecord]:
 
 def describe(sp: SweepPlan) -> str:
     """The grid in words: cells, runs, what is stored, what does not fit."""
-    cells = {(r.task, r.config_hash) for r in sp.runs}
+    trials = [r for r in sp.runs if "trial" in r.config]
+    cells = {(r.task, r.config_hash) for r in sp.runs if "trial" not in r.config}
     lines = [(f"suite '{sp.suite.name}': tier {sp.suite.tier}, {len(cells)} cells x "
-             f"{len(sp.suite.seeds)} seeds = {len(sp.runs)} runs; {len(sp.done)} already stored, "
-             f"{len(sp.todo)} to run")]
+             f"{len(sp.suite.seeds)} seeds" + (f" + {len(trials)} search trials" if trials else "")
+             + f" = {len(sp.runs)} runs; "
+             f"{len(sp.done)} already stored, {len(sp.todo)} to run")]
+    if trials:
+        lines.append(f"search: {max(r.config['trial'] for r in trials) + 1} trials per method on seed "
+                     f"{trials[0].seed}; each method's tuned runs start once its trials are stored")
     if sp.unfit:
         pairs = sorted({f"{m} on {t}" for t, m, _ in sp.unfit})
         lines.append(f"left out (the method does not fit the task): {', '.join(pairs)}")

@@ -289,8 +289,9 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
     """A method end to end on tiny data, two steps per stage: it plans (names, options, taps,
     modalities), runs, obeys the budget, selects on val only (nothing for a self-supervised
     method without fine-tuning), gives finite metrics, evaluates the student on the student's
-    modalities only, leaves the frozen teacher unchanged, and gives the same metrics for the same
-    seed."""
+    modalities only, has no inert teacher-fed term (:func:`inert_terms`: a weight under 1% of
+    the task loss at its defaults), leaves the frozen teacher unchanged, and gives the same
+    metrics for the same seed."""
     import torch
 
     from xbench.config import RunConfig, load_tiers, replace_options
@@ -354,9 +355,14 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
         diff = next((f"{k} {a[k]} then {b[k]}" for k in a if not same and a.get(k) != b.get(k)), "")
         assert same, f"{what}: seed 0 gave other metrics on a second run ({diff})"
 
+    def live():
+        inert = inert_terms(st["rec"], reg.get("methods", name).regularizers)
+        assert not inert, (f"{what}: weighted term(s) under {INERT:.0%} of the task loss at the defaults: "
+                           + ", ".join(f"{k} {v:.2%}" for k, v in inert.items()))
+
     steps = [("plans", plans), ("runs end to end", runs), ("frozen teacher unchanged", teacher_unchanged),
              ("budget obeyed", budget), ("selection on val only", selection), ("finite metrics", metrics),
-             ("no privileged input at evaluation", privileged)]
+             ("no privileged input at evaluation", privileged), ("no inert term", live)]
     return steps + ([("deterministic on CPU", same_seed)] if deterministic else [])
 
 
@@ -364,29 +370,33 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
 INERT = 0.01
 
 
-def inert_terms(rec: RunRecord) -> dict[str, float]:
+def inert_terms(rec: RunRecord, regularizers: tuple[str, ...] = ()) -> dict[str, float]:
     """The method's weighted terms below ``INERT`` of the task loss at the start of training
-    (:func:`term_shares`): a default taken from another setting that does nothing here."""
-    return {k: v for k, v in term_shares(rec).items() if v < INERT}
+    (:func:`term_shares`): a default taken from another setting that does nothing here. The
+    objective terms named in ``regularizers`` (``MethodSpec.regularizers``) are left out."""
+    skip = {f"{rec.config['method']}:{r}" for r in regularizers}
+    return {k: v for k, v in term_shares(rec).items() if v < INERT and k not in skip}
 
 
 def term_shares(rec: RunRecord) -> dict[str, float]:
-    """Each teacher-fed loss term's weighted mean over the student stage's first evaluation
-    window, as a share of the task terms' (the supervised loss every method includes): what the
-    method adds at its defaults. Empty where the record has no such window or no task term."""
+    """Each term the method adds (a teacher-fed loss term, or a term of its objective), its
+    weighted mean over the student stage's first evaluation window as a share of the task terms'
+    (the supervised loss every method includes): what the method adds at its defaults. Empty
+    where the record has no such window or no task term (a self-supervised stage)."""
     from xbench.context import Stage
 
     stage = rec.budget.stage(Stage.STUDENT)
     if stage is None or not stage.curve:
         return {}
     terms = rec.config.get("loss_terms") or []
-    task = [t["key"] for t in terms if t.get("teacher") is None and t.get("target") is not None]
+    task = {t["key"] for t in terms if t.get("teacher") is None and t.get("target") is not None}
     first = stage.curve[0].terms
     base = sum(abs(first[k]) for k in task if k in first)
     if not base:
         return {}
-    return {t["key"]: abs(first[t["key"]]) / base for t in terms
-            if t.get("teacher") is not None and t["key"] in first}
+    teacher_fed = {t["key"] for t in terms if t.get("teacher") is not None}
+    objective = f"{rec.config['method']}:"  # the objective's terms are named method:term
+    return {k: abs(v) / base for k, v in first.items() if k in teacher_fed or k.startswith(objective)}
 
 
 def check_method(reg: Registry, name: str, task: str, data_root: Path) -> RunRecord:

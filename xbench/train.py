@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from xbench.budget import CurvePoint, StageSpend, peak_memory_mb
-from xbench.config import Tier
+from xbench.config import OptimizerConfig, Tier
 from xbench.context import RunContext
 from xbench.data.examples import Examples
 from xbench.errors import PluginError
@@ -46,8 +46,10 @@ def batch_indices(n: int, batch_size: int, seed: int, rank: int = 0, world: int 
                 yield perm[i: i + bs]
 
 
-def build_optimizer(groups: list[tuple[list[nn.Parameter], float]], tier: Tier) -> torch.optim.Optimizer:
-    cfg = tier.optimizer
+def build_optimizer(groups: list[tuple[list[nn.Parameter], float]], tier: Tier,
+                    cfg: OptimizerConfig | None = None) -> torch.optim.Optimizer:
+    """The stage's optimizer: ``cfg`` (the stage's own, with a run's tuned knobs), else the tier's."""
+    cfg = cfg or tier.optimizer
     params = [{"params": p, "lr": cfg.lr * mult} for p, mult in groups if p]
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -202,6 +204,8 @@ class StepSpec:
     teacher_forwards_per_step: int = 0
     culprit: str = ""
     after_step: Callable[[float], None] | None = None
+    #: the stage's optimizer settings where they are not the tier's (a method's tuned knobs)
+    optimizer: OptimizerConfig | None = None
 
 
 def fit(spec: StepSpec, ctx: RunContext) -> tuple[StageSpend, Selection]:
@@ -223,7 +227,7 @@ class _Loop:
         self.spec, self.tier, self.device = spec, ctx.tier, ctx.device
         self.meter = ctx.meter
         self.spend = ctx.meter.stage(spec.stage, spec.max_steps)
-        self.opt = build_optimizer(spec.groups, self.tier)
+        self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)
         self.sched = build_schedule(self.opt, self.tier, spec.max_steps)
         order = batch_indices(len(spec.data), self.tier.batch_size, derive_seed(ctx.seed, "data", spec.stage))
         self.batches = batch_stream(spec.data, order, spec.keys, self.device)

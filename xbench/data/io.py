@@ -95,6 +95,12 @@ class FileHashes:
         self.dirty = False
 
 
+def _tmp(path: Path, suffix: str) -> Path:
+    """A writer's own temporary name beside ``path``: two processes writing the same file (two
+    sweep workers generating one dataset) never rename each other's half-written file."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.tmp{suffix}")
+
+
 def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
     """Write uint8 RGB frames (N, H, W, 3) as H.264 yuv444p (keeps colour at small sizes).
     One encoder thread and explicit timestamps so the same frames give byte-identical files
@@ -105,7 +111,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.mp4")
+    tmp = _tmp(path, ".mp4")
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
@@ -139,7 +145,7 @@ def read_mp4(path: Path) -> np.ndarray:
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    tmp = path.with_suffix(".tmp.wav")
+    tmp = _tmp(path, ".wav")
     with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -164,7 +170,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 def write_array(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = _tmp(path, ".npy")
     np.save(tmp, array)
     tmp.replace(path)
 
@@ -180,7 +186,7 @@ def read_array(path: Path) -> np.ndarray:
 
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.json")
+    tmp = _tmp(path, ".json")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
     tmp.replace(path)
 

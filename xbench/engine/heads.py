@@ -52,10 +52,14 @@ def objective_groups(p: Plan, objective: nn.Module, student: nn.Module,
 
 
 def step_fn(terms: list[Term], heads: dict[str, nn.Module], student: nn.Module, s_inputs: tuple[str, ...],
-            objective: nn.Module | None, teacher_out: Callable, method: str) -> Callable:
+            objective: nn.Module | None, teacher_out: Callable, method: str, steps: int) -> Callable:
     """batch -> named weighted loss terms: each (student tap, teacher tap or target) term, then the
-    objective's terms. The student runs once on the batch, unless nothing reads its outputs."""
+    objective's terms. The student runs once on the batch, unless nothing reads its outputs. The
+    function is called once per optimizer step of a stage of ``steps`` steps: a term with a
+    ``warmup`` is weighted by its ramp at that step."""
     need_student = bool(terms) or getattr(objective, "uses_student_output", True)
+    ramp_steps = {key: max(1, round(term.warmup * steps)) for key, term, _, _ in terms if term.warmup}
+    done = [0]  # optimizer steps taken: the ramp's clock (counted here, not read from a clock)
     # keyword -> batch key of what each teacher-reading loss reads besides its taps, decided once
     keywords = {key: {**({"target": term.target, "label_mask": "label_mask"} if spec.target else {}),
                       **({"index": "index"} if spec.index else {})}
@@ -64,6 +68,7 @@ def step_fn(terms: list[Term], heads: dict[str, nn.Module], student: nn.Module, 
     def step(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         s_out = student({m: batch[m] for m in s_inputs}) if need_student else None
         t_out = teacher_out(batch)
+        done[0] += 1
         out = {}
         for key, term, spec, _ in terms:
             if spec.reads == "teacher":
@@ -74,7 +79,8 @@ def step_fn(terms: list[Term], heads: dict[str, nn.Module], student: nn.Module, 
                 value = heads[key](s_out[term.student], s_out[term.target[8:]], batch.get("label_mask"))
             else:
                 value = heads[key](s_out[term.student], batch[term.target], batch["label_mask"])
-            out[key] = term.weight * value
+            ramp = min(1.0, done[0] / ramp_steps[key]) if key in ramp_steps else 1.0
+            out[key] = term.weight * ramp * value
         if objective is not None:
             for name, value in objective(batch, s_out, t_out).items():
                 out[f"{method}:{name}"] = value

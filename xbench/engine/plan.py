@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from xbench.config import RunConfig, Tier, from_mapping, replace_options, to_plain
+from xbench.config import OptimizerConfig, RunConfig, Tier, from_mapping, replace_options, to_plain
 from xbench.context import Stage
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
 from xbench.registry import Registry
@@ -74,6 +74,20 @@ class Plan:
         return bool(self.method.teacher_taps) or any(spec.reads == "teacher" for _, _, spec, _ in self.terms)
 
     @property
+    def method_optimizer(self) -> OptimizerConfig:
+        """The optimizer of the method's own stage: the tier's, with the run's shared knobs
+        (``hparams``: lr_scale, weight_decay) applied."""
+        opt, hp = self.tier.optimizer, self.cfg.hparams
+        return dataclasses.replace(opt, lr=opt.lr * hp.get("lr_scale", 1.0),
+                                   weight_decay=hp.get("weight_decay", opt.weight_decay))
+
+    @property
+    def teacher_optimizer(self) -> OptimizerConfig:
+        """The teacher stage's optimizer: the tier's, shared by every method's teacher; only the
+        ``teacher`` reference method, whose own stage it is, tunes it."""
+        return self.method_optimizer if self.method.evaluates == "teacher" else self.tier.optimizer
+
+    @property
     def label_fraction(self) -> float:
         """The share of train labels the student may use (all, for a dataset without the option)."""
         return getattr(self.dataset_options, "label_fraction", 1.0)
@@ -91,9 +105,22 @@ class Plan:
             "teacher_options": to_plain(self.teacher_options),
             "student": self.task.student, "method_options": to_plain(self.method_options),
             "task_options": to_plain(self.task_options), "dataset_options": to_plain(self.dataset_options),
-            "loss_terms": [{"key": k, **to_plain(t), "options": to_plain(o)} for k, t, _, o in self.terms],
+            "loss_terms": [_term_plain(k, t, o) for k, t, _, o in self.terms],
             "lr_multipliers": dict(self.method.lr_multipliers),
+            # written only where set: the config hashes of runs from before they existed hold
+            **({"hparams": dict(sorted(self.cfg.hparams.items()))} if self.cfg.hparams else {}),
+            **({"trial": self.cfg.trial} if self.cfg.trial is not None else {}),
+            **({"tuning": self.cfg.tuning} if self.cfg.tuning else {}),
         }
+
+
+def _term_plain(key: str, term: LossTerm, options: Any) -> dict[str, Any]:
+    """A term as the record keeps it; a term without warm-up is written as before warm-ups
+    existed, so the config hashes of earlier runs still match."""
+    out = {"key": key, **to_plain(term), "options": to_plain(options)}
+    if not term.warmup:
+        del out["warmup"]
+    return out
 
 
 def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:

@@ -86,7 +86,7 @@ def _build_objective(ctx: RunContext, state: RunState, s_taps: dict, t_taps: dic
         model=state.model_ctx, student=state.student, student_modalities=state.student_modalities,
         student_shapes={k: tuple(v.shape[1:]) for k, v in s_taps.items()},
         teacher_shapes={t: tuple(t_taps[t].shape[1:]) for t in p.method.teacher_taps},
-        partners={m: _builder(p, spec, state) for m, spec in p.partners.items()})
+        partners={m: _builder(p, spec, state) for m, spec in p.partners.items()}, steps=p.tier.student_steps)
     torch.manual_seed(derive_seed(ctx.seed, "objective-init"))
     owner = p.owner("methods", p.method.name)
     state.objective = place(call(owner, f"method '{p.method.name}' objective", p.method.objective,
@@ -127,7 +127,8 @@ def train_student(ctx: RunContext, state: RunState) -> None:
         groups += _build_objective(ctx, state, s_taps, t_taps)
     before = _fingerprint(state.teacher) if state.teacher is not None else None
     use_teacher = p.uses_teacher_in_loss
-    fn = step_fn(p.terms, state.heads, student, s_inputs, state.objective, _teacher_out(ctx, state), p.method.name)
+    fn = step_fn(p.terms, state.heads, student, s_inputs, state.objective, _teacher_out(ctx, state), p.method.name,
+                 p.tier.student_steps)
     if state.teacher is not None:
         state.teacher.eval()
     modules = {"student": student, **{f"head:{k}": h for k, h in state.heads.items()}}
@@ -140,7 +141,8 @@ def train_student(ctx: RunContext, state: RunState) -> None:
         # self-supervised: nothing to select on without val labels; the last state is kept
         evaluate=state.evaluator(ctx, student, s_mods, state.val) if labels else None,
         teacher_forwards_per_step=1 if use_teacher and state.teacher_outputs is None else 0,
-        culprit=_culprit(p), after_step=getattr(state.objective, "after_step", None)), ctx)
+        culprit=_culprit(p), after_step=getattr(state.objective, "after_step", None),
+        optimizer=p.method_optimizer), ctx)
     state.spent.append(spend.as_dict())
     if state.teacher is not None and not same_state(_fingerprint(state.teacher), before):
         raise PluginError(f"{_culprit(p)} changed the frozen teacher's parameters or buffers")
@@ -167,9 +169,10 @@ def finetune(ctx: RunContext, state: RunState) -> None:
         stage=Stage.FINETUNE.value, modules={"student": student, **{f"head:{k}": h for k, h in heads.items()}},
         groups=[(list(student.parameters()), 1.0)] + [(list(h.parameters()), 1.0) for h in heads.values()],
         step_fn=step_fn(p.finetune_terms, heads, student, s_mods + p.student.train_inputs, None,
-                        lambda b: None, p.method.name),
+                        lambda b: None, p.method.name, p.tier.finetune_steps),
         data=state.train, keys=keys, max_steps=p.tier.finetune_steps, main_metric=p.task.main_metric,
-        evaluate=state.evaluator(ctx, student, s_mods, state.val), culprit=_culprit(p)), ctx)
+        evaluate=state.evaluator(ctx, student, s_mods, state.val), culprit=_culprit(p),
+        optimizer=p.method_optimizer), ctx)
     state.spent.append(spend.as_dict())
     state.selection = {**sel.record(), "stage": Stage.FINETUNE.value}
     ctx.log(f"finetune: val {p.task.main_metric} {sel.value:.2f} at step {sel.step}")

@@ -106,7 +106,8 @@ def train_teacher(ctx: RunContext, state: RunState) -> None:
         stage=Stage.TEACHER.value, modules={"teacher": teacher},
         groups=[([q for q in teacher.parameters() if q.requires_grad], 1.0)], step_fn=step, data=data,
         keys=t_mods + targets, max_steps=p.tier.teacher_steps, main_metric=teacher_metric(p, state),
-        evaluate=state.evaluator(ctx, teacher, t_mods, state.val), culprit=f"teacher '{p.teacher.name}'"), ctx)
+        evaluate=state.evaluator(ctx, teacher, t_mods, state.val), culprit=f"teacher '{p.teacher.name}'",
+        optimizer=p.teacher_optimizer), ctx)
     spends = [*state.teacher_spends, spend]
     state.spent.extend(s.as_dict() for s in spends)
     # a teacher the clock cut short is this run's only: neither it nor its outputs are cached
@@ -206,7 +207,7 @@ def teacher_config(p: Plan, task: Any, seed: int) -> dict[str, Any]:
         "task": _teacher_view(p, task),
         "teacher_terms": [to_plain(t) for t in p.task.teacher_terms],
         "tier": [tier.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
-                 to_plain(tier.optimizer), to_plain(tier.schedule)],
+                 to_plain(p.teacher_optimizer), to_plain(tier.schedule)],
         "seed": seed,
     }
 

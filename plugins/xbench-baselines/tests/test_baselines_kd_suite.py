@@ -120,8 +120,8 @@ def test_dkd_multilabel_golden():
                 kl = pt * math.log(pt / ps) + (1 - pt) * math.log((1 - pt) / (1 - ps))
                 total += (alpha if present[c] else beta) * kl
             n += 1
-    assert value == pytest.approx(T * T * total / n, rel=1e-5)
-    assert value == pytest.approx(2.123991, rel=1e-5)
+    assert value == pytest.approx(T * T * total / (n * 4), rel=1e-5)  # the mean over 4 classes
+    assert value == pytest.approx(0.5309976, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- AT, NST
@@ -300,9 +300,10 @@ def test_coral_golden():
     s, _ = _pair(4, 3)
     t = _pair(4, 2, seed=9)[0]
     x, y = _np(loss.regressor(s)), _np(t)
-    hand = ((x.mean(0) - y.mean(0)) ** 2).mean() + ((np.cov(x.T) - np.cov(y.T)) ** 2).mean()
+    d = y.shape[1]  # Deep CORAL: ||C_x - C_y||_F^2 / (4 d^2)
+    hand = ((x.mean(0) - y.mean(0)) ** 2).mean() + ((np.cov(x.T) - np.cov(y.T)) ** 2).sum() / (4 * d * d)
     assert float(loss(s, t).detach()) == pytest.approx(hand, rel=1e-5)
-    assert float(loss(s, t).detach()) == pytest.approx(0.220144, rel=1e-5)
+    assert float(loss(s, t).detach()) == pytest.approx(0.1870758, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- CRD
@@ -358,6 +359,43 @@ def test_crd_whole_bank_scores_equal_gathered_scores():
     assert torch.allclose(small._scores(v, small.bank_t, idx), big._scores(v, big.bank_t, idx), rtol=1e-5)
 
 
+def test_crd_negatives_capped_below_the_train_split():
+    """K = 16384 negatives from 4,192 examples would repeat each ~4 times and put K/N above 1: K is
+    capped at N - 1 (the paper's setting is kept where the split is larger)."""
+    small = CRDLoss(CRDOptions(dim=4), {"student": 3, "teacher": 2, "examples": 4192})
+    assert (small.k, small.n) == (4191, 4192)
+    large = CRDLoss(CRDOptions(dim=4), {"student": 3, "teacher": 2, "examples": 50000})
+    assert large.k == 16384
+
+
+def test_dkd_term_warms_up_over_a_twelfth_of_the_stage(xbench_registry):
+    """The DKD term is ramped linearly as the paper ramps it over 20 of 240 epochs: at step s of a
+    240-step stage it weighs min(1, s / 20); the task term is not ramped."""
+    from xbench.config import RunConfig, load_tiers
+    from xbench.engine.heads import step_fn
+    from xbench.engine.plan import plan
+
+    p = plan(xbench_registry, RunConfig(method="dkd", task="recognition"), load_tiers())
+    assert [(k, round(t.warmup, 6)) for k, t, _, _ in p.terms] == [("ce", 0.0), ("dkd", 0.083333)]
+    assert [d["warmup"] for d in p.resolved()["loss_terms"] if "warmup" in d] == [20 / 240]
+
+    class Unit(torch.nn.Module):  # every loss returns 1: the step's terms are their weights
+        def forward(self, *args, **kwargs):
+            return torch.tensor(1.0)
+
+    heads = {k: Unit() for k, _, _, _ in p.terms}
+    batch = {"rgb": torch.zeros(2, 1), "label": torch.zeros(2), "label_mask": torch.ones(2, dtype=torch.bool)}
+    fn = step_fn(p.terms, heads, lambda x: {"logits": None, "feature": None}, ("rgb",), None,
+                 lambda b: {"logits": None}, "dkd", steps=240)
+    weights = [fn(batch) for _ in range(22)]
+    assert [round(float(w["dkd"]), 4) for w in weights[:3]] == [0.05, 0.1, 0.15]
+    assert [float(w["dkd"]) for w in weights[19:]] == [1.0, 1.0, 1.0]
+    assert {float(w["ce"]) for w in weights} == {1.0}
+    off = plan(xbench_registry, RunConfig(method="dkd", task="recognition", method_options={"warmup": 0}),
+               load_tiers())
+    assert "warmup" not in off.resolved()["loss_terms"][1]
+
+
 # ----------------------------------------------------------------------------- methods
 
 
@@ -374,7 +412,7 @@ def test_generic_methods_registered_with_their_losses(xbench_registry):
 @pytest.mark.parametrize("method, taps, weight", [
     ("dkd", ("logits", "logits"), 1.0), ("at", ("tokens", "tokens"), 1000.0),
     ("nst", ("tokens", "tokens"), 50.0), ("sp", ("feature", "feature"), 3000.0),
-    ("cc", ("feature", "feature"), 0.02), ("rkd", ("feature", "feature"), 1.0),
+    ("cc", ("feature", "feature"), 25.0), ("rkd", ("feature", "feature"), 1.0),
     ("pkt", ("feature", "feature"), 30000.0), ("vid", ("feature", "feature"), 1.0),
     ("crd", ("feature", "feature"), 0.8), ("mmd", ("feature", "feature"), 1.0),
     ("coral", ("feature", "feature"), 1.0), ("cosine", ("feature", "feature"), 1.0)])
@@ -445,7 +483,7 @@ def test_combo_errors_name_the_culprit(xbench_registry):
         plan(xbench_registry, RunConfig(method="combo", task="anticipation", teacher="tiny-bert",
                                  method_options={"terms": [{"loss": "at"}]}), load_tiers())
     with pytest.raises(ConfigError, match=r"^method 'combo' options: key 'terms'\[0\]: unknown key 'weigth' \(known: loss, "
-                                         r"options, student, target, teacher, weight\)$"):
+                                         r"options, student, target, teacher, warmup, weight\)$"):
         run([{"loss": "kd", "weigth": 1}])
     with pytest.raises(ConfigError, match=r"^method 'combo' options: terms: give at least one term$"):
         run([])

@@ -8,7 +8,9 @@
   L = (1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T)).
   Defaults T = 4, alpha = 0.9 (the CIFAR-100 settings of the CRD benchmark, Tian et al. 2020).
   On a multi-label task (per-frame detection) the distributions are per-class sigmoids, and the
-  KL is averaged over frames (snippets) as well as the batch: frame-level KD.
+  binary KL is averaged over classes and frames (snippets) as well as the batch: frame-level KD
+  reduced as the task's BCE is, so that alpha mixes two terms on one scale (summed over classes,
+  as a first version did, the KD term was ~C times the BCE's scale: 9.9 against 0.024 at C = 20).
 - ``fitnet``: Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, arXiv 1412.6550.
   L = CE(y, softmax(z_s)) + beta * ||r(f_s) - f_t||^2 (mean over elements), r a learned linear
   regressor. Default beta = 100 (CRD benchmark).
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.search import LogUniform, Uniform
 from xbench.specs import LossSpec, LossTerm, MethodSpec, NoOptions
 from xbench_baselines.losses import (
     ATLoss,
@@ -76,7 +79,8 @@ class KDLoss(nn.Module):
     """T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) over the classes (the last dimension), averaged
     over the batch and any positions (frames, snippets; only the real ones when a (B, T) mask of
     ``positions`` is given). With ``multilabel`` each class is its own
-    Bernoulli: T^2 * sum_c KL(sigmoid(z_t,c/T) || sigmoid(z_s,c/T)), same averaging."""
+    Bernoulli: T^2 * mean_c KL(sigmoid(z_t,c/T) || sigmoid(z_s,c/T)), same averaging: the mean
+    over classes, as binary cross-entropy is reduced."""
 
     def __init__(self, opts: KDLossOptions) -> None:
         super().__init__()
@@ -92,10 +96,10 @@ class KDLoss(nn.Module):
             # log sigmoid(x) and log(1 - sigmoid(x)) = log sigmoid(-x), stable for large |x|
             kl = (p_t * (F.logsigmoid(t) - F.logsigmoid(s))
                   + (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s)))
-        else:
-            log_p_t = F.log_softmax(t, dim=-1)
-            kl = log_p_t.exp() * (log_p_t - F.log_softmax(s, dim=-1))
-        return kl.sum(-1).mean() * self.T ** 2
+            return kl.mean() * self.T ** 2  # independent classes: the mean, as BCE's
+        log_p_t = F.log_softmax(t, dim=-1)
+        kl = log_p_t.exp() * (log_p_t - F.log_softmax(s, dim=-1))
+        return kl.sum(-1).mean() * self.T ** 2  # one distribution over the classes: its KL
 
 
 class FitNetLoss(RegressedLoss):
@@ -138,6 +142,9 @@ class Generic:
     tap: str
     target: bool = False
     index: bool = False
+    #: the paper's linear warm-up of the term's weight, as a fraction of training (0: none); the
+    #: method gets a ``warmup`` option with this default
+    warmup: float = 0.0
 
     def example(self) -> tuple:
         """Conformance-check arguments for token losses: (B, N, D) sequences."""
@@ -147,8 +154,8 @@ class Generic:
 
 GENERIC = (
     Generic("dkd", "Decoupled KD: weighted target-class and non-target-class KL of logits",
-            "Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD)", lambda o, d: DKDLoss(o),
-            DKDOptions, 1.0, "logits", target=True),
+            "Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD), warmed up over 1/12 of training",
+            lambda o, d: DKDLoss(o), DKDOptions, 1.0, "logits", target=True, warmup=20 / 240),
     Generic("at", "Attention transfer: distance of normalised attention maps over positions",
             "Zagoruyko & Komodakis 2017 (AT): CE + 1000 x attention-map distance",
             lambda o, d: ATLoss(o), ATOptions, 1000.0, "tokens"),
@@ -159,8 +166,8 @@ GENERIC = (
             "Tung & Mori 2019 (SP): CE + 3000 x batch-similarity distance",
             lambda o, d: SPLoss(), NoOptions, 3000.0, "feature"),
     Generic("cc", "Correlation congruence: match Taylor-RBF correlation matrices of the batch",
-            "Peng et al. 2019 (CC): CE + 0.02 x correlation-matrix distance",
-            lambda o, d: CCLoss(o), CCOptions, 0.02, "feature"),
+            "Peng et al. 2019 (CC): CE + 50 x correlation-matrix distance",
+            lambda o, d: CCLoss(o), CCOptions, 50.0, "feature"),
     Generic("rkd", "Relational KD: Huber loss on normalised distances and angles",
             "Park et al. 2019 (RKD): CE + 25 distance + 50 angle relations",
             lambda o, d: RKDLoss(o), RKDOptions, 1.0, "feature"),
@@ -171,7 +178,7 @@ GENERIC = (
             "Ahn et al. 2019 (VID): CE + NLL of the teacher feature under a learned Gaussian",
             lambda o, d: VIDLoss(o, d), VIDOptions, 1.0, "feature"),
     Generic("crd", "Contrastive representation distillation with memory banks (NCE)",
-            "Tian et al. 2020 (CRD): CE + 0.8 x NCE against 16384 memory-bank negatives",
+            "Tian et al. 2020 (CRD): CE + 0.8 x NCE against min(16384, N - 1) memory-bank negatives",
             lambda o, d: CRDLoss(o, d), CRDOptions, 0.8, "feature", index=True),
     Generic("mmd", "Multi-kernel MMD between regressed student and teacher features",
             "Gretton et al. 2012 / Long et al. 2015 (MMD): CE + multi-kernel MMD alignment",
@@ -186,18 +193,32 @@ GENERIC = (
 
 
 def _method_options(g: Generic) -> type:
-    """The method's options: the loss's options plus ``weight``, the weight of its term."""
+    """The method's options: the loss's options plus ``weight``, the weight of its term (and
+    ``warmup``, the fraction of the stage its weight ramps over, where the paper warms it up)."""
     base_check = getattr(g.options, "__post_init__", None)
 
     def post_init(self) -> None:
         if self.weight < 0:
             raise ValueError("need weight >= 0")
+        if not 0 <= getattr(self, "warmup", 0.0) <= 1:
+            raise ValueError("need 0 <= warmup <= 1 (a fraction of the stage)")
         if base_check is not None:
             base_check(self)
 
-    return dataclasses.make_dataclass(
-        f"{g.name.upper()}MethodOptions", [("weight", float, field(default=g.weight))],
-        bases=(g.options,), frozen=True, namespace={"__post_init__": post_init})
+    own = [("weight", float, field(default=g.weight))]
+    if g.warmup:
+        own.append(("warmup", float, field(default=g.warmup)))
+    return dataclasses.make_dataclass(f"{g.name.upper()}MethodOptions", own, bases=(g.options,), frozen=True,
+                                      namespace={"__post_init__": post_init})
+
+
+def _generic_search(g: Generic) -> dict[str, Any]:
+    """The tuned row's space: the term's weight over two decades around its default (the
+    papers' weights were set for another setting), and DKD's temperature as KD's."""
+    out: dict[str, Any] = {"weight": LogUniform(g.weight / 10, g.weight * 10)}
+    if g.name == "dkd":
+        out["T"] = LogUniform(1.0, 8.0)
+    return out
 
 
 def _generic_terms(g: Generic) -> Callable[[Any], list[LossTerm]]:
@@ -206,7 +227,8 @@ def _generic_terms(g: Generic) -> Callable[[Any], list[LossTerm]]:
     def terms(o: Any) -> list[LossTerm]:
         # taps and target are the loss's own (LossSpec.student_tap/teacher_tap; DKD's target is
         # the task's first), filled in when the run is planned
-        return [LossTerm("task"), LossTerm(g.name, o.weight, options={n: getattr(o, n) for n in names})]
+        return [LossTerm("task"), LossTerm(g.name, o.weight, options={n: getattr(o, n) for n in names},
+                                           warmup=getattr(o, "warmup", 0.0))]
     return terms
 
 
@@ -256,14 +278,14 @@ def xbench_register_methods(register):
         terms=lambda o, task: [LossTerm("task", 1.0 - o.alpha),
                                LossTerm("kd", o.alpha, teacher="logits",
                                         options={"T": o.T, "multilabel": task.multilabel})],
-        options=KDOptions))
+        options=KDOptions, search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95)}))
     register(MethodSpec(
         name="fitnet", description="Romero et al. 2015: CE + feature regression to the teacher",
         terms=lambda o: [task, LossTerm("fitnet", o.beta, student="feature", teacher="feature")],
-        options=FitNetOptions))
+        options=FitNetOptions, search={"beta": LogUniform(10.0, 1000.0)}))
     for g in GENERIC:
         register(MethodSpec(name=g.name, description=g.method, terms=_generic_terms(g),
-                            options=_method_options(g)))
+                            options=_method_options(g), search=_generic_search(g)))
     register(MethodSpec(
         name="combo", description="Losses combined by config: method.terms = [{loss, weight, ...}]",
         terms=_combo_terms, options=ComboOptions))

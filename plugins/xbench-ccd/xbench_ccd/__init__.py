@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.search import LogUniform
 from xbench.specs import LossSpec, LossTerm, MethodSpec, PaperResult
 
 
@@ -117,6 +118,7 @@ def xbench_register_methods(register):
                                   options={"tau": o.tau, "dim": o.dim, "symmetric": o.symmetric,
                                            "queue": o.queue})],
         options=CCDOptions,
+        search={"weight": LogUniform(0.1, 10.0), "tau": LogUniform(0.03, 0.3)},
         tasks=("anticipation",),
         # the abstract gives only the relative gain over the visual-only student
         paper=(PaperResult(task="anticipation", dataset="Tasty", metric="BLEU-4", relative_gain=40.2,

@@ -14,12 +14,18 @@ logits for the same sample, P = softmax(z / T)):
 CE_future, the feature regression (w_feat = 1) and CE_past (w_past = 0.1) are the AVT student's own
 objective; in xbench they are the ``anticipation`` task's supervised terms, which every method on
 the task trains with (so ``lmkd`` vs ``student`` isolates the KD term, as the paper's AVT vs
-AVT + KD rows do). Defaults T = 10, w = 150 (EGTEA); the top-k variant (EK55: k = 50, T = 5,
-w = 20) restricts the KL to the teacher's k most likely classes (both distributions renormalised
-over them): ``--set method.top_k=5 --set method.T=5 --set method.weight=20`` at synth's 20 classes.
+AVT + KD rows do).
 
-Reproduced faithfully: the KL is reduced by the **mean over batch x classes** (the authors' code
-takes the element mean before weighting), so w = 150 weighs T^2 * KL / C per sample.
+The weight, for any number of classes. The authors' code reduces the KL by the **mean over batch
+x classes** before weighting, so their w = 150 on EGTEA Gaze+ (C = 106 action classes) weighs
+T^2 * KL(P_T || P_S) / 106 per sample: a per-sample weight of 150 / 106 = 1.415 on the KL of the
+two distributions. Kept as an element mean, the same w on synth's 20 classes would weigh the KL
+5.3 times as much as the paper does (a first version did). xbench therefore reduces the KL per
+sample (the sum over classes, mean over the batch) and its ``weight`` is the paper's w divided
+by the paper's number of classes: default 150 / 106 (EGTEA, T = 10). The top-k variant (EK55:
+k = 50, T = 5, w = 20, the element mean over the k kept classes) is per sample 20 / 50 = 0.4:
+``--set method.top_k=5 --set method.T=5 --set method.weight=0.4`` at synth's 20 classes (the
+same fraction of classes as 50 of EK55's 2,513 actions would be 0.4; keep k = 50 for 0.4 too).
 
 Deviations:
 - Missing teacher predictions: the authors fill them with the constant -1 (a uniform target);
@@ -42,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.search import LogUniform
 from xbench.specs import LossSpec, LossTerm, MethodSpec, PaperResult
 
 
@@ -57,8 +64,13 @@ class LMKDLossOptions:
             raise ValueError("need T > 0 and top_k >= 0")
 
 
+#: the paper's w = 150 over EGTEA Gaze+'s 106 classes (the authors' element mean): per sample
+PAPER_WEIGHT = 150.0 / 106
+
+
 class LMKDLoss(nn.Module):
-    """T^2 * KL(softmax(z_T/T) || softmax(z_S/T)), element mean over (batch x classes)."""
+    """T^2 * KL(softmax(z_T/T) || softmax(z_S/T)) per sample (summed over the classes, or the
+    teacher's top k), mean over the samples that have a teacher prediction."""
 
     def __init__(self, opts: LMKDLossOptions) -> None:
         super().__init__()
@@ -79,23 +91,23 @@ class LMKDLoss(nn.Module):
         T = self.opts.T
         log_p_s = F.log_softmax(s / T, dim=1)
         log_p_t = F.log_softmax(t / T, dim=1)
-        per_element = log_p_t.exp() * (log_p_t - log_p_s)  # (B, C)
-        per_element = per_element * keep[:, None]
-        # element mean over the kept rows, as the authors' trainer reduces it
-        return T * T * per_element.sum() / (keep.sum().clamp(min=1) * per_element.shape[1])
+        per_sample = (log_p_t.exp() * (log_p_t - log_p_s)).sum(1) * keep  # (B,)
+        # per sample, not the authors' element mean: the weight carries their 1/C (module docstring)
+        return T * T * per_sample.sum() / keep.sum().clamp(min=1)
 
 
 @dataclass(frozen=True)
 class LMKDOptions:
     T: float = 10.0
-    weight: float = 150.0
+    #: per-sample weight of T^2 KL: the paper's w over its number of classes (150 / 106)
+    weight: float = PAPER_WEIGHT
     top_k: int = 0
     missing: Literal["mask", "uniform"] = "mask"
 
 
 @hookimpl
 def xbench_register_losses(register):
-    register(LossSpec(name="lmkd-kl", description="Ghosh et al.: T^2 KL, element mean, optional top-k",
+    register(LossSpec(name="lmkd-kl", description="Ghosh et al.: T^2 KL per sample, optional top-k",
                       factory=lambda opts, dims: LMKDLoss(opts), options=LMKDLossOptions))
 
 
@@ -103,11 +115,12 @@ def xbench_register_losses(register):
 def xbench_register_methods(register):
     register(MethodSpec(
         name="lmkd",
-        description="Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150)",
+        description="Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150/106)",
         terms=lambda o: [LossTerm("task"),
                          LossTerm("lmkd-kl", o.weight, teacher="logits",
                                   options={"T": o.T, "top_k": o.top_k, "missing": o.missing})],
         options=LMKDOptions,
+        search={"T": LogUniform(1.0, 20.0), "weight": LogUniform(PAPER_WEIGHT / 10, PAPER_WEIGHT * 10)},
         tasks=("anticipation",),
         # EGTEA Gaze+, AVT student without / with the ALBERT teacher (the abstract's +3.5%)
         paper=(PaperResult(task="anticipation", dataset="EGTEA Gaze+", metric="class-mean top-1",

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.search import LogUniform, Uniform
 from xbench.specs import LossTerm, MethodSpec, ObjectiveContext
 
 
@@ -176,4 +177,6 @@ def xbench_register_methods(register):
         teacher_taps=("feature",),
         lr_multipliers={"mnf": 0.2},
         tasks=("recognition", "retrieval", "audio-tagging"),
+        regularizers=("l1",),  # the L1 on the feature-selection layer's weights
+        search={"csc_weight": LogUniform(0.1, 10.0), "tau0": LogUniform(0.03, 0.3), "margin": Uniform(0.05, 0.5)},
     ))

@@ -9,7 +9,7 @@ from xbench.models import FrameCNNStudent, MelCNNStudent
 from xbench.specs import ModelContext, ObjectiveContext
 
 
-def _xkd_ctx(**opts):
+def _xkd_ctx(steps: int = 250):
     shapes = {"rgb": (8, 3, 32, 32), "audio": (1, 32, 32)}
     model_ctx = ModelContext(num_classes=20, shapes=shapes)
     torch.manual_seed(0)
@@ -18,7 +18,8 @@ def _xkd_ctx(**opts):
         probe = student({"rgb": torch.zeros(1, *shapes["rgb"], dtype=torch.uint8)})
     return student, ObjectiveContext(model=model_ctx, student=student, student_modalities=("rgb",),
                                      student_shapes={k: tuple(v.shape[1:]) for k, v in probe.items()},
-                                     teacher_shapes={}, partners={"audio": lambda: MelCNNStudent(model_ctx)})
+                                     teacher_shapes={}, partners={"audio": lambda: MelCNNStudent(model_ctx)},
+                                     steps=steps)
 
 
 def test_xkd_ema_teachers_follow_the_cosine_momentum():
@@ -35,6 +36,42 @@ def test_xkd_ema_teachers_follow_the_cosine_momentum():
     after = w_teacher.detach().clone()
     obj.after_step(1.0)  # m = 1: the teacher no longer moves
     assert torch.equal(w_teacher, after)
+
+
+def test_xkd_momentum_is_relative_to_the_stage():
+    """The paper's 0.997 (a 750k-step run) where the stage is long enough; on a shorter stage the
+    start is lowered to 1 - 10 / steps, so the teachers' random initialisation is gone by the end
+    (at 0.997, 250 steps left ~69% of it)."""
+    import math
+
+    from xbench_xkd import ema_start
+
+    assert [ema_start(XKDOptions(), n) for n in (250, 1000, 750_000)] == [0.96, 0.99, 0.997]
+    assert ema_start(XKDOptions(ema_start=0.997), 250) == 0.997
+
+    def kept(m0, n):  # share of the initial weights left after n steps of the cosine schedule
+        return math.prod(1 - (1 - m0) * (math.cos(math.pi * s / n) + 1) / 2 for s in range(1, n + 1))
+
+    assert round(kept(0.997, 250), 2) == 0.69
+    assert kept(ema_start(XKDOptions(), 250), 250) < math.exp(-5) * 1.01
+
+
+def test_xkd_teachers_batch_norm_statistics_follow_their_weights():
+    """Float buffers (running mean and variance) are averaged with the weights' momentum, not
+    copied from the student; counters are copied."""
+    student, ctx = _xkd_ctx(steps=250)
+    obj = XKDObjective(XKDOptions(), ctx)
+    s_bufs = dict(student.named_buffers())
+    t_bufs = dict(obj.teachers["student"].named_buffers())
+    name = next(k for k, v in s_bufs.items() if v.is_floating_point())
+    counter = next(k for k, v in s_bufs.items() if not v.is_floating_point())
+    before = t_bufs[name].clone()
+    with torch.no_grad():
+        s_bufs[name].add_(1.0)
+        s_bufs[counter].add_(7)
+    obj.after_step(0.0)  # m = m0 = 0.96 at 250 steps
+    assert torch.allclose(t_bufs[name], 0.96 * before + 0.04 * s_bufs[name], atol=1e-6)
+    assert torch.equal(t_bufs[counter], s_bufs[counter])
 
 
 def test_xkd_terms_and_shared_backbone():
