@@ -37,7 +37,7 @@ def _fails(capsys, argv) -> str:
     (["run", "--method", "kd", *SMOKE, "--set", "budget.student_steps=many"],
      "budget tier 'smoke': key 'student_steps': expected int, got 'many'"),
     (["run", "--method", "kd", *SMOKE, "--set", "T=2"],
-     "--set T=2: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher"),
+     "--set T=2: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, hparams"),
     (["run", "--task", "recognition"], "no method given: pass --method or set 'method' in --config"),
 ])
 def test_bad_run_input(capsys, argv, message):
@@ -51,8 +51,8 @@ def test_bad_yaml_config_names_file_and_line(capsys, tmp_path):
     cfg.write_text("method: kd\ntask: recognition\nseed: 3\n")
     assert _fails(capsys, ["run", "--config", str(cfg)]) == (
         f"xbench: error: {cfg}: unknown key 'seed' (known: budget, budget_options, dataset, "
-        f"dataset_options, device, method, method_options, seeds, task, task_options, teacher, "
-                              "teacher_options)\n")
+        f"dataset_options, device, hparams, method, method_options, seeds, task, task_options, "
+                              "teacher, teacher_options, trial, tuning)\n")
 
 
 def test_incompatible_method_and_task(capsys, add_plugin):

@@ -78,6 +78,9 @@ BROKEN = """
     def xbench_register_methods(register):
         register(MethodSpec(name="nudge", description="d", tasks=("recognition",),
                             terms=lambda o: [LossTerm("task"), LossTerm("nudge", teacher="logits")]))
+        # a default taken from another setting: its KD term is a millionth of the task loss
+        register(MethodSpec(name="whisper", description="d", tasks=("recognition",),
+                            terms=lambda o: [LossTerm("task"), LossTerm("kd", 1e-6, teacher="logits")]))
 """
 
 
@@ -94,6 +97,7 @@ def test_a_plugin_failing_each_check_is_reported_by_the_check(add_plugin, data_r
         ("forward returns its taps", "student 'bad-taps'"),
         ("finite loss and gradient", "loss 'nan-loss'"),
         ("frozen teacher unchanged", "method 'nudge' on recognition"),
+        ("no inert term", "method 'whisper' on recognition"),
     ]
     details = {r.subject: r.detail for r in results if r.ok is False}
     assert details["plugin 'broken'"] == "plugin 'broken' built Linear while registering: specs hold factories"
@@ -102,6 +106,8 @@ def test_a_plugin_failing_each_check_is_reported_by_the_check(add_plugin, data_r
     assert details["student 'bad-taps'"] == "forward returned no tap(s) ['feature']"
     assert details["method 'nudge' on recognition"] == (
         "plugin 'broken': method 'nudge' changed the frozen teacher's parameters or buffers")
+    assert details["method 'whisper' on recognition"].startswith(
+        "weighted term(s) under 1% of the task loss at the defaults: kd 0.00%")
     # what could not run after a failure is said, not passed
     assert [(r.check, r.ok) for r in results if r.subject == "student 'bad-build'"] == [
         ("builds", False), ("forward returns its taps", None), ("output shapes", None),
@@ -115,8 +121,8 @@ def test_xbench_check_prints_a_line_per_check(capsys):
     assert [line[:40].rstrip() for line in lines] == [
         "PASS  registers cheaply, offline", "PASS  plans", "PASS  runs end to end",
         "PASS  frozen teacher unchanged", "PASS  budget obeyed", "PASS  selection on val only",
-        "PASS  finite metrics", "PASS  no privileged input at evaluation", "PASS  deterministic on CPU",
-        "9 passed, 0 failed"]
+        "PASS  finite metrics", "PASS  no privileged input at evaluation", "PASS  no inert term",
+        "PASS  deterministic on CPU", "10 passed, 0 failed"]
     assert lines[1] == "PASS  plans                              method 'kd' on recognition"
 
 
@@ -126,7 +132,7 @@ def test_xbench_check_fails_naming_the_check(add_plugin, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("FAIL  registers cheaply, offline         plugin 'broken': plugin 'broken' built Linear "
                       "while registering: specs hold factories")
-    assert out[-1] == "15 passed, 8 failed, 15 not run"
+    assert out[-1] == "22 passed, 9 failed, 17 not run"
     assert main(["check", "--plugin", "nope"]) == 2
     assert capsys.readouterr().err.startswith("xbench: error: unknown plugin 'nope'; installed: argb, baselines")
 
@@ -138,7 +144,7 @@ def test_the_pytest_fixtures_check_a_plugin_from_its_own_tests(tmp_path):
         def test_kd_conforms(xbench_check, xbench_registry):
             assert "kd" in xbench_registry.names("methods")
             results = xbench_check(method="kd", task="recognition")
-            assert all(r.ok for r in results) and len(results) == 9
+            assert all(r.ok for r in results) and len(results) == 10
     """))
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)

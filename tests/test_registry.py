@@ -9,30 +9,33 @@ from xbench.errors import PluginError, RegistryError
 from xbench.registry import build_registry
 
 METHODS = """\
-name     description                                                                        plugin
--------  ---------------------------------------------------------------------------------  ---------
-argb     Dai et al. 2021 (reconstructed): BCE + atomic contrast + GCR + ABS                 argb
-at       Zagoruyko & Komodakis 2017 (AT): CE + 1000 x attention-map distance                baselines
-cc       Peng et al. 2019 (CC): CE + 0.02 x correlation-matrix distance                     baselines
-ccd      Yang et al. 2022 (reconstructed): L_gen + lambda * cross-modal InfoNCE             ccd
-combo    Losses combined by config: method.terms = [{loss, weight, ...}]                    baselines
-coral    Sun & Saenko 2016 (CORAL): CE + mean and covariance alignment                      baselines
-cosine   Cosine feature KD: CE + 1 - cos of a regressed student feature and the teacher's   baselines
-crd      Tian et al. 2020 (CRD): CE + 0.8 x NCE against 16384 memory-bank negatives         baselines
-dkd      Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD)                                 baselines
-fitnet   Romero et al. 2015: CE + feature regression to the teacher                         baselines
-kd       Hinton et al. 2015: CE + T^2 KL of softened logits                                 baselines
-lmkd     Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150)  lmkd
-mmd      Gretton et al. 2012 / Long et al. 2015 (MMD): CE + multi-kernel MMD alignment      baselines
-mnf-csc  Xia et al. 2023: CE + audio noise filter + contrastive semantic calibration        mnf-csc
-nst      Huang & Wang 2017 (NST): CE + 50 x MMD of neuron selectivity patterns              baselines
-pkt      Passalis & Tefas 2018 (PKT): CE + 30000 x KL of similarity distributions           baselines
-rkd      Park et al. 2019 (RKD): CE + 25 distance + 50 angle relations                      baselines
-sp       Tung & Mori 2019 (SP): CE + 3000 x batch-similarity distance                       baselines
-student  The task's student on labels alone (no KD)                                         baselines
-teacher  The task's privileged-modality teacher alone (the ceiling)                         baselines
-vid      Ahn et al. 2019 (VID): CE + NLL of the teacher feature under a learned Gaussian    baselines
-xkd      Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD       xkd
+name                    description                                                                             plugin
+----------------------  --------------------------------------------------------------------------------------  ---------
+argb                    Dai et al. 2021 (reconstructed): BCE + atomic contrast + GCR + ABS                      argb
+at                      Zagoruyko & Komodakis 2017 (AT): CE + 1000 x attention-map distance                     baselines
+cc                      Peng et al. 2019 (CC): CE + 50 x correlation-matrix distance                            baselines
+ccd                     Yang et al. 2022 (reconstructed): L_gen + lambda * cross-modal InfoNCE                  ccd
+combo                   Losses combined by config: method.terms = [{loss, weight, ...}]                         baselines
+coral                   Sun & Saenko 2016 (CORAL): CE + mean and covariance alignment                           baselines
+cosine                  Cosine feature KD: CE + 1 - cos of a regressed student feature and the teacher's        baselines
+crd                     Tian et al. 2020 (CRD): CE + 0.8 x NCE against min(16384, N - 1) memory-bank negatives  baselines
+dkd                     Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD), warmed up over 1/12 of training     baselines
+fitnet                  Romero et al. 2015: CE + feature regression to the teacher                              baselines
+kd                      Hinton et al. 2015: CE + T^2 KL of softened logits                                      baselines
+lmkd                    Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150/106)   lmkd
+mmd                     Gretton et al. 2012 / Long et al. 2015 (MMD): CE + multi-kernel MMD alignment           baselines
+mnf-csc                 Xia et al. 2023: CE + audio noise filter + contrastive semantic calibration             mnf-csc
+noise-floor             Control: student with another dropout stream (what chance makes)                        baselines
+nst                     Huang & Wang 2017 (NST): CE + 50 x MMD of neuron selectivity patterns                   baselines
+pkt                     Passalis & Tefas 2018 (PKT): CE + 30000 x KL of similarity distributions                baselines
+rkd                     Park et al. 2019 (RKD): CE + 25 distance + 50 angle relations                           baselines
+sp                      Tung & Mori 2019 (SP): CE + 3000 x batch-similarity distance                            baselines
+student                 The task's student on labels alone (no KD)                                              baselines
+student+teacher-labels  Control: student on the train and teacher splits' labels (the extra data alone)         baselines
+teacher                 The task's privileged-modality teacher alone (the ceiling)                              baselines
+vid                     Ahn et al. 2019 (VID): CE + NLL of the teacher feature under a learned Gaussian         baselines
+xkd                     Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD            xkd
+xkd-mae                 XKD's baseline: masked reconstruction alone (L_ae), same students, steps and protocol   xkd
 """
 
 
@@ -52,7 +55,8 @@ def test_registry_names_and_owners(registry):
         "datasets": ["synth"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
         "methods": ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
-                    "lmkd", "mmd", "mnf-csc", "nst", "pkt", "rkd", "sp", "student", "teacher", "vid", "xkd"],
+                    "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
+                    "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"],
     }
     assert registry.registered_by("core") == {
         "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
@@ -62,7 +66,7 @@ def test_registry_names_and_owners(registry):
     }
     assert registry.registered_by("argb") == {"losses": ["argb-abs", "argb-atomic", "argb-gcr"],
                                               "methods": ["argb"]}
-    assert registry.registered_by("xkd") == {"methods": ["xkd"]}
+    assert registry.registered_by("xkd") == {"methods": ["xkd", "xkd-mae"]}
     assert registry.registered_by("mnf-csc") == {"methods": ["mnf-csc"]}
     assert registry.registered_by("text") == {"teachers": ["minilm", "tiny-bert"]}
     assert registry.owner("methods", "kd").dist == "xbench-baselines"

@@ -35,14 +35,31 @@ def test_the_fixtures_cover_every_task_and_stage():
     assert {r.git_sha for r in recs} == {"9b437a7841c98867790dff1d8941cea170a3b4d0"}
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=[f.stem.rsplit("-", 2)[0] for f in FIXTURES])
-def test_pre_refactor_records_reproduce_bit_for_bit(path, registry):
+#: fixtures whose method's numbers the calibration fixes of issue 19 changed on purpose: the same
+#: configuration and spend, other numbers (each fix has its own test)
+CALIBRATED = {
+    "argb-detection-smoke-s0": "GCR sums each snippet's relations (it averaged all pairs: inert)",
+    "crd-retrieval-smoke-s0": "K capped at N - 1 (16384 negatives from 66 clips)",
+    # (the lmkd fixture records its weight and the first xkd one its momentum: they still reproduce)
+    "xkd-recognition-smoke-s0_1": "the teachers' batch-norm statistics are EMA'd, not copied",
+}
+IDS = [f.stem.rsplit("-", 2)[0] for f in FIXTURES]
+IDS = [f"{i}_{IDS[:n].count(i)}" if IDS.count(i) > 1 else i for n, i in enumerate(IDS)]
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=IDS)
+def test_pre_refactor_records_reproduce_bit_for_bit(path, registry, request):
     record = _load(path)
     outcome = reproduce(record, registry)
     assert outcome.config_changed == []
     if outcome.env_diff:  # bit-identity is promised only for an equal environment
         assert any("environment differs" in line for line in report(outcome, {}))
         pytest.skip(f"environment differs from the record's: {outcome.env_diff}")
+    if request.node.callspec.id in CALIBRATED:  # changed on purpose: same spend, other numbers
+        assert outcome.differs != {}
+        spent = [(s.stage, s.steps, s.samples, s.teacher_forwards) for s in outcome.new.budget.stages]
+        assert spent == [(s.stage, s.steps, s.samples, s.teacher_forwards) for s in record.budget.stages]
+        return
     assert outcome.differs == {}
     # as JSON: a metric the run could not define is NaN in both, and NaN != NaN
     new = outcome.new.to_json()

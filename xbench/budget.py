@@ -15,7 +15,8 @@ class CurvePoint:
     """One evaluation of a stage: where the val metric and the loss terms stood."""
 
     step: int
-    value: float
+    #: the val metric; None where the stage selects nothing (self-supervised: no labels)
+    value: float | None
     terms: dict[str, float]
 
 
@@ -80,5 +81,5 @@ class BudgetMeter:
         out = {k: sum(getattr(s, k) for s in self.stages) for k in keys}
         out["peak_memory_mb"] = max((s.peak_memory_mb for s in self.stages), default=0.0)
         out["stopped_by"] = next((f"{s.stage}:{s.stopped_by}" for s in self.stages
-                                  if s.stopped_by not in (None, "max_steps", "done")), None)
+                                  if s.stopped_by not in (None, "max_steps", "done", "time_budget")), None)
         return out

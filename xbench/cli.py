@@ -378,8 +378,10 @@ def cmd_sweep(args) -> int:
     t0 = time.perf_counter()
     outcomes: list = []
     try:
-        sp = run_phases(sp, reg, store, str(args.suite), jobs=args.jobs, say=say,
-                        progress=not args.quiet and sys.stderr.isatty(), outcomes=outcomes)
+        # the history and the summary count from the plan the sitting started with; the search's
+        # tuned runs join it as they become known
+        final = run_phases(sp, reg, store, str(args.suite), jobs=args.jobs, say=say,
+                           progress=not args.quiet and sys.stderr.isatty(), outcomes=outcomes)
     except KeyboardInterrupt:
         # counted from the store: a run that finished as the signal came is stored and counts
         stored = len(refresh(sp, store).done)
@@ -402,7 +404,7 @@ def cmd_sweep(args) -> int:
     for o in failed:
         print(f"  failed: {o.run.task} {o.run.label} seed {o.run.seed} (log: {o.log})", file=sys.stderr)
     if args.publish:
-        _publish(args, refresh(sp, store), store, reg)
+        _publish(args, refresh(final, store), store, reg)
     return 1 if failed or short else 0
 
 

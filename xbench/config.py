@@ -173,6 +173,10 @@ class Tier:
     trials: int = 0
     #: the seed the search's trials run on: none of the seeds a table reports
     tuning_seed: int = 1000
+    #: a time-based budget ("one GPU-hour"): ``max_seconds`` is the budget, not a safety net; a
+    #: run the clock ends is complete, its result depends on the device, and a leaderboard keeps
+    #: each device's runs in a table of its own
+    time_budget: bool = False
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "student_steps", "eval_every"):

@@ -89,6 +89,10 @@ class Row:
     #: a tuned row's search: "N trials, S steps (trial k)" (its cost besides its own runs); ""
     #: for a default row
     search: str = ""
+    #: per seed, the selecting stage's val curve [(step, value)] (the HTML page draws it)
+    curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    #: each loss term's weighted mean over the seeds in the stage's first and last window
+    terms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def is_reference(self) -> bool:
@@ -138,6 +142,8 @@ def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
     label += f" [{', '.join(shown)}]" if shown else ""
     if rec.evaluated == "teacher":
         label += f" [{', '.join(rec.eval_modalities)} input]"
+    elif rec.selection.split is None:  # a self-supervised encoder scored as it is (retrieval)
+        label += " (self-supervised features)"
     return label
 
 
@@ -167,7 +173,7 @@ def _setting(rec: RunRecord) -> str:
     same data, labels and protocol) and whether it was tuned (the same tuning effort); the
     method and its options are what is compared."""
     c = rec.config
-    return json.dumps([rec.tier, rec.task, c.get("dataset"), c.get("task_options"),
+    return json.dumps([_tier(rec), rec.task, c.get("dataset"), c.get("task_options"),
                        c.get("dataset_options")] + (["tuned"] if rec.tuning else []), sort_keys=True)
 
 
@@ -225,7 +231,7 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
     records = [r for r in records if r.trial is None and (include_incomplete or r.complete)]
     by: dict[tuple[str, str, str, str], dict[int, RunRecord]] = defaultdict(dict)
     for rec in sorted(records, key=lambda r: (r.finished, r.id)):
-        by[(rec.tier, rec.task, rec.method, rec.config_hash)][rec.seed] = rec
+        by[(_tier(rec), rec.task, rec.method, rec.config_hash)][rec.seed] = rec
     configs: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for (tier, task, method, _), seeds in by.items():
         first = next(iter(seeds.values()))
@@ -295,7 +301,32 @@ def _row(recs: list[RunRecord], config_hash: str, differing: tuple[str, ...], ba
         git_shas=sorted({r.git_sha or "?" for r in recs}),
         environments=sorted({environment_label(r) for r in recs}),
         search=f"{tuning['trials']} trials, {tuning['steps']} steps (trial {tuning['selected']})" if tuning else "",
+        curves={r.seed: [(c.step, c.value) for c in _selecting_stage(r).curve if c.value is not None] for r in recs},
+        terms=_term_ends(recs),
     )
+
+
+def _selecting_stage(rec: RunRecord):
+    """The stage whose val curve chose the kept state (fine-tuning after a self-supervised stage)."""
+    return (rec.budget.stage(rec.selection.stage) if rec.selection.stage else None) or rec.method_stage
+
+
+def _term_ends(recs: list[RunRecord]) -> dict[str, tuple[float, float]]:
+    """Each loss term of the method's stage: its mean over seeds in the first and the last window."""
+    curves = [r.method_stage.curve for r in recs if r.method_stage.curve]
+    if not curves:
+        return {}
+    names = sorted({k for c in curves for k in c[0].terms})
+    return {k: (statistics.fmean(c[0].terms.get(k, 0.0) for c in curves),
+                statistics.fmean(c[-1].terms.get(k, 0.0) for c in curves)) for k in names}
+
+
+def _tier(rec: RunRecord) -> str:
+    """The table a run belongs to: its tier, and under a time-based tier its device too (what a
+    fixed time buys depends on the device: such tables never mix devices)."""
+    if isinstance(rec.config.get("tier"), dict) and rec.config["tier"].get("time_budget"):
+        return f"{rec.tier} on {rec.env.get('device', '?')}"
+    return rec.tier
 
 
 def _check_equal_tuning(table: Table) -> None:

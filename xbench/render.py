@@ -325,6 +325,29 @@ td.loss { color: #a3161b; }
 """
 
 
+def sparkline(row: Row, width: int = 90, height: int = 24) -> str:
+    """The row's val curves as an inline SVG: one line per seed (step -> val metric, the
+    selecting stage), the loss terms' first and last window in its tooltip; "" without a curve."""
+    curves = [c for c in row.curves.values() if len(c) > 1]
+    if not curves:
+        return ""
+    steps = [s for c in curves for s, _ in c]
+    values = [v for c in curves for _, v in c]
+    x0, x1, y0, y1 = min(steps), max(steps), min(values), max(values)
+
+    def xy(s: int, v: float) -> str:
+        x = (s - x0) / ((x1 - x0) or 1) * (width - 2) + 1
+        y = height - 1 - (v - y0) / ((y1 - y0) or 1) * (height - 2)
+        return f"{x:.1f},{y:.1f}"
+
+    lines = "".join(f'<polyline fill="none" stroke="#4a7ab5" stroke-opacity="0.6" stroke-width="1" '
+                    f'points="{" ".join(xy(s, v) for s, v in c)}"/>' for c in curves)
+    terms = "; ".join(f"{k} {a:.3g} -> {b:.3g}" for k, (a, b) in row.terms.items())
+    tip = f"val {y0:.2f}-{y1:.2f} over steps {x0}-{x1}" + (f"; loss terms (first -> last window): {terms}" if terms else "")
+    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(tip)}">'
+            f"<title>{_esc(tip)}</title>{lines}</svg>")
+
+
 def table_id(table: Table) -> str:
     return "t-" + re.sub(r"[^A-Za-z0-9_-]", "-", f"{table.tier}-{table.task}")
 
@@ -344,12 +367,13 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
         tid = table_id(table)
         body.append(f'<h2 id="{_esc(tid)}-title">{_esc(_title(table))}</h2>')
         rows = _rows_ordered(table)
-        headers = list(_cells(rows[0], table, show_paper)) if rows else []
+        headers = list(_cells(rows[0], table, show_paper)) + ["curve"] if rows else []
         head = "".join(f'<th scope="col">{_esc(h)}</th>' for h in headers)
         lines = []
         for row in rows:
             c = _cells(row, table, show_paper)
             rec = _record(row, table)
+            c["curve"] = ""
             sort_keys = {table.metric: rec["mean"], "n": rec["n"], "95% CI": rec["ci_low"],
                          "vs student": rec["diff"], "params": rec["params"], "teacher": rec["teacher_seconds"],
                          "GFLOPs": rec["gflops"], "device-s": rec["device_seconds"],
@@ -366,7 +390,7 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
                 if h in sort_keys:
                     v = sort_keys[h]
                     attrs += f' data-sort="{"" if v is None else repr(float(v))}"'
-                tds.append(f"<td{attrs}>{_esc(c[h])}</td>")
+                tds.append(f"<td{attrs}>{sparkline(row)}</td>" if h == "curve" else f"<td{attrs}>{_esc(c[h])}</td>")
             cls = ' class="reference"' if row.is_reference else ""
             lines.append(f"<tr{cls} data-config=\"{_esc(row.config_hash)}\">{''.join(tds)}</tr>")
         body.append(f'<table class="board" id="{_esc(tid)}"><thead><tr>{head}</tr></thead>'

@@ -284,6 +284,15 @@ class MethodSpec:
     modalities: tuple[str, ...] = ()
     #: False for a self-supervised method: its training never receives a label
     labels: bool = True
+    #: another stream of the method stage's training randomness (dropout, masking draws) with the
+    #: same seed: "" for every method; the noise-floor control names one, so that its only
+    #: difference from ``student`` is a perturbation that should not matter. The data order and
+    #: the initialisation are the harness's and never change with it
+    rng_stream: str = ""
+    #: the dataset splits the method's student trains on: ("train",) for every method; the
+    #: ``student+teacher-labels`` control adds the teacher's split, to show what the teacher's
+    #: extra labelled data alone buys (same steps, same batch size)
+    train_splits: tuple[str, ...] = ("train",)
     #: the search space of the method's own options for the tuned row (``xbench.search``): option
     #: name -> ``LogUniform``/``Uniform``/``Choice``; trial 0 is the defaults. Every method also
     #: tunes the shared knobs of its stage (lr scale, weight decay), so an empty space still tunes

@@ -268,7 +268,8 @@ class _Loop:
         self.train_mode()
         while self.step < spec.max_steps:
             if self.meter.out_of_time():
-                spend.stopped_by = "max_seconds"
+                # a time-based tier's budget is the clock: it ends the run as max_steps would
+                spend.stopped_by = "time_budget" if self.tier.time_budget else "max_seconds"
                 break
             batch = next(self.batches)
             if self.step == 0:  # count FLOPs once: every step has the same shapes
@@ -285,19 +286,24 @@ class _Loop:
             for name, value in terms.items():  # kept on device: no host sync per step
                 self.running.setdefault(name, []).append(value.detach())
             self.bar.update(1)
-            if spec.evaluate is not None and (self.step % self.tier.eval_every == 0 or self.step == spec.max_steps):
+            if self.step % self.tier.eval_every == 0 or self.step == spec.max_steps:
                 self.select()
                 self.train_mode()
 
     def select(self) -> None:
-        self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, self.running)
+        """An evaluation (the curve's point and the selection), or for a stage that selects
+        nothing (self-supervised) the curve's point without a val metric."""
+        if self.spec.evaluate is None:
+            self.spend.curve.append(CurvePoint(self.step, None, _window(self.step, self.spec, self.running)))
+        else:
+            self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, self.running)
         self.last_eval = self.step
 
     def finish(self) -> tuple[StageSpend, Selection]:
         spec, spend = self.spec, self.spend
         if spend.stopped_by is None:
             spend.stopped_by = "max_steps"
-        if spec.evaluate is not None and self.step > self.last_eval:  # the clock stopped it between evaluations
+        if self.step > self.last_eval:  # the clock stopped it between evaluations
             self.select()
         self.bar.close()
         best = self.best
@@ -315,10 +321,10 @@ class _Loop:
         return spend, best
 
 
-def _select(step: int, spec: StepSpec, best: Selection | None, best_state: dict[str, dict],
-            spend: StageSpend, running: dict[str, list[torch.Tensor]]) -> Selection:
-    # one host sync per evaluation: the accumulated loss terms checked finite together (which
-    # one is not is looked up only when one is not)
+def _window(step: int, spec: StepSpec, running: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """Each loss term's mean over the steps since the last window, checked finite; clears them."""
+    # one host sync per window: the accumulated loss terms checked finite together (which one
+    # is not is looked up only when one is not)
     means: dict[str, float] = {}
     if running:
         # the one host read per evaluation: each term's sum, checked finite and kept as its mean
@@ -328,6 +334,12 @@ def _select(step: int, spec: StepSpec, best: Selection | None, best_state: dict[
             raise PluginError(f"{spec.culprit}: loss term '{bad}' is not finite at step {step}")
         means = {name: total / len(values) for (name, values), total in zip(running.items(), sums)}
     running.clear()
+    return means
+
+
+def _select(step: int, spec: StepSpec, best: Selection | None, best_state: dict[str, dict],
+            spend: StageSpend, running: dict[str, list[torch.Tensor]]) -> Selection:
+    means = _window(step, spec, running)
     metrics = spec.evaluate()
     spend.evaluations += 1
     value = metrics[spec.main_metric]

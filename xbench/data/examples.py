@@ -19,6 +19,20 @@ class Examples:
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
 
+    @staticmethod
+    def concat(parts: list[Examples]) -> Examples:
+        """Splits as one: the examples of each in order, ``index`` renumbered over the whole (the
+        first part's meta)."""
+        if len(parts) == 1:
+            return parts[0]
+        tensors: dict[str, Any] = {}
+        for key, first in parts[0].tensors.items():
+            values = [p.tensors[key] for p in parts]
+            tensors[key] = torch.cat(values) if isinstance(first, torch.Tensor) else [x for v in values for x in v]
+        if "index" in tensors:
+            tensors["index"] = torch.arange(len(tensors["index"]))
+        return Examples(tensors, dict(parts[0].meta))
+
     def take(self, index: torch.Tensor, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
         keys = keys or tuple(self.tensors)
         out = {}

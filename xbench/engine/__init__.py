@@ -18,6 +18,7 @@ import torch
 from xbench.budget import BudgetMeter
 from xbench.context import Reporter, RunContext, Stage
 from xbench.contracts import Dataset, missing_members
+from xbench.data.examples import Examples
 from xbench.engine import student as _student
 from xbench.engine import teacher as _teacher
 from xbench.engine.plan import Plan, plan, resolve_term, stages_of
@@ -73,7 +74,8 @@ def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None 
     """Train and evaluate one seed of a plan; returns the run record (not yet stored). ``home``
     holds the teacher cache (default XBENCH_HOME)."""
     # the wall-clock limit is a safety net: off, nothing but steps and samples ends a stage
-    limit = p.tier.max_seconds if settings().clock_limit else math.inf
+    # the clock is a safety net XBENCH_CLOCK_LIMIT may turn off, unless it is the tier's budget
+    limit = p.tier.max_seconds if settings().clock_limit or p.tier.time_budget else math.inf
     ctx = RunContext(p, seed, device, BudgetMeter(limit), Reporter(log, progress), data_root,
                      home=home)
     return run(ctx)
@@ -105,7 +107,8 @@ def prepare(ctx: RunContext) -> RunState:
     train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ()) + p.method.modalities
     teacher_eval = p.method.evaluates == "teacher"
     state = RunState(dataset, task, None, None, None, None, s_mods, t_mods, train_mods)  # type: ignore[arg-type]
-    state.train = state.load(ctx, "train", train_mods) if not teacher_eval else None
+    state.train = (Examples.concat([state.load(ctx, s, train_mods) for s in p.method.train_splits])
+                   if not teacher_eval else None)
     state.val = state.load(ctx, "val", s_mods + t_mods)
     state.test = state.load(ctx, "test", t_mods if teacher_eval else s_mods)
     state.model_ctx = ModelContext(num_classes=dataset.num_classes, shapes=_shapes(state),
@@ -124,7 +127,8 @@ def _check_dataset(ctx: RunContext, dataset: object) -> None:
     missing = missing_members(dataset, Dataset)
     if missing:
         raise PluginError(f"{culprit} lacks {', '.join(missing)} (see xbench.contracts.Dataset)")
-    needed = ("train", "val", "test") + (("teacher",) if Stage.TEACHER in p.stages else ())
+    needed = tuple(dict.fromkeys(p.method.train_splits + ("val", "test")
+                                 + (("teacher",) if Stage.TEACHER in p.stages else ())))
     lacking = [s for s in needed if s not in dataset.splits]
     if lacking:
         why = " (the teacher trains on it)" if lacking == ["teacher"] else ""

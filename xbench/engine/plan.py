@@ -101,7 +101,7 @@ class Plan:
         """Everything that determines a run's result but the seed: hashed into config_hash."""
         return {
             "method": self.method.name, "task": self.task.name, "dataset": self.dataset_name,
-            "tier": to_plain(self.tier), "teacher": self.teacher.name if self.teacher else None,
+            "tier": _tier_plain(self.tier), "teacher": self.teacher.name if self.teacher else None,
             "teacher_options": to_plain(self.teacher_options),
             "student": self.task.student, "method_options": to_plain(self.method_options),
             "task_options": to_plain(self.task_options), "dataset_options": to_plain(self.dataset_options),
@@ -110,8 +110,21 @@ class Plan:
             # written only where set: the config hashes of runs from before they existed hold
             **({"hparams": dict(sorted(self.cfg.hparams.items()))} if self.cfg.hparams else {}),
             **({"trial": self.cfg.trial} if self.cfg.trial is not None else {}),
+            **({"train_splits": list(self.method.train_splits)} if self.method.train_splits != ("train",) else {}),
             **({"tuning": self.cfg.tuning} if self.cfg.tuning else {}),
         }
+
+
+def _tier_plain(tier: Tier) -> dict[str, Any]:
+    """The tier as a run's result depends on it: the search's settings (``trials``,
+    ``tuning_seed``) are the sweep's, not the run's, and a tier without a time budget is written
+    as before time budgets existed (earlier runs keep their config hashes)."""
+    out = to_plain(tier)
+    for key in ("trials", "tuning_seed"):
+        out.pop(key, None)
+    if not out.get("time_budget"):
+        out.pop("time_budget", None)
+    return out
 
 
 def _term_plain(key: str, term: LossTerm, options: Any) -> dict[str, Any]:

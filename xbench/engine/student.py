@@ -134,7 +134,8 @@ def train_student(ctx: RunContext, state: RunState) -> None:
     modules = {"student": student, **{f"head:{k}": h for k, h in state.heads.items()}}
     if state.objective is not None:
         modules["objective"] = state.objective
-    torch.manual_seed(derive_seed(ctx.seed, "train", "student"))
+    # the training stream (dropout); a control may draw another one (MethodSpec.rng_stream)
+    torch.manual_seed(derive_seed(ctx.seed, "train", "student", *([p.method.rng_stream] if p.method.rng_stream else [])))
     spend, sel = fit(StepSpec(
         stage=Stage.STUDENT.value, modules=modules, groups=groups, step_fn=fn, data=state.train, keys=keys,
         max_steps=p.tier.student_steps, main_metric=p.task.main_metric,

@@ -412,7 +412,7 @@ def test_generic_methods_registered_with_their_losses(xbench_registry):
 @pytest.mark.parametrize("method, taps, weight", [
     ("dkd", ("logits", "logits"), 1.0), ("at", ("tokens", "tokens"), 1000.0),
     ("nst", ("tokens", "tokens"), 50.0), ("sp", ("feature", "feature"), 3000.0),
-    ("cc", ("feature", "feature"), 25.0), ("rkd", ("feature", "feature"), 1.0),
+    ("cc", ("feature", "feature"), 50.0), ("rkd", ("feature", "feature"), 1.0),
     ("pkt", ("feature", "feature"), 30000.0), ("vid", ("feature", "feature"), 1.0),
     ("crd", ("feature", "feature"), 0.8), ("mmd", ("feature", "feature"), 1.0),
     ("coral", ("feature", "feature"), 1.0), ("cosine", ("feature", "feature"), 1.0)])

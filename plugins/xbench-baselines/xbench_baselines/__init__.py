@@ -1,6 +1,13 @@
 """Reference methods every leaderboard needs, as an ordinary xbench plugin.
 
 - ``student``: the task's student trained on labels alone (no distillation): the baseline.
+- ``noise-floor``: ``student`` again with another stream of its training randomness (dropout),
+  the same data order, initialisation and budget: its paired difference with ``student`` is what
+  chance alone makes, the scale against which every other row's gain is read.
+- ``student+teacher-labels``: ``student`` trained on the train split and the teacher's split
+  (labels only, the same steps and batch size): the teacher's extra labelled data alone, without
+  its modality. A distillation method that beats ``student`` but not this control gains from the
+  teacher's data, not from what the teacher's modality knows.
 - ``teacher``: the task's default privileged-modality teacher alone: the ceiling. Its row is the
   only one evaluated with a privileged modality, and its record says ``evaluates: teacher``.
 - ``kd``: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", NIPS 2014 Deep
@@ -270,6 +277,12 @@ def xbench_register_methods(register):
     task = LossTerm("task")  # the task's supervised objective (recognition: CE on the label)
     register(MethodSpec(name="student", description="The task's student on labels alone (no KD)",
                         terms=lambda o: [task], teacher=None, baseline=True))
+    register(MethodSpec(name="noise-floor",
+                        description="Control: student with another dropout stream (what chance makes)",
+                        terms=lambda o: [task], teacher=None, rng_stream="noise-floor"))
+    register(MethodSpec(name="student+teacher-labels",
+                        description="Control: student on the train and teacher splits' labels (the extra data alone)",
+                        terms=lambda o: [task], teacher=None, train_splits=("train", "teacher")))
     register(MethodSpec(name="teacher",
                         description="The task's privileged-modality teacher alone (the ceiling)",
                         terms=lambda o: [], teacher="default", evaluates="teacher"))
