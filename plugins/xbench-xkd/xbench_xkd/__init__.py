@@ -418,31 +418,21 @@ class MAEOptions(XKDOptions):
     kd_weight: float = 0.0
 
 
+def _spec(name: str, description: str, options: type, **extra) -> MethodSpec:
+    """A self-supervised method of this plugin: the XKD objective over rgb and audio, no label."""
+    return MethodSpec(name=name, description=description, terms=lambda opts: [], options=options, teacher=None,
+                      objective=XKDObjective, modalities=MODALITIES, labels=False,
+                      tasks=("recognition", "retrieval", "audio-tagging"), **extra)
+
+
 @hookimpl
 def xbench_register_methods(register):
     # XKD's own baseline: the same students, views, masking, steps and protocol, without the
     # cross-modal teachers and alignment, so the xkd row's gain over it is what they add
-    register(MethodSpec(
-        name="xkd-mae",
-        description="XKD's baseline: masked reconstruction alone (L_ae), same students, steps and protocol",
-        terms=lambda opts: [],
-        options=MAEOptions,
-        teacher=None,
-        objective=XKDObjective,
-        modalities=MODALITIES,
-        labels=False,
-        tasks=("recognition", "retrieval", "audio-tagging"),
-    ))
-    register(MethodSpec(
-        name="xkd",
-        description="Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD",
-        terms=lambda opts: [],
-        options=XKDOptions,
-        teacher=None,
-        objective=XKDObjective,
-        modalities=MODALITIES,
-        labels=False,
-        tasks=("recognition", "retrieval", "audio-tagging"),
+    register(_spec("xkd-mae", "XKD's baseline: masked reconstruction alone (L_ae), same students, steps and protocol",
+                   MAEOptions))
+    register(_spec(
+        "xkd", "Sarkar & Etemad 2024: self-supervised MAE + cross-modal EMA-teacher KD + MMD", XKDOptions,
         # the weights are relative to recon_weight (5): the mix of the three terms is what is tuned
         search={"kd_weight": LogUniform(0.1, 10.0), "align_weight": LogUniform(0.1, 10.0)},
         # Table 1: the paper's baseline is the same network with MAE alone (L_ae: 76.3), not a
