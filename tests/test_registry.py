@@ -84,7 +84,8 @@ def test_plugins_command_lists_each_plugin(capsys):
     assert out[2].split(None, 3)[3] == "losses: argb-abs, argb-atomic, argb-gcr; methods: argb"
     assert out[3].split(None, 3)[3] == (
         "losses: at, cc, coral, cosine, crd, dkd, fitnet, kd, mmd, nst, pkt, rkd, sp, vid; methods: at, cc, "
-        "combo, coral, cosine, crd, dkd, fitnet, kd, mmd, nst, pkt, rkd, sp, student, teacher, vid")
+        "combo, coral, cosine, crd, dkd, fitnet, kd, mmd, noise-floor, nst, pkt, rkd, sp, student, "
+        "student+teacher-labels, teacher, vid")
     assert out[4].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 
 

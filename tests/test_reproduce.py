@@ -40,7 +40,9 @@ def test_the_fixtures_cover_every_task_and_stage():
 CALIBRATED = {
     "argb-detection-smoke-s0": "GCR sums each snippet's relations (it averaged all pairs: inert)",
     "crd-retrieval-smoke-s0": "K capped at N - 1 (16384 negatives from 66 clips)",
-    # (the lmkd fixture records its weight and the first xkd one its momentum: they still reproduce)
+    "lmkd-anticipation-smoke-s0": "the KL per sample (the fixture records w = 150, now per sample: a "
+                                  "stronger term; its val metrics differ, its test metrics happen not to)",
+    # (the first xkd fixture records the old momentum and has no cross-modal term: it reproduces)
     "xkd-recognition-smoke-s0_1": "the teachers' batch-norm statistics are EMA'd, not copied",
 }
 IDS = [f.stem.rsplit("-", 2)[0] for f in FIXTURES]
@@ -55,15 +57,16 @@ def test_pre_refactor_records_reproduce_bit_for_bit(path, registry, request):
     if outcome.env_diff:  # bit-identity is promised only for an equal environment
         assert any("environment differs" in line for line in report(outcome, {}))
         pytest.skip(f"environment differs from the record's: {outcome.env_diff}")
+    new = outcome.new.to_json()
+    same_selection = json.dumps(new["selection"], sort_keys=True) == json.dumps(_data(path)["selection"], sort_keys=True)
     if request.node.callspec.id in CALIBRATED:  # changed on purpose: same spend, other numbers
-        assert outcome.differs != {}
+        assert outcome.differs != {} or not same_selection
         spent = [(s.stage, s.steps, s.samples, s.teacher_forwards) for s in outcome.new.budget.stages]
         assert spent == [(s.stage, s.steps, s.samples, s.teacher_forwards) for s in record.budget.stages]
         return
     assert outcome.differs == {}
     # as JSON: a metric the run could not define is NaN in both, and NaN != NaN
-    new = outcome.new.to_json()
-    assert json.dumps(new["selection"], sort_keys=True) == json.dumps(_data(path)["selection"], sort_keys=True)
+    assert same_selection
     spent = [(s.stage, s.steps, s.samples, s.teacher_forwards, s.flops) for s in outcome.new.budget.stages]
     assert spent == [(s.stage, s.steps, s.samples, s.teacher_forwards, s.flops) for s in record.budget.stages]
 

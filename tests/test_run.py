@@ -317,5 +317,5 @@ def test_the_loop_syncs_with_the_host_once_per_evaluation_only(monkeypatch):
         data=data, keys=("x", "y"), max_steps=30, evaluate=lambda: {"top1": 1.0}, main_metric="top1"),
         RunContext(None, 0, torch.device("cpu"), BudgetMeter(60), tier=tier))
     assert spend.steps == 30 and spend.evaluations == 2
-    assert reads == [("_select", "tolist")] * 2  # one per evaluation, for both terms (checked, then kept)
+    assert reads == [("_window", "tolist")] * 2  # one per evaluation, for both terms (checked, then kept)
     assert [(p.step, sorted(p.terms)) for p in spend.curve] == [(15, ["ce", "l2"]), (30, ["ce", "l2"])]
