@@ -104,7 +104,7 @@ def _sweep(path: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
 
 
-def test_an_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path):
+def test_an_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, capsys):
     path = write(tmp_path, """
 name: resume
 tier: smoke
@@ -148,7 +148,12 @@ methods: [kd, fitnet]
     # a third sweep has nothing to do; it publishes the suite's records and every format
     pub = tmp_path / "pub"
     # --unpinned: CI machines may resolve another torch than the publishing environment's
-    assert main(["sweep", str(path), "--publish", str(pub), "--unpinned"]) == 0
+    assert main(["sweep", str(path), "--publish", str(pub), "--unpinned"]) == 2  # 3 seeds a row
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "xbench: error: --publish: a published row needs at least 10 seeds (fewer cannot reach significance after "
+        "Holm's correction; --min-seeds N to publish fewer): recognition (smoke): fitnet (3), kd (3)")
+    assert not pub.exists()
+    assert main(["sweep", str(path), "--publish", str(pub), "--unpinned", "--min-seeds", "3"]) == 0
     assert sorted(p.name for p in pub.iterdir()) == ["README.md", "index.html", "leaderboard.csv", "leaderboard.json",
                                                      "leaderboard.tex", "meta.json", "plots", "records"]
     assert sorted(p.stem for p in (pub / "records").iterdir()) == sorted(r.id for r in after)

@@ -72,6 +72,9 @@ def _plugin_parsers(sub) -> None:
     sw.add_argument("suite", type=Path, help="a suite YAML file, or the name of a shipped one (synth-cpu)")
     sw.add_argument("--jobs", type=int, default=1, help="runs in parallel, each its own process")
     sw.add_argument("--dry-run", action="store_true", help="show the grid and what is stored; run nothing")
+    sw.add_argument("--min-seeds", type=int, default=10, metavar="N",
+                    help="--publish refuses a row with fewer seeds (default 10: fewer cannot reach p < 0.05 "
+                         "after Holm's correction over a table of many comparisons)")
     sw.add_argument("--unpinned", action="store_true",
                     help="with --publish: allow another numerical stack than the pinned one (the tables say so)")
     sw.add_argument("--publish", type=Path, metavar="DIR",
@@ -422,7 +425,7 @@ def _publish(args, done, store, reg) -> None:
             "expected_runs": len(done.runs), "missing": [f"{r.task} {r.label} seed {r.seed}" for r in done.todo],
             "folder": folder, "command": f"xbench sweep {args.suite} --publish {folder}",
             "environment": environment}
-    publish(records, meta, args.publish, reg)
+    publish(records, meta, args.publish, reg, min_seeds=args.min_seeds)
     print(f"published {len(records)} runs into {folder}", file=sys.stderr)
 
 

@@ -191,14 +191,35 @@ def mixed(tables: list[Table]) -> list[str]:
             f"{' | '.join(t.environments)}" for t in tables if len(t.commits) > 1 or len(t.environments) > 1]
 
 
-def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=None) -> int:
+#: the fewest seeds a published row may have: with fewer, Holm's correction over a table of many
+#: comparisons leaves no method able to reach p < 0.05 (stats.seeds_needed)
+MIN_SEEDS = 10
+
+
+def too_few_seeds(tables: list[Table], min_seeds: int = MIN_SEEDS) -> list[str]:
+    """Each table with a row of fewer than ``min_seeds`` seeds, named with those rows."""
+    out = []
+    for t in tables:
+        short = [f"{r.label} ({len(r.scores)})" for r in t.rows if len(r.scores) < min_seeds]
+        if short:
+            out.append(f"{t.task} ({t.tier}): {', '.join(short)}")
+    return out
+
+
+def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=None, min_seeds: int = MIN_SEEDS) -> int:
     """Write the records (and only these: stale ones are removed) and render every format. A
-    table is published from one commit and one environment only: mixed runs are refused."""
+    table is published from one commit and one environment only, with at least ``min_seeds``
+    seeds a row: mixed runs and short rows are refused."""
     tables = _tables(records, reg)
     problems = mixed(tables)
     if problems:
         raise ConfigError("--publish: a table mixes commits or environments (rerun its cells at one "
                           "commit, in one environment): " + "; ".join(problems))
+    short = too_few_seeds(tables, min_seeds)
+    if short:
+        raise ConfigError(f"--publish: a published row needs at least {min_seeds} seeds (fewer cannot reach "
+                          "significance after Holm's correction; --min-seeds N to publish fewer): "
+                          + "; ".join(short))
     rec_dir = folder / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
     keep = set()
