@@ -86,13 +86,19 @@ class Row:
     git_shas: list[str] = field(default_factory=list)
     #: the environments its runs ran in (:func:`environment_label`)
     environments: list[str] = field(default_factory=list)
-    #: a tuned row's search: "N trials, S steps (trial k)" (its cost besides its own runs); ""
-    #: for a default row
-    search: str = ""
+    #: how a tuned row's configuration was chosen (the record's ``tuning``: trials, selected
+    #: trial, steps); {} for a default row
+    tuning: dict[str, Any] = field(default_factory=dict)
     #: per seed, the selecting stage's val curve [(step, value)] (the HTML page draws it)
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     #: each loss term's weighted mean over the seeds in the stage's first and last window
     terms: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def search(self) -> str:
+        """A tuned row's search, "N trials, S steps (trial k)": its cost besides its own runs."""
+        t = self.tuning
+        return f"{t['trials']} trials, {t['steps']} steps (trial {t['selected']})" if t else ""
 
     @property
     def is_reference(self) -> bool:
@@ -300,15 +306,11 @@ def _row(recs: list[RunRecord], config_hash: str, differing: tuple[str, ...], ba
         paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
         git_shas=sorted({r.git_sha or "?" for r in recs}),
         environments=sorted({environment_label(r) for r in recs}),
-        search=f"{tuning['trials']} trials, {tuning['steps']} steps (trial {tuning['selected']})" if tuning else "",
-        curves={r.seed: [(c.step, c.value) for c in _selecting_stage(r).curve if c.value is not None] for r in recs},
+        tuning=tuning,
+        curves={r.seed: [(c.step, c.value) for c in (r.selecting_stage or r.method_stage).curve
+                         if c.value is not None] for r in recs},
         terms=_term_ends(recs),
     )
-
-
-def _selecting_stage(rec: RunRecord):
-    """The stage whose val curve chose the kept state (fine-tuning after a self-supervised stage)."""
-    return (rec.budget.stage(rec.selection.stage) if rec.selection.stage else None) or rec.method_stage
 
 
 def _term_ends(recs: list[RunRecord]) -> dict[str, tuple[float, float]]:
@@ -332,7 +334,7 @@ def _tier(rec: RunRecord) -> str:
 def _check_equal_tuning(table: Table) -> None:
     """A method cannot get more trials than another in one table: tuned rows with different
     search budgets are not comparable."""
-    budgets = sorted({r.search.split(" trials")[0] for r in table.rows if r.search})
+    budgets = sorted({str(r.tuning["trials"]) for r in table.rows if r.tuning})
     if len(budgets) > 1:
         raise ConfigError(f"table {table.tier}/{table.task} mixes tuned rows searched with "
                           f"{' and '.join(budgets)} trials: every method gets the same tuning budget "

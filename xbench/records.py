@@ -181,11 +181,17 @@ class RunRecord:
         return self.metrics.get(self.main_metric)
 
     @property
+    def selecting_stage(self) -> StageSpend | None:
+        """The stage whose evaluations chose the kept state: the selection's (fine-tuning after
+        a self-supervised stage), else the method's."""
+        sel = self.selection
+        return self.budget.stage(sel.stage) if sel.stage else self.method_stage
+
+    @property
     def still_improving(self) -> bool:
         """Whether the state kept was the stage's last evaluated one: its val metric was still
         rising when the budget ran out (a longer run might score higher)."""
-        sel = self.selection
-        stage = self.budget.stage(sel.stage) if sel.stage else self.method_stage
+        sel, stage = self.selection, self.selecting_stage
         return sel.split is not None and stage is not None and stage.steps > 0 and sel.step == stage.steps
 
     @property

@@ -373,7 +373,6 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
         for row in rows:
             c = _cells(row, table, show_paper)
             rec = _record(row, table)
-            c["curve"] = ""
             sort_keys = {table.metric: rec["mean"], "n": rec["n"], "95% CI": rec["ci_low"],
                          "vs student": rec["diff"], "params": rec["params"], "teacher": rec["teacher_seconds"],
                          "GFLOPs": rec["gflops"], "device-s": rec["device_seconds"],

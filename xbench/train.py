@@ -293,10 +293,11 @@ class _Loop:
     def select(self) -> None:
         """An evaluation (the curve's point and the selection), or for a stage that selects
         nothing (self-supervised) the curve's point without a val metric."""
+        means = _window(self.step, self.spec, self.running)
         if self.spec.evaluate is None:
-            self.spend.curve.append(CurvePoint(self.step, None, _window(self.step, self.spec, self.running)))
+            self.spend.curve.append(CurvePoint(self.step, None, means))
         else:
-            self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, self.running)
+            self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, means)
         self.last_eval = self.step
 
     def finish(self) -> tuple[StageSpend, Selection]:
@@ -323,11 +324,9 @@ class _Loop:
 
 def _window(step: int, spec: StepSpec, running: dict[str, list[torch.Tensor]]) -> dict[str, float]:
     """Each loss term's mean over the steps since the last window, checked finite; clears them."""
-    # one host sync per window: the accumulated loss terms checked finite together (which one
-    # is not is looked up only when one is not)
     means: dict[str, float] = {}
     if running:
-        # the one host read per evaluation: each term's sum, checked finite and kept as its mean
+        # the one host read per window: each term's sum, checked finite together and kept as its mean
         sums = torch.stack([torch.stack(values).sum().float() for values in running.values()]).tolist()
         bad = next((name for name, total in zip(running, sums) if not math.isfinite(total)), None)
         if bad is not None:
@@ -338,8 +337,7 @@ def _window(step: int, spec: StepSpec, running: dict[str, list[torch.Tensor]]) -
 
 
 def _select(step: int, spec: StepSpec, best: Selection | None, best_state: dict[str, dict],
-            spend: StageSpend, running: dict[str, list[torch.Tensor]]) -> Selection:
-    means = _window(step, spec, running)
+            spend: StageSpend, means: dict[str, float]) -> Selection:
     metrics = spec.evaluate()
     spend.evaluations += 1
     value = metrics[spec.main_metric]

@@ -152,6 +152,8 @@ class Generic:
     #: the paper's linear warm-up of the term's weight, as a fraction of training (0: none); the
     #: method gets a ``warmup`` option with this default
     warmup: float = 0.0
+    #: the tuned row's space for the loss's own options (the weight's is added: ``_generic_search``)
+    search: tuple[tuple[str, Any], ...] = ()
 
     def example(self) -> tuple:
         """Conformance-check arguments for token losses: (B, N, D) sequences."""
@@ -162,7 +164,8 @@ class Generic:
 GENERIC = (
     Generic("dkd", "Decoupled KD: weighted target-class and non-target-class KL of logits",
             "Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD), warmed up over 1/12 of training",
-            lambda o, d: DKDLoss(o), DKDOptions, 1.0, "logits", target=True, warmup=20 / 240),
+            lambda o, d: DKDLoss(o), DKDOptions, 1.0, "logits", target=True, warmup=20 / 240,
+            search=(("T", LogUniform(1.0, 8.0)),)),  # its temperature, as KD's
     Generic("at", "Attention transfer: distance of normalised attention maps over positions",
             "Zagoruyko & Komodakis 2017 (AT): CE + 1000 x attention-map distance",
             lambda o, d: ATLoss(o), ATOptions, 1000.0, "tokens"),
@@ -221,11 +224,8 @@ def _method_options(g: Generic) -> type:
 
 def _generic_search(g: Generic) -> dict[str, Any]:
     """The tuned row's space: the term's weight over two decades around its default (the
-    papers' weights were set for another setting), and DKD's temperature as KD's."""
-    out: dict[str, Any] = {"weight": LogUniform(g.weight / 10, g.weight * 10)}
-    if g.name == "dkd":
-        out["T"] = LogUniform(1.0, 8.0)
-    return out
+    papers' weights were set for another setting), and the loss's own options its entry names."""
+    return {"weight": LogUniform(g.weight / 10, g.weight * 10), **dict(g.search)}
 
 
 def _generic_terms(g: Generic) -> Callable[[Any], list[LossTerm]]:

@@ -291,6 +291,8 @@ class XKDObjective(nn.Module):
         self.register_buffer("center_student", torch.zeros(1, out))
         self.register_buffer("center_partner", torch.zeros(1, out))
         self.ema_start = ema_start(opts, ctx.steps)
+        # masked reconstruction alone (xkd-mae) reads no teacher: none is run or averaged
+        self.teach = bool(opts.kd_weight or opts.align_weight)
 
     def train(self, mode: bool = True) -> XKDObjective:
         super().train(mode)
@@ -348,7 +350,6 @@ class XKDObjective(nn.Module):
         teachers = {self.s_mod: (self.teachers["student"], self.teachers["student_head"]),
                     self.p_mod: (self.teachers["partner"], self.teachers["partner_head"])}
         recon, views, t_tokens, t_pooled = {}, {}, {}, {}
-        teach = bool(o.kd_weight or o.align_weight)  # masked reconstruction alone needs no teacher
         for m in MODALITIES:
             x = batch[m]
             masked, cell = self._mask(x, m)
@@ -358,12 +359,22 @@ class XKDObjective(nn.Module):
             recon[m] = self._reconstruction(m, branches[m], glob["spatial"], x, cell)
             head = branches[m].head
             views[m] = [head(glob["feature"]), head(local["feature"])]
-            if teach:
+            if self.teach:
                 with torch.no_grad():
                     t_out = teachers[m][0]({m: local_x if o.teacher_view == "local" else x})
                     t_tokens[m], t_pooled[m] = self._tokens(t_out), t_out["feature"]
-        if o.recon_weight and not teach:
-            return {"recon": (recon[self.s_mod] + recon[self.p_mod]) / 2}
+        total = o.align_weight + o.kd_weight + o.recon_weight
+        terms = self._cross_modal(views, teachers, t_tokens, t_pooled, total) if self.teach else {}
+        if o.recon_weight:
+            both = recon[self.s_mod] + recon[self.p_mod]
+            # alone, the term is the plain mean (its weight over the weights' sum is 1)
+            terms["recon"] = o.recon_weight * both / 2 / total if self.teach else both / 2
+        return terms
+
+    def _cross_modal(self, views, teachers, t_tokens, t_pooled, total) -> dict[str, torch.Tensor]:
+        """The terms the EMA teachers feed (weighted): cross-modal KD and the domain alignment;
+        then each teacher's centre follows its outputs."""
+        o = self.opts
         with torch.no_grad():
             t_heads = {}
             for m in MODALITIES:
@@ -372,7 +383,6 @@ class XKDObjective(nn.Module):
                 t_heads[m] = teachers[m][1](feat)
         temp = {"rgb": o.video_teacher_temp, "audio": o.audio_teacher_temp}
         centers = {self.s_mod: self.center_student, self.p_mod: self.center_partner}
-        total = o.align_weight + o.kd_weight + o.recon_weight
         terms = {}
         if o.kd_weight:
             # cross-modal: each modality's teacher teaches the other modality's student
@@ -383,8 +393,6 @@ class XKDObjective(nn.Module):
             align = (mmd2(views[self.s_mod][0], views[self.p_mod][0])
                      + mmd2(t_heads[self.s_mod], t_heads[self.p_mod])) / 2
             terms["align"] = o.align_weight * align / total
-        if o.recon_weight:
-            terms["recon"] = o.recon_weight * (recon[self.s_mod] + recon[self.p_mod]) / 2 / total
         with torch.no_grad():
             for m in MODALITIES:
                 centers[m].mul_(o.center_momentum).add_(t_heads[m].mean(0, keepdim=True),
@@ -394,7 +402,10 @@ class XKDObjective(nn.Module):
     @torch.no_grad()
     def after_step(self, progress: float) -> None:
         """EMA of each student into its teacher (weights and float buffers), momentum
-        ``ema_start`` -> 1 on a cosine; integer buffers (batches seen) are copied."""
+        ``ema_start`` -> 1 on a cosine; integer buffers (batches seen) are copied. Nothing where
+        no term reads a teacher."""
+        if not self.teach:
+            return
         m = 1.0 - (1.0 - self.ema_start) * (math.cos(math.pi * progress) + 1.0) / 2.0
         pairs = ((self._student[0], self.teachers["student"]), (self.partner, self.teachers["partner"]),
                  (self.student_branch.head, self.teachers["student_head"]),
