@@ -4,6 +4,9 @@ baseline (masked reconstruction alone)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from xbench.config import RunConfig, load_tiers, replace_options
@@ -68,3 +71,46 @@ def test_each_cell_draws_its_val_curves_and_names_its_loss_terms(registry, data_
     svg = sparkline(row)
     assert svg.count("<polyline") == 1 and svg.count(",") == 3  # three points
     assert f"kd {curve[0].terms['kd']:.3g} -&gt; {curve[-1].terms['kd']:.3g}" in svg
+
+
+def test_the_oracle_control_reads_the_privileged_fact_and_says_so(registry, data_root, monkeypatch):
+    """kd-oracle distils only the clips whose audio carries the action: its loss gets the train
+    batch's audio_relevant flags (no student ever sees them), its rows say "oracle", and a task
+    without that fact refuses it by name."""
+    from xbench_baselines import GatedKDLoss
+
+    from xbench.errors import IncompatibleError
+    from xbench.leaderboard import build
+
+    seen = []
+    forward = GatedKDLoss.forward
+
+    def spy(self, student, teacher, positions=None, target=None, label_mask=None):
+        seen.append(target.clone())
+        return forward(self, student, teacher, positions, target, label_mask)
+
+    monkeypatch.setattr(GatedKDLoss, "forward", spy)
+    rec = _run(registry, data_root, "kd-oracle")
+    assert rec.config["privileged"] == ["audio_relevant"]
+    assert len(seen) == 6 and all(t.dtype == torch.bool for t in seen)
+    assert 0 < float(torch.cat(seen).float().mean()) < 1  # the tiny data has clean and noisy clips
+    (table,) = build([rec])
+    assert [r.label for r in table.rows] == ["kd-oracle (oracle: audio_relevant)"]
+    # the tasks whose examples carry the fact; a method declaring a fact a task lacks is refused too
+    assert registry.get("methods", "kd-oracle").tasks == ("recognition", "retrieval")
+    assert [registry.get("tasks", t).privileged for t in registry.names("tasks")] == [
+        (), (), (), ("audio_relevant",), ("audio_relevant",)]
+    oracle = dataclasses.replace(registry.get("methods", "kd-oracle"), tasks=None)
+    monkeypatch.setitem(registry.entries["methods"], "kd-oracle",
+                        dataclasses.replace(registry.entry("methods", "kd-oracle"), spec=oracle))
+    with pytest.raises(IncompatibleError, match=r"^method 'kd-oracle' reads the privileged fact 'audio_relevant', "
+                                                r"which task 'anticipation' does not provide$"):
+        plan(registry, RunConfig(method="kd-oracle", task="anticipation"), load_tiers())
+
+
+def test_the_confidence_gated_control_is_kd_with_a_threshold(registry):
+    p = plan(registry, RunConfig(method="kd-confident", task="recognition"), load_tiers())
+    assert [(k, t.loss, t.weight, t.options) for k, t, _, _ in p.terms] == [
+        ("ce", "ce", pytest.approx(0.1), {}),
+        ("kd-gated", "kd-gated", 0.9, {"T": 4.0, "threshold": 0.7, "multilabel": False})]
+    assert "privileged" not in p.resolved()

@@ -22,6 +22,8 @@ crd                     Tian et al. 2020 (CRD): CE + 0.8 x NCE against min(16384
 dkd                     Zhao et al. 2022 (DKD): CE + T^2 (1 TCKD + 8 NCKD), warmed up over 1/12 of training     baselines
 fitnet                  Romero et al. 2015: CE + feature regression to the teacher                              baselines
 kd                      Hinton et al. 2015: CE + T^2 KL of softened logits                                      baselines
+kd-confident            Control: kd only on clips the teacher is confident on (a simple noise filter)           baselines
+kd-oracle               Control (oracle): kd only on clips whose audio carries the action (privileged)          baselines
 lmkd                    Ghosh et al. 2023: LM teacher's next-action logits -> video student (T=10, w=150/106)   lmkd
 mmd                     Gretton et al. 2012 / Long et al. 2015 (MMD): CE + multi-kernel MMD alignment           baselines
 mnf-csc                 Xia et al. 2023: CE + audio noise filter + contrastive semantic calibration             mnf-csc
@@ -50,12 +52,12 @@ def test_registry_names_and_owners(registry):
                      "two-stream-tcn", "video-cnn"],
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
-                   "coral", "cosine", "crd", "dkd", "fitnet", "kd", "lmkd-kl", "mmd", "mse", "nst", "pkt",
-                   "rkd", "sp", "vid"],
+                   "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
+                   "nst", "pkt", "rkd", "sp", "vid"],
         "datasets": ["synth"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
         "methods": ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
-                    "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
+                    "kd-confident", "kd-oracle", "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
                     "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"],
     }
     assert registry.registered_by("core") == {
@@ -83,8 +85,8 @@ def test_plugins_command_lists_each_plugin(capsys):
         ["xkd", "xbench-xkd", "0.1.0"]]
     assert out[2].split(None, 3)[3] == "losses: argb-abs, argb-atomic, argb-gcr; methods: argb"
     assert out[3].split(None, 3)[3] == (
-        "losses: at, cc, coral, cosine, crd, dkd, fitnet, kd, mmd, nst, pkt, rkd, sp, vid; methods: at, cc, "
-        "combo, coral, cosine, crd, dkd, fitnet, kd, mmd, noise-floor, nst, pkt, rkd, sp, student, "
+        "losses: at, cc, coral, cosine, crd, dkd, fitnet, kd, kd-gated, kd-oracle, mmd, nst, pkt, rkd, sp, vid; "
+        "methods: at, cc, combo, coral, cosine, crd, dkd, fitnet, kd, kd-confident, kd-oracle, mmd, noise-floor, nst, pkt, rkd, sp, student, "
         "student+teacher-labels, teacher, vid")
     assert out[4].split(None, 3)[3] == "losses: ccd-infonce; methods: ccd"
 
@@ -94,7 +96,7 @@ def test_unknown_name_did_you_mean(registry):
         registry.get("methods", "kdd")
     with pytest.raises(RegistryError, match=r"^unknown loss 'zzz'; known: argb-abs, argb-atomic, argb-gcr, "
                                             r"at, bce, caption, cc, ccd-infonce, ce, coral, cosine, crd, dkd, fitnet, kd, "
-                                            r"lmkd-kl, mmd, mse, nst, pkt, rkd, sp, vid$"):
+                                            r"kd-gated, kd-oracle, lmkd-kl, mmd, mse, nst, pkt, rkd, sp, vid$"):
         registry.get("losses", "zzz")
 
 

@@ -61,7 +61,8 @@ def test_the_installed_wheel_lists_runs_and_checks_from_outside_the_repository(v
     listed = _xbench(venv, ["list", "methods"], tmp_path, data_root)
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines()[2:]]
-    assert names == ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd", "lmkd",
+    assert names == ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
+                     "kd-confident", "kd-oracle", "lmkd",
                      "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
                      "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"]
     run = _xbench(venv, ["run", "--method", "kd", "--task", "recognition", "--budget", "smoke", "--quiet"],

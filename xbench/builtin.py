@@ -142,7 +142,10 @@ def xbench_register_tasks(register):
         register(TaskSpec(name=name, description=description, factory=factory, student=student,
                           default_teacher=teacher, student_modalities=(modality,), main_metric=metric,
                           options=options,
-                          terms=(LossTerm("ce", target="label"),), targets=("label",)))
+                          terms=(LossTerm("ce", target="label"),), targets=("label",),
+                          # whether the audio teacher's input carries the action (oracle controls);
+                          # audio-tagging's teacher sees the video, so it is no teacher fact there
+                          privileged=("audio_relevant",) if teacher == "audio-cnn" else ()))
 
 
 @hookimpl

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from xbench.errors import ConfigError, XbenchError
 from xbench.settings import settings
 
-LIST_KINDS = ("methods", "tasks", "datasets", "losses", "teachers", "students")
+LIST_KINDS = ("methods", "tasks", "datasets", "losses", "teachers", "students", "regimes")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,7 @@ def _run_parsers(sub) -> None:
                    help="the budget tier (xbench/benchmarks/budgets.yaml; default: cpu); --budget is an alias")
     r.add_argument("--seed", type=int, nargs="+", help="one or more seeds (default: 0)")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    r.add_argument("--regime", help="run in a regime: a shipped one's name (xbench list regimes) or a regime YAML file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override an option: dataset.*, task.*, method.*, budget.*, teacher.* (repeatable)")
     r.add_argument("--config", type=Path, help="a run config YAML file (CLI flags win)")
@@ -72,6 +75,9 @@ def _plugin_parsers(sub) -> None:
     sw.add_argument("suite", type=Path, help="a suite YAML file, or the name of a shipped one (synth-cpu)")
     sw.add_argument("--jobs", type=int, default=1, help="runs in parallel, each its own process")
     sw.add_argument("--dry-run", action="store_true", help="show the grid and what is stored; run nothing")
+    sw.add_argument("--regimes", metavar="R0,R2",
+                    help="cross the suite with these regimes (a family name such as R2 stands for R2-*; "
+                         "default: the suite's own regimes, else none)")
     sw.add_argument("--min-seeds", type=int, default=10, metavar="N",
                     help="--publish refuses a row with fewer seeds (default 10: fewer cannot reach p < 0.05 "
                          "after Holm's correction over a table of many comparisons)")
@@ -185,6 +191,11 @@ def cmd_list(args) -> int:
 
     from xbench.registry import build_registry
 
+    if args.kind == "regimes":  # data shipped with xbench, not registered by plugins
+        from xbench.regimes import shipped
+
+        print(tabulate([(r.name, r.tests) for r in shipped()], headers=("name", "tests"), tablefmt="simple"))
+        return 0
     reg = build_registry()
     rows = [(name, reg.get(args.kind, name).description, reg.entry(args.kind, name).plugin)
             for name in reg.names(args.kind)]
@@ -212,7 +223,8 @@ def _run_config(args) -> Any:
     raw: dict[str, Any] = load_run_config(args.config) if args.config else {}
     for key, value in (("method", args.method), ("task", args.task), ("dataset", args.dataset),
                        ("teacher", args.teacher),
-                       ("budget", args.budget), ("seeds", args.seed), ("device", args.device)):
+                       ("budget", args.budget), ("seeds", args.seed), ("device", args.device),
+                       ("regime", args.regime)):
         if value is not None:
             raw[key] = value
     for section, values in parse_set(args.overrides).items():
@@ -223,15 +235,31 @@ def _run_config(args) -> Any:
     return from_mapping(RunConfig, raw, str(args.config) if args.config else "command line")
 
 
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux's /proc; None elsewhere): the interpreter's start
+    and the imports before ``main``, the first part of a run's time profile."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cmd_run(args) -> int:
+    age = _process_age()
+    t_imports = time.perf_counter()
     from tabulate import tabulate
 
     from xbench.config import load_tiers
+    from xbench.context import Clock
     from xbench.leaderboard import mean_std
     from xbench.records import EXIT_INCOMPLETE
     from xbench.registry import build_registry
     from xbench.run import execute, plan, resolve_device
     from xbench.store import ResultStore
+
+    imports = time.perf_counter() - t_imports
 
     cfg = _run_config(args)
     reg = build_registry()
@@ -249,8 +277,15 @@ def cmd_run(args) -> int:
             lines.append(msg)
             say(f"  {msg}")
 
-        rec = execute(p, seed, device=device, progress=progress, log=log)
-        path = store.add(rec)
+        clock = Clock()
+        if not records:  # the process's fixed part, paid once for all its seeds
+            if age is not None:
+                clock.add("startup", age)
+            clock.add("imports", imports)
+        rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock)
+        with clock.part("record"):
+            path = store.add(rec)
+        log(f"time: {clock.summary()}")
         (path.parent / "log.txt").write_text("\n".join(lines) + "\n")
         records.append(rec)
         say(f"  stored {rec.id} -> {path}")
@@ -363,11 +398,14 @@ def cmd_sweep(args) -> int:
         plan_sweep,
         refresh,
         run_phases,
+        with_regimes,
     )
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1")
     suite = load_suite(args.suite)
+    if args.regimes:
+        suite = with_regimes(suite, args.regimes)
     store = ResultStore()
     reg = build_registry()
     sp = plan_sweep(suite, reg, store, str(args.suite))

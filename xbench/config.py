@@ -255,6 +255,8 @@ class RunConfig:
     #: how a tuned configuration was chosen (the search's trials, winner and cost), set by the
     #: sweep: the leaderboard shows the run as the method's tuned row
     tuning: dict[str, Any] = field(default_factory=dict)
+    #: the regime the run is in (``xbench.regimes``): a shipped regime's name or a regime file
+    regime: str | None = None
 
     def __post_init__(self) -> None:
         # a seed is stored as a 64-bit integer: one that is not fails here, before any training

@@ -7,6 +7,9 @@ and the conformance kit use."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -60,6 +63,38 @@ class Reporter:
                                                                            **options})
 
 
+class Clock:
+    """Where a run's wall time goes, by part (``data``, ``setup``, ``train``, ``evaluate``, ...):
+    each part's time excludes the parts nested in it, so the parts add up to the time measured.
+    A profile for the user (``xbench run`` prints it; ``benchmarks/perf/run_parts.py``): it never
+    enters a record, whose numbers must not depend on the machine's speed."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self._nested: list[float] = []  # per open part: the time of the parts nested in it
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        self._nested.append(0.0)
+        try:
+            yield
+        finally:
+            total = time.perf_counter() - t0
+            self.parts[name] = self.parts.get(name, 0.0) + total - self._nested.pop()
+            if self._nested:
+                self._nested[-1] += total
+
+    def add(self, name: str, seconds: float) -> None:
+        """Time measured elsewhere (a process's start, before any clock existed)."""
+        self.parts[name] = self.parts.get(name, 0.0) + seconds
+
+    def summary(self) -> str:
+        """One line, the parts in the order they were first timed, with each one's share."""
+        total = sum(self.parts.values()) or 1.0
+        return ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in self.parts.items())
+
+
 @dataclass
 class RunContext:
     """One seed of one plan on one device: everything a stage needs besides its own inputs.
@@ -77,6 +112,8 @@ class RunContext:
     tier: Tier | None = None
     #: where the teacher cache lives (None: XBENCH_HOME)
     home: Path | None = None
+    #: where the run's wall time goes (never recorded: see ``Clock``)
+    clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
         if self.tier is None:

@@ -146,6 +146,8 @@ def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
     shown = [f"{k}={_short(opts[k])}" for k in differing if k in opts]
     shown += [f"{k}={data[k[8:]]}" for k in differing if k.startswith("dataset.") and k[8:] in data]
     label += f" [{', '.join(shown)}]" if shown else ""
+    if config.get("privileged"):  # an upper bound no real method reaches: never read as a method
+        label += f" (oracle: {', '.join(config['privileged'])})"
     if rec.evaluated == "teacher":
         label += f" [{', '.join(rec.eval_modalities)} input]"
     elif rec.selection.split is None:  # a self-supervised encoder scored as it is (retrieval)
@@ -324,11 +326,12 @@ def _term_ends(recs: list[RunRecord]) -> dict[str, tuple[float, float]]:
 
 
 def _tier(rec: RunRecord) -> str:
-    """The table a run belongs to: its tier, and under a time-based tier its device too (what a
-    fixed time buys depends on the device: such tables never mix devices)."""
+    """The table a run belongs to: its tier and regime, and under a time-based tier its device
+    too (what a fixed time buys depends on the device: such tables never mix devices)."""
     if isinstance(rec.config.get("tier"), dict) and rec.config["tier"].get("time_budget"):
         return f"{rec.tier} on {rec.env.get('device', '?')}"
-    return rec.tier
+    # each regime is a table of its own: its runs are compared with its own student
+    return f"{rec.tier}, regime {rec.regime}" if rec.regime else rec.tier
 
 
 def _check_equal_tuning(table: Table) -> None:

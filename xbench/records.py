@@ -223,6 +223,12 @@ class RunRecord:
         return self.config.get("tuning") or {}
 
     @property
+    def regime(self) -> str | None:
+        """The name of the regime the run was in (``xbench.regimes``), or None."""
+        regime = self.config.get("regime")
+        return regime.get("name") if isinstance(regime, dict) else None
+
+    @property
     def method_stage(self) -> StageSpend:
         """The stage in which the method trained its student (later stages: fine-tuning, a
         probe); the teacher's for the teacher reference."""

@@ -168,6 +168,10 @@ class TaskSpec:
     terms: tuple[LossTerm, ...] = ()
     #: target names examples carry (losses may read them with ``LossTerm(target=...)``)
     targets: tuple[str, ...] = ("label",)
+    #: facts examples carry that no method may know in practice (whether a clip's audio carries
+    #: its action): only a method declaring them in its own ``privileged`` (an oracle control,
+    #: labelled so in every table) may read them, at train time
+    privileged: tuple[str, ...] = ()
     #: whether the student's clip encoder gets the budgeted ``pretrain`` stage (the same for
     #: every method): the task's ``pretrain_examples`` and the student's ``pretrain_logits``
     pretrain: bool = False
@@ -301,6 +305,14 @@ class MethodSpec:
     #: they carry no teacher information, and their scale is set against the weights, not the
     #: task loss, so the conformance kit's inert-term check leaves them out
     regularizers: tuple[str, ...] = ()
+    #: method options the conformance kit runs the method with instead of its defaults, where a
+    #: default presumes a trained teacher: a confidence threshold set for the real teacher lets
+    #: nothing of the kit's few-step teacher through, and its term would look inert
+    kit_options: dict[str, Any] = field(default_factory=dict)
+    #: privileged facts of the train examples the method reads (the task's ``privileged``): an
+    #: oracle control, an upper bound no real method can reach; its rows say "oracle". Its loss
+    #: terms may read them as targets
+    privileged: tuple[str, ...] = ()
     #: results the method's paper reports (:class:`PaperResult`), shown beside the reproduction
     paper: tuple[PaperResult, ...] = ()
     #: the reference every other method of a task is compared with, seed by seed (the task's

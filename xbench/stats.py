@@ -25,7 +25,6 @@ import statistics
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 
 #: bootstrap resamples; fixed so tables are reproducible
 RESAMPLES = 10_000
@@ -125,6 +124,8 @@ def sign_flip_p(diffs: list[float]) -> float:
     # and 1.3259668508287348, both 2.4/181) are one value, or the tie is missed and p comes out
     # too small; rounding at 1e-9 removes the float noise and nothing a score can resolve
     d = np.round(np.asarray(diffs, dtype=float), 9)
+    import scipy.stats  # here: ``xbench run`` prints a mean, and scipy costs a second to import
+
     result = scipy.stats.permutation_test(
         (d,), lambda x, axis: np.abs(np.mean(x, axis=axis)), permutation_type="samples",
         alternative="greater", n_resamples=np.inf, vectorized=True)

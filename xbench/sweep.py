@@ -12,6 +12,7 @@ no teacher is trained twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -75,6 +76,9 @@ class Suite:
     methods: Any = "all"
     exclude: list[str] = field(default_factory=list)
     device: str = "cpu"
+    #: regimes the grid is crossed with (``xbench.regimes``; a family name such as R2 stands for
+    #: R2-*); none: the tier's own conditions, with no regime named
+    regimes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,14 @@ def load_suite(path: Path) -> Suite:
     suite = from_mapping(Suite, raw, str(path))
     if not suite.seeds or len(set(suite.seeds)) != len(suite.seeds):
         raise ConfigError(f"{path}: seeds must be a non-empty list of distinct integers")
-    return suite
+    return with_regimes(suite, ",".join(suite.regimes)) if suite.regimes else suite
+
+
+def with_regimes(suite: Suite, spec: str) -> Suite:
+    """The suite crossed with the regimes ``spec`` names (``R0,R2``), family names expanded."""
+    from xbench.regimes import select
+
+    return dataclasses.replace(suite, regimes=[r.name for r in select(spec)])
 
 
 def _entries(suite: Suite, reg, where: str) -> list[Entry]:
@@ -164,31 +175,43 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
     runs: list[Run] = []
     unfit: list[tuple[str, str, str]] = []
     labels: dict[str, str] = {}
-    for task in _tasks(suite, reg, where):
-        for entry in _entries(suite, reg, where):
-            if entry.tasks is not None and task not in entry.tasks:
-                continue
-            mapping = {"method": entry.method, "task": task, "budget": suite.tier, "device": suite.device,
-                       **{k: getattr(entry, k) for k in ENTRY_KEYS if getattr(entry, k)}}
-            cfg = from_mapping(RunConfig, mapping, f"{where}: {entry.method} on {task}")
-            try:
-                p = plan(reg, cfg, tiers)
-            except IncompatibleError as exc:
-                if entry.tasks is not None:  # asked for by name: not fitting is an error
-                    raise
+    for regime, task, entry in _cells(suite, reg, where):
+        if entry.tasks is not None and task not in entry.tasks:
+            continue
+        mapping = {"method": entry.method, "task": task, "budget": suite.tier, "device": suite.device,
+                   **{k: getattr(entry, k) for k in ENTRY_KEYS if getattr(entry, k)},
+                   **({"regime": regime} if regime else {})}
+        cfg = from_mapping(RunConfig, mapping, f"{where}: {entry.method} on {task}")
+        try:
+            p = plan(reg, cfg, tiers)
+        except IncompatibleError as exc:
+            if entry.tasks is not None:  # asked for by name: not fitting is an error
+                raise
+            if (task, entry.method, str(exc)) not in unfit:  # once, not once per regime
                 unfit.append((task, entry.method, str(exc)))
-                continue
-            config_hash = stable_hash(p.resolved())
-            label = _entry_label(entry)
-            if config_hash in labels:
-                raise ConfigError(f"{where}: entries '{labels[config_hash]}' and '{label}' are the "
-                                  f"same configuration on task '{task}'")
-            labels[config_hash] = label
-            for seed in suite.seeds:
-                runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
-            if p.tier.trials:
-                runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
+            continue
+        config_hash = stable_hash(p.resolved())
+        label = _entry_label(entry) + (f" @ {regime}" if regime else "")
+        if config_hash in labels:
+            raise ConfigError(f"{where}: entries '{labels[config_hash]}' and '{label}' are the "
+                              f"same configuration on task '{task}'")
+        labels[config_hash] = label
+        for seed in suite.seeds:
+            runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
+        if p.tier.trials:
+            runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
     return refresh(SweepPlan(suite, runs, [], unfit), store)
+
+
+def _cells(suite: Suite, reg, where: str) -> list[tuple[str | None, str, Entry]]:
+    """(regime, task, entry) for every cell of the grid, regime by regime; a regime that names its
+    tasks crosses only those."""
+    from xbench.regimes import load_regime
+
+    tasks, entries = _tasks(suite, reg, where), _entries(suite, reg, where)
+    regimes = {name: load_regime(name).tasks for name in suite.regimes}
+    return [(regime, task, entry) for regime in (suite.regimes or [None]) for task in tasks
+            if regime is None or regimes[regime] is None or task in regimes[regime] for entry in entries]
 
 
 def _planned(reg, tiers, mapping: dict[str, Any], where: str):

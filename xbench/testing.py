@@ -303,7 +303,8 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
 
     def plans():
         tiers = {"micro": replace_options(micro_tier(load_tiers()["smoke"]), {"name": "micro"}, "micro")}
-        st["plan"] = plan(reg, RunConfig(method=name, task=task, budget="micro"), tiers)
+        st["plan"] = plan(reg, RunConfig(method=name, task=task, budget="micro",
+                                         method_options=dict(reg.get("methods", name).kit_options)), tiers)
 
     def runs():
         try:

@@ -227,7 +227,9 @@ class _Loop:
         self.spec, self.tier, self.device = spec, ctx.tier, ctx.device
         self.meter = ctx.meter
         self.spend = ctx.meter.stage(spec.stage, spec.max_steps)
-        self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)
+        self.clock = ctx.clock
+        with self.clock.part("setup"):  # the first optimizer of a process imports torch._dynamo
+            self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)
         self.sched = build_schedule(self.opt, self.tier, spec.max_steps)
         order = batch_indices(len(spec.data), self.tier.batch_size, derive_seed(ctx.seed, "data", spec.stage))
         self.batches = batch_stream(spec.data, order, spec.keys, self.device)
@@ -297,7 +299,8 @@ class _Loop:
         if self.spec.evaluate is None:
             self.spend.curve.append(CurvePoint(self.step, None, means))
         else:
-            self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, means)
+            with self.clock.part("evaluate"):
+                self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, means)
         self.last_eval = self.step
 
     def finish(self) -> tuple[StageSpend, Selection]:
@@ -358,12 +361,19 @@ def frozen_forward(model: nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
     return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
 
 
+#: evaluation batch size per device type: on a CPU core small batches keep the activations in
+#: cache (the recognition student forwards 1.8x faster at 16 than at 256; benchmarks/perf/run_parts.py)
+EVAL_BATCH = {"cpu": 16}
+
+
 def predict(model: nn.Module, data: Examples, keys: tuple[str, ...], device: torch.device,
-            taps: tuple[str, ...] = ("logits",), batch_size: int = 256) -> dict[str, torch.Tensor]:
+            taps: tuple[str, ...] = ("logits",), batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """The ``taps`` of ``model`` over a split, reading only ``keys`` (the modalities it may see:
     the batch it gets holds nothing else). Forwards run in eval mode under inference mode; the
     concatenation happens outside it, so the result is made of ordinary tensors (a linear probe
-    trains on them)."""
+    trains on them). In eval mode an example's outputs do not depend on the batch it is in, so
+    the batch size is the device's fastest (``EVAL_BATCH``) unless given."""
+    batch_size = batch_size or EVAL_BATCH.get(device.type, 256)
     model.eval()
     out: dict[str, list[torch.Tensor]] = {t: [] for t in taps}
     n = len(data)

@@ -84,6 +84,9 @@ class SynthOptions:
     overlap_rate: float = 0.0
     #: fraction of train clips whose labels the student may use (the rest: distillation only)
     label_fraction: float = 1.0
+    #: videos of the teacher split relative to train (None: the size's own, 0.5 for small): a
+    #: teacher trained on more data than the student, as AudioSet or Recipe1M teachers are
+    teacher_size: float | None = None
     #: read flow prepared from the videos (``xbench data flow ROOT --out DIR``: DIR mirrors the
     #: videos' paths with .npy) instead of the generator's exact motion fields, as real data must
     flow_dir: str | None = None
@@ -101,6 +104,15 @@ class SynthOptions:
                     "pixel_noise", "overlap_rate"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in [0, 1]")
+        if self.teacher_size is not None and not 0.0 < self.teacher_size <= 20.0:
+            raise ValueError("teacher_size must be in (0, 20] (teacher videos per train video)")
+
+    def counts(self) -> dict[str, int]:
+        """Videos per split."""
+        counts = dict(SIZES[self.size])
+        if self.teacher_size is not None:
+            counts["teacher"] = max(1, round(self.teacher_size * counts["train"]))
+        return counts
 
     @property
     def num_classes(self) -> int:
@@ -108,8 +120,9 @@ class SynthOptions:
 
     def generation_key(self) -> str:
         params = {k: v for k, v in asdict(self).items() if k not in ("label_fraction", "flow_dir")}
-        if not self.overlap_rate:  # the option set before overlaps existed: same files, same key
-            del params["overlap_rate"]
+        for key in ("overlap_rate", "teacher_size"):  # unset: the option set before they existed, same key
+            if not params[key]:
+                del params[key]
         return f"{self.size}-{stable_hash({'v': GENERATOR_VERSION, **params})}"
 
 
@@ -419,7 +432,7 @@ class SynthDataset:
                 self._log(f"synth: {exc}; regenerating")
         todo: list[tuple[str, int]] = []
         hashes = io.FileHashes(self.root)
-        counts = SIZES[self.opts.size]
+        counts = self.opts.counts()
         for split in SPLITS:
             for i in range(counts[split]):
                 vid = _video_id(split, i)
@@ -465,7 +478,7 @@ class SynthDataset:
                 files[rel] = hashes.sha256(rel)
         annotations = {}
         for split in SPLITS:
-            videos = [records[_video_id(split, i)] for i in range(SIZES[self.opts.size][split])]
+            videos = [records[_video_id(split, i)] for i in range(self.opts.counts()[split])]
             rel = f"annotations/{split}.json"
             io.write_json(self.root / rel, {
                 "classes": self.class_names, "verbs": list(VERBS[: self.opts.verbs]),

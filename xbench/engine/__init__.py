@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from xbench.budget import BudgetMeter
-from xbench.context import Reporter, RunContext, Stage
+from xbench.context import Clock, Reporter, RunContext, Stage
 from xbench.contracts import Dataset, missing_members
 from xbench.data.examples import Examples
 from xbench.engine import student as _student
@@ -70,14 +70,14 @@ def resolve_device(name: str) -> torch.device:
 
 def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None = None,
             progress: bool = False, log: Callable[[str], None] = lambda s: None,
-            home: Path | None = None) -> dict[str, Any]:
+            home: Path | None = None, clock: Clock | None = None) -> dict[str, Any]:
     """Train and evaluate one seed of a plan; returns the run record (not yet stored). ``home``
-    holds the teacher cache (default XBENCH_HOME)."""
+    holds the teacher cache (default XBENCH_HOME); ``clock`` gets where the time went."""
     # the wall-clock limit is a safety net: off, nothing but steps and samples ends a stage
     # the clock is a safety net XBENCH_CLOCK_LIMIT may turn off, unless it is the tier's budget
     limit = p.tier.max_seconds if settings().clock_limit or p.tier.time_budget else math.inf
     ctx = RunContext(p, seed, device, BudgetMeter(limit), Reporter(log, progress), data_root,
-                     home=home)
+                     home=home, clock=clock or Clock())
     return run(ctx)
 
 
@@ -89,14 +89,37 @@ def run(ctx: RunContext) -> dict[str, Any]:
     for stage in ctx.plan.stages:
         if stage in state.done:  # its outputs exist (a teacher from the cache)
             continue
-        STAGES[stage](ctx, state)
+        with ctx.clock.part(_PARTS.get(stage, "train")):
+            STAGES[stage](ctx, state)
         state.done.add(stage)
-    return build_record(ctx, state, started)
+    with ctx.clock.part("record"):
+        return build_record(ctx, state, started)
+
+
+#: the part of the run's wall time (``Clock``) each stage is counted in; the others: "train"
+_PARTS = {Stage.TEACHER_PRETRAIN: "teacher", Stage.TEACHER: "teacher", Stage.TEACHER_INFERENCE: "teacher",
+          Stage.TEST: "test"}
 
 
 def prepare(ctx: RunContext) -> RunState:
     """The run's inputs: the dataset and the task opened, the splits loaded with the modalities
     each needs, and the models built (seeded), the teacher trained from the cache where it can be."""
+    p = ctx.plan
+    with ctx.clock.part("data"):
+        state = _open(ctx)
+    state.model_ctx = ModelContext(num_classes=state.dataset.num_classes, shapes=_shapes(state),
+                                   extras=dict(getattr(state.task, "extras", {})))
+    if p.teacher is not None:
+        with ctx.clock.part("teacher"):
+            _teacher.build_teacher(ctx, state)
+    if p.method.evaluates != "teacher":
+        with ctx.clock.part("models"):
+            _student.build_student(ctx, state)
+    return state
+
+
+def _open(ctx: RunContext) -> RunState:
+    """The dataset and the task opened, the splits loaded with the modalities each needs."""
     p = ctx.plan
     dataset = call(p.owner("datasets", p.dataset_name), f"dataset '{p.dataset_name}'", p.dataset.factory,
                    p.dataset_options, ctx.data_root)
@@ -111,12 +134,6 @@ def prepare(ctx: RunContext) -> RunState:
                    if not teacher_eval else None)
     state.val = state.load(ctx, "val", s_mods + t_mods)
     state.test = state.load(ctx, "test", t_mods if teacher_eval else s_mods)
-    state.model_ctx = ModelContext(num_classes=dataset.num_classes, shapes=_shapes(state),
-                                   extras=dict(getattr(task, "extras", {})))
-    if p.teacher is not None:
-        _teacher.build_teacher(ctx, state)
-    if not teacher_eval:
-        _student.build_student(ctx, state)
     return state
 
 

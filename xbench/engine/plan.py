@@ -16,6 +16,7 @@ from typing import Any
 from xbench.config import OptimizerConfig, RunConfig, Tier, from_mapping, replace_options, to_plain
 from xbench.context import Stage
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
+from xbench.regimes import Regime, load_regime
 from xbench.registry import Registry
 from xbench.specs import (
     DatasetSpec,
@@ -61,6 +62,8 @@ class Plan:
     #: every loaded plugin: name -> {"dist", "version"} (recorded with each run)
     plugins: dict[str, dict[str, str]] = field(default_factory=dict)
     stages: tuple[Stage, ...] = ()
+    #: the regime the run is in (its dataset options and tier changes are applied above)
+    regime: Regime | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -112,6 +115,9 @@ class Plan:
             **({"trial": self.cfg.trial} if self.cfg.trial is not None else {}),
             **({"train_splits": list(self.method.train_splits)} if self.method.train_splits != ("train",) else {}),
             **({"tuning": self.cfg.tuning} if self.cfg.tuning else {}),
+            **({"regime": self.regime.plain()} if self.regime else {}),
+            # an oracle control's privileged facts: its rows are labelled so in every table
+            **({"privileged": list(self.method.privileged)} if self.method.privileged else {}),
         }
 
 
@@ -141,9 +147,15 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     if method.tasks is not None and task.name not in method.tasks:
         raise IncompatibleError(f"method '{method.name}' does not support task '{task.name}' "
                                 f"(it supports: {', '.join(method.tasks)})")
+    lacking = [k for k in method.privileged if k not in task.privileged]
+    if lacking:
+        raise IncompatibleError(f"method '{method.name}' reads the privileged fact '{lacking[0]}', which task "
+                                f"'{task.name}' does not provide" + (f" (it provides: {', '.join(task.privileged)})"
+                                                                     if task.privileged else ""))
     dataset = _dataset(reg, cfg, task)
-    tier = _tier(cfg, tiers)
-    dataset_options = _dataset_options(dataset, tier, task, cfg)
+    regime = load_regime(cfg.regime) if cfg.regime else None
+    tier = _tier(cfg, tiers, regime)
+    dataset_options = _dataset_options(dataset, tier, task, cfg, regime)
     task_options = from_mapping(task.options, cfg.task_options, f"task '{task.name}' options")
     method_options = from_mapping(method.options, cfg.method_options, f"method '{method.name}' options")
     student = reg.get("students", task.student)
@@ -157,6 +169,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
         teacher, teacher_options = None, None
     p = Plan(cfg, tier, method, task, dataset, student, teacher, method_options, teacher_options,
              task_options, dataset_options, terms)
+    p.regime = regime
     _check_protocol(p)
     if teacher is not None:
         p.teacher_terms = _task_terms(reg, p, list(task.teacher_terms or (LossTerm("ce", target="label"),)))
@@ -200,12 +213,14 @@ def _dataset(reg: Registry, cfg: RunConfig, task: TaskSpec) -> DatasetSpec:
     return dataset
 
 
-def _tier(cfg: RunConfig, tiers: dict[str, Tier]) -> Tier:
+def _tier(cfg: RunConfig, tiers: dict[str, Tier], regime: Regime | None) -> Tier:
     if cfg.budget not in tiers:
         hint = difflib.get_close_matches(cfg.budget, list(tiers), n=1)
         raise ConfigError(f"unknown budget tier '{cfg.budget}'"
                           + (f"; did you mean '{hint[0]}'?" if hint else f"; known: {', '.join(tiers)}"))
     tier = tiers[cfg.budget]
+    if regime is not None:  # the regime's tier keeps its name: the record names the regime
+        tier = regime.tier(tier)
     if cfg.budget_options:
         if "name" in cfg.budget_options:
             raise ConfigError("--set budget.name: a tier's name cannot be overridden")
@@ -215,12 +230,23 @@ def _tier(cfg: RunConfig, tiers: dict[str, Tier]) -> Tier:
     return tier
 
 
-def _dataset_options(dataset: DatasetSpec, tier: Tier, task: TaskSpec, cfg: RunConfig) -> Any:
+def _dataset_options(dataset: DatasetSpec, tier: Tier, task: TaskSpec, cfg: RunConfig,
+                     regime: Regime | None = None) -> Any:
     """The dataset's options: the tier's dataset settings, then the task's defaults, then the
-    user's (each only where the dataset has such an option)."""
+    regime's, then the user's (each only where the dataset has such an option)."""
     known = {f.name for f in fields(dataset.options)} if dataset.options else set()
     values = {k: v for k, v in tier.dataset.items() if k in known}
     values.update({k: v for k, v in task.dataset_defaults.items() if k in known})
+    if regime is not None:
+        unknown = sorted(set(regime.dataset_options) - known)
+        if unknown:
+            raise IncompatibleError(f"regime '{regime.name}' sets dataset option '{unknown[0]}', which dataset "
+                                    f"'{dataset.name}' does not have")
+        clash = sorted(set(regime.dataset_options) & set(cfg.dataset_options))
+        if clash:  # the record would name a regime whose condition the run does not have
+            raise ConfigError(f"dataset.{clash[0]} is set by regime '{regime.name}'; run without the "
+                              "regime, or in another one, to change it")
+        values.update(regime.dataset_options)
     values.update(cfg.dataset_options)
     return from_mapping(dataset.options, values, f"dataset '{dataset.name}' options")
 
@@ -303,7 +329,7 @@ def _check_term(method: MethodSpec, term: LossTerm, spec: LossSpec, task: TaskSp
                                     f"does not have (taps: {', '.join(student.taps)})")
 
     def target(name: str | None) -> None:
-        if name not in task.targets:
+        if name not in task.targets + method.privileged:
             raise IncompatibleError(f"{where} reads target '{name}', which task '{task.name}' does not provide")
 
     student_tap(term.student)

@@ -115,7 +115,8 @@ def train_student(ctx: RunContext, state: RunState) -> None:
     s_inputs = s_mods + (p.student.train_inputs if labels else ())
     # positions: which time steps of a padded sequence are real (not a label)
     extra = ("index", "positions") if "positions" in state.train.tensors else ("index",)
-    keys = tuple(dict.fromkeys(state.train_modalities + (_targets(p) if labels else ()) + extra))
+    keys = tuple(dict.fromkeys(state.train_modalities + (_targets(p) if labels else ()) + p.method.privileged
+                               + extra))
     s_taps, t_taps = _tap_samples(ctx, state, keys)
     state.tap_samples = s_taps
     torch.manual_seed(derive_seed(ctx.seed, "heads-init"))

@@ -1,4 +1,4 @@
-"""Golden values of the KD and FitNet losses on seeded tiny tensors."""
+"""Golden values of the KD, gated-KD and FitNet losses on seeded tiny tensors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from xbench_baselines import FitNetLoss, KDLoss, KDLossOptions
+from xbench_baselines import FitNetLoss, GatedKDLoss, GatedKDLossOptions, KDLoss, KDLossOptions
 
 from xbench.testing import seeded_randn as randn
 
@@ -31,6 +31,47 @@ def test_kd_loss_golden():
     expected = T * T * expected / 3
     assert value == pytest.approx(expected, rel=1e-5)
     assert value == pytest.approx(0.8432606, rel=1e-5)
+
+
+def _kd_row(s, t, i, T=4.0, multilabel=False):
+    return float(KDLoss(KDLossOptions(T=T, multilabel=multilabel))(s[[i]], t[[i]]))
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_gated_kd_without_a_gate_is_kd(multilabel):
+    s, t = _logits()
+    gated = GatedKDLoss(GatedKDLossOptions(T=4.0, multilabel=multilabel))(s, t)
+    assert float(gated) == pytest.approx(float(KDLoss(KDLossOptions(T=4.0, multilabel=multilabel))(s, t)), rel=1e-6)
+
+
+def test_gated_kd_oracle_target_keeps_the_true_rows_over_the_whole_batch():
+    s, t = _logits()
+    value = float(GatedKDLoss(GatedKDLossOptions(T=4.0))(s, t, target=torch.tensor([True, False, True])))
+    # a gated-out example counts 0 in the batch mean (FixMatch's masked mean)
+    assert value == pytest.approx((_kd_row(s, t, 0) + _kd_row(s, t, 2)) / 3, rel=1e-6)
+    assert value == pytest.approx(0.4181387, rel=1e-5)
+
+
+def test_gated_kd_confidence_gate():
+    s, t = _logits()
+    t[1] = t[1] * 6  # max softmax probabilities: 0.613, 0.996, 0.410
+    value = float(GatedKDLoss(GatedKDLossOptions(T=4.0, threshold=0.6))(s, t))
+    assert value == pytest.approx((_kd_row(s, t, 0) + _kd_row(s, t, 1)) / 3, rel=1e-6)
+    assert value == pytest.approx(4.0150065, rel=1e-5)
+    # multi-label: the largest per-class sigmoid (0.750, 0.592, 0.811) is the confidence
+    s, t = _logits()
+    value = float(GatedKDLoss(GatedKDLossOptions(T=2.0, threshold=0.6, multilabel=True))(s, t))
+    rows = [_kd_row(s, t, i, T=2.0, multilabel=True) for i in (0, 2)]
+    assert value == pytest.approx(sum(rows) / 3, rel=1e-6)
+
+
+def test_gated_kd_gates_time_steps_and_ignores_padding():
+    s, t = _logits()
+    s3, t3 = s.view(1, 3, 4), t.view(1, 3, 4)
+    positions = torch.tensor([[True, True, False]])
+    value = float(GatedKDLoss(GatedKDLossOptions(T=4.0))(s3, t3, positions, target=torch.tensor([True])))
+    assert value == pytest.approx((_kd_row(s, t, 0) + _kd_row(s, t, 1)) / 2, rel=1e-6)
+    assert float(GatedKDLoss(GatedKDLossOptions(T=4.0))(s3, t3, positions, target=torch.tensor([False]))) == 0.0
 
 
 def test_kd_loss_is_zero_for_identical_logits():

@@ -97,16 +97,73 @@ class KDLoss(nn.Module):
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         if positions is not None:  # (B, T) real time steps: padding of short sequences is not distilled
             student, teacher = student[positions], teacher[positions]
-        s, t = student.float() / self.T, teacher.float() / self.T
+        kl = kl_terms(student, teacher, self.T, self.multilabel)
         if self.multilabel:
-            p_t = torch.sigmoid(t)
-            # log sigmoid(x) and log(1 - sigmoid(x)) = log sigmoid(-x), stable for large |x|
-            kl = (p_t * (F.logsigmoid(t) - F.logsigmoid(s))
-                  + (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s)))
             return kl.mean() * self.T ** 2  # independent classes: the mean, as BCE's
-        log_p_t = F.log_softmax(t, dim=-1)
-        kl = log_p_t.exp() * (log_p_t - F.log_softmax(s, dim=-1))
         return kl.sum(-1).mean() * self.T ** 2  # one distribution over the classes: its KL
+
+
+def kl_terms(student: torch.Tensor, teacher: torch.Tensor, T: float, multilabel: bool) -> torch.Tensor:
+    """The per-class terms of KL(teacher || student) of temperature-softened outputs, before any
+    reduction: softmax over the last dimension, or with ``multilabel`` one Bernoulli per class."""
+    s, t = student.float() / T, teacher.float() / T
+    if multilabel:
+        p_t = torch.sigmoid(t)
+        # log sigmoid(x) and log(1 - sigmoid(x)) = log sigmoid(-x), stable for large |x|
+        return p_t * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    log_p_t = F.log_softmax(t, dim=-1)
+    return log_p_t.exp() * (log_p_t - F.log_softmax(s, dim=-1))
+
+
+@dataclass(frozen=True)
+class GatedKDLossOptions:
+    T: float = 4.0
+    #: the teacher's largest class probability (softmax at temperature 1; per class for
+    #: multi-label) an example needs for its KD term; 0: every example
+    threshold: float = 0.0
+    multilabel: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0 or self.T <= 0:
+            raise ValueError("need 0 <= threshold < 1 and T > 0")
+
+
+class GatedKDLoss(nn.Module):
+    """``KDLoss`` on the examples a gate lets through: the teacher's confidence (its largest
+    softmax probability at T = 1; for multi-label, the largest of its per-class sigmoids) at
+    least ``threshold``, and where a boolean ``target`` is given (an oracle's privileged fact),
+    that target too. Averaged over every example (or real time step), a gated-out one counting
+    0, as FixMatch's confidence-masked loss is: the weight keeps one meaning however many pass."""
+
+    def __init__(self, opts: GatedKDLossOptions) -> None:
+        super().__init__()
+        self.T, self.threshold, self.multilabel = opts.T, opts.threshold, opts.multilabel
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, positions: torch.Tensor | None = None,
+                target: torch.Tensor | None = None, label_mask: torch.Tensor | None = None) -> torch.Tensor:
+        t1 = teacher.float()
+        conf = (torch.sigmoid(t1) if self.multilabel else t1.softmax(-1)).amax(-1)  # (B, ...) per example
+        gate = conf >= self.threshold
+        if target is not None:  # (B,): broadcast over any time steps
+            gate = gate & target.bool().view(-1, *([1] * (gate.dim() - 1)))
+        if positions is not None:
+            student, teacher, gate = student[positions], teacher[positions], gate[positions]
+        kl = kl_terms(student, teacher, self.T, self.multilabel)
+        per_example = kl.mean(-1) if self.multilabel else kl.sum(-1)
+        return (per_example * gate).mean() * self.T ** 2
+
+
+@dataclass(frozen=True)
+class GatedKDOptions:
+    T: float = 4.0
+    alpha: float = 0.9
+    #: the teacher's confidence a clip needs (``GatedKDLoss``): at 0.7 the recognition teacher
+    #: passes 97-100% of the clips whose audio carries the action and 0-5% of the others
+    threshold: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0 or self.T <= 0 or not 0.0 <= self.threshold < 1.0:
+            raise ValueError("need 0 <= alpha <= 1, T > 0 and 0 <= threshold < 1")
 
 
 class FitNetLoss(RegressedLoss):
@@ -263,6 +320,11 @@ def _combo_terms(o: ComboOptions, task: Any) -> list[LossTerm]:
 def xbench_register_losses(register):
     register(LossSpec(name="kd", description="Hinton KD: T^2 KL of temperature-softened logits",
                       factory=lambda opts, dims: KDLoss(opts), options=KDLossOptions, positions=True))
+    register(LossSpec(name="kd-gated", description="KD on the examples the teacher is confident on",
+                      factory=lambda opts, dims: GatedKDLoss(opts), options=GatedKDLossOptions, positions=True))
+    register(LossSpec(name="kd-oracle", description="KD on the examples a privileged boolean target lets through",
+                      factory=lambda opts, dims: GatedKDLoss(opts), options=GatedKDLossOptions, positions=True,
+                      target=True))
     register(LossSpec(name="fitnet", description="FitNet hint: MSE of regressed student features",
                       factory=lambda opts, dims: FitNetLoss(dims), positions=True,
                       student_tap="feature", teacher_tap="feature"))
@@ -292,6 +354,21 @@ def xbench_register_methods(register):
                                LossTerm("kd", o.alpha, teacher="logits",
                                         options={"T": o.T, "multilabel": task.multilabel})],
         options=KDOptions, search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95)}))
+    register(MethodSpec(
+        name="kd-confident", description="Control: kd only on clips the teacher is confident on (a simple noise filter)",
+        terms=lambda o, task: [LossTerm("task", 1.0 - o.alpha),
+                               LossTerm("kd-gated", o.alpha, teacher="logits",
+                                        options={"T": o.T, "threshold": o.threshold, "multilabel": task.multilabel})],
+        options=GatedKDOptions, kit_options={"threshold": 0.0},  # the kit's few-step teacher is never sure
+        search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95), "threshold": Uniform(0.3, 0.95)}))
+    register(MethodSpec(
+        name="kd-oracle",
+        description="Control (oracle): kd only on clips whose audio carries the action (privileged)",
+        terms=lambda o, task: [LossTerm("task", 1.0 - o.alpha),
+                               LossTerm("kd-oracle", o.alpha, teacher="logits", target="audio_relevant",
+                                        options={"T": o.T, "multilabel": task.multilabel})],
+        options=KDOptions, privileged=("audio_relevant",), tasks=("recognition", "retrieval"),
+        search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95)}))
     register(MethodSpec(
         name="fitnet", description="Romero et al. 2015: CE + feature regression to the teacher",
         terms=lambda o: [task, LossTerm("fitnet", o.beta, student="feature", teacher="feature")],
