@@ -59,6 +59,9 @@ def _result_parsers(sub) -> None:
     lb.add_argument("--task", help="only this task")
     lb.add_argument("--tier", "--budget", dest="budget", help="only this tier (--budget: an alias)")
     lb.add_argument("--format", choices=("md", "plain", "latex", "csv", "json", "html"), default="md")
+    lb.add_argument("--regimes", action="store_true",
+                    help="the regime tables: per task, methods x regimes, each cell the paired gain over "
+                         "the regime's student (runs made with --regime / sweep --regimes)")
     lb.add_argument("--include-incomplete", action="store_true",
                     help="also rank runs the wall-clock limit stopped before their budget (marked)")
     lb.add_argument("--paper", action="store_true",
@@ -379,8 +382,17 @@ def cmd_leaderboard(args) -> int:
         print("no runs")
         return 0
     reg = build_registry()
-    print(render(build(recs, paper_values(reg), include_incomplete=args.include_incomplete), args.format,
-                 paper=args.paper), end="" if args.format in ("latex", "csv", "json", "html") else "\n")
+    tables = build(recs, paper_values(reg), include_incomplete=args.include_incomplete)
+    if args.regimes:
+        from xbench import regimemap
+
+        maps = regimemap.build_maps(tables)
+        if not maps:
+            raise ConfigError("no runs with a regime: make them with 'xbench run --regime' or "
+                              "'xbench sweep SUITE --regimes'")
+        print(regimemap.render(maps, args.format), end="")
+        return 0
+    print(render(tables, args.format, paper=args.paper), end="" if args.format in ("latex", "csv", "json", "html") else "\n")
     return 0
 
 

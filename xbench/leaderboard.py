@@ -108,10 +108,15 @@ class Row:
 
 @dataclass
 class Table:
+    #: the table's heading: the tier, and the regime (``xbench.regimes``) where its runs had one
     tier: str
     task: str
     metric: str
     rows: list[Row]
+    #: the regime's name and what it tests (None: no regime), and the tier's own name
+    regime: str | None = None
+    regime_tests: str = ""
+    base_tier: str = ""
 
     @property
     def seeds(self) -> list[int]:
@@ -252,7 +257,9 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
     tables: dict[tuple[str, str], Table] = {}
     for (tier, task, method, config_hash), seeds in sorted(by.items()):
         recs = [seeds[s] for s in sorted(seeds)]
-        table = tables.setdefault((tier, task), Table(tier, task, recs[0].main_metric, []))
+        regime = recs[0].config.get("regime") or {}
+        table = tables.setdefault((tier, task), Table(tier, task, recs[0].main_metric, [], regime.get("name"),
+                                                      regime.get("tests", ""), recs[0].tier))
         base = baselines.get(_setting(recs[0])) if not recs[0].baseline else None
         table.rows.append(_row(recs, config_hash, _differing(configs[(tier, task, method)]), base,
                                (paper or {}).get((method, task)), table.metric))

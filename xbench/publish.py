@@ -127,10 +127,25 @@ def _write(tables: list[Table], records: list[RunRecord], meta: dict[str, Any], 
     (target / "leaderboard.tex").write_text(latex_doc(tables))
     (target / "leaderboard.csv").write_text(to_csv(tables))
     (target / "leaderboard.json").write_text(to_json(tables))
+    _write_regime_maps(tables, target)
     plots = write_plots(tables, target)
     # the preface's `code` marks are markdown; on the page they are plain text
     (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface).replace("`", ""),
                                                paper=True))
+
+
+def _write_regime_maps(tables: list[Table], target: Path) -> None:
+    """The regime tables (methods x regimes) where the runs have regimes, in every format; the
+    HTML page draws them as heat maps."""
+    from xbench import regimemap
+
+    maps = regimemap.build_maps(tables)
+    if not maps:
+        return
+    (target / "regimes.md").write_text("# Where each method helps and where it hurts\n\n" + regimemap.markdown(maps))
+    (target / "regimes.tex").write_text("% xbench regime tables (booktabs)\n" + regimemap.latex(maps))
+    (target / "regimes.csv").write_text(regimemap.to_csv(maps))
+    (target / "regimes.json").write_text(regimemap.to_json(maps))
 
 
 def latex_doc(tables: list[Table]) -> str:

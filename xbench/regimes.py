@@ -75,10 +75,10 @@ def regimes_dir() -> Path:
 
 def shipped() -> list[Regime]:
     """The regimes shipped with xbench, by name."""
-    return sorted((load_regime(p) for p in regimes_dir().glob("*.yaml")), key=lambda r: _order(r.name))
+    return sorted((load_regime(p) for p in regimes_dir().glob("*.yaml")), key=lambda r: order_key(r.name))
 
 
-def _order(name: str) -> tuple[int, str]:
+def order_key(name: str) -> tuple[int, str]:
     """R0 < R1 < ... < R10 (numbers as numbers), then the rest by name."""
     head = name.split("-", 1)[0]
     return (int(head[1:]), name) if head[:1] == "R" and head[1:].isdigit() else (10 ** 6, name)

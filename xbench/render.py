@@ -309,6 +309,8 @@ window.addEventListener('load', () => {
 """
 
 _STYLE = """
+table.heat td { text-align: center; min-width: 5.5em; }
+table.heat a { color: inherit; text-decoration: none; }
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table.board { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.5em; }
 table.board th, table.board td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right; }
@@ -362,6 +364,10 @@ def to_html(tables: list[Table], plots: dict[tuple[str, str], list[tuple[str, st
     if len(tables) > 1:
         body.append("<nav>Tables: " + " · ".join(
             f'<a href="#{_esc(table_id(t))}-title">{_esc(t.task)} ({_esc(t.tier)})</a>' for t in tables) + "</nav>")
+    if any(t.regime for t in tables):  # the map first: each cell links to its regime's table below
+        from xbench import regimemap
+
+        body.append(regimemap.to_html(regimemap.build_maps(tables)))
     for table in tables:
         show_paper = paper and _has_paper(table)
         tid = table_id(table)

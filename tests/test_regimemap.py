@@ -1,0 +1,74 @@
+"""The regime table: methods x regimes, each cell the paired gain over the regime's own student,
+starred after Holm's correction over the whole map, and the summary generated from the cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from fakes import fake
+
+from xbench import regimemap
+from xbench.leaderboard import build
+
+STUDENT = [40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0, 47.0, 48.0, 49.0]
+
+
+def _in(rec, regime, tests):
+    config = {**rec.config, "regime": {"name": regime, "tests": tests, "dataset_options": {}, "budget_scale": {},
+                                       "budget_options": {}, "tasks": None}}
+    return dataclasses.replace(rec, config=config, config_hash=f"{rec.config_hash}@{regime}")
+
+
+def records():
+    out = []
+    gains = {"R0-published": [-2.0, 1.0, -1.0, 0.5, -0.5, 1.5, -1.5, 0.0, 1.0, -1.0],  # noise
+             "R2-labels-10": [3.0, 4.0, 2.5, 3.5, 5.0, 2.0, 3.0, 4.5, 3.0, 2.5]}  # every seed gains
+    for regime, kd in gains.items():
+        tests = f"what {regime} tests"
+        out += [_in(fake("student", s, v, teacher=False), regime, tests) for s, v in enumerate(STUDENT)]
+        out += [_in(fake("kd", s, v + g), regime, tests) for s, (v, g) in enumerate(zip(STUDENT, kd))]
+        out += [_in(fake("noise-floor", s, v + (0.5 if s % 2 else -0.5), teacher=False), regime, tests)
+                for s, v in enumerate(STUDENT)]
+    out += [fake("student", s, v, teacher=False) for s, v in enumerate(STUDENT)]  # no regime: not on the map
+    return out
+
+
+def test_the_map_pairs_each_cell_with_its_regimes_student_and_corrects_over_the_map():
+    tables = build(records())
+    assert [(t.tier, t.regime) for t in tables] == [
+        ("cpu", None), ("cpu, regime R0-published", "R0-published"), ("cpu, regime R2-labels-10", "R2-labels-10")]
+    (m,) = regimemap.build_maps(tables)
+    assert (m.tier, m.task, m.regimes, m.methods) == ("cpu", "recognition", ["R0-published", "R2-labels-10"],
+                                                      ["kd", "noise-floor"])
+    kd = m.cells[("kd", "R2-labels-10")]
+    # all 10 seeds gain: exact sign-flip p = 2 / 2^10; Holm over the map's 4 cells multiplies it by 4
+    assert (kd.diff, kd.n, kd.p, kd.p_map, kd.significant, kd.tuned) == (
+        3.3, 10, 2 / 1024, 4 * 2 / 1024, True, False)
+    assert not m.cells[("kd", "R0-published")].significant
+    assert m.summary() == [
+        "kd: helps in R2-labels-10 (+3.3); no significant difference in 1 of 2 regime(s); "
+        "default settings (not tuned) in R0-published, R2-labels-10.",
+        "noise-floor: no significant difference in 2 of 2 regime(s); default settings (not tuned) in "
+        "R0-published, R2-labels-10."]
+
+
+def test_the_map_in_every_format():
+    maps = regimemap.build_maps(build(records()))
+    md = regimemap.markdown(maps)
+    assert md.splitlines()[:6] == [
+        "### recognition, tier cpu: paired gain in top1 over the student of each regime", "",
+        "| method | R0-published | R2-labels-10 |", "|---|---|---|",
+        "| kd | -0.2 (d) | +3.3* (d) |", "| noise-floor | +0.0 (d) | +0.0 (d) |"]
+    assert "- **R2-labels-10**: what R2-labels-10 tests" in md
+    data = json.loads(regimemap.to_json(maps))
+    assert [(c["method"], c["regime"], c["significant"]) for c in data["maps"][0]["cells"]] == [
+        ("kd", "R0-published", False), ("noise-floor", "R0-published", False),
+        ("kd", "R2-labels-10", True), ("noise-floor", "R2-labels-10", False)]
+    assert regimemap.to_csv(maps).splitlines()[0] == (
+        "tier,task,metric,method,regime,tests,diff,p,p_map,n,tuned,significant")
+    tex = regimemap.latex(maps)
+    assert r"kd & -0.2 (d) & +3.3* (d) \\" in tex and r"\begin{tabular}{lrr}" in tex
+    page = regimemap.to_html(maps)
+    assert page.count('<table class="heat">') == 1
+    assert '<a href="#t-cpu--regime-R2-labels-10-recognition-title">+3.3* (d)</a>' in page
