@@ -47,10 +47,10 @@ def test_the_map_pairs_each_cell_with_its_regimes_student_and_corrects_over_the_
         3.3, 10, 2 / 1024, 4 * 2 / 1024, True, False)
     assert not m.cells[("kd", "R0-published")].significant
     assert m.summary() == [
-        "kd: helps in R2-labels-10 (+3.3); no significant difference in 1 of 2 regime(s); "
-        "default settings (not tuned) in R0-published, R2-labels-10.",
-        "noise-floor: no significant difference in 2 of 2 regime(s); default settings (not tuned) in "
-        "R0-published, R2-labels-10."]
+        ("kd: helps in R2-labels-10 (+3.3); no significant difference in 1 of 2 regime(s); "
+         "default settings (not tuned) in R0-published, R2-labels-10."),
+        ("noise-floor: no significant difference in 2 of 2 regime(s); default settings (not tuned) in "
+         "R0-published, R2-labels-10.")]
 
 
 def test_the_map_in_every_format():

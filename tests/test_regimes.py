@@ -118,3 +118,24 @@ def test_regime_files_are_package_data():
 
     data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert any(Path("benchmarks/regimes/R0-published.yaml").match(g) for g in data["xbench"])
+
+
+def test_a_suite_of_tuned_rows_runs_no_default_rows(registry, tmp_path):
+    """A regime map's cells are tuned rows: `rows: tuned` runs the search (trial 0 is the defaults)
+    and the winners, not the defaults again on every seed."""
+    from xbench.store import ResultStore
+    from xbench.sweep import describe, load_suite, plan_sweep
+
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text("name: s\ntier: cpu\nseeds: [0, 1]\ntasks: [recognition]\nmethods: [student, kd]\n"
+                          "rows: tuned\nregimes: [R2-labels-10]\n")
+    sp = plan_sweep(load_suite(suite_file), registry, ResultStore(tmp_path / "h"))
+    assert sorted({(r.label.split(" [")[0], r.seed) for r in sp.runs}) == [
+        ("kd @ R2-labels-10", 1000), ("student @ R2-labels-10", 1000)]
+    assert len(sp.runs) == 16  # 8 trials each; the tuned runs join once the trials are stored
+    assert describe(sp).splitlines()[1] == (
+        "search: 8 trials per method on seed 1000; each method's tuned runs start once its trials are stored "
+        "(2 searches: 4 tuned runs in all, and no default rows: rows: tuned)")
+    suite_file.write_text("name: s\ntier: smoke\nseeds: [0]\ntasks: [recognition]\nmethods: [student]\nrows: tuned\n")
+    with pytest.raises(ConfigError, match=r"rows: tuned needs a tier with a search \(tier 'smoke' has trials: 0\)"):
+        plan_sweep(load_suite(suite_file), registry, ResultStore(tmp_path / "h"))

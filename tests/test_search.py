@@ -93,7 +93,7 @@ def test_a_sweep_searches_each_method_then_runs_the_winner_on_the_seeds(tmp_path
     err = capsys.readouterr().err.splitlines()
     assert err[:2] == ["suite 't': tier tune, 2 cells x 2 seeds + 4 search trials = 8 runs; 0 already stored, 8 to run",
                        ("search: 2 trials per method on seed 1000; each method's tuned runs start once its "
-                        "trials are stored")]
+                        "trials are stored (2 searches: 4 tuned runs in all)")]
     recs = ResultStore().records()
     assert sorted((r.method, r.trial, r.seed) for r in recs if r.trial is not None) == [
         ("kd", 0, 1000), ("kd", 1, 1000), ("student", 0, 1000), ("student", 1, 1000)]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -76,6 +76,10 @@ class Suite:
     methods: Any = "all"
     exclude: list[str] = field(default_factory=list)
     device: str = "cpu"
+    #: which rows each cell gets: "default+tuned" (the defaults on the suite's seeds, and the
+    #: tuned configuration), or "tuned" alone (a regime map's cells are tuned rows: the defaults
+    #: still run, as the search's trial 0)
+    rows: Literal["default+tuned", "tuned"] = "default+tuned"
     #: regimes the grid is crossed with (``xbench.regimes``; a family name such as R2 stands for
     #: R2-*); none: the tier's own conditions, with no regime named
     regimes: list[str] = field(default_factory=list)
@@ -196,7 +200,9 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
             raise ConfigError(f"{where}: entries '{labels[config_hash]}' and '{label}' are the "
                               f"same configuration on task '{task}'")
         labels[config_hash] = label
-        for seed in suite.seeds:
+        if suite.rows == "tuned" and not p.tier.trials:
+            raise ConfigError(f"{where}: rows: tuned needs a tier with a search (tier '{suite.tier}' has trials: 0)")
+        for seed in suite.seeds if suite.rows != "tuned" else ():
             runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
         if p.tier.trials:
             runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
@@ -505,8 +511,12 @@ def describe(sp: SweepPlan) -> str:
              + f" = {len(sp.runs)} runs; "
              f"{len(sp.done)} already stored, {len(sp.todo)} to run")]
     if trials:
-        lines.append(f"search: {max(r.config['trial'] for r in trials) + 1} trials per method on seed "
-                     f"{trials[0].seed}; each method's tuned runs start once its trials are stored")
+        k = max(r.config["trial"] for r in trials) + 1
+        searched = len({r.label.rsplit(" [trial", 1)[0] + r.task for r in trials})
+        lines.append(f"search: {k} trials per method on seed {trials[0].seed}; each method's tuned runs "
+                     f"start once its trials are stored ({searched} searches: "
+                     f"{searched * len(sp.suite.seeds)} tuned runs in all"
+                     + (", and no default rows: rows: tuned)" if sp.suite.rows == "tuned" else ")"))
     if sp.unfit:
         pairs = sorted({f"{m} on {t}" for t, m, _ in sp.unfit})
         lines.append(f"left out (the method does not fit the task): {', '.join(pairs)}")
