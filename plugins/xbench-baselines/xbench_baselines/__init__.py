@@ -144,8 +144,11 @@ class GatedKDLoss(nn.Module):
         t1 = teacher.float()
         conf = (torch.sigmoid(t1) if self.multilabel else t1.softmax(-1)).amax(-1)  # (B, ...) per example
         gate = conf >= self.threshold
-        if target is not None:  # (B,): broadcast over any time steps
-            gate = gate & target.bool().view(-1, *([1] * (gate.dim() - 1)))
+        if target is not None:  # per example (B,) or time step (B, T); per class: any class on
+            fact = target.bool()
+            while fact.dim() > gate.dim():
+                fact = fact.any(-1)
+            gate = gate & fact.view(*fact.shape, *([1] * (gate.dim() - fact.dim())))
         if positions is not None:
             student, teacher, gate = student[positions], teacher[positions], gate[positions]
         kl = kl_terms(student, teacher, self.T, self.multilabel)
