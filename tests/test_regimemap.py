@@ -3,21 +3,24 @@ starred after Holm's correction over the whole map, and the summary generated fr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from fakes import fake
 
 from xbench import regimemap
 from xbench.leaderboard import build
+from xbench.records import RunRecord
 
 STUDENT = [40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0, 47.0, 48.0, 49.0]
 
 
 def _in(rec, regime, tests):
-    config = {**rec.config, "regime": {"name": regime, "tests": tests, "dataset_options": {}, "budget_scale": {},
-                                       "budget_options": {}, "tasks": None}}
-    return dataclasses.replace(rec, config=config, config_hash=f"{rec.config_hash}@{regime}")
+    data = rec.to_json()
+    data["config"]["regime"] = {"name": regime, "tests": tests, "dataset_options": {}, "budget_scale": {},
+                                "budget_options": {}, "tasks": None}
+    data["config_hash"] = f"{rec.config_hash}@{regime}"
+    data["id"] = f"{rec.id}-{regime}"
+    return RunRecord.from_json(data, "fake")
 
 
 def records():
@@ -72,3 +75,31 @@ def test_the_map_in_every_format():
     page = regimemap.to_html(maps)
     assert page.count('<table class="heat">') == 1
     assert '<a href="#t-cpu--regime-R2-labels-10-recognition-title">+3.3* (d)</a>' in page
+
+
+def test_the_cli_prints_the_map_and_publishing_writes_it(tmp_path, capsys):
+    from xbench.cli import main
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    recs = records()
+    for rec in recs:
+        (folder / f"{rec.id}.json").write_text(json.dumps(rec.to_json()))
+    maps = regimemap.build_maps(build(recs))
+    for fmt in ("md", "latex", "csv", "json"):
+        assert main(["leaderboard", "--records", str(folder), "--regimes", "--format", fmt]) == 0
+        assert capsys.readouterr().out == regimemap.render(maps, fmt)
+    assert main(["leaderboard", "--records", str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().err == f"3 tables of 70 runs written to {tmp_path / 'out'}\n"
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert [n for n in written if n.startswith("regimes.")] == ["regimes.csv", "regimes.json", "regimes.md", "regimes.tex"]
+    assert '<table class="heat">' in (tmp_path / "out" / "index.html").read_text()
+    plain = [r for r in recs if r.regime is None]
+    for rec in plain:
+        (folder / f"{rec.id}.json").unlink()
+    for rec in [r for r in recs if r.method != "student"]:
+        (folder / f"{rec.id}.json").unlink()
+    assert main(["leaderboard", "--records", str(folder), "--regimes"]) == 2
+    assert capsys.readouterr().err == (
+        "xbench: error: no regime table: it needs runs with a regime and the student's runs of the same regime "
+        "('xbench run --regime', 'xbench sweep SUITE --regimes')\n")

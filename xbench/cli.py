@@ -388,8 +388,8 @@ def cmd_leaderboard(args) -> int:
 
         maps = regimemap.build_maps(tables)
         if not maps:
-            raise ConfigError("no runs with a regime: make them with 'xbench run --regime' or "
-                              "'xbench sweep SUITE --regimes'")
+            raise ConfigError("no regime table: it needs runs with a regime and the student's runs of the same "
+                              "regime ('xbench run --regime', 'xbench sweep SUITE --regimes')")
         print(regimemap.render(maps, args.format), end="")
         return 0
     print(render(tables, args.format, paper=args.paper), end="" if args.format in ("latex", "csv", "json", "html") else "\n")

@@ -106,6 +106,8 @@ def build_maps(tables: list[Table]) -> list[RegimeMap]:
                 if row is not None:
                     m.cells[(method, t.regime)] = Cell(method, t.regime, row.versus.diff, row.versus.p,
                                                        row.versus.n, bool(row.tuning), table_id(t))
+        if not m.cells:  # no regime has its student's runs: nothing is compared
+            continue
         keys = list(m.cells)
         for key, p in zip(keys, holm([m.cells[k].p for k in keys])):
             c = m.cells[key]
