@@ -100,8 +100,9 @@ def seen_inputs(registry, data_root):
 
 def test_no_privileged_modality_reaches_the_student(seen_inputs):
     rec, seen = seen_inputs
+    # the student's evaluations (a teacher's own, where it is trained here, are not the student's)
     evals = {(phase, keys) for phase, keys in seen if phase.startswith("eval")}
-    assert evals == {("eval 1", ("rgb",)), ("eval 2", ("rgb",))}  # val at step 2, then test once
+    assert len({phase for phase, _ in evals}) == 2 and {keys for _, keys in evals} == {("rgb",)}  # val, test
     assert {keys for phase, keys in seen if phase == "train"} == {("next_tokens", "rgb")}
     assert rec.eval_modalities == ("rgb",)
     assert [s.stage for s in rec.budget.stages] == ["teacher", "pretrain", "teacher-inference",

@@ -301,10 +301,10 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
     what = f"method '{name}' on {task}"
     st = {} if st is None else st  # the checks' shared state; st["rec"] is the run record
 
-    def plans():
+    def plans():  # at the method's kit options where a default presumes a trained teacher
         tiers = {"micro": replace_options(micro_tier(load_tiers()["smoke"]), {"name": "micro"}, "micro")}
-        st["plan"] = plan(reg, RunConfig(method=name, task=task, budget="micro",
-                                         method_options=dict(reg.get("methods", name).kit_options)), tiers)
+        options = dict(reg.get("methods", name).kit_options)
+        st["plan"] = plan(reg, RunConfig(method=name, task=task, budget="micro", method_options=options), tiers)
 
     def runs():
         try:
@@ -315,8 +315,7 @@ def method_steps(reg: Registry, name: str, task: str, data_root: Path, determini
                 return
             raise
 
-    def teacher_unchanged():
-        # the harness compares the teacher's parameters and buffers before and after the stage
+    def teacher_unchanged():  # the harness compared the teacher's state before and after the stage
         assert "teacher_changed" not in st, st.get("teacher_changed")
 
     def budget():

@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -86,7 +86,7 @@ class SynthOptions:
     label_fraction: float = 1.0
     #: videos of the teacher split relative to train (None: the size's own, 0.5 for small): a
     #: teacher trained on more data than the student, as AudioSet or Recipe1M teachers are
-    teacher_size: float | None = None
+    teacher_size: float | None = field(default=None, metadata={"omit_default": True})
     #: read flow prepared from the videos (``xbench data flow ROOT --out DIR``: DIR mirrors the
     #: videos' paths with .npy) instead of the generator's exact motion fields, as real data must
     flow_dir: str | None = None
