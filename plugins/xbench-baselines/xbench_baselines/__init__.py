@@ -8,6 +8,10 @@
   (labels only, the same steps and batch size): the teacher's extra labelled data alone, without
   its modality. A distillation method that beats ``student`` but not this control gains from the
   teacher's data, not from what the teacher's modality knows.
+- ``kd-confident`` and ``kd-oracle``: controls. kd only on the clips the teacher is confident on
+  (largest class probability at T = 1 at least ``threshold``, 0.7), and kd only on the clips whose
+  audio carries the action (the task's privileged ``audio_relevant``: an upper bound for any noise
+  filter, labelled as an oracle). ``GatedKDLoss``: gated-out examples count 0 in the batch mean.
 - ``teacher``: the task's default privileged-modality teacher alone: the ceiling. Its row is the
   only one evaluated with a privileged modality, and its record says ``evaluates: teacher``.
 - ``kd``: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", NIPS 2014 Deep
