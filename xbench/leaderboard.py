@@ -86,6 +86,9 @@ class Row:
     git_shas: list[str] = field(default_factory=list)
     #: the environments its runs ran in (:func:`environment_label`)
     environments: list[str] = field(default_factory=list)
+    #: what sets the row's configuration apart from the method's other rows of the table
+    #: (another teacher, protocol or options: :func:`_variant`); "" for the method's own
+    variant: str = ""
     #: how a tuned row's configuration was chosen (the record's ``tuning``: trials, selected
     #: trial, steps); {} for a default row
     tuning: dict[str, Any] = field(default_factory=dict)
@@ -137,20 +140,10 @@ class Table:
 
 
 def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
-    """The method, its evaluation protocol where it is not the default, and the values of the
-    options that differ between runs of the same method in this table."""
+    """The method, what sets its configuration apart in this table (:func:`_variant`), and what
+    it is: an oracle, the teacher on its input, a self-supervised encoder scored as it is."""
     config = rec.config
-    label = rec.method
-    if config.get("teacher") and rec.evaluated == "student" and "teacher" in differing:
-        label += f" <- {config['teacher']}"
-    protocol = config.get("task_options", {}).get("protocol")
-    if protocol and protocol != "finetune":
-        label += f" ({protocol} probe)" if protocol == "linear" else f" ({protocol})"
-    opts = config.get("method_options", {})
-    data = config.get("dataset_options", {})
-    shown = [f"{k}={_short(opts[k])}" for k in differing if k in opts]
-    shown += [f"{k}={data[k[8:]]}" for k in differing if k.startswith("dataset.") and k[8:] in data]
-    label += f" [{', '.join(shown)}]" if shown else ""
+    label = rec.method + _variant(rec, differing)
     if config.get("privileged"):  # an upper bound no real method reaches: never read as a method
         label += f" (oracle: {', '.join(config['privileged'])})"
     if rec.evaluated == "teacher":
@@ -158,6 +151,24 @@ def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
     elif rec.selection.split is None:  # a self-supervised encoder scored as it is (retrieval)
         label += " (self-supervised features)"
     return label
+
+
+def _variant(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
+    """What sets a run's configuration apart from the method's other rows in its table: another
+    teacher, an evaluation protocol other than the default, the values of the options that differ
+    between them. "" for the method's own configuration."""
+    config = rec.config
+    out = ""
+    if config.get("teacher") and rec.evaluated == "student" and "teacher" in differing:
+        out += f" <- {config['teacher']}"
+    protocol = config.get("task_options", {}).get("protocol")
+    if protocol and protocol != "finetune":
+        out += f" ({protocol} probe)" if protocol == "linear" else f" ({protocol})"
+    opts = config.get("method_options", {})
+    data = config.get("dataset_options", {})
+    shown = [f"{k}={_short(opts[k])}" for k in differing if k in opts]
+    shown += [f"{k}={data[k[8:]]}" for k in differing if k.startswith("dataset.") and k[8:] in data]
+    return out + (f" [{', '.join(shown)}]" if shown else "")
 
 
 def _short(value: Any) -> str:
@@ -257,9 +268,9 @@ def build(records: list[RunRecord], paper: dict[tuple[str, str], PaperValue] | N
     tables: dict[tuple[str, str], Table] = {}
     for (tier, task, method, config_hash), seeds in sorted(by.items()):
         recs = [seeds[s] for s in sorted(seeds)]
-        regime = recs[0].config.get("regime") or {}
-        table = tables.setdefault((tier, task), Table(tier, task, recs[0].main_metric, [], regime.get("name"),
-                                                      regime.get("tests", ""), recs[0].tier))
+        first = recs[0]
+        table = tables.setdefault((tier, task), Table(tier, task, first.main_metric, [], first.regime,
+                                                      (first.config.get("regime") or {}).get("tests", ""), first.tier))
         base = baselines.get(_setting(recs[0])) if not recs[0].baseline else None
         table.rows.append(_row(recs, config_hash, _differing(configs[(tier, task, method)]), base,
                                (paper or {}).get((method, task)), table.metric))
@@ -315,6 +326,7 @@ def _row(recs: list[RunRecord], config_hash: str, differing: tuple[str, ...], ba
         paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
         git_shas=sorted({r.git_sha or "?" for r in recs}),
         environments=sorted({environment_label(r) for r in recs}),
+        variant=_variant(first, differing).strip(),
         tuning=tuning,
         curves={r.seed: [(c.step, c.value) for c in (r.selecting_stage or r.method_stage).curve
                          if c.value is not None] for r in recs},

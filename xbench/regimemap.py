@@ -8,6 +8,7 @@ re-corrected over the whole map instead of one table."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -79,10 +80,9 @@ class RegimeMap:
 def _pick(rows: list[Row], method: str) -> Row | None:
     """A method's row of a regime table: its tuned row, else its default one (a row with other
     options, an ablation, is not the method's cell)."""
-    mine = [r for r in rows if r.method == method and r.versus is not None]
-    plain = [r for r in mine if r.label in (method, f"{method} (tuned)") or r.label.startswith(f"{method} (oracle")]
-    tuned = [r for r in plain if r.tuning]
-    return (tuned or plain or [None])[0]
+    own = [r for r in rows if r.method == method and r.versus is not None and not r.variant]
+    tuned = [r for r in own if r.tuning]
+    return (tuned or own or [None])[0]
 
 
 def build_maps(tables: list[Table]) -> list[RegimeMap]:
@@ -110,8 +110,7 @@ def build_maps(tables: list[Table]) -> list[RegimeMap]:
             continue
         keys = list(m.cells)
         for key, p in zip(keys, holm([m.cells[k].p for k in keys])):
-            c = m.cells[key]
-            m.cells[key] = Cell(c.method, c.regime, c.diff, c.p, c.n, c.tuned, c.table_id, p)
+            m.cells[key] = dataclasses.replace(m.cells[key], p_map=p)
         maps.append(m)
     return maps
 

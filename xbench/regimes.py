@@ -18,6 +18,7 @@ leaderboards never put two regimes' runs in one table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def regimes_dir() -> Path:
 
 def shipped() -> list[Regime]:
     """The regimes shipped with xbench, by name."""
-    return sorted((load_regime(p) for p in regimes_dir().glob("*.yaml")), key=lambda r: order_key(r.name))
+    return sorted((_read(str(p)) for p in regimes_dir().glob("*.yaml")), key=lambda r: order_key(r.name))
 
 
 def order_key(name: str) -> tuple[int, str]:
@@ -92,10 +93,16 @@ def load_regime(arg: str | Path) -> Regime:
         if not path.is_file():
             known = ", ".join(r.name for r in shipped())
             raise ConfigError(f"unknown regime '{arg}' (shipped: {known}; or give a regime YAML file)")
-    raw = load_yaml(path)
+    return _read(str(path))
+
+
+@functools.cache
+def _read(path: str) -> Regime:
+    """A regime file, read once per process: a sweep plans every run of its grid in its regime."""
+    raw = load_yaml(Path(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with name, tests, dataset_options, budget_scale")
-    raw.setdefault("name", path.stem)
+    raw.setdefault("name", Path(path).stem)
     return from_mapping(Regime, raw, f"regime file {path}")
 
 
@@ -103,10 +110,11 @@ def select(spec: str) -> list[Regime]:
     """``R0,R2`` -> the regimes named so, a family name (``R2``) standing for all of ``R2-*``;
     a YAML path stands for itself."""
     out: list[Regime] = []
+    known = shipped()
     for token in (t.strip() for t in spec.split(",")):
         if not token:
             continue
-        family = [r for r in shipped() if r.name.startswith(f"{token}-")]
+        family = [r for r in known if r.name.startswith(f"{token}-")]
         found = family if family and not (regimes_dir() / f"{token}.yaml").is_file() else [load_regime(token)]
         out += [r for r in found if r.name not in {o.name for o in out}]
     if not out:

@@ -120,12 +120,12 @@ def sign_flip_p(diffs: list[float]) -> float:
     all 2^n sign patterns): the share of patterns whose mean difference is at least as far from
     zero as the observed one. The smallest possible p is 2 / 2^n (0.25 for 3 seeds, 0.0625 for 5,
     0.0078 for 8)."""
+    import scipy.stats  # here: ``xbench run`` prints a mean, and scipy costs a second to import
+
     # scores are ratios of counts: two differences equal in exact arithmetic (1.3259668508287277
     # and 1.3259668508287348, both 2.4/181) are one value, or the tie is missed and p comes out
     # too small; rounding at 1e-9 removes the float noise and nothing a score can resolve
     d = np.round(np.asarray(diffs, dtype=float), 9)
-    import scipy.stats  # here: ``xbench run`` prints a mean, and scipy costs a second to import
-
     result = scipy.stats.permutation_test(
         (d,), lambda x, axis: np.abs(np.mean(x, axis=axis)), permutation_type="samples",
         alternative="greater", n_resamples=np.inf, vectorized=True)

@@ -476,9 +476,9 @@ class SynthDataset:
             records[rec["id"]] = rec
             for rel in rec["files"].values():
                 files[rel] = hashes.sha256(rel)
-        annotations = {}
+        annotations, counts = {}, self.opts.counts()
         for split in SPLITS:
-            videos = [records[_video_id(split, i)] for i in range(self.opts.counts()[split])]
+            videos = [records[_video_id(split, i)] for i in range(counts[split])]
             rel = f"annotations/{split}.json"
             io.write_json(self.root / rel, {
                 "classes": self.class_names, "verbs": list(VERBS[: self.opts.verbs]),

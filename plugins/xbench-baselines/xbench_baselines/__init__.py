@@ -120,12 +120,10 @@ def kl_terms(student: torch.Tensor, teacher: torch.Tensor, T: float, multilabel:
 
 
 @dataclass(frozen=True)
-class GatedKDLossOptions:
-    T: float = 4.0
+class GatedKDLossOptions(KDLossOptions):
     #: the teacher's largest class probability (softmax at temperature 1; per class for
     #: multi-label) an example needs for its KD term; 0: every example
     threshold: float = 0.0
-    multilabel: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0 or self.T <= 0:
@@ -160,19 +158,6 @@ class GatedKDLoss(nn.Module):
         return (per_example * gate).mean() * self.T ** 2
 
 
-@dataclass(frozen=True)
-class GatedKDOptions:
-    T: float = 4.0
-    alpha: float = 0.9
-    #: the teacher's confidence a clip needs (``GatedKDLoss``): at 0.7 the recognition teacher
-    #: passes 97-100% of the clips whose audio carries the action and 0-5% of the others
-    threshold: float = 0.7
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0 or self.T <= 0 or not 0.0 <= self.threshold < 1.0:
-            raise ValueError("need 0 <= alpha <= 1, T > 0 and 0 <= threshold < 1")
-
-
 class FitNetLoss(RegressedLoss):
     """||r(f_s) - f_t||^2 averaged over elements (of real time steps, given ``positions``); r is a
     learned linear regressor."""
@@ -189,6 +174,22 @@ class KDOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0 or self.T <= 0:
             raise ValueError("need 0 <= alpha <= 1 and T > 0")
+
+
+@dataclass(frozen=True)
+class GatedKDOptions(KDOptions):
+    #: the teacher's confidence a clip needs (``GatedKDLoss``): at 0.7 the recognition teacher
+    #: passes 97-100% of the clips whose audio carries the action and 0-5% of the others
+    threshold: float = 0.7
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError("need 0 <= threshold < 1")
+
+
+#: kd's search space for its tuned row, shared by its gated controls
+KD_SEARCH = {"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95)}
 
 
 @dataclass(frozen=True)
@@ -360,14 +361,14 @@ def xbench_register_methods(register):
         terms=lambda o, task: [LossTerm("task", 1.0 - o.alpha),
                                LossTerm("kd", o.alpha, teacher="logits",
                                         options={"T": o.T, "multilabel": task.multilabel})],
-        options=KDOptions, search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95)}))
+        options=KDOptions, search=KD_SEARCH))
     register(MethodSpec(
         name="kd-confident", description="Control: kd only on clips the teacher is confident on (a simple noise filter)",
         terms=lambda o, task: [LossTerm("task", 1.0 - o.alpha),
                                LossTerm("kd-gated", o.alpha, teacher="logits",
                                         options={"T": o.T, "threshold": o.threshold, "multilabel": task.multilabel})],
         options=GatedKDOptions, kit_options={"threshold": 0.0},  # the kit's few-step teacher is never sure
-        search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95), "threshold": Uniform(0.3, 0.95)}))
+        search={**KD_SEARCH, "threshold": Uniform(0.3, 0.95)}))
     register(MethodSpec(
         name="kd-oracle",
         description="Control (oracle): kd only on clips whose audio carries the action (privileged)",
@@ -375,7 +376,7 @@ def xbench_register_methods(register):
                                LossTerm("kd-oracle", o.alpha, teacher="logits", target="audio_relevant",
                                         options={"T": o.T, "multilabel": task.multilabel})],
         options=KDOptions, privileged=("audio_relevant",), tasks=("recognition", "retrieval"),
-        search={"T": LogUniform(1.0, 8.0), "alpha": Uniform(0.1, 0.95)}))
+        search=KD_SEARCH))
     register(MethodSpec(
         name="fitnet", description="Romero et al. 2015: CE + feature regression to the teacher",
         terms=lambda o: [task, LossTerm("fitnet", o.beta, student="feature", teacher="feature")],
