@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from xbench import testing
 from xbench.builtin import CaptionLoss, MaskedCrossEntropy
 from xbench.config import RunConfig, load_tiers
 from xbench.run import execute, plan
@@ -69,7 +71,6 @@ def seen_inputs(registry, data_root):
     """Run ccd on anticipation for two steps, recording what the student's forward received in
     training steps and in evaluation (val selection and the final test)."""
     import xbench.engine.state
-    from xbench import testing
     from xbench.models import StepAVT
 
     seen = []
@@ -115,16 +116,42 @@ def test_every_anticipation_method_gets_the_same_pretrain_and_student(registry, 
     for m in ("student", "lmkd"):
         p = plan(registry, RunConfig(method=m, task="anticipation", budget="smoke"), tiers)
         recs[m] = execute(p, 0, device=torch.device("cpu"), data_root=data_root)
-    stages = {m: [(s.stage, s.steps, s.samples) for s in r.budget.stages]
+    stages = {m: [(s.stage, s.steps, s.samples, s.source) for s in r.budget.stages]
               for m, r in recs.items()}
-    assert stages == {"student": [("pretrain", 15, 240), ("student", 30, 480)],
-                      "lmkd": [("teacher", 30, 480), ("pretrain", 15, 240),
-                               ("teacher-inference", 0, recs["lmkd"].data.sizes["train"]),
-                               ("student", 30, 480)]}
+    # lmkd takes the encoder the student's run pretrained from the cache, and records its cost
+    assert stages == {"student": [("pretrain", 15, 240, "computed"), ("student", 30, 480, "computed")],
+                      "lmkd": [("teacher", 30, 480, "computed"), ("pretrain", 15, 240, "cache"),
+                               ("teacher-inference", 0, recs["lmkd"].data.sizes["train"], "computed"),
+                               ("student", 30, 480, "computed")]}
     assert recs["student"].params.student == recs["lmkd"].params.student
     assert sorted(recs["lmkd"].metrics) == sorted(
         ["top1", "top5", "cm_recall1", "cm_recall5", "many_shot_cm_recall5", "bleu1", "bleu4",
          "rouge_l", "cider", "meteor"])
+
+
+def test_a_cached_pretrain_gives_the_run_bit_for_bit_and_only_where_it_is_the_same(registry, data_root,
+                                                                                   monkeypatch):
+    tiers = load_tiers()
+    tiers["smoke"] = dataclasses.replace(tiers["smoke"], **testing.MICRO)  # a few steps show it
+
+    def run(**dataset_options):
+        cfg = RunConfig(method="student", task="anticipation", budget="smoke", dataset_options=dataset_options,
+                        task_options={"meteor": False})  # METEOR's Java start would be most of the run
+        rec = execute(plan(registry, cfg, tiers), 0, device=torch.device("cpu"), data_root=data_root)
+        return rec, next(s for s in rec.budget.stages if s.stage == "pretrain")
+
+    first, computed = run()
+    again, cached = run()
+    monkeypatch.setenv("XBENCH_PRETRAIN_CACHE", "0")
+    alone, off = run()
+    assert (computed.source, cached.source, off.source) == ("computed", "cache", "computed")
+    assert cached.curve == computed.curve == off.curve and cached.steps == computed.steps == 2
+    student = [next(s for s in r.budget.stages if s.stage == "student").curve for r in (first, again, alone)]
+    assert student[0] == student[1] == student[2]
+    assert repr(first.metrics) == repr(again.metrics) == repr(alone.metrics)  # nan == nan here
+    monkeypatch.setenv("XBENCH_PRETRAIN_CACHE", "1")
+    # fewer labels: another encoder, pretrained anew
+    assert run(label_fraction=0.5)[1].source == "computed"
 
 
 def test_tiny_bert_masked_lm_pretraining_is_a_budgeted_stage(registry, data_root):

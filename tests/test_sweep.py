@@ -45,6 +45,11 @@ def test_the_grid_leaves_out_what_does_not_fit(tmp_path, registry, capsys):
     kd0, ccd0 = (next(r for r in sp.runs if (r.task, r.label, r.seed) == ("anticipation", m, 0)) for m in ("kd", "ccd"))
     assert kd0.teacher_group == ccd0.teacher_group and kd0.teacher_group is not None
     assert sp.runs[0].teacher_group is None
+    # runs starting from one pretrained encoder: every anticipation method of a seed, teacher or not
+    pre = {(r.task, r.label, r.seed): r.pretrain_group for r in sp.runs}
+    assert pre[("anticipation", "student", 0)] == pre[("anticipation", "kd", 0)] == pre[("anticipation", "ccd", 0)]
+    assert None != pre[("anticipation", "kd", 0)] != pre[("anticipation", "kd", 1)]
+    assert {pre[k] for k in pre if k[0] == "recognition"} == {None}
 
     assert main(["sweep", str(path), "--dry-run"]) == 0
     assert capsys.readouterr().err.splitlines() == [

@@ -1,17 +1,20 @@
-"""The teacher cache: a trained teacher and its outputs, shared by every method that uses it.
+"""The stage caches: what every method of a comparison would compute alike, computed once.
 
 A frozen teacher's training and its forwards on the train split are the same for every method of a
-comparison (same teacher, data, tier and seed), so they are computed once and stored under
-``XBENCH_HOME/cache/teachers/<key>/``:
+comparison (same teacher, data, tier and seed), and so is the student's encoder pretraining where a
+task has one (same student, data, labels, tier and seed). Each is stored under
+``XBENCH_HOME/cache/<kind>/<key>/``:
 
-- ``teacher.pt`` (the trained state; frozen pretrained weights are left out, they come from the
-  teacher's own files) and ``record.json`` (what training it spent and what val selected),
-- ``outputs-<split>-<checkpoint sha256>.pt``: the frozen teacher's taps on a split, one row per
+- ``<what>.pt`` (the trained state; a teacher's frozen pretrained weights are left out, they come
+  from the teacher's own files) and ``record.json`` (what training it spent and what val selected),
+- for a teacher, ``outputs-<split>-<checkpoint sha256>.pt``: its taps on a split, one row per
   example in the split's order, looked up by example index.
 
-The key hashes everything the teacher's result depends on; the outputs are keyed by the hash of
-the checkpoint file as well, so a changed checkpoint invalidates them. A run records its teacher
-cost either way, with ``source: cache`` or ``computed``. ``XBENCH_TEACHER_CACHE=0`` disables it.
+The key hashes everything the result depends on (code, plugin, data, configuration, seed, and the
+numerical stack that computed it); a teacher's outputs are keyed by the hash of its checkpoint file
+as well, so a changed checkpoint invalidates them. A run records the cost of a cached stage either
+way, with ``source: cache`` or ``computed``, and its numbers are the same bit for bit.
+``XBENCH_TEACHER_CACHE=0`` and ``XBENCH_PRETRAIN_CACHE=0`` disable them.
 """
 
 from __future__ import annotations
@@ -31,16 +34,20 @@ def enabled() -> bool:
     return settings().teacher_cache
 
 
-class TeacherCache:
-    def __init__(self, root: Path, key: str, log=lambda msg: None) -> None:
-        self.dir = root / "cache" / "teachers" / key
-        self.key = key
+class ModelCache:
+    """A trained module's state and its ``record.json``, under ``cache/<kind>/<key>/<what>.pt``."""
+
+    def __init__(self, root: Path, key: str, log=lambda msg: None, kind: str = "teachers",
+                 what: str = "teacher") -> None:
+        self.dir = root / "cache" / kind / key
+        self.key, self.what = key, what
+        self.state_path = self.dir / f"{what}.pt"
         self._log = log
 
-    # -- the trained teacher -----------------------------------------------------------------
-    def load_teacher(self, model: nn.Module) -> dict[str, Any] | None:
-        """Load the cached trained state into ``model``; None on a miss or a corrupt entry."""
-        ckpt, rec = self.dir / "teacher.pt", self.dir / "record.json"
+    def load(self, model: nn.Module) -> dict[str, Any] | None:
+        """Load the cached trained state into ``model`` (all but its frozen parameters must be in
+        it); the record, or None on a miss or a corrupt entry."""
+        ckpt, rec = self.state_path, self.dir / "record.json"
         if not (ckpt.is_file() and rec.is_file()):
             return None
         try:
@@ -49,22 +56,26 @@ class TeacherCache:
             frozen = {n for n, q in model.named_parameters() if not q.requires_grad}
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or not set(missing) <= frozen:
-                raise ValueError(f"state does not fit the teacher (missing {sorted(missing)[:3]})")
+                raise ValueError(f"state does not fit the {self.what} (missing {sorted(missing)[:3]})")
         except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
-            self._log(f"teacher cache: corrupt entry {self.dir} ({exc}); retraining")
+            self._log(f"{self.what} cache: corrupt entry {self.dir} ({exc}); retraining")
             return None
         return record
 
-    def save_teacher(self, model: nn.Module, frozen: set[str], record: dict[str, Any]) -> None:
+    def save(self, model: nn.Module, frozen: set[str], record: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         state = {k: v for k, v in model.state_dict().items() if k not in frozen}
-        _atomic_save(state, self.dir / "teacher.pt")
+        _atomic_save(state, self.state_path)
         tmp = self.dir / "record.json.tmp"
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
         tmp.replace(self.dir / "record.json")  # last: an entry without it is a miss
 
+
+class TeacherCache(ModelCache):
+    """A trained teacher (``ModelCache``) and its outputs on the student's splits."""
+
     def checkpoint_hash(self) -> str:
-        return sha256_file(self.dir / "teacher.pt")[:16]
+        return sha256_file(self.state_path)[:16]
 
     # -- its outputs -------------------------------------------------------------------------
     def _outputs_path(self, split: str) -> Path:

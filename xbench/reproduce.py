@@ -22,12 +22,10 @@ import torch
 
 from xbench.config import RunConfig, Tier, from_mapping, load_tiers, stable_hash, to_plain
 from xbench.engine import execute, plan, resolve_device
+from xbench.engine.record import NUMERIC_ENV
 from xbench.errors import ConfigError
 from xbench.records import RunRecord
 from xbench.registry import Registry
-
-#: the environment keys a result's bits may depend on
-NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "device", "threads")
 
 
 @dataclass

@@ -22,6 +22,8 @@ VARIABLES = {
     "XBENCH_DISABLE_PLUGINS": ("", "comma-separated plugin names not to load"),
     "XBENCH_TRACEBACK": ("off", "show the traceback of an xbench error (as --traceback)"),
     "XBENCH_TEACHER_CACHE": ("on", "reuse trained teachers and their outputs from XBENCH_HOME/cache"),
+    "XBENCH_PRETRAIN_CACHE": ("on", ("reuse the student's encoder pretraining (the same for every method) from "
+                                      "XBENCH_HOME/cache")),
     "XBENCH_DECODE_CACHE": ("on", "decode each video once into a memory-mapped uint8 cache"),
     "XBENCH_CLOCK_LIMIT": ("on", ("stop a run at its tier's max_seconds and store it as incomplete (off: no "
                                   "limit; a complete run's numbers never depend on it)")),
@@ -54,6 +56,7 @@ class Settings:
     disable_plugins: frozenset[str]
     traceback: bool
     teacher_cache: bool
+    pretrain_cache: bool
     decode_cache: bool
     #: whether a tier's max_seconds stops a run (a safety net, never a budget)
     clock_limit: bool
@@ -76,6 +79,7 @@ def settings() -> Settings:
                                   if p.strip()),
         traceback=flag("XBENCH_TRACEBACK", False),
         teacher_cache=flag("XBENCH_TEACHER_CACHE", True),
+        pretrain_cache=flag("XBENCH_PRETRAIN_CACHE", True),
         decode_cache=flag("XBENCH_DECODE_CACHE", True),
         clock_limit=flag("XBENCH_CLOCK_LIMIT", True),
         allocator=allocator,

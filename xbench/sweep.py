@@ -6,8 +6,8 @@ it, so a run already stored is never run again: an interrupted sweep resumes whe
 a suite that grows (a new method, more seeds) runs only what is new. Workers are separate
 processes (``--jobs N``): a crash or an out-of-memory kill loses one run, never the sweep, and
 SQLite's transactions make their writes to the one store safe. Runs that share a trained teacher
-(same task, data, teacher and seed) wait for the first of them, which fills the teacher cache, so
-no teacher is trained twice.
+(same task, data, teacher and seed) or a pretrained encoder wait for the first of them, which
+fills the cache, so no teacher or encoder is trained twice.
 """
 
 from __future__ import annotations
@@ -96,6 +96,13 @@ class Run:
     seed: int
     #: runs with the same group train the same teacher (None: no teacher)
     teacher_group: str | None
+    #: runs with the same group pretrain the same student encoder (None: no pretraining stage)
+    pretrain_group: str | None = None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The cached stages this run shares with others: their first run fills the caches."""
+        return tuple(g for g in (self.teacher_group, self.pretrain_group) if g)
 
 
 @dataclass
@@ -170,6 +177,19 @@ def _teacher_group(p, seed: int) -> str | None:
     return stable_hash([p.teacher.name, teacher_config(p, p.task.factory(p.task_options), seed)])
 
 
+def _pretrain_group(p, seed: int) -> str | None:
+    """Runs equal here start from the same pretrained encoder (``pretrain_config``)."""
+    from xbench.engine import Stage, stages_of
+    from xbench.engine.student import pretrain_config
+
+    return stable_hash(pretrain_config(p, seed)) if Stage.PRETRAIN in stages_of(p) else None
+
+
+def _run(task: str, label: str, mapping: dict[str, Any], p, seed: int) -> Run:
+    return Run(task, label, mapping, stable_hash(p.resolved()), seed, _teacher_group(p, seed),
+               _pretrain_group(p, seed))
+
+
 def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> SweepPlan:
     """Every run of the suite, checked as ``xbench run`` would check it (a bad name or option
     fails here, before anything runs), and which of them the store already has."""
@@ -203,7 +223,7 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
         if suite.rows == "tuned" and not p.tier.trials:
             raise ConfigError(f"{where}: rows: tuned needs a tier with a search (tier '{suite.tier}' has trials: 0)")
         for seed in suite.seeds if suite.rows != "tuned" else ():
-            runs.append(Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed)))
+            runs.append(_run(task, label, mapping, p, seed))
         if p.tier.trials:
             runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
     return refresh(SweepPlan(suite, runs, [], unfit), store)
@@ -248,8 +268,7 @@ def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping:
     for k in range(tier.trials):
         m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, k)), "trial": k}
         p = _planned(reg, tiers, m, f"{where}: {entry.method} search trial {k}")  # a bad draw fails here
-        trials.append(Run(mapping["task"], f"{label} [trial {k}]", m, stable_hash(p.resolved()), tier.tuning_seed,
-                          _teacher_group(p, tier.tuning_seed)))
+        trials.append(_run(mapping["task"], f"{label} [trial {k}]", m, p, tier.tuning_seed))
     found = [store.latest(r.config_hash, r.seed) for r in trials]
     if any(rec is None or not rec.complete for rec in found):
         return trials  # the tuned runs are planned once the whole search is stored
@@ -260,8 +279,7 @@ def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping:
               "val": {str(k): v for k, v in scores.items()}}
     m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, best)), "tuning": tuning}
     p = _planned(reg, tiers, m, f"{where}: {entry.method} tuned")
-    return trials + [Run(mapping["task"], f"{label} (tuned)", m, stable_hash(p.resolved()), seed,
-                         _teacher_group(p, seed)) for seed in suite.seeds]
+    return trials + [_run(mapping["task"], f"{label} (tuned)", m, p, seed) for seed in suite.seeds]
 
 
 def run_phases(sp: SweepPlan, reg, store: ResultStore, where: str, **kwargs: Any) -> SweepPlan:
@@ -399,9 +417,10 @@ class _Workers:
             self.bar.set_postfix_str(f"ETA {self.estimator.eta(self.todo, jobs)}")  # from stored runs
 
     def ready(self, run: Run) -> bool:
-        # the first run of a teacher group trains the teacher; the others wait for its cache
-        busy = {r.teacher_group for r, *_ in self.running.values()}
-        return run.teacher_group is None or run.teacher_group in self.trained or run.teacher_group not in busy
+        # the first run of a teacher (pretrain) group trains the teacher (encoder); the others
+        # wait for its cache
+        busy = {g for r, *_ in self.running.values() for g in r.groups}
+        return all(g in self.trained or g not in busy for g in run.groups)
 
     def fill(self) -> None:
         while len(self.running) < self.jobs:
@@ -432,8 +451,7 @@ class _Workers:
         if proc.returncode == 0:
             self.estimator.add(run.task, took)
             out.score = _stored_score(self.store, run)
-        if run.teacher_group:  # after a failure too: let the others try (and train) themselves
-            self.trained.add(run.teacher_group)
+        self.trained.update(run.groups)  # after a failure too: let the others try (and train) themselves
         self.outcomes.append(out)
         eta = self.estimator.eta(self.pending + [r for r, *_ in self.running.values()], self.jobs)
         status = (out.score if out.returncode == 0 else

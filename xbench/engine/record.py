@@ -45,14 +45,23 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Where a run ran: what its numbers may depend on besides its configuration and seed."""
+#: the environment keys a result's bits may depend on
+NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "device", "threads")
+
+
+def numerics(device: torch.device) -> dict[str, Any]:
+    """The numerical stack (``NUMERIC_ENV``): what a cached stage is keyed by besides its inputs."""
     import numpy
 
-    return {"xbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "platform": platform.platform(), "device": device_name(device),
-            "threads": torch.get_num_threads(), "git_sha": git_sha(), "allocator": alloc_state()}
+    return {"torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device_name(device),
+            "threads": torch.get_num_threads()}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where a run ran: what its numbers may depend on besides its configuration and seed."""
+    return {"xbench": __version__, **numerics(device), "platform": platform.platform(), "git_sha": git_sha(),
+            "allocator": alloc_state()}
 
 
 def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> RunRecord:

@@ -3,19 +3,28 @@ self-supervised student, the linear probe, and the one evaluation on test."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from xbench import __version__
+from xbench.budget import StageSpend
+from xbench.cache import ModelCache
+from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.data.examples import Examples
 from xbench.engine.heads import build_heads, objective_groups, step_fn
 from xbench.engine.plan import Plan
+from xbench.engine.record import numerics
 from xbench.engine.state import RunState, call
+from xbench.engine.teacher import code_hash
 from xbench.errors import PluginError
+from xbench.settings import settings
 from xbench.specs import ObjectiveContext, StudentSpec
+from xbench.store import xbench_home
 from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict
 
 
@@ -29,8 +38,21 @@ def build_student(ctx: RunContext, state: RunState) -> None:
 def pretrain(ctx: RunContext, state: RunState) -> None:
     """The encoder-pretraining stage: the student's clip encoder learns to recognise single step
     clips of the train split (labels masked as for the student). Same data, seed and budget for
-    every method, so every method starts distillation from the same encoder."""
+    every method, so every method starts distillation from the same encoder: trained once and
+    taken from the pretrain cache by the others (the stage's cost is recorded either way)."""
     p, student = ctx.plan, state.student
+    cache = None
+    if settings().pretrain_cache:
+        key = pretrain_key(p, ctx.seed, state.dataset, student, state.task, ctx.device)
+        cache = ModelCache(ctx.home or xbench_home(), key, ctx.log, kind="pretrain", what="student")
+        hit = cache.load(student)
+        if hit is not None:  # the stage leaves the student in eval mode, as fit does
+            spend = dataclasses.replace(StageSpend.from_dict(hit["spend"]), source="cache")
+            ctx.meter.stages.append(spend)
+            state.spent.append(spend.as_dict())
+            student.eval()
+            ctx.log(f"pretrain (cache): {spend.steps} steps")
+            return
     clips = state.task.pretrain_examples(state.dataset, p.label_fraction, ctx.seed)
     ce = p.ce.factory(None, {})
 
@@ -44,6 +66,33 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
         culprit=f"student '{p.task.student}'"), ctx)
     state.spent.append(spend.as_dict())
     ctx.log(f"pretrain: {spend.steps} steps on {len(clips)} clips ({spend.stopped_by})")
+    if cache is not None and spend.stopped_by == "max_steps":  # not a stage the clock cut short
+        cache.save(student, set(), {"spend": spend.as_dict()})
+
+
+def pretrain_config(p: Plan, seed: int) -> dict[str, Any]:
+    """What the encoder-pretraining stage depends on in the run's configuration: the student, the
+    task and dataset with their options (the labels it may use among them), its loss, the tier's
+    pretraining budget and optimizer, and the seed; nothing of the method. Runs equal here start
+    from the same encoder (the sweep groups them by it); the cache key adds code, data, numerics."""
+    tier = p.tier
+    return {
+        "student": p.student.name, "task": p.task.name, "task_options": to_plain(p.task_options),
+        "dataset": p.dataset_name, "dataset_options": to_plain(p.dataset_options), "ce": p.ce.name,
+        "tier": [tier.pretrain_steps, tier.batch_size, tier.max_seconds, to_plain(tier.optimizer),
+                 to_plain(tier.schedule)],
+        "seed": seed,
+    }
+
+
+def pretrain_key(p: Plan, seed: int, dataset: Any, model: nn.Module, task: Any, device: torch.device) -> str:
+    """The pretrain cache's key: ``pretrain_config``, the student's plugin and code, the data files
+    and the numerical stack."""
+    plugin = p.plugins[p.owner("students", p.student.name)]
+    return stable_hash({
+        "plugin": [plugin["dist"], plugin["version"]], "xbench": __version__, "code": code_hash(model, task),
+        "data": dataset.manifest_hash(), "numerics": numerics(device), **pretrain_config(p, seed),
+    })
 
 
 def _targets(p: Plan) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from xbench.context import RunContext, Stage
 from xbench.contracts import MaskedLM
 from xbench.data.examples import Examples
 from xbench.engine.plan import Plan
+from xbench.engine.record import numerics
 from xbench.engine.state import RunState, call
 from xbench.errors import ConfigError
 from xbench.specs import NoOptions
@@ -40,9 +41,9 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     state.teacher = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
     state.teacher_frozen = {n for n, q in state.teacher.named_parameters() if not q.requires_grad}
     if cache_enabled():
-        key = teacher_key(p, ctx.seed, state.dataset, state.teacher, state.task)
+        key = teacher_key(p, ctx.seed, state.dataset, state.teacher, state.task, ctx.device)
         state.teacher_cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
-        hit = state.teacher_cache.load_teacher(state.teacher)
+        hit = state.teacher_cache.load(state.teacher)
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
             spends = [dataclasses.replace(StageSpend.from_dict(s), source="cache") for s in hit["spends"]]
             ctx.meter.stages.extend(spends)
@@ -114,7 +115,7 @@ def train_teacher(ctx: RunContext, state: RunState) -> None:
     if any(s.stopped_by == "max_seconds" for s in spends):
         state.teacher_cache = None
     if state.teacher_cache is not None:
-        state.teacher_cache.save_teacher(teacher, state.teacher_frozen, {
+        state.teacher_cache.save(teacher, state.teacher_frozen, {
             "spends": [s.as_dict() for s in spends], "selection": dataclasses.asdict(sel)})
     _frozen(ctx, state, spend, sel)
 
@@ -171,14 +172,18 @@ def teacher_inference(ctx: RunContext, state: RunState) -> None:
 # ----------------------------------------------------------------------------- teacher identity
 
 
-def code_hash(model: nn.Module) -> str:
-    """The source file of the model's class and its parameter/buffer names and shapes: a teacher
-    whose code changed without a version bump (a working tree) is not taken from the cache."""
+def code_hash(model: nn.Module, task: Any = None) -> str:
+    """The source files of the model's class, of the task's class and of the training loop, and the
+    model's parameter/buffer names and shapes: a stage whose code changed without a version bump
+    (a working tree) is not taken from a cache."""
+    from xbench import train
+
     h = hashlib.sha256()
-    try:
-        h.update(Path(inspect.getsourcefile(type(model)) or "").read_bytes())
-    except (OSError, TypeError):  # no source (a compiled or dynamic class): the schema only
-        pass
+    for obj in (type(model), train, *([type(task)] if task is not None else [])):
+        try:
+            h.update(Path(inspect.getsourcefile(obj) or "").read_bytes())
+        except (OSError, TypeError):  # no source (a compiled or dynamic class): the schema only
+            pass
     h.update(repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()]).encode())
     return h.hexdigest()[:16]
 
@@ -212,12 +217,12 @@ def teacher_config(p: Plan, task: Any, seed: int) -> dict[str, Any]:
     }
 
 
-def teacher_key(p: Plan, seed: int, dataset: Any, model: nn.Module, task: Any) -> str:
+def teacher_key(p: Plan, seed: int, dataset: Any, model: nn.Module, task: Any, device: torch.device) -> str:
     """Everything a trained teacher depends on: which teacher (plugin version, code and
-    architecture), the data files, and its configuration (``teacher_config``)."""
+    architecture), the data files, its configuration (``teacher_config``) and the numerical stack."""
     plugin = p.plugins[p.owner("teachers", p.teacher.name)]
     return stable_hash({
         "teacher": p.teacher.name, "plugin": [plugin["dist"], plugin["version"]], "xbench": __version__,
-        "code": code_hash(model), "data": dataset.manifest_hash(),
+        "code": code_hash(model, task), "data": dataset.manifest_hash(), "numerics": numerics(device),
         **teacher_config(p, task, seed),
     })
