@@ -125,3 +125,26 @@ def rec_spec(rec):
     from xbench.registry import build_registry
 
     return build_registry().get("methods", rec.method)
+
+
+def test_a_suite_may_give_every_method_fewer_trials_than_its_tier(tmp_path, registry):
+    """``trials:`` in a suite: every cell's search has that many trials (the first draws of the
+    tier's own search, so trial k is the same run either way)."""
+    from xbench.store import ResultStore
+    from xbench.sweep import load_suite, plan_sweep
+
+    def planned(**extra):
+        path = tmp_path / "suite.yaml"
+        path.write_text(yaml.safe_dump({"name": "t", "tier": "cpu", "seeds": [0], "tasks": ["recognition"],
+                                        "methods": ["student", "kd"], **extra}))
+        return [(r.label, r.config_hash) for r in plan_sweep(load_suite(path), registry, ResultStore()).runs]
+
+    eight, four = planned(), planned(trials=4)
+    assert [label for label, _ in four] == ["student", "student [trial 0]", "student [trial 1]", "student [trial 2]",
+                                            "student [trial 3]", "kd", "kd [trial 0]", "kd [trial 1]",
+                                            "kd [trial 2]", "kd [trial 3]"]
+    assert set(four) <= set(eight) and len(eight) == 2 * 9
+    with pytest.raises(ConfigError, match=r"suite.yaml: trials must be >= 0 \(or left out: the tier's\)$"):
+        planned(trials=-1)
+    with pytest.raises(ConfigError, match=r"rows: tuned needs a search \(tier 'cpu' and the suite have trials: 0\)$"):
+        planned(trials=0, rows="tuned")

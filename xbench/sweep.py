@@ -30,6 +30,7 @@ import yaml
 
 from xbench.config import (
     RunConfig,
+    Tier,
     from_mapping,
     load_tiers,
     load_yaml,
@@ -83,6 +84,12 @@ class Suite:
     #: regimes the grid is crossed with (``xbench.regimes``; a family name such as R2 stands for
     #: R2-*); none: the tier's own conditions, with no regime named
     regimes: list[str] = field(default_factory=list)
+    #: search trials per cell (None: the tier's ``trials``); every method of the suite gets as many,
+    #: and trial k is the same draw whatever the number (trials 0..3 of 4 are those of 8)
+    trials: int | None = None
+
+    def search_trials(self, tier: Tier) -> int:
+        return tier.trials if self.trials is None else self.trials
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,8 @@ def load_suite(path: Path) -> Suite:
     suite = from_mapping(Suite, raw, str(path))
     if not suite.seeds or len(set(suite.seeds)) != len(suite.seeds):
         raise ConfigError(f"{path}: seeds must be a non-empty list of distinct integers")
+    if suite.trials is not None and suite.trials < 0:
+        raise ConfigError(f"{path}: trials must be >= 0 (or left out: the tier's)")
     return with_regimes(suite, ",".join(suite.regimes)) if suite.regimes else suite
 
 
@@ -220,11 +229,11 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
             raise ConfigError(f"{where}: entries '{labels[config_hash]}' and '{label}' are the "
                               f"same configuration on task '{task}'")
         labels[config_hash] = label
-        if suite.rows == "tuned" and not p.tier.trials:
-            raise ConfigError(f"{where}: rows: tuned needs a tier with a search (tier '{suite.tier}' has trials: 0)")
+        if suite.rows == "tuned" and not suite.search_trials(p.tier):
+            raise ConfigError(f"{where}: rows: tuned needs a search (tier '{suite.tier}' and the suite have trials: 0)")
         for seed in suite.seeds if suite.rows != "tuned" else ():
             runs.append(_run(task, label, mapping, p, seed))
-        if p.tier.trials:
+        if suite.search_trials(p.tier):
             runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
     return refresh(SweepPlan(suite, runs, [], unfit), store)
 
@@ -265,7 +274,7 @@ def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping:
 
     spec, tier = reg.get("methods", entry.method), tiers[suite.tier]
     trials: list[Run] = []
-    for k in range(tier.trials):
+    for k in range(suite.search_trials(tier)):
         m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, k)), "trial": k}
         p = _planned(reg, tiers, m, f"{where}: {entry.method} search trial {k}")  # a bad draw fails here
         trials.append(_run(mapping["task"], f"{label} [trial {k}]", m, p, tier.tuning_seed))
@@ -274,7 +283,7 @@ def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping:
         return trials  # the tuned runs are planned once the whole search is stored
     scores = {k: rec.selection.value if rec.selection.value is not None else math.nan for k, rec in enumerate(found)}
     best = search.best_trial(scores)
-    tuning = {"trials": tier.trials, "selected": best, "seed": tier.tuning_seed,
+    tuning = {"trials": suite.search_trials(tier), "selected": best, "seed": tier.tuning_seed,
               "steps": sum(rec.trained_steps for rec in found),
               "val": {str(k): v for k, v in scores.items()}}
     m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, best)), "tuning": tuning}
