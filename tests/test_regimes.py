@@ -137,5 +137,5 @@ def test_a_suite_of_tuned_rows_runs_no_default_rows(registry, tmp_path):
         "search: 8 trials per method on seed 1000; each method's tuned runs start once its trials are stored "
         "(2 searches: 4 tuned runs in all, and no default rows: rows: tuned)")
     suite_file.write_text("name: s\ntier: smoke\nseeds: [0]\ntasks: [recognition]\nmethods: [student]\nrows: tuned\n")
-    with pytest.raises(ConfigError, match=r"rows: tuned needs a tier with a search \(tier 'smoke' has trials: 0\)"):
+    with pytest.raises(ConfigError, match=r"rows: tuned needs a search \(tier 'smoke' has trials: 0\)$"):
         plan_sweep(load_suite(suite_file), registry, ResultStore(tmp_path / "h"))

@@ -230,7 +230,8 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
                               f"same configuration on task '{task}'")
         labels[config_hash] = label
         if suite.rows == "tuned" and not suite.search_trials(p.tier):
-            raise ConfigError(f"{where}: rows: tuned needs a search (tier '{suite.tier}' and the suite have trials: 0)")
+            why = f"tier '{suite.tier}' has trials: 0" if suite.trials is None else "the suite has trials: 0"
+            raise ConfigError(f"{where}: rows: tuned needs a search ({why})")
         for seed in suite.seeds if suite.rows != "tuned" else ():
             runs.append(_run(task, label, mapping, p, seed))
         if suite.search_trials(p.tier):
