@@ -150,6 +150,13 @@ def test_a_cached_pretrain_gives_the_run_bit_for_bit_and_only_where_it_is_the_sa
     assert student[0] == student[1] == student[2]
     assert repr(first.metrics) == repr(again.metrics) == repr(alone.metrics)  # nan == nan here
     monkeypatch.setenv("XBENCH_PRETRAIN_CACHE", "1")
+    # a damaged entry is a miss: the run pretrains from its own initialisation, as without a cache
+    from xbench.store import xbench_home
+
+    (entry,) = (xbench_home() / "cache" / "pretrain").iterdir()
+    (entry / "record.json").write_text("{}")
+    mended, recomputed = run()
+    assert recomputed.source == "computed" and repr(mended.metrics) == repr(first.metrics)
     # fewer labels: another encoder, pretrained anew
     assert run(label_fraction=0.5)[1].source == "computed"
 

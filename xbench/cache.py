@@ -20,6 +20,7 @@ way, with ``source: cache`` or ``computed``, and its numbers are the same bit fo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,17 @@ class ModelCache:
         self.state_path = self.dir / f"{what}.pt"
         self._log = log
 
-    def load(self, model: nn.Module) -> dict[str, Any] | None:
+    def load(self, model: nn.Module, needs: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """Load the cached trained state into ``model`` (all but its frozen parameters must be in
-        it); the record, or None on a miss or a corrupt entry."""
+        it); the record, or None on a miss or a corrupt entry (a record without the keys ``needs``
+        is one: then ``model`` is left as it was)."""
         ckpt, rec = self.state_path, self.dir / "record.json"
         if not (ckpt.is_file() and rec.is_file()):
             return None
         try:
             record = json.loads(rec.read_text())
+            if not isinstance(record, dict) or any(k not in record for k in needs):
+                raise ValueError(f"record.json lacks {', '.join(needs)}")
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
             frozen = {n for n, q in model.named_parameters() if not q.requires_grad}
             missing, unexpected = model.load_state_dict(state, strict=False)
@@ -66,7 +70,7 @@ class ModelCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         state = {k: v for k, v in model.state_dict().items() if k not in frozen}
         _atomic_save(state, self.state_path)
-        tmp = self.dir / "record.json.tmp"
+        tmp = self.dir / f"record.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
         tmp.replace(self.dir / "record.json")  # last: an entry without it is a miss
 
@@ -99,6 +103,8 @@ class TeacherCache(ModelCache):
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
+    # a temporary file of this process's own: two runs filling one entry at once (a sweep's
+    # parallel jobs) never write into each other's file
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(obj, tmp)
     tmp.replace(path)

@@ -45,7 +45,7 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     if settings().pretrain_cache:
         key = pretrain_key(p, ctx.seed, state.dataset, student, state.task, ctx.device)
         cache = ModelCache(ctx.home or xbench_home(), key, ctx.log, kind="pretrain", what="student")
-        hit = cache.load(student)
+        hit = cache.load(student, needs=("spend",))
         if hit is not None:  # the stage leaves the student in eval mode, as fit does
             spend = dataclasses.replace(StageSpend.from_dict(hit["spend"]), source="cache")
             ctx.meter.stages.append(spend)

@@ -43,7 +43,7 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     if cache_enabled():
         key = teacher_key(p, ctx.seed, state.dataset, state.teacher, state.task, ctx.device)
         state.teacher_cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
-        hit = state.teacher_cache.load(state.teacher)
+        hit = state.teacher_cache.load(state.teacher, needs=("spends", "selection"))
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
             spends = [dataclasses.replace(StageSpend.from_dict(s), source="cache") for s in hit["spends"]]
             ctx.meter.stages.extend(spends)
