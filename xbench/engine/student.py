@@ -42,7 +42,9 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     taken from the pretrain cache by the others (the stage's cost is recorded either way)."""
     p, student = ctx.plan, state.student
     cache = None
-    if settings().pretrain_cache:
+    # under a time budget every run pays its stages against its own clock: a cached stage would
+    # leave a later method more time than the run that computed it
+    if settings().pretrain_cache and not p.tier.time_budget:
         key = pretrain_key(p, ctx.seed, state.dataset, student, state.task, ctx.device)
         cache = ModelCache(ctx.home or xbench_home(), key, ctx.log, kind="pretrain", what="student")
         hit = cache.load(student, needs=("spend",))

@@ -40,7 +40,7 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     args = (state.model_ctx,) if p.teacher.options is NoOptions else (state.model_ctx, p.teacher_options)
     state.teacher = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
     state.teacher_frozen = {n for n, q in state.teacher.named_parameters() if not q.requires_grad}
-    if cache_enabled():
+    if cache_enabled() and not p.tier.time_budget:  # a time budget: each run pays its stages (pretrain)
         key = teacher_key(p, ctx.seed, state.dataset, state.teacher, state.task, ctx.device)
         state.teacher_cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
         hit = state.teacher_cache.load(state.teacher, needs=("spends", "selection"))
