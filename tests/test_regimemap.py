@@ -11,6 +11,7 @@ from fakes import fake
 from xbench import regimemap
 from xbench.leaderboard import build
 from xbench.records import RunRecord
+from xbench.stats import seeds_needed
 
 STUDENT = [40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0, 47.0, 48.0, 49.0]
 
@@ -76,7 +77,7 @@ def test_the_map_in_every_format():
         "any method that does not help is at most 5%, over the map's 2 regimes at most 10%. Holm over all 4 "
         "cells of the map at once (p_map in the CSV and JSON) needs 8 seeds before any cell can pass. (d): no "
         "tuned row, the default settings against the default student.")
-    assert (regimemap._seeds_for(25), regimemap._seeds_for(26), regimemap._seeds_for(40)) == (10, 11, 11)
+    assert (seeds_needed(25), seeds_needed(26), seeds_needed(40)) == (10, 11, 11)
     data = json.loads(regimemap.to_json(maps))
     assert [(c["method"], c["regime"], c["significant"]) for c in data["maps"][0]["cells"]] == [
         ("kd", "R0-published", False), ("noise-floor", "R0-published", False),

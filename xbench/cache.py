@@ -31,15 +31,19 @@ from xbench.data.io import sha256_file
 from xbench.settings import settings
 
 
-def enabled() -> bool:
-    return settings().teacher_cache
+def enabled(kind: str, tier: Any) -> bool:
+    """Whether the ``teachers`` or ``pretrain`` cache serves a run of ``tier``: its switch is on,
+    and the tier's budget is not the clock (under a time budget every run pays its stages against
+    its own clock: a cached stage would leave a later method more time than the run that computed
+    it)."""
+    on = settings().teacher_cache if kind == "teachers" else settings().pretrain_cache
+    return on and not tier.time_budget
 
 
 class ModelCache:
     """A trained module's state and its ``record.json``, under ``cache/<kind>/<key>/<what>.pt``."""
 
-    def __init__(self, root: Path, key: str, log=lambda msg: None, kind: str = "teachers",
-                 what: str = "teacher") -> None:
+    def __init__(self, root: Path, key: str, kind: str, what: str, log=lambda msg: None) -> None:
         self.dir = root / "cache" / kind / key
         self.key, self.what = key, what
         self.state_path = self.dir / f"{what}.pt"
@@ -77,6 +81,9 @@ class ModelCache:
 
 class TeacherCache(ModelCache):
     """A trained teacher (``ModelCache``) and its outputs on the student's splits."""
+
+    def __init__(self, root: Path, key: str, log=lambda msg: None) -> None:
+        super().__init__(root, key, "teachers", "teacher", log)
 
     def checkpoint_hash(self) -> str:
         return sha256_file(self.state_path)[:16]

@@ -139,11 +139,11 @@ class Table:
         return sum(r.versus is not None for r in self.rows)
 
 
-def _label(rec: RunRecord, differing: tuple[str, ...] = ()) -> str:
-    """The method, what sets its configuration apart in this table (:func:`_variant`), and what
-    it is: an oracle, the teacher on its input, a self-supervised encoder scored as it is."""
+def _label(rec: RunRecord, variant: str = "") -> str:
+    """The method, what sets its configuration apart in this table (``variant``, :func:`_variant`),
+    and what it is: an oracle, the teacher on its input, a self-supervised encoder scored as it is."""
     config = rec.config
-    label = rec.method + _variant(rec, differing)
+    label = rec.method + variant
     if config.get("privileged"):  # an upper bound no real method reaches: never read as a method
         label += f" (oracle: {', '.join(config['privileged'])})"
     if rec.evaluated == "teacher":
@@ -305,8 +305,9 @@ def _row(recs: list[RunRecord], config_hash: str, differing: tuple[str, ...], ba
     evaluated = first.evaluated
     incomplete = sum(not r.complete for r in recs)
     tuning = first.tuning
+    variant = _variant(first, differing)
     return Row(
-        label=_label(first, differing) + (" (tuned)" if tuning else "")
+        label=_label(first, variant) + (" (tuned)" if tuning else "")
         + (f" [{incomplete} incomplete]" if incomplete else ""),
         method=first.method, baseline=first.baseline, config_hash=config_hash, evaluated=evaluated, scores=scores,
         summary=summarize(list(scores.values())) if scores else None, versus=versus,
@@ -326,7 +327,7 @@ def _row(recs: list[RunRecord], config_hash: str, differing: tuple[str, ...], ba
         paper=pv, paper_ours=_relative_gain(recs, base, pv.metric or metric) if pv else None,
         git_shas=sorted({r.git_sha or "?" for r in recs}),
         environments=sorted({environment_label(r) for r in recs}),
-        variant=_variant(first, differing).strip(),
+        variant=variant.strip(),
         tuning=tuning,
         curves={r.seed: [(c.step, c.value) for c in (r.selecting_stage or r.method_stage).curve
                          if c.value is not None] for r in recs},

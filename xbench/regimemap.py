@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xbench.leaderboard import Row, Table
-from xbench.stats import ALPHA, holm, min_p
+from xbench.stats import ALPHA, holm, seeds_needed
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,9 @@ def _note(m: RegimeMap) -> str:
             f"chance of starring any method that does not help is at most {ALPHA:.0%}, over the map's "
             f"{len(m.regimes)} regimes at most {min(1.0, ALPHA * len(m.regimes)):.0%}. Holm over all "
             f"{m.comparisons} cells of the map at once (p_map in the CSV and JSON) needs "
-            f"{_seeds_for(m.comparisons)} seeds before any cell can pass. (d): no tuned row, the default "
+            f"{seeds_needed(m.comparisons)} seeds before any cell can pass. (d): no tuned row, the default "
             f"settings against the default student.")
 
-
-def _seeds_for(k: int) -> int:
-    """The fewest seeds at which the exact sign-flip test, Holm-adjusted over k comparisons, can
-    reach ALPHA."""
-    return next(n for n in range(1, 64) if k * min_p(n) < ALPHA)
 
 
 def markdown(maps: list[RegimeMap]) -> str:

@@ -194,9 +194,11 @@ def _pretrain_group(p, seed: int) -> str | None:
     return stable_hash(pretrain_config(p, seed)) if Stage.PRETRAIN in stages_of(p) else None
 
 
-def _run(task: str, label: str, mapping: dict[str, Any], p, seed: int) -> Run:
-    return Run(task, label, mapping, stable_hash(p.resolved()), seed, _teacher_group(p, seed),
-               _pretrain_group(p, seed))
+def _runs(task: str, label: str, mapping: dict[str, Any], p, seeds: list[int], config_hash: str | None = None) -> list[Run]:
+    """A planned configuration's runs on ``seeds`` (its hash computed once, unless given)."""
+    config_hash = config_hash or stable_hash(p.resolved())
+    return [Run(task, label, mapping, config_hash, seed, _teacher_group(p, seed), _pretrain_group(p, seed))
+            for seed in seeds]
 
 
 def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> SweepPlan:
@@ -232,8 +234,8 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
         if suite.rows == "tuned" and not suite.search_trials(p.tier):
             why = f"tier '{suite.tier}' has trials: 0" if suite.trials is None else "the suite has trials: 0"
             raise ConfigError(f"{where}: rows: tuned needs a search ({why})")
-        for seed in suite.seeds if suite.rows != "tuned" else ():
-            runs.append(_run(task, label, mapping, p, seed))
+        if suite.rows != "tuned":
+            runs += _runs(task, label, mapping, p, suite.seeds, config_hash)
         if suite.search_trials(p.tier):
             runs += _search(reg, tiers, store, suite, entry, mapping, label, where)
     return refresh(SweepPlan(suite, runs, [], unfit), store)
@@ -278,7 +280,7 @@ def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping:
     for k in range(suite.search_trials(tier)):
         m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, k)), "trial": k}
         p = _planned(reg, tiers, m, f"{where}: {entry.method} search trial {k}")  # a bad draw fails here
-        trials.append(_run(mapping["task"], f"{label} [trial {k}]", m, p, tier.tuning_seed))
+        trials += _runs(mapping["task"], f"{label} [trial {k}]", m, p, [tier.tuning_seed])
     found = [store.latest(r.config_hash, r.seed) for r in trials]
     if any(rec is None or not rec.complete for rec in found):
         return trials  # the tuned runs are planned once the whole search is stored
@@ -289,7 +291,7 @@ def _search(reg, tiers, store: ResultStore, suite: Suite, entry: Entry, mapping:
               "val": {str(k): v for k, v in scores.items()}}
     m = {**_with_trial(mapping, entry, search.trial(spec, mapping["task"], tier.name, best)), "tuning": tuning}
     p = _planned(reg, tiers, m, f"{where}: {entry.method} tuned")
-    return trials + [_run(mapping["task"], f"{label} (tuned)", m, p, seed) for seed in suite.seeds]
+    return trials + _runs(mapping["task"], f"{label} (tuned)", m, p, suite.seeds)
 
 
 def run_phases(sp: SweepPlan, reg, store: ResultStore, where: str, **kwargs: Any) -> SweepPlan:

@@ -3,16 +3,26 @@ and selected."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from xbench.budget import StageSpend
 from xbench.context import RunContext, Stage
 from xbench.errors import PluginError, XbenchError
 from xbench.specs import ModelContext
 from xbench.train import predict
+
+
+def add_cached(ctx: RunContext, state: RunState, spends: list[dict[str, Any]]) -> list[StageSpend]:
+    """A cached stage's spends as this run's (``source: cache``): counted in its budget and record."""
+    out = [dataclasses.replace(StageSpend.from_dict(s), source="cache") for s in spends]
+    ctx.meter.stages.extend(out)
+    state.spent.extend(s.as_dict() for s in out)
+    return out
 
 
 def call(owner: str, what: str, fn: Callable, *args: Any) -> Any:

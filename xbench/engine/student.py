@@ -3,7 +3,6 @@ self-supervised student, the linear probe, and the one evaluation on test."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -11,18 +10,16 @@ import torch
 from torch import nn
 
 from xbench import __version__
-from xbench.budget import StageSpend
-from xbench.cache import ModelCache
+from xbench.cache import ModelCache, enabled
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.data.examples import Examples
 from xbench.engine.heads import build_heads, objective_groups, step_fn
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
-from xbench.engine.state import RunState, call
+from xbench.engine.state import RunState, add_cached, call
 from xbench.engine.teacher import code_hash
 from xbench.errors import PluginError
-from xbench.settings import settings
 from xbench.specs import ObjectiveContext, StudentSpec
 from xbench.store import xbench_home
 from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict
@@ -42,16 +39,12 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     taken from the pretrain cache by the others (the stage's cost is recorded either way)."""
     p, student = ctx.plan, state.student
     cache = None
-    # under a time budget every run pays its stages against its own clock: a cached stage would
-    # leave a later method more time than the run that computed it
-    if settings().pretrain_cache and not p.tier.time_budget:
+    if enabled("pretrain", p.tier):
         key = pretrain_key(p, ctx.seed, state.dataset, student, state.task, ctx.device)
-        cache = ModelCache(ctx.home or xbench_home(), key, ctx.log, kind="pretrain", what="student")
+        cache = ModelCache(ctx.home or xbench_home(), key, "pretrain", "student", ctx.log)
         hit = cache.load(student, needs=("spend",))
         if hit is not None:  # the stage leaves the student in eval mode, as fit does
-            spend = dataclasses.replace(StageSpend.from_dict(hit["spend"]), source="cache")
-            ctx.meter.stages.append(spend)
-            state.spent.append(spend.as_dict())
+            (spend,) = add_cached(ctx, state, [hit["spend"]])
             student.eval()
             ctx.log(f"pretrain (cache): {spend.steps} steps")
             return

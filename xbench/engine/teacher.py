@@ -15,16 +15,16 @@ import torch
 from torch import nn
 
 from xbench import __version__
+from xbench import train as training_loop
 from xbench.budget import StageSpend
-from xbench.cache import TeacherCache
-from xbench.cache import enabled as cache_enabled
+from xbench.cache import TeacherCache, enabled
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.contracts import MaskedLM
 from xbench.data.examples import Examples
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
-from xbench.engine.state import RunState, call
+from xbench.engine.state import RunState, add_cached, call
 from xbench.errors import ConfigError
 from xbench.specs import NoOptions
 from xbench.store import xbench_home
@@ -40,14 +40,12 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     args = (state.model_ctx,) if p.teacher.options is NoOptions else (state.model_ctx, p.teacher_options)
     state.teacher = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
     state.teacher_frozen = {n for n, q in state.teacher.named_parameters() if not q.requires_grad}
-    if cache_enabled() and not p.tier.time_budget:  # a time budget: each run pays its stages (pretrain)
+    if enabled("teachers", p.tier):
         key = teacher_key(p, ctx.seed, state.dataset, state.teacher, state.task, ctx.device)
         state.teacher_cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
         hit = state.teacher_cache.load(state.teacher, needs=("spends", "selection"))
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed)
-            spends = [dataclasses.replace(StageSpend.from_dict(s), source="cache") for s in hit["spends"]]
-            ctx.meter.stages.extend(spends)
-            state.spent.extend(s.as_dict() for s in spends)
+            spends = add_cached(ctx, state, hit["spends"])
             state.done |= {Stage.TEACHER_PRETRAIN, Stage.TEACHER}
             _frozen(ctx, state, spends[-1], Selection(**hit["selection"]))
 
@@ -176,10 +174,8 @@ def code_hash(model: nn.Module, task: Any = None) -> str:
     """The source files of the model's class, of the task's class and of the training loop, and the
     model's parameter/buffer names and shapes: a stage whose code changed without a version bump
     (a working tree) is not taken from a cache."""
-    from xbench import train
-
     h = hashlib.sha256()
-    for obj in (type(model), train, *([type(task)] if task is not None else [])):
+    for obj in (type(model), training_loop, *([type(task)] if task is not None else [])):
         try:
             h.update(Path(inspect.getsourcefile(obj) or "").read_bytes())
         except (OSError, TypeError):  # no source (a compiled or dynamic class): the schema only
