@@ -74,8 +74,21 @@ def xbench_register_datasets(register):
         factory=lambda opts, root: SynthDataset(opts, root),
         modalities=SynthDataset.modalities,
         options=SynthOptions,
-        annotations=("steps", "procedures", "sentences", "verb-noun"),
+        annotations=("steps", "procedures", "sentences", "verb-noun", "audio_relevant"),
     ))
+    from xbench.data import real
+
+    # your own videos: the same reader, splits and manifest; they differ in how clips are listed
+    for name, description, factory, options, sample in (
+        ("folder", ("Your videos, one sub-folder per class (optionally under train/ val/ test/): "
+                    "--set dataset.root=PATH"), real.open_folder, real.FolderOptions, real.sample_folder),
+        ("list", ("Your videos from a CSV/JSONL list (path, label, optional split, start, end, group, text, "
+                  "actions): --set dataset.root=PATH --set dataset.annotations=FILE"),
+         real.open_list, real.ListOptions, real.sample_list),
+    ):
+        register(DatasetSpec(name=name, description=description, factory=factory,
+                             modalities=real.ClipDataset.modalities, options=options, annotations=("steps",),
+                             sample=sample, fingerprint=real.fingerprint(factory)))
 
 
 @hookimpl

@@ -129,6 +129,22 @@ def _data_parsers(sub) -> None:
                     help="Farneback averaging window in pixels (15 suits ~224 px video; 7 for synth's 32 px)")
     fl.add_argument("--overwrite", action="store_true", help="recompute files that exist")
     fl.add_argument("--quiet", action="store_true")
+    for name, helptext in (("prepare", ("describe a dataset's files (manifest, probe, problems) and decode its "
+                                        "clips into the cache; resumes where it stopped")),
+                           ("check", ("compare a dataset's files with its manifest and print what changed "
+                                      "(exit 1 if anything did)"))):
+        dp = data_sub.add_parser(name, help=helptext)
+        dp.add_argument("name", help="a dataset of your files: folder, list, or a plugin's")
+        dp.add_argument("--root", type=Path, required=True, help="the dataset's folder")
+        dp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dataset option (as dataset.KEY in runs): annotations, sampling, short_side, ...")
+        if name == "prepare":
+            dp.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
+                            help="processes that probe and decode (default: up to 4)")
+            dp.add_argument("--quiet", action="store_true", help="no progress bar")
+        else:
+            dp.add_argument("--verify", action="store_true", help="hash every file's content (sha256), not "
+                                                                  "only its size and mtime")
     dc = data_sub.add_parser("cache", help="the decode-once cache of video frames (under XBENCH_DATA)")
     what = dc.add_mutually_exclusive_group(required=True)
     what.add_argument("--info", action="store_true", help="list the caches: key, what it hashes, size")
@@ -480,7 +496,7 @@ def _publish(args, done, store, reg) -> None:
 
 
 def cmd_check(args) -> int:
-    from xbench.data.synth import data_home
+    from xbench.data.io import data_home
     from xbench.registry import build_registry
     from xbench.testing import plugin_checks
 
@@ -501,7 +517,7 @@ def cmd_check(args) -> int:
 
 def _data_cache(args) -> int:
     from xbench.data import decoded
-    from xbench.data.synth import data_home
+    from xbench.data.io import data_home
 
     home = data_home()
     if args.clear:
@@ -574,9 +590,77 @@ def cmd_import(args) -> int:
     return 1 if rejected else 0
 
 
+def _dataset_for_files(args) -> tuple[Any, Any]:
+    """The spec and options of ``xbench data prepare|check NAME --root PATH --set KEY=VALUE``."""
+    import yaml
+
+    from xbench.config import from_mapping
+    from xbench.data.real import ClipOptions
+    from xbench.registry import build_registry
+
+    spec = build_registry().get("datasets", args.name)
+    if not (isinstance(spec.options, type) and issubclass(spec.options, ClipOptions)):
+        raise ConfigError(f"dataset '{args.name}' is not read from your files (it is generated on first use): "
+                          "nothing to prepare")
+    values: dict[str, Any] = {}
+    for item in args.sets:
+        key, sep, value = item.removeprefix("dataset.").partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(value)
+    return spec, from_mapping(spec.options, {**values, "root": str(args.root)}, f"dataset '{args.name}' options")
+
+
+def _progress(quiet: bool) -> Any:
+    """A progress bar with rate and ETA on stderr (redrawn in place on a terminal, every 10% else)."""
+    started, shown = time.monotonic(), [-1]
+
+    def show(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if quiet or (not sys.stderr.isatty() and tenth == shown[0] and done < total):
+            return
+        shown[0] = tenth
+        rate = done / max(time.monotonic() - started, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        bar = "#" * (30 * done // max(total, 1))
+        end = "\n" if done == total or not sys.stderr.isatty() else ""
+        print(f"\r[{bar:<30}] {done}/{total} files, {rate:.1f}/s, ETA {eta:.0f} s", end=end, file=sys.stderr)
+
+    return show
+
+
+def _data_files(args) -> int:
+    from xbench.data import real
+    from xbench.data.io import data_home
+
+    spec, opts = _dataset_for_files(args)
+    if args.data_command == "check":
+        changes, problems = real.check(spec.factory, opts, data_home(), verify=args.verify)
+        for line in changes:
+            print(f"changed: {line}")
+        for rel, why in problems.items():
+            print(f"problem: {rel}: {why}")
+        print(f"{args.name} at {args.root}: {len(changes)} changed, {len(problems)} problem files"
+              + ("" if args.verify else " (size and mtime; --verify hashes the content)"))
+        return 1 if changes else 0
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: need at least 1")
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    s = real.prepare(spec.factory, opts, data_home(), jobs=args.jobs, progress=_progress(args.quiet), log=log)
+    for rel, why in s["problems"].items():
+        print(f"problem: {rel}: {why}")
+    print(f"{args.name} at {args.root}: {s['files']} files ({s['videos']} videos), {len(s['problems'])} problem "
+          f"files, described in {s['described_s']:.1f} s; {s['clips']} clips in the decode cache ({s['decoded']} "
+          f"decoded now, {s['cached']} already there), {s['cache_bytes'] / 2**20:.1f} MiB for "
+          f"{s['video_bytes'] / 2**20:.1f} MiB of video, in {s['seconds']:.1f} s ({s['cache']})")
+    return 1 if s["problems"] else 0
+
+
 def cmd_data(args) -> int:
     if args.data_command == "cache":
         return _data_cache(args)
+    if args.data_command in ("prepare", "check"):
+        return _data_files(args)
     from xbench.data.flow import FarnebackOptions, prepare_flow
 
     if args.pool < 1 or args.winsize < 3:

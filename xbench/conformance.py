@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xbench.contracts import Dataset, Task, missing_members
+from xbench.errors import DataError
 
 Step = tuple[str, Callable[[], Any]]
 
@@ -30,6 +31,13 @@ def small_options(options: type, extra: dict[str, Any] | None = None) -> Any:
     return options(**values)
 
 
+def dataset_options(spec: Any, data_root: Path) -> Any:
+    """The options a check opens dataset ``spec`` with: its sample's (files written under
+    ``data_root/samples/NAME``) where it has one, else its small defaults."""
+    extra = spec.sample(data_root / "samples" / spec.name) if spec.sample else None
+    return small_options(spec.options, extra)
+
+
 def dataset_steps(reg: Any, name: str, data_root: Path) -> list[Step]:
     """A dataset plugin: builds, satisfies the contract, frames of one size and dtype, labels in
     range, disjoint splits, a manifest hash that is stable and follows its files."""
@@ -40,7 +48,7 @@ def dataset_steps(reg: Any, name: str, data_root: Path) -> list[Step]:
     st: dict[str, Any] = {}
 
     def open_it() -> Any:
-        return spec.factory(small_options(spec.options), Path(data_root))
+        return spec.factory(dataset_options(spec, Path(data_root)), Path(data_root))
 
     def builds():
         st["ds"] = open_it()
@@ -79,7 +87,10 @@ def dataset_steps(reg: Any, name: str, data_root: Path) -> list[Step]:
 
     def disjoint():
         seen: dict[str, str] = {}
-        for split, vids in st["videos"].items():
+        splits = dict(st["videos"])
+        if {v.id for v in splits.get("teacher", ())} == {v.id for v in splits["train"]}:
+            del splits["teacher"]  # the teacher trains on the student's train split (a protocol)
+        for split, vids in splits.items():
             for vid in vids:
                 for key in (vid.id, *vid.files.values()):
                     other = seen.setdefault(key, split)
@@ -116,13 +127,17 @@ def _annotation_files(root: Path, media: set[Path]) -> list[Path]:
 
 def _notices_change(path: Path, open_it: Callable[[], Any], before: str) -> bool:
     """Change one byte of ``path``, open the dataset again, put the file back: noticed when the
-    manifest hash differs or the dataset repaired the file (a generated dataset does)."""
+    manifest hash differs, the dataset repaired the file (a generated dataset does) or refused it
+    with an error naming it (a dataset of the user's files does)."""
     data = path.read_bytes()
     stat = path.stat()
     flipped = bytes([data[-1] ^ 1]) if data else b"\0"
     path.write_bytes(data[:-1] + flipped)
     try:
-        after = open_it().manifest_hash()
+        try:
+            after = open_it().manifest_hash()
+        except DataError as exc:  # a dataset of the user's files refuses changed files: noticed
+            return path.name in str(exc)
         repaired = path.read_bytes() == data
     finally:
         path.write_bytes(data)

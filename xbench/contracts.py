@@ -43,8 +43,9 @@ class Dataset(Protocol):
     - ``num_classes``: the number of action classes; labels are 0 .. num_classes - 1.
     - ``class_names``: one name per class.
     - ``splits``: the splits it has. ``train``, ``val`` and ``test`` are required; ``teacher``
-      (videos a privileged teacher trains on, disjoint from ``train``) is needed by methods that
-      train a teacher.
+      (videos a privileged teacher trains on: disjoint from ``train``, or exactly ``train`` where
+      the teacher trains on the student's data, as the papers' teachers do) is needed by methods
+      that train a teacher.
     - ``videos(split)``: the split's videos (``VideoRecord``: id, frame count, fps, files by
       modality, annotated ``Segment`` steps with label, verb, noun, sentence, frame range).
     - ``read(video, modality)``: one modality of one video as an array: ``rgb`` uint8

@@ -23,5 +23,9 @@ class DataError(XbenchError):
     """A data file is missing, corrupt or does not match its manifest."""
 
 
+class MissingAudio(DataError):
+    """A video has no audio track, and the run reads audio (a task may skip such videos)."""
+
+
 class IncompatibleError(XbenchError):
     """A method cannot run on a task/dataset (a modality or output it needs is missing)."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import nn
 
 #: Every modality a batch may carry. Students read the task's student modalities; teachers may
@@ -120,6 +122,8 @@ ANNOTATIONS = {
     "procedures": "the steps of a video are one procedure in order (what comes next is defined)",
     "sentences": "a sentence describing each step (Segment.sentence)",
     "verb-noun": "each step's verb and noun classes (Segment.verb, Segment.noun)",
+    # a privileged fact a task may carry and an oracle control may read: only generated data knows it
+    "audio_relevant": "whether each step's audio carries its action (Segment.audio_relevant)",
 }
 
 
@@ -137,6 +141,14 @@ class DatasetSpec:
     options: type = NoOptions
     #: the annotations its videos carry (``ANNOTATIONS``): tasks needing them run on it
     annotations: tuple[str, ...] = ("steps",)
+    #: ``sample(folder)`` writes a tiny example of the files it reads into ``folder`` and returns
+    #: the options that open it (a dataset of the user's own files has no data of its own to check
+    #: itself on); None: its defaults open it (a generated dataset)
+    sample: Callable[[Path], dict[str, Any]] | None = None
+    #: ``fingerprint(options)``: the content hash of the files these options read (the manifest
+    #: hash), for datasets of the user's files; it enters every run's config hash. None: the
+    #: options determine the data (a generated dataset)
+    fingerprint: Callable[[Any], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,9 @@ class RecognitionOptions:
     #: the student is frozen and a linear classifier on its pooled features is trained for the
     #: tier's ``probe_steps`` on the train split; test top-1 is the probe's.
     protocol: Literal["finetune", "linear"] = "finetune"
+    #: a video without audio in a dataset that may have such: "error" where a run reads its audio,
+    #: or "skip" it in every run (each method sees the same clips) and count it in the log
+    missing_audio: Literal["error", "skip"] = field(default="error", metadata={"omit_default": True})
 
 
 def label_mask(n: int, split: str, label_fraction: float, seed: int) -> torch.Tensor:
@@ -51,7 +55,11 @@ def _audio_window(audio: np.ndarray, start_frame: int, fps: float, rate: int, le
 
 def audio_subsets(data: Examples) -> dict[str, np.ndarray]:
     """Masks of the examples whose audio carries the action ("clean_audio") and of those whose
-    audio is irrelevant ("noisy_audio"), as unconstrained video has."""
+    audio is irrelevant ("noisy_audio"), as unconstrained video has. A real dataset does not know
+    which is which: both masks are empty (the metrics are nan, never a guess)."""
+    if "audio_relevant" not in data.tensors:
+        none = np.zeros(len(data), dtype=bool)
+        return {"clean_audio": none, "noisy_audio": none}
     relevant = data.tensors["audio_relevant"].numpy()
     return {"clean_audio": relevant, "noisy_audio": ~relevant}
 
@@ -89,6 +97,8 @@ class RecognitionTask:
         videos = dataset.videos(split)
         if not videos:
             raise DataError(f"dataset split '{split}' has no videos")
+        if hasattr(dataset, "clips"):  # frames read on demand: the split is never held in memory
+            return self._lazy_examples(dataset, split, videos, modalities, label_fraction, seed)
         first = videos[0].segments[0]
         per_step = self.options.frames or (first.end - first.start)
         # one audio window for every clip (the first clip's duration), so videos of other frame
@@ -128,6 +138,35 @@ class RecognitionTask:
         tensors["label_mask"] = label_mask(n, split, label_fraction, seed)
         return Examples(tensors, meta={"text": cols.get("text")})
 
+    def _lazy_examples(self, dataset, split: str, videos: list, modalities: tuple[str, ...],
+                       label_fraction: float, seed: int) -> Examples:
+        """Examples of a dataset with ``clips`` (``xbench.data.real``): the rgb column reads its
+        frames on demand (random crops on train, seeded by ``seed``); audio is ``audio_samples``
+        of each clip, as log-mel."""
+        if self.options.missing_audio == "skip":
+            kept = [v for v in videos if dataset.has_audio(v)]
+            if len(kept) < len(videos):
+                logging.getLogger("xbench.data").info(
+                    f"{split}: skipped {len(videos) - len(kept)} of {len(videos)} videos without audio "
+                    "(task.missing_audio=skip)")
+            videos = kept
+        steps = [(i, v, seg) for i, v in enumerate(videos) for seg in v.segments]
+        tensors: dict[str, Any] = {}
+        if "rgb" in modalities:
+            per_step = self.options.frames or dataset.opts.frames
+            tensors["rgb"] = dataset.clips(videos, [(i, s.start, s.end) for i, _, s in steps], per_step,
+                                           split == "train", seed)
+        if "audio" in modalities:
+            audio = [dataset.read(v, "audio") for v in videos]
+            tensors["audio"] = log_mel(torch.from_numpy(np.stack([audio[i] for i, _, _ in steps])),
+                                       dataset.audio_rate)
+        n = len(steps)
+        tensors["label"] = torch.tensor([s.label for _, _, s in steps], dtype=torch.long)
+        tensors["index"] = torch.arange(n)
+        tensors["label_mask"] = label_mask(n, split, label_fraction, seed)
+        text = [s.sentence for _, _, s in steps] if "text" in modalities else None
+        return Examples(tensors, meta={"text": text})
+
     def teacher_view(self) -> dict[str, Any]:
         """What the teacher stage reads from this task: the step clips (their frames) and
         selection on val top-1. Recognition and retrieval share it, so they share one trained
@@ -162,6 +201,8 @@ class RetrievalOptions:
     frames: int | None = None
     #: mAP is computed over this many top-ranked gallery clips (500 in Xia et al.'s protocol)
     top_k: int = 500
+    #: as recognition's: "error", or "skip" videos without audio in every run
+    missing_audio: Literal["error", "skip"] = field(default="error", metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         if self.top_k < 5:

@@ -20,7 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from xbench.data.synth import SynthDataset, SynthOptions, data_home
+from xbench.data.io import data_home
+from xbench.data.synth import SynthDataset, SynthOptions
 from xbench.models import FrameCNNStudent
 from xbench.registry import build_registry
 from xbench.specs import ModelContext

@@ -21,16 +21,23 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
+import multiprocessing
 import os
 import shutil
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xbench.data.clips import FrameFile
+from xbench.errors import DataError
 from xbench.settings import settings
+
+#: clips from which a cold cache is decoded in worker processes
+PARALLEL_FROM = 32
 
 
 def enabled() -> bool:
@@ -40,8 +47,9 @@ def enabled() -> bool:
 def decode_params() -> dict[str, Any]:
     """How frames are decoded now: part of every cache key."""
     try:
-        import decord
+        from xbench.data.io import load_decord
 
+        decord = load_decord()
         version = getattr(decord, "__version__", "?")
     except ImportError:
         version = None
@@ -90,6 +98,65 @@ class DecodeCache:
         _atomic_write(self.dir / f"{video_id}.u8", frames.tobytes())
         _atomic_write(self.dir / f"{video_id}.json",
                       json.dumps({"shape": list(frames.shape), "crc32": zlib.crc32(frames)}).encode())
+
+
+    # -- clips read on demand (real datasets) -----------------------------------------------
+    def has(self, video_id: str) -> bool:
+        """Whether a complete entry is stored (header present, size as the header says)."""
+        try:
+            shape = json.loads((self.dir / f"{video_id}.json").read_text())["shape"]
+            return (self.dir / f"{video_id}.u8").stat().st_size == int(np.prod(shape))
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def frame_file(self, video_id: str) -> FrameFile:
+        """The entry as a file read on demand, its checksum verified by a streamed read (no
+        mapping: the process's memory does not grow with the split)."""
+        data, head = self.dir / f"{video_id}.u8", self.dir / f"{video_id}.json"
+        meta = json.loads(head.read_text())
+        crc = 0
+        with open(data, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                crc = zlib.crc32(chunk, crc)
+        if crc != meta["crc32"]:
+            raise DataError(f"decode cache entry {data} is corrupt (checksum mismatch); "
+                            "remove it with 'xbench data cache --clear'")
+        return FrameFile(data, tuple(meta["shape"]))
+
+    def fill(self, video_ids: list[str], jobs: list[tuple[Path, Any, np.ndarray]], short_side: int,
+             workers: int = 0) -> None:
+        """Decode and store the entries (``jobs``: path, probe, source frame indices), in worker
+        processes when there are several: the parent only waits, and no split is held in memory."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        key_file = self.dir / "key.json"
+        if not key_file.is_file():
+            _atomic_write(key_file, json.dumps(self.params, indent=1, sort_keys=True).encode())
+        work = [(str(self.dir), vid, str(path), probe, idx, short_side)
+                for vid, (path, probe, idx) in zip(video_ids, jobs)]
+        workers = workers or min(4, os.cpu_count() or 1)
+        if len(work) < PARALLEL_FROM:  # a spawned worker's imports cost more than a few small clips
+            workers = 1
+        self._log(f"decode cache: decoding {len(work)} clips into {self.dir}"
+                  + (f" ({min(workers, len(work))} processes)" if workers > 1 and len(work) > 1 else ""))
+        if workers > 1 and len(work) > 1:
+            # spawned, not forked: a fork of a process whose decoder and torch threads are
+            # running can deadlock (it did: workers waiting forever on a lock held at the fork)
+            with ProcessPoolExecutor(min(workers, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(_decode_entry, work, chunksize=max(1, len(work) // (8 * workers))))
+        else:
+            for job in work:
+                _decode_entry(job)
+
+
+def _decode_entry(job: tuple) -> None:
+    """One clip decoded, resized and stored (data first, header last)."""
+    from xbench.data import video
+
+    directory, vid, path, probe, idx, short_side = job
+    frames = video.read_frames(Path(path), probe, idx, short_side)
+    d = Path(directory)
+    _atomic_write(d / f"{vid}.u8", frames.tobytes())
+    _atomic_write(d / f"{vid}.json", json.dumps({"shape": list(frames.shape), "crc32": zlib.crc32(frames)}).encode())
 
 
 def _map(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -12,7 +12,8 @@ import torch
 class Examples:
     """One split as tensors: modality and target name -> tensor with the examples first."""
 
-    #: tensors, or lists for values that are not tensors (the text of the observed steps)
+    #: tensors, lists for values that are not tensors (the text of the observed steps), or lazy
+    #: columns indexed like a tensor (``xbench.data.clips.Clips``: frames read on demand)
     tensors: dict[str, Any]
     meta: dict[str, object] = field(default_factory=dict)
 
@@ -28,7 +29,12 @@ class Examples:
         tensors: dict[str, Any] = {}
         for key, first in parts[0].tensors.items():
             values = [p.tensors[key] for p in parts]
-            tensors[key] = torch.cat(values) if isinstance(first, torch.Tensor) else [x for v in values for x in v]
+            if isinstance(first, torch.Tensor):
+                tensors[key] = torch.cat(values)
+            elif isinstance(first, list):
+                tensors[key] = [x for v in values for x in v]
+            else:  # a lazy column (``Clips``) joins its own way
+                tensors[key] = type(first).concat(values)
         if "index" in tensors:
             tensors["index"] = torch.arange(len(tensors["index"]))
         return Examples(tensors, dict(parts[0].meta))
@@ -38,5 +44,6 @@ class Examples:
         out = {}
         for k in keys:
             v = self.tensors[k]
-            out[k] = v[index] if isinstance(v, torch.Tensor) else [v[i] for i in index.tolist()]
+            # tensors and lazy columns (``Clips``) index with the tensor; lists item by item
+            out[k] = [v[i] for i in index.tolist()] if isinstance(v, list) else v[index]
         return out

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from xbench.errors import DataError
+from xbench.settings import settings
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class VideoRecord:
     #: actions that overlap the steps (a second actor), for dense multi-label detection; they are
     #: not steps of the procedure
     overlaps: tuple[Segment, ...] = field(default_factory=tuple)
+
+
+def data_home() -> Path:
+    """Where datasets are generated, manifests kept and decoded frames cached (XBENCH_DATA)."""
+    data = settings().data
+    if data is not None:
+        return data
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("xbench")) / "data"
 
 
 def sha256_file(path: Path) -> str:
@@ -129,9 +140,18 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
     tmp.replace(path)  # atomic: a killed writer never leaves a half file under the real name
 
 
+def load_decord() -> Any:
+    """decord, imported after PyAV. Both bundle FFmpeg and libvpx and the first loaded provides
+    the shared symbols: with decord's first, PyAV could no longer open its VP9 encoder (EINVAL)."""
+    import av  # noqa: F401
+    import decord
+
+    return decord
+
+
 def read_mp4(path: Path) -> np.ndarray:
     """All frames of a video as uint8 (N, H, W, 3), decoded with decord."""
-    import decord
+    decord = load_decord()
 
     if not path.is_file():
         raise DataError(f"missing video file {path}")

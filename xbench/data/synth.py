@@ -29,9 +29,9 @@ import numpy as np
 
 from xbench.data import decoded, io
 from xbench.data.flow import pool_flow
+from xbench.data.io import data_home  # noqa: F401  (its old home: imported from here by users)
 from xbench.errors import DataError
 from xbench.hashing import stable_hash
-from xbench.settings import settings
 
 GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test", "teacher")
@@ -389,15 +389,6 @@ def generate_video(args: tuple[SynthOptions, str, int, str]) -> dict:
             **({"overlaps": [asdict(s) for s in overlaps]} if overlaps else {})}
 
 
-def data_home() -> Path:
-    data = settings().data
-    if data is not None:
-        return data
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("xbench")) / "data"
-
-
 class SynthDataset:
     """The generated files of one option set, generated or repaired on first use."""
 
@@ -410,7 +401,7 @@ class SynthDataset:
     def __init__(self, opts: SynthOptions, root: Path | None = None, *, workers: int | None = None,
                  log=None) -> None:
         self.opts = opts
-        self.root = (root or data_home()) / "synth" / opts.generation_key()
+        self.root = (root or io.data_home()) / "synth" / opts.generation_key()
         self.num_classes = opts.num_classes
         self.class_names = class_names(opts)
         # through the "xbench" logger: the CLI shows it (not under --quiet); a library user

@@ -150,6 +150,11 @@ def _check_dataset(ctx: RunContext, dataset: object) -> None:
     if lacking:
         why = " (the teacher trains on it)" if lacking == ["teacher"] else ""
         raise IncompatibleError(f"{culprit} has no split '{lacking[0]}'{why}; its splits: {', '.join(dataset.splits)}")
+    if "teacher" in p.method.train_splits and "train" in p.method.train_splits and \
+            {v.id for v in dataset.videos("teacher")} == {v.id for v in dataset.videos("train")}:
+        # the student would see its train split twice: the teacher has no data of its own
+        raise IncompatibleError(f"method '{p.method.name}' trains on the teacher split's labels, but {culprit}'s "
+                                "teacher split is its train split (set dataset.teacher=holdout:F for one of its own)")
 
 
 def _shapes(state: RunState) -> dict[str, tuple[int, ...]]:
@@ -158,6 +163,7 @@ def _shapes(state: RunState) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for split in (state.train, state.val):
         for m in state.train_modalities + state.student_modalities + state.teacher_modalities:
-            if split is not None and isinstance(split.tensors.get(m), torch.Tensor):
+            # a tensor, or a lazy column with a shape (frames read on demand)
+            if split is not None and hasattr(split.tensors.get(m), "shape"):
                 shapes.setdefault(m, tuple(split.tensors[m].shape[1:]))
     return shapes

@@ -19,6 +19,7 @@ from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchErr
 from xbench.regimes import Regime, load_regime
 from xbench.registry import Registry
 from xbench.specs import (
+    ANNOTATIONS,
     DatasetSpec,
     LossSpec,
     LossTerm,
@@ -64,6 +65,9 @@ class Plan:
     stages: tuple[Stage, ...] = ()
     #: the regime the run is in (its dataset options and tier changes are applied above)
     regime: Regime | None = None
+    #: the content hash of the user's files a dataset reads (None: generated data, which its
+    #: options determine): part of the config hash, so other files are another configuration
+    data_fingerprint: str | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -118,6 +122,7 @@ class Plan:
             **({"regime": self.regime.plain()} if self.regime else {}),
             # an oracle control's privileged facts: its rows are labelled so in every table
             **({"privileged": list(self.method.privileged)} if self.method.privileged else {}),
+            **({"data": self.data_fingerprint} if self.data_fingerprint else {}),
         }
 
 
@@ -153,6 +158,10 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
                                 f"'{task.name}' does not provide" + (f" (it provides: {', '.join(task.privileged)})"
                                                                      if task.privileged else ""))
     dataset = _dataset(reg, cfg, task)
+    unknown = [k for k in method.privileged if k in ANNOTATIONS and k not in dataset.annotations]
+    if unknown:  # real data does not know it (which clips' audio carries the action)
+        raise IncompatibleError(f"method '{method.name}' reads the privileged fact '{unknown[0]}', which dataset "
+                                f"'{dataset.name}' does not annotate")
     regime = load_regime(cfg.regime) if cfg.regime else None
     tier = _tier(cfg, tiers, regime)
     dataset_options = _dataset_options(dataset, tier, task, cfg, regime)
@@ -170,6 +179,8 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     p = Plan(cfg, tier, method, task, dataset, student, teacher, method_options, teacher_options,
              task_options, dataset_options, terms)
     p.regime = regime
+    if dataset.fingerprint is not None:
+        p.data_fingerprint = dataset.fingerprint(dataset_options)
     _check_protocol(p)
     if teacher is not None:
         p.teacher_terms = _task_terms(reg, p, list(task.teacher_terms or (LossTerm("ce", target="label"),)))

@@ -134,12 +134,21 @@ def _frozen(ctx: RunContext, state: RunState, spend: StageSpend, sel: Selection)
     state.teacher_record = {
         "name": p.teacher.name, "plugin": p.owner("teachers", p.teacher.name),
         "modalities": list(state.teacher_modalities),
-        "trained_on": "teacher split (disjoint from the student's train split)",
-        "soft_targets": "frozen teacher's outputs on train clips it never trained on",
+        **_trained_on(state.dataset),
         "source": spend.source, "cache_key": cache.key if cache else None,
         "val": sel.val_metrics, "selected_step": sel.step}
     ctx.log(f"teacher '{p.teacher.name}' ({spend.source}): val {teacher_metric(p, state)} {sel.value:.2f} "
             f"after {spend.steps} steps ({spend.stopped_by})")
+
+
+def _trained_on(dataset: Any) -> dict[str, str]:
+    """What the record says of the teacher's data: its own split, or the student's train split
+    (a real dataset's ``teacher=train`` protocol, as the papers train their teachers)."""
+    if {v.id for v in dataset.videos("teacher")} == {v.id for v in dataset.videos("train")}:
+        return {"trained_on": "the student's train split (teacher protocol 'train')",
+                "soft_targets": "frozen teacher's outputs on the train clips it trained on"}
+    return {"trained_on": "teacher split (disjoint from the student's train split)",
+            "soft_targets": "frozen teacher's outputs on train clips it never trained on"}
 
 
 def teacher_inference(ctx: RunContext, state: RunState) -> None:

@@ -1,0 +1,109 @@
+"""A split's video clips read on demand from decoded frame files, never held whole in memory.
+
+Real datasets decode each clip once into a uint8 file of resized frames (``xbench.data.decoded``).
+``Clips`` is the ``rgb`` column of such a split's ``Examples``: indexing it with a batch of example
+indices reads those clips' frames with ``pread`` (no mapping stays open, so the process's memory
+does not grow with the split), takes the clip's frames and crops them:
+
+- evaluation splits: the centre crop and, for ``window`` clips, the centred window;
+- the train split: a random crop (and a random window start), drawn from a generator seeded by
+  the run's seed, the example and how many times the example was read before. The harness's data
+  order is seeded, so a run's crops are the same on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class FrameFile:
+    """Decoded frames of one clip: uint8 (frames, height, width, 3), C order, in ``path``."""
+
+    path: Path
+    shape: tuple[int, int, int, int]
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """The frames at ``indices`` (each read with one ``pread``)."""
+        _, h, w, c = self.shape
+        size = h * w * c
+        out = np.empty((len(indices), h, w, c), dtype=np.uint8)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for j, i in enumerate(indices.tolist()):
+                buf = os.pread(fd, size, i * size)
+                if len(buf) != size:  # the file shrank after it was checked
+                    raise OSError(f"{self.path}: short read at frame {i}")
+                out[j] = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, c)
+        finally:
+            os.close(fd)
+        return out
+
+
+class Clips:
+    """The ``rgb`` column of a split: ``clips[index]`` -> uint8 (B, T, 3, crop, crop)."""
+
+    def __init__(self, files: list[FrameFile], spans: list[tuple[int, int, int]], frames: int, crop: int,
+                 temporal: Literal["uniform", "window"], train: bool, seed: int) -> None:
+        #: per example: (file, first frame, end frame) in its frame file
+        self.files, self.spans = files, spans
+        self.frames, self.crop, self.temporal = frames, crop, temporal
+        self.train, self.seed = train, seed
+        self._draws = np.zeros(len(spans), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.spans), self.frames, 3, self.crop, self.crop)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.uint8
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        idx = index.tolist() if isinstance(index, torch.Tensor) else list(index)
+        out = np.empty((len(idx), self.frames, self.crop, self.crop, 3), dtype=np.uint8)
+        for j, i in enumerate(idx):
+            out[j] = self._clip(i)
+        return torch.from_numpy(out).permute(0, 1, 4, 2, 3).contiguous()
+
+    def _clip(self, i: int) -> np.ndarray:
+        f, start, end = self.spans[i]
+        file = self.files[f]
+        rng = None
+        if self.train:
+            key = f"{self.seed}:{i}:{self._draws[i]}".encode()
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+            self._draws[i] += 1
+        frames = self._frames(start, end, rng)
+        _, h, w, _ = file.shape
+        y = (h - self.crop) // 2 if rng is None else int(rng.integers(0, h - self.crop + 1))
+        x = (w - self.crop) // 2 if rng is None else int(rng.integers(0, w - self.crop + 1))
+        return file.read(frames)[:, y: y + self.crop, x: x + self.crop]
+
+    def _frames(self, start: int, end: int, rng: np.random.Generator | None) -> np.ndarray:
+        if self.temporal == "uniform":
+            return np.linspace(start, end - 1, self.frames).round().astype(np.int64)
+        room = end - start - self.frames  # >= 0: the dataset refuses clips shorter than this
+        first = start + (room // 2 if rng is None else int(rng.integers(0, room + 1)))
+        return np.arange(first, first + self.frames, dtype=np.int64)
+
+    @staticmethod
+    def concat(parts: list[Clips]) -> Clips:
+        """Splits as one column (the first part's crop policy)."""
+        files: list[FrameFile] = []
+        spans: list[tuple[int, int, int]] = []
+        for p in parts:
+            spans += [(f + len(files), s, e) for f, s, e in p.spans]
+            files += p.files
+        head = parts[0]
+        return Clips(files, spans, head.frames, head.crop, head.temporal, head.train, head.seed)

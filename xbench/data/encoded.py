@@ -1,0 +1,108 @@
+"""Real encoded video made on the spot with PyAV: trees of class folders for the tests, the
+benchmarks and a first try of the ``folder`` and ``list`` datasets without a download.
+
+Each class has its own colour and direction of motion, and its own tone in the audio track, so a
+student and an audio teacher can both learn it. Codecs and containers as real datasets have
+them: H.264 + AAC in mp4, MPEG-4 part 2 in avi, VP9 + Opus in webm, AV1 in mp4.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+#: container -> (video codec, audio codec)
+FORMATS = {"mp4": ("libx264", "aac"), "avi": ("mpeg4", "mp3"), "webm": ("libvpx-vp9", "libopus"),
+           "av1": ("libsvtav1", "aac")}
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float, fmt: str = "mp4", audio: np.ndarray | None = None,
+                rate: int = 16000) -> None:
+    """uint8 RGB frames (N, H, W, 3), and optionally mono float audio at ``rate``, into one file."""
+    import av
+
+    vcodec, acodec = FORMATS[fmt]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container_fmt = "mp4" if fmt == "av1" else fmt
+    fr = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format=container_fmt) as c:
+        s = c.add_stream(vcodec, rate=fr)
+        s.height, s.width, s.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        s.codec_context.thread_count = 1
+        if fmt == "av1":
+            s.options = {"svtav1-params": "lp=1", "preset": "12"}
+        elif fmt == "mp4":
+            s.options = {"preset": "veryfast"}
+        a = None
+        if audio is not None:
+            a_rate = 48000 if acodec == "libopus" else 44100 if acodec == "mp3" else rate
+            a = c.add_stream(acodec, rate=a_rate)
+            audio = _resample(audio, rate, a_rate)
+        for frame in frames:
+            for packet in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+        if a is not None:
+            size = a.codec_context.frame_size or 1024
+            for k in range(0, len(audio), size):
+                af = av.AudioFrame.from_ndarray(audio[None, k: k + size].astype(np.float32), format="flt",
+                                                layout="mono")
+                af.sample_rate = a.rate
+                for packet in a.encode(af):
+                    c.mux(packet)
+            for packet in a.encode():
+                c.mux(packet)
+
+
+def _resample(x: np.ndarray, rate: int, to: int) -> np.ndarray:
+    n = round(len(x) * to / rate)
+    return np.interp(np.arange(n) * rate / to, np.arange(len(x)), x).astype(np.float32)
+
+
+def clip(label: int, classes: int, frames: int, height: int, width: int, seed: int) -> np.ndarray:
+    """A clip of class ``label``: a square of the class's colour moving in the class's direction
+    over a noisy background."""
+    rng = np.random.default_rng(seed)
+    hue = np.array([255 * (label % 3 == 0), 255 * (label % 3 == 1), 255 * (label % 3 == 2)])
+    angle = 2 * np.pi * label / classes
+    side = max(4, min(height, width) // 4)
+    # coarse noise (8x8-pixel blocks): a textured background that encodes fast and small
+    coarse = rng.integers(0, 60, (frames, -(-height // 8), -(-width // 8), 3), dtype=np.uint8)
+    out = np.ascontiguousarray(coarse.repeat(8, axis=1).repeat(8, axis=2)[:, :height, :width])
+    y0, x0 = rng.uniform(0.3, 0.7) * (height - side), rng.uniform(0.3, 0.7) * (width - side)
+    for t in range(frames):
+        step = 0.6 * t / max(frames - 1, 1)
+        y = int(np.clip(y0 + np.sin(angle) * step * height * 0.5, 0, height - side))
+        x = int(np.clip(x0 + np.cos(angle) * step * width * 0.5, 0, width - side))
+        out[t, y: y + side, x: x + side] = hue
+    return out
+
+
+def tone(label: int, seconds: float, rate: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 7)
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.4 * np.sin(2 * np.pi * (300 + 150 * label) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def folder_tree(root: Path, classes: int = 3, per_class: int = 4, frames: int = 16,
+                sizes: tuple[tuple[int, int], ...] = ((48, 64), (36, 48)), rates: tuple[float, ...] = (25.0, 30000 / 1001),
+                formats: tuple[str, ...] = ("mp4",), audio: bool = True, rate: int = 16000,
+                splits: bool = False) -> list[Path]:
+    """``root/<class>/<video>`` (``root/<split>/<class>/...`` with ``splits``) of real encoded
+    clips cycling through ``sizes``, frame ``rates`` and ``formats``; returns the files."""
+    out = []
+    for label in range(classes):
+        for i in range(per_class):
+            k = label * per_class + i
+            h, w = sizes[k % len(sizes)]
+            fps, fmt = rates[k % len(rates)], formats[k % len(formats)]
+            split = ("train", "train", "val", "test")[i % 4] if splits else None
+            ext = "mp4" if fmt == "av1" else fmt
+            path = root / (split or "") / f"class{label}" / f"c{label}_g{i:02d}_{k:03d}.{ext}"
+            sound = tone(label, frames / fps, rate, k) if audio else None
+            write_video(path, clip(label, classes, frames, h, w, k), fps, fmt, sound, rate)
+            out.append(path)
+    return out

@@ -1,0 +1,581 @@
+"""Your own videos with no code: the ``folder`` and ``list`` datasets.
+
+``folder``: one sub-folder per class (torchvision's ImageFolder, mmaction2's class-per-folder
+layout), optionally under ``train/``, ``val/`` and ``test/`` folders::
+
+    ROOT/<class>/<video>.mp4                 (splits made by a seeded, group-keeping split)
+    ROOT/train/<class>/<video>.mp4 ...       (splits as given; a missing val carved from train)
+
+``list``: a CSV or JSONL annotation file, one clip per row, paths relative to ``root``::
+
+    path,label,split,start,end,group,text,actions
+    videos/a.mp4,pour,train,0.0,4.5,actor03,"pour the milk",
+    videos/b.mp4,cut,test,,,actor07,,"cut 0.5 2.0;pour 1.5 3.0"
+
+``label`` is a class name or a 0-based id (of ``classes``, a file with one class name per line,
+when given); ``split``, ``start``/``end`` (seconds), ``group`` (clips of one group, e.g. one actor
+or recording, never on both sides of a split), ``text`` (a sentence per clip) and ``actions``
+(``label start end`` in seconds, ``;``-separated: per-frame labels for detection) are optional.
+
+Both read real video through :mod:`xbench.data.video` (decord, PyAV where decord cannot), keep
+each clip's frames once, resized, in the decode cache, and hand the tasks a lazy ``Clips`` column
+(:mod:`xbench.data.clips`): a split is never held whole in memory. The files are described by a
+manifest (``xbench data prepare``); a run refuses files that no longer match it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io as _io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from xbench.data import decoded, io, manifest, video
+from xbench.data.clips import Clips, FrameFile
+from xbench.data.io import Segment, VideoRecord
+from xbench.errors import DataError, MissingAudio
+
+SPLITS = ("train", "val", "test")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """Options every real-video dataset shares: where the files are, how frames are sampled and
+    sized, how missing splits and the teacher's data are made."""
+
+    #: the dataset's folder (required)
+    root: str | None = None
+    #: frame sampling (``xbench.data.video``): "segments" (TSN), "dense" (clips at a stride),
+    #: "fps" (every frame at a target rate)
+    sampling: Literal["segments", "dense", "fps"] = "segments"
+    #: frames per clip the student sees
+    frames: int = 8
+    #: "dense": keep every stride-th source frame
+    stride: int = 2
+    #: "fps": the rate frames are kept at
+    fps: float = 4.0
+    #: frames are resized to this short side before they are cached (aspect ratio kept) ...
+    short_side: int = 128
+    #: ... and cropped to crop x crop (centre at evaluation, random at training)
+    crop: int = 112
+    #: the audio's sample rate (resampled, mono) and the seconds of it each clip gets
+    audio_rate: int = 16000
+    audio_seconds: float = 4.0
+    #: splits the files do not give: val (and test) carved from train, whole groups at a time
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    #: a regular expression whose first group (else its match) in a file's path names its group
+    #: (UCF101: "_(g\\d+)_"); none: each video is its own group
+    group_pattern: str | None = None
+    #: the teacher's data: "train" (the student's train split, as the papers train it) or
+    #: "holdout:F" (a seeded, group-keeping fraction F of train kept for the teacher only)
+    teacher: str = "train"
+    #: fraction of train clips whose labels the student may use (the rest: distillation only)
+    label_fraction: float = 1.0
+    #: processes that decode a cold cache (0: up to 4, one per core)
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.frames, self.stride, self.short_side, self.crop, self.audio_rate) < 1 or self.fps <= 0:
+            raise ValueError("frames, stride, short_side, crop, audio_rate and fps must be positive")
+        if self.crop > self.short_side:
+            raise ValueError(f"crop {self.crop} is larger than short_side {self.short_side}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("val_fraction and test_fraction must be in [0, 1) with a sum below 1")
+        if not 0.0 <= self.label_fraction <= 1.0 or self.audio_seconds <= 0:
+            raise ValueError("label_fraction must be in [0, 1] and audio_seconds positive")
+        teacher_fraction(self.teacher)  # raises on a bad protocol
+        if self.group_pattern is not None:
+            try:
+                re.compile(self.group_pattern)
+            except re.error as exc:
+                raise ValueError(f"group_pattern {self.group_pattern!r}: {exc}") from exc
+
+    def decode_params(self) -> dict[str, Any]:
+        """What the cached frames depend on (with the video files' hashes: the decode cache key)."""
+        kept = {"segments": self.frames, "dense": f"every {self.stride}", "fps": f"{self.fps}/s"}[self.sampling]
+        return {**video.reader_versions(), "sampling": self.sampling, "frames": kept,
+                "size": f"short side {self.short_side}", "dtype": "uint8"}
+
+
+def teacher_fraction(protocol: str) -> float | None:
+    """None for "train"; F for "holdout:F"; ValueError otherwise."""
+    if protocol == "train":
+        return None
+    kind, _, value = protocol.partition(":")
+    try:
+        f = float(value)
+    except ValueError:
+        f = -1.0
+    if kind != "holdout" or not 0.0 < f < 1.0:
+        raise ValueError(f"teacher {protocol!r}: expected 'train' or 'holdout:F' with F in (0, 1)")
+    return f
+
+
+@dataclass(frozen=True)
+class FolderOptions(ClipOptions):
+    """Options of the ``folder`` dataset."""
+
+
+@dataclass(frozen=True)
+class ListOptions(ClipOptions):
+    """Options of the ``list`` dataset."""
+
+    #: the CSV or JSONL file of clips (relative to root, or absolute)
+    annotations: str | None = None
+    #: a file with one class name per line (line N is class N); none: the labels' sorted names
+    classes: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One clip as the annotations give it, before splits are made."""
+
+    path: str
+    label: int
+    split: str | None
+    start: float | None = None
+    end: float | None = None
+    group: str = ""
+    text: str = ""
+    #: (label, start s, end s) actions inside the clip: per-frame labels
+    actions: tuple[tuple[int, float, float], ...] = ()
+    where: str = ""
+
+    @property
+    def id(self) -> str:
+        window = "" if self.start is None and self.end is None else f"@{self.start}-{self.end}"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.path + window)[-80:]
+        return f"{slug}-{hashlib.sha256((self.path + window).encode()).hexdigest()[:8]}"
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"missing annotation file {path}")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"annotation file {path} is not UTF-8 (line {line}, byte {exc.start})") from exc
+
+
+def scan_folder(root: Path, pattern: str | None) -> tuple[list[str], list[Entry]]:
+    """Class names and clips of a class-per-folder tree (split folders if it has them)."""
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    split_dirs = [s for s in SPLITS if (root / s).is_dir()]
+    tops = [(root / s, s) for s in split_dirs] if split_dirs else [(root, None)]
+    names = sorted({d.name for top, _ in tops for d in top.iterdir() if d.is_dir() and not d.name.startswith(".")})
+    if not names:
+        raise DataError(f"dataset root {root} has no class folders (expected ROOT/<class>/<video>)")
+    index = {n: i for i, n in enumerate(names)}
+    entries = []
+    for top, split in tops:
+        for cls in sorted(d for d in top.iterdir() if d.is_dir() and d.name in index):
+            for f in sorted(cls.rglob("*")):
+                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS:
+                    rel = f.relative_to(root).as_posix()
+                    entries.append(Entry(rel, index[cls.name], split, group=_group(rel, pattern), where=rel))
+    if not entries:
+        raise DataError(f"dataset root {root} has no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    return names, entries
+
+
+def _group(rel: str, pattern: str | None) -> str:
+    if pattern is None:
+        return rel
+    m = re.search(pattern, rel)
+    return (m.group(1) if m.groups() else m.group(0)) if m else rel
+
+
+def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, row) of a CSV or JSONL annotation file."""
+    text = _read_text(path)
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{n}: bad JSON: {exc.msg}") from exc
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{n}: expected a JSON object per line")
+                rows.append((f"{path}:{n}", row))
+        return rows
+    reader = csv.DictReader(_io.StringIO(text))
+    if not reader.fieldnames or "path" not in reader.fieldnames or "label" not in reader.fieldnames:
+        raise DataError(f"{path}: the header must name 'path' and 'label' columns (has: {reader.fieldnames})")
+    return [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
+
+
+def scan_list(root: Path, annotations: Path, classes: Path | None, pattern: str | None) -> tuple[list[str], list[Entry]]:
+    """Class names and clips of a list file, each row checked."""
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    rows = _rows(annotations)
+    names = [ln.strip() for ln in _read_text(classes).splitlines() if ln.strip()] if classes else None
+    if names is None:
+        labels = {str(r.get("label", "")).strip() for _, r in rows}
+        labels |= {a.split()[0] for _, r in rows for a in str(r.get("actions") or "").split(";") if a.strip()}
+        names = sorted(labels, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    index = {n: i for i, n in enumerate(names)}
+    entries, seen = [], {}
+    for where, row in rows:
+        e = _entry(where, row, index, names, pattern)
+        key = (e.split, e.path, e.start, e.end)
+        if key in seen:
+            raise DataError(f"{where}: clip {e.path} is listed twice in split '{e.split}' (also {seen[key]})")
+        seen[key] = where
+        entries.append(e)
+    if not entries:
+        raise DataError(f"{annotations}: no clips listed")
+    return names, entries
+
+
+def _label(value: Any, index: dict[str, int], names: list[str], where: str) -> int:
+    s = str(value).strip()
+    if s in index:
+        return index[s]
+    if s.isdigit() and int(s) < len(names):
+        return int(s)
+    raise DataError(f"{where}: unknown class {s!r} (classes: {len(names)}, e.g. {', '.join(names[:5])})")
+
+
+def _seconds(value: Any, where: str, what: str) -> float | None:
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise DataError(f"{where}: {what} {value!r} is not a number of seconds") from exc
+
+
+def _entry(where: str, row: dict[str, Any], index: dict[str, int], names: list[str], pattern: str | None) -> Entry:
+    path = str(row.get("path") or "").strip()
+    if not path:
+        raise DataError(f"{where}: no path")
+    split = str(row.get("split") or "").strip() or None
+    if split is not None and split not in SPLITS:
+        raise DataError(f"{where}: unknown split {split!r} (expected {', '.join(SPLITS)})")
+    start, end = _seconds(row.get("start"), where, "start"), _seconds(row.get("end"), where, "end")
+    if start is not None and end is not None and end <= start:
+        raise DataError(f"{where}: end {end} is not after start {start}")
+    actions = []
+    for part in str(row.get("actions") or "").split(";"):
+        if part.strip():
+            bits = part.split()
+            if len(bits) != 3:
+                raise DataError(f"{where}: action {part.strip()!r} is not 'label start end'")
+            a, b = _seconds(bits[1], where, "action start"), _seconds(bits[2], where, "action end")
+            actions.append((_label(bits[0], index, names, where), a, b))
+    group = str(row.get("group") or "").strip() or _group(path, pattern)
+    return Entry(path, _label(row.get("label"), index, names, where), split, start, end, group,
+                 str(row.get("text") or ""), tuple(actions), where)
+
+
+def make_splits(entries: list[Entry], opts: ClipOptions) -> dict[str, list[Entry]]:
+    """The splits: as given; the missing ones carved from the rest by whole groups, seeded.
+    Carving keeps groups whole, so one group (actor, recording) is never on both sides."""
+    given = {s: [e for e in entries if e.split == s] for s in SPLITS}
+    pool = [e for e in entries if e.split is None] + given["train"]
+    out = {"train": pool}
+    for split, fraction in (("test", opts.test_fraction), ("val", opts.val_fraction)):
+        if given[split]:
+            out[split] = given[split]
+        else:
+            share = fraction / (1.0 - (opts.test_fraction if split == "val" and not given["test"] else 0.0))
+            out[split], out["train"] = carve(out["train"], share, f"{opts.split_seed}:{split}")
+    f = teacher_fraction(opts.teacher)
+    if f is None:
+        out["teacher"] = out["train"]
+    else:
+        out["teacher"], out["train"] = carve(out["train"], f, f"{opts.split_seed}:teacher")
+    for split in ("train", "val", "test"):
+        if not out[split]:
+            raise DataError(f"split '{split}' has no clips ({len(entries)} listed; give more, or set "
+                            "dataset.val_fraction / dataset.test_fraction)")
+    return {s: sorted(v, key=lambda e: (e.path, e.start or 0.0)) for s, v in out.items()}
+
+
+def carve(entries: list[Entry], fraction: float, seed: str) -> tuple[list[Entry], list[Entry]]:
+    """(carved, rest): whole groups, in a seeded order, until ``fraction`` of the clips."""
+    groups = sorted({e.group for e in entries})
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little"))
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    want, taken, n = round(fraction * len(entries)), set(), 0
+    sizes = {g: 0 for g in groups}
+    for e in entries:
+        sizes[e.group] += 1
+    for g in order:
+        if n >= want or len(taken) == len(groups) - 1:
+            break
+        taken.add(g)
+        n += sizes[g]
+    return [e for e in entries if e.group in taken], [e for e in entries if e.group not in taken]
+
+
+class ClipDataset:
+    """A real-video dataset: clips from files under ``root``, decoded once, read on demand."""
+
+    modalities = ("rgb", "audio", "text")
+    splits = ("train", "val", "test", "teacher")
+
+    def __init__(self, name: str, opts: ClipOptions, home: Path, names: list[str], entries: list[Entry],
+                 extras: tuple[Path, ...] = (), log=None) -> None:
+        self.name, self.opts, self.root = name, opts, Path(opts.root).expanduser()
+        self.num_classes, self.class_names = len(names), names
+        self.audio_rate = opts.audio_rate
+        self.audio_samples = round(opts.audio_seconds * opts.audio_rate)
+        self._log = log or logging.getLogger("xbench.data").info
+        videos = sorted({e.path for e in entries})
+        # .wav sidecars are read instead of the container's audio: their content is data too
+        extras = (*extras, *(self.root / w for w in map(_sidecar_rel, videos) if (self.root / w).is_file()))
+        self.manifest = manifest.Manifest.open(name, self.root, videos, extras, home, log=self._log)
+        problems = self.manifest.problems()
+        if problems:  # only while preparing (a run stops at the first): prepare lists them and goes on
+            entries = [e for e in entries if e.path not in problems]
+        self._entries = make_splits(entries, opts)
+        self._records: dict[str, list[VideoRecord]] = {}
+        self._entry_of: dict[str, Entry] = {}
+        # keyed by the videos' content only: a relabelled list keeps its decoded frames
+        self._cache = decoded.DecodeCache(home, self.manifest.videos_hash, opts.decode_params(), log=self._log)
+
+    # -- the Dataset contract ---------------------------------------------------------------
+    def videos(self, split: str) -> list[VideoRecord]:
+        if split not in self._records:
+            self._records[split] = [self._record(e, split) for e in self._entries[split]]
+        return self._records[split]
+
+    def read(self, video: VideoRecord, modality: str) -> np.ndarray:
+        """rgb: the clip's cached frames, centre-cropped; audio: ``audio_seconds`` of it."""
+        if modality == "rgb":
+            f = self.frame_file(video)
+            frames = f.read(np.arange(f.shape[0]))
+            y, x = (f.shape[1] - self.opts.crop) // 2, (f.shape[2] - self.opts.crop) // 2
+            return frames[:, y: y + self.opts.crop, x: x + self.opts.crop]
+        if modality == "audio":
+            return self.audio(video)
+        raise DataError(f"dataset '{self.name}' has no modality '{modality}'")
+
+    def manifest_hash(self) -> str:
+        return self.manifest.hash
+
+    def has_audio(self, video: VideoRecord) -> bool:
+        """Whether the clip's file has an audio track or a ``.wav`` beside it."""
+        path = self._entry_of[video.id].path
+        return self.manifest.probe(path).has_audio or _sidecar_rel(path) in self.manifest.files
+
+    # -- clips read on demand ---------------------------------------------------------------
+    def clips(self, videos: list[VideoRecord], spans: list[tuple[int, int, int]], frames: int, train: bool,
+              seed: int) -> Clips:
+        """The lazy ``rgb`` column of examples cut from ``videos`` (span: video, first, end frame)."""
+        self.decode(videos)
+        files = [self.frame_file(v) for v in videos]
+        temporal = "window" if self.opts.sampling == "dense" else "uniform"
+        return Clips(files, spans, frames, self.opts.crop, temporal, train, seed)
+
+    def decode(self, videos: list[VideoRecord]) -> None:
+        """Fill the decode cache for ``videos`` (in worker processes where there are many)."""
+        todo = [v for v in videos if not self._cache.has(v.id)]
+        if todo:
+            jobs = [(self.root / v.files["rgb"], self.manifest.probe(v.files["rgb"]), self._indices(v))
+                    for v in todo]
+            self._cache.fill([v.id for v in todo], jobs, self.opts.short_side, self.opts.workers)
+
+    def frame_file(self, video: VideoRecord) -> FrameFile:
+        if not self._cache.has(video.id):  # its whole split at once, in parallel
+            self.decode(self.videos(video.split))
+        return self._cache.frame_file(video.id)
+
+    def audio(self, video: VideoRecord) -> np.ndarray:
+        """``audio_seconds`` of the clip's audio around its middle (zero-padded), at audio_rate."""
+        e = self._entry_of[video.id]
+        p = self.manifest.probe(e.path)
+        start, end = e.start or 0.0, e.end if e.end is not None else p.duration
+        mid, half = (start + end) / 2, self.opts.audio_seconds / 2
+        a = max(0.0, mid - half)
+        samples = video_audio(self.root / e.path, self.audio_rate, a, a + self.opts.audio_seconds)
+        return samples if len(samples) == self.audio_samples else np.pad(
+            samples[: self.audio_samples], (0, max(0, self.audio_samples - len(samples))))
+
+    # -- building records -------------------------------------------------------------------
+    def _indices(self, v: VideoRecord) -> np.ndarray:
+        e = self._entry_of[v.id]
+        o = self.opts
+        return video.frame_indices(self.manifest.probe(e.path), o.sampling, o.frames, o.stride, o.fps, e.start, e.end)
+
+    def _record(self, e: Entry, split: str) -> VideoRecord:
+        p = self.manifest.probe(e.path)
+        o = self.opts
+        n = len(video.frame_indices(p, o.sampling, o.frames, o.stride, o.fps, e.start, e.end))
+        if o.sampling == "dense" and n < o.frames:
+            raise DataError(f"video {self.root / e.path} is shorter than a clip: {n} frames at stride {o.stride}, "
+                            f"a clip is {o.frames}")
+        start, end = e.start or 0.0, e.end if e.end is not None else p.duration
+        rate = n / max(end - start, 1e-6)  # frames kept per second
+        segments = (Segment(0, n, e.label, e.label, 0, e.text),)
+        overlaps: tuple[Segment, ...] = ()
+        if e.actions:
+            acts = [Segment(max(0, round((a - start) * rate)), min(n, max(1, round((b - start) * rate))), lab, lab, 0, "")
+                    for lab, a, b in e.actions]
+            segments, overlaps = _layers(acts)
+        rec = VideoRecord(id=e.id, split=split, procedure=0, num_frames=n, fps=rate,
+                          files={"rgb": e.path, "audio": e.path}, segments=segments, overlaps=overlaps)
+        self._entry_of[e.id] = e
+        return rec
+
+
+def _sidecar_rel(rel: str) -> str:
+    return str(Path(rel).with_suffix(".wav").as_posix())
+
+
+def _layers(actions: list[Segment]) -> tuple[tuple[Segment, ...], tuple[Segment, ...]]:
+    """Actions as steps (in order, not overlapping) and overlaps (those that overlap a step)."""
+    steps: list[Segment] = []
+    over: list[Segment] = []
+    for a in sorted(actions, key=lambda s: (s.start, s.end)):
+        (over if steps and a.start < steps[-1].end else steps).append(a)
+    return tuple(steps), tuple(over)
+
+
+def video_audio(path: Path, rate: int, start: float, end: float) -> np.ndarray:
+    """The audio window, one line naming the file where there is none."""
+    try:
+        return video.read_audio(path, rate, start, end)
+    except DataError as exc:
+        if str(exc).startswith("no audio"):
+            raise MissingAudio(f"video {path} has no audio track (and no .wav beside it); "
+                               "--set task.missing_audio=skip leaves such videos out of every run") from exc
+        raise
+
+
+def open_folder(opts: FolderOptions, home: Path | None) -> ClipDataset:
+    if not opts.root:
+        raise DataError("dataset 'folder' needs its root: --set dataset.root=PATH")
+    root = Path(opts.root).expanduser()
+    names, entries = scan_folder(root, opts.group_pattern)
+    return ClipDataset("folder", opts, home or io.data_home(), names, entries)
+
+
+def open_list(opts: ListOptions, home: Path | None) -> ClipDataset:
+    if not opts.root or not opts.annotations:
+        raise DataError("dataset 'list' needs its root and its list: --set dataset.root=PATH "
+                        "--set dataset.annotations=FILE")
+    root = Path(opts.root).expanduser()
+    ann = _resolve(root, opts.annotations)
+    classes = _resolve(root, opts.classes) if opts.classes else None
+    names, entries = scan_list(root, ann, classes, opts.group_pattern)
+    for e in entries:
+        if not (root / e.path).is_file():
+            raise DataError(f"{e.where}: missing video file {root / e.path}")
+    return ClipDataset("list", opts, home or io.data_home(), names, entries, (ann, *([classes] if classes else [])))
+
+
+def prepare(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home: Path, jobs: int = 1,
+            progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``xbench data prepare``: describe every new or changed file (resuming), then decode every
+    clip of every split into the decode cache; problem files are listed, not fatal."""
+    started = time.monotonic()
+    with manifest.mode(manifest.Mode(jobs=jobs, progress=progress)) as m:
+        ds = factory(dataclasses.replace(opts, workers=jobs), home)
+    described = time.monotonic() - started
+    videos = list({v.id: v for split in ds.splits for v in ds.videos(split)}.values())
+    cached = sum(ds._cache.has(v.id) for v in videos)
+    ds.decode(videos)
+    files = [ds._cache.dir / f"{v.id}.u8" for v in videos]
+    return {"files": len(ds.manifest.files), "videos": len(ds.manifest.videos), "clips": len(videos),
+            "problems": m.problems, "described_s": described, "decoded": len(videos) - cached,
+            "cached": cached, "seconds": time.monotonic() - started, "cache": str(ds._cache.dir),
+            "cache_bytes": sum(f.stat().st_size for f in files),
+            "video_bytes": sum(e["size"] for rel, e in ds.manifest.files.items() if rel in set(ds.manifest.videos))}
+
+
+def check(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home: Path,
+          verify: bool = False) -> tuple[list[str], dict[str, str]]:
+    """``xbench data check``: what changed since the manifest (files new, changed, removed;
+    content too with ``verify``) and the problem files."""
+    with manifest.mode(manifest.Mode(check=True, verify=verify)) as m:
+        try:
+            factory(opts, home)
+        except manifest.Checked:
+            pass
+    return m.report, m.problems
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def fingerprint(factory: Callable[[Any, Path | None], ClipDataset]) -> Callable[[Any], str]:
+    """The manifest hash of the files a dataset's options read (preparing the manifest on first
+    use), remembered per process: a sweep plans many runs on the same files."""
+
+    def of(opts: ClipOptions) -> str:
+        key = (factory.__name__, str(io.data_home()), *dataclasses.astuple(opts))
+        if key not in _FINGERPRINTS:
+            _FINGERPRINTS[key] = factory(opts, None).manifest_hash()
+        return _FINGERPRINTS[key]
+
+    return of
+
+
+#: the sample's decode settings: small frames, so the conformance checks stay cheap
+SAMPLE_OPTIONS = {"short_side": 32, "crop": 32, "frames": 4}
+
+
+def _sample_tree(folder: Path) -> Path:
+    """A tree of real encoded clips (3 classes x 4, mixed codecs, sizes and frame rates, audio in
+    the container) under ``folder/videos``, written once."""
+    from xbench.data.encoded import folder_tree
+
+    root = folder / "videos"
+    if not (folder / "complete").is_file():
+        tmp = folder / f".videos.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        folder_tree(tmp, classes=3, per_class=4, frames=12, formats=("mp4", "avi", "webm"))
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.replace(root)
+        (folder / "complete").write_text("")
+    return root
+
+
+def sample_folder(folder: Path) -> dict[str, Any]:
+    """``folder``'s sample: a class-per-folder tree; its splits made by the seeded split."""
+    return {"root": str(_sample_tree(folder)), "val_fraction": 0.25, "test_fraction": 0.25, **SAMPLE_OPTIONS}
+
+
+def sample_list(folder: Path) -> dict[str, Any]:
+    """``list``'s sample: the same tree listed in a CSV with splits and groups."""
+    root = _sample_tree(folder)
+    lines = ["path,label,split,group"]
+    for f in sorted(root.rglob("*.*")):
+        rel = f.relative_to(root).as_posix()
+        k = int(f.stem.rsplit("_", 1)[1])
+        lines.append(f"{rel},{f.parent.name},{('train', 'train', 'val', 'test')[k % 4]},g{k}")
+    text = "\n".join(lines) + "\n"
+    listed = folder / "clips.csv"
+    if not listed.is_file() or listed.read_text() != text:
+        listed.write_text(text)
+    return {"root": str(root), "annotations": str(folder / "clips.csv"), **SAMPLE_OPTIONS}
+
+
+def _resolve(root: Path, name: str) -> Path:
+    p = Path(name).expanduser()
+    return p if p.is_absolute() else root / p
+
