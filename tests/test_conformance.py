@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xbench import testing
+from xbench import conformance, testing
 from xbench.registry import build_registry
 
 REG = build_registry()
@@ -61,7 +61,7 @@ def test_task_conforms(registry, data_root, name):
 @pytest.mark.parametrize("name", REG.names("datasets"))
 def test_dataset_conforms(registry, data_root, name):
     spec = registry.get("datasets", name)
-    ds = spec.factory(spec.options(size="tiny"), data_root)
+    ds = spec.factory(conformance.dataset_options(spec, data_root), data_root)  # a sample for your-files datasets
     for split in ("train", "val", "test", "teacher"):
         assert ds.videos(split), f"dataset '{name}' has an empty {split} split"
     video = ds.videos("val")[0]

@@ -17,7 +17,8 @@ FALSE = ("0", "false", "no", "off")
 #: name -> (default, meaning): the README's table
 VARIABLES = {
     "XBENCH_HOME": (".xbench", "the results store, run folders, the teacher cache and sweep logs"),
-    "XBENCH_DATA": ("the user cache dir", "where datasets are generated and decoded frames cached"),
+    "XBENCH_DATA": ("the user cache dir", ("where datasets are generated, manifests of your datasets kept and "
+                                           "decoded frames cached")),
     "XBENCH_BUDGETS": ("the packaged tiers", "a budgets YAML file to read the tiers from instead"),
     "XBENCH_DISABLE_PLUGINS": ("", "comma-separated plugin names not to load"),
     "XBENCH_TRACEBACK": ("off", "show the traceback of an xbench error (as --traceback)"),
@@ -25,6 +26,8 @@ VARIABLES = {
     "XBENCH_PRETRAIN_CACHE": ("on", ("reuse the student's encoder pretraining (the same for every method) from "
                                       "XBENCH_HOME/cache")),
     "XBENCH_DECODE_CACHE": ("on", "decode each video once into a memory-mapped uint8 cache"),
+    "XBENCH_DECODE_WORKERS": ("0", ("processes that decode a cold cache of real video (0: one per core, up to 4); "
+                                     "results never depend on it")),
     "XBENCH_CLOCK_LIMIT": ("on", ("stop a run at its tier's max_seconds and store it as incomplete (off: no "
                                   "limit; a complete run's numbers never depend on it)")),
     "XBENCH_ALLOCATOR": ("steady", "`default` leaves glibc's allocator as it is (see the run record's env)"),
@@ -43,6 +46,13 @@ def flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(TRUE)} or {', '.join(FALSE)}")
 
 
+def _count(name: str) -> int:
+    raw = os.environ.get(name, "").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r}: expected a whole number >= 0")
+    return int(raw)
+
+
 def _path(name: str) -> Path | None:
     raw = os.environ.get(name, "").strip()
     return Path(raw).expanduser() if raw else None
@@ -58,6 +68,8 @@ class Settings:
     teacher_cache: bool
     pretrain_cache: bool
     decode_cache: bool
+    #: processes decoding a cold cache of real video (0: one per core, up to 4)
+    decode_workers: int
     #: whether a tier's max_seconds stops a run (a safety net, never a budget)
     clock_limit: bool
     #: "steady" (large mmap and trim thresholds) or "default" (glibc as it is)
@@ -81,6 +93,7 @@ def settings() -> Settings:
         teacher_cache=flag("XBENCH_TEACHER_CACHE", True),
         pretrain_cache=flag("XBENCH_PRETRAIN_CACHE", True),
         decode_cache=flag("XBENCH_DECODE_CACHE", True),
+        decode_workers=_count("XBENCH_DECODE_WORKERS"),
         clock_limit=flag("XBENCH_CLOCK_LIMIT", True),
         allocator=allocator,
     )

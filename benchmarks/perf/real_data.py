@@ -95,8 +95,9 @@ def xbench_path(root: Path, workers: int, train: bool) -> tuple[int, float, floa
     from xbench.tasks import RecognitionOptions, RecognitionTask
 
     started = time.perf_counter()
-    opts = FolderOptions(root=str(root), short_side=SHORT, crop=CROP, frames=FRAMES, workers=workers,
-                         val_fraction=0.1, test_fraction=0.1)
+    os.environ["XBENCH_DECODE_WORKERS"] = str(workers)
+    opts = FolderOptions(root=str(root), short_side=SHORT, crop=CROP, frames=FRAMES, val_fraction=0.1,
+                         test_fraction=0.1)
     ds = open_folder(opts, None)
     videos = ds.videos("train")
     ex = RecognitionTask(RecognitionOptions()).examples(ds, "train", ("rgb",), seed=0)
@@ -118,7 +119,7 @@ def rss_child(root: str) -> None:
     from xbench.tasks import RecognitionOptions, RecognitionTask
 
     ds = open_folder(FolderOptions(root=root, short_side=32, crop=32, frames=4, val_fraction=0.1,
-                                   test_fraction=0.1, workers=2), None)
+                                   test_fraction=0.1), None)
     ex = RecognitionTask(RecognitionOptions()).examples(ds, "train", ("rgb",), seed=0)
     for i in range(0, len(ex), 32):
         ex.take(torch.arange(i, min(i + 32, len(ex))), ("rgb",))

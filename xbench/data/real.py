@@ -46,6 +46,7 @@ from xbench.data import decoded, io, manifest, video
 from xbench.data.clips import Clips, FrameFile
 from xbench.data.io import Segment, VideoRecord
 from xbench.errors import DataError, MissingAudio
+from xbench.settings import settings
 
 SPLITS = ("train", "val", "test")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
@@ -86,8 +87,6 @@ class ClipOptions:
     teacher: str = "train"
     #: fraction of train clips whose labels the student may use (the rest: distillation only)
     label_fraction: float = 1.0
-    #: processes that decode a cold cache (0: up to 4, one per core)
-    workers: int = 0
 
     def __post_init__(self) -> None:
         if min(self.frames, self.stride, self.short_side, self.crop, self.audio_rate) < 1 or self.fps <= 0:
@@ -344,6 +343,9 @@ class ClipDataset:
         self.audio_rate = opts.audio_rate
         self.audio_samples = round(opts.audio_seconds * opts.audio_rate)
         self._log = log or logging.getLogger("xbench.data").info
+        #: processes decoding a cold cache: a machine setting (XBENCH_DECODE_WORKERS), not an option,
+        #: since no result depends on it
+        self.workers = settings().decode_workers
         videos = sorted({e.path for e in entries})
         # .wav sidecars are read instead of the container's audio: their content is data too
         extras = (*extras, *(self.root / w for w in map(_sidecar_rel, videos) if (self.root / w).is_file()))
@@ -397,7 +399,7 @@ class ClipDataset:
         if todo:
             jobs = [(self.root / v.files["rgb"], self.manifest.probe(v.files["rgb"]), self._indices(v))
                     for v in todo]
-            self._cache.fill([v.id for v in todo], jobs, self.opts.short_side, self.opts.workers)
+            self._cache.fill([v.id for v in todo], jobs, self.opts.short_side, self.workers)
 
     def frame_file(self, video: VideoRecord) -> FrameFile:
         if not self._cache.has(video.id):  # its whole split at once, in parallel
@@ -494,7 +496,8 @@ def prepare(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home
     clip of every split into the decode cache; problem files are listed, not fatal."""
     started = time.monotonic()
     with manifest.mode(manifest.Mode(jobs=jobs, progress=progress)) as m:
-        ds = factory(dataclasses.replace(opts, workers=jobs), home)
+        ds = factory(opts, home)
+        ds.workers = jobs
     described = time.monotonic() - started
     videos = list({v.id: v for split in ds.splits for v in ds.videos(split)}.values())
     cached = sum(ds._cache.has(v.id) for v in videos)
