@@ -521,19 +521,28 @@ class DetectionTask:
         pick = _sample_frames(0, snip, self.options.sampled or snip)
         cols: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
         labels = np.full((len(videos), length, dataset.num_classes), -1.0, dtype=np.float32)
+        lazy = "rgb" in modalities and hasattr(dataset, "clips")  # frames read on demand, never all held
+        maps = []
         for i, video in enumerate(videos):
             n = min(video.num_frames, length)
             labels[i, :n] = 0.0
             for seg in (*video.segments, *video.overlaps):
                 labels[i, seg.start: min(seg.end, n), seg.label] = 1.0
+            frames = np.where(np.arange(length) < n, np.arange(length), -1)
+            maps.append(frames.reshape(length // snip, snip)[:, pick])
             for m in modalities:
+                if m == "rgb" and lazy:
+                    continue
                 x = dataset.read(video, m)[:n]
                 if m == "rgb":
                     x = x.transpose(0, 3, 1, 2)  # (N, 3, H, W)
                 pad = np.zeros((length - n, *x.shape[1:]), dtype=x.dtype)
                 x = np.concatenate([x, pad])
                 cols[m].append(x.reshape(length // snip, snip, *x.shape[1:])[:, pick])
-        tensors: dict[str, Any] = {m: torch.from_numpy(np.stack(v)) for m, v in cols.items()}
+        tensors: dict[str, Any] = {m: torch.from_numpy(np.stack(v)) for m, v in cols.items() if v}
+        if lazy:
+            tensors["rgb"] = dataset.clips(videos, [(i, 0, v.num_frames) for i, v in enumerate(videos)], snip,
+                                           split == "train", seed, frame_map=maps)
         tensors["frame_labels"] = torch.from_numpy(labels)
         # the real snippets of each sequence (a snippet is real when its first frame is)
         tensors["positions"] = torch.from_numpy(labels[:, ::snip, 0] >= 0)

@@ -51,11 +51,15 @@ class Clips:
     """The ``rgb`` column of a split: ``clips[index]`` -> uint8 (B, T, 3, crop, crop)."""
 
     def __init__(self, files: list[FrameFile], spans: list[tuple[int, int, int]], frames: int, crop: int,
-                 temporal: Literal["uniform", "window"], train: bool, seed: int) -> None:
+                 temporal: Literal["uniform", "window"], train: bool, seed: int,
+                 frame_map: list[np.ndarray] | None = None) -> None:
         #: per example: (file, first frame, end frame) in its frame file
         self.files, self.spans = files, spans
         self.frames, self.crop, self.temporal = frames, crop, temporal
         self.train, self.seed = train, seed
+        #: per example, the exact frames to read in the layout they are returned in (detection's
+        #: snippets: (snippets, frames per snippet)); -1 is padding, returned as zeros
+        self.frame_map = frame_map
         self._draws = np.zeros(len(spans), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -63,7 +67,8 @@ class Clips:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.spans), self.frames, 3, self.crop, self.crop)
+        lead = self.frame_map[0].shape if self.frame_map else (self.frames,)
+        return (len(self.spans), *lead, 3, self.crop, self.crop)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -71,10 +76,11 @@ class Clips:
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
         idx = index.tolist() if isinstance(index, torch.Tensor) else list(index)
-        out = np.empty((len(idx), self.frames, self.crop, self.crop, 3), dtype=np.uint8)
+        lead = self.shape[1:-3]
+        out = np.empty((len(idx), *lead, self.crop, self.crop, 3), dtype=np.uint8)
         for j, i in enumerate(idx):
-            out[j] = self._clip(i)
-        return torch.from_numpy(out).permute(0, 1, 4, 2, 3).contiguous()
+            out[j] = self._clip(i).reshape(*lead, self.crop, self.crop, 3)
+        return torch.from_numpy(out).movedim(-1, -3).contiguous()  # (..., H, W, 3) -> (..., 3, H, W)
 
     def _clip(self, i: int) -> np.ndarray:
         f, start, end = self.spans[i]
@@ -84,11 +90,14 @@ class Clips:
             key = f"{self.seed}:{i}:{self._draws[i]}".encode()
             rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
             self._draws[i] += 1
-        frames = self._frames(start, end, rng)
+        frames = self._frames(start, end, rng) if self.frame_map is None else self.frame_map[i].reshape(-1)
         _, h, w, _ = file.shape
         y = (h - self.crop) // 2 if rng is None else int(rng.integers(0, h - self.crop + 1))
         x = (w - self.crop) // 2 if rng is None else int(rng.integers(0, w - self.crop + 1))
-        return file.read(frames)[:, y: y + self.crop, x: x + self.crop]
+        real = frames >= 0
+        out = np.zeros((len(frames), self.crop, self.crop, 3), dtype=np.uint8)
+        out[real] = file.read(frames[real])[:, y: y + self.crop, x: x + self.crop]
+        return out
 
     def _frames(self, start: int, end: int, rng: np.random.Generator | None) -> np.ndarray:
         if self.temporal == "uniform":
@@ -106,4 +115,5 @@ class Clips:
             spans += [(f + len(files), s, e) for f, s, e in p.spans]
             files += p.files
         head = parts[0]
-        return Clips(files, spans, head.frames, head.crop, head.temporal, head.train, head.seed)
+        maps = [m for p in parts for m in p.frame_map] if head.frame_map is not None else None
+        return Clips(files, spans, head.frames, head.crop, head.temporal, head.train, head.seed, maps)

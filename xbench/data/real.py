@@ -386,12 +386,13 @@ class ClipDataset:
 
     # -- clips read on demand ---------------------------------------------------------------
     def clips(self, videos: list[VideoRecord], spans: list[tuple[int, int, int]], frames: int, train: bool,
-              seed: int) -> Clips:
-        """The lazy ``rgb`` column of examples cut from ``videos`` (span: video, first, end frame)."""
+              seed: int, frame_map: list[np.ndarray] | None = None) -> Clips:
+        """The lazy ``rgb`` column of examples cut from ``videos`` (span: video, first, end frame;
+        ``frame_map``: the exact frames of each example instead, in their layout, -1 padding)."""
         self.decode(videos)
         files = [self.frame_file(v) for v in videos]
         temporal = "window" if self.opts.sampling == "dense" else "uniform"
-        return Clips(files, spans, frames, self.opts.crop, temporal, train, seed)
+        return Clips(files, spans, frames, self.opts.crop, temporal, train, seed, frame_map)
 
     def decode(self, videos: list[VideoRecord]) -> None:
         """Fill the decode cache for ``videos`` (in worker processes where there are many)."""

@@ -78,12 +78,13 @@ def probe(path: Path) -> Probe:
     try:
         reader = io.load_decord().VideoReader(str(path), num_threads=1)
         n, fps = len(reader), float(reader.get_avg_fps())
-        # the first and last frames in one batch, as training reads them: decord opens some
-        # streams it then reads wrongly (4-channel frames from MPEG-4 part 2 at some sizes, a
-        # truncated file's missing tail); those go to PyAV
-        ends = reader.get_batch([0, n - 1]).asnumpy() if n > 0 else None
-        if ends is not None and fps > 0 and ends.ndim == 4 and ends.shape[3] == 3:
-            return Probe(n, fps, ends.shape[2], ends.shape[1], has_audio, "decord")
+        # the first frame through get_batch, as training reads them: decord opens some streams
+        # it then reads wrongly (4-channel frames from MPEG-4 part 2 at some sizes); those go to
+        # PyAV. (Reading the last frame too, for truncated files, doubled the cost of a probe: a
+        # frame a truncated file lacks is an error naming the file when it is decoded.)
+        first = reader.get_batch([0]).asnumpy() if n > 0 else None
+        if first is not None and fps > 0 and first.ndim == 4 and first.shape[3] == 3:
+            return Probe(n, fps, first.shape[2], first.shape[1], has_audio, "decord")
     except Exception:  # noqa: BLE001, S110 - decord's DECORDError or RuntimeError: PyAV reads it below
         pass
     if pyav_error is not None:
