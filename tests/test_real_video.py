@@ -114,6 +114,8 @@ def test_clips_crop_centre_at_evaluation_and_seeded_random_at_training(tmp_path)
     first = [a[torch.tensor([0])] for _ in range(4)]
     assert all(torch.equal(x, b[torch.tensor([0])]) for x in first)  # same seed, same crops
     assert len({x.numpy().tobytes() for x in first}) > 1  # a new crop each time it is read
+    with torch.inference_mode():  # predictions on train (galleries, teacher outputs) read the centre
+        assert torch.equal(a[torch.tensor([0])], ev[torch.tensor([0])])
 
 
 # ----------------------------------------------------------------------------- splits

@@ -6,9 +6,11 @@ indices reads those clips' frames with ``pread`` (no mapping stays open, so the 
 does not grow with the split), takes the clip's frames and crops them:
 
 - evaluation splits: the centre crop and, for ``window`` clips, the centred window;
-- the train split: a random crop (and a random window start), drawn from a generator seeded by
-  the run's seed, the example and how many times the example was read before. The harness's data
-  order is seeded, so a run's crops are the same on every machine.
+- the train split, read for a training step: a random crop (and a random window start), drawn
+  from a generator seeded by the run's seed, the example and how many times the example was read
+  before. The harness's data order is seeded, so a run's crops are the same on every machine.
+  Read under inference mode (the harness's predictions: a retrieval gallery, probe features, the
+  teacher's outputs on train), it gives the centre, as evaluation does.
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ class Clips:
         f, start, end = self.spans[i]
         file = self.files[f]
         rng = None
-        if self.train:
+        # random only for training batches: predictions (galleries, probe features, teacher
+        # outputs) run under inference mode and read the centre, as evaluation does
+        if self.train and not torch.is_inference_mode_enabled():
             key = f"{self.seed}:{i}:{self._draws[i]}".encode()
             rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
             self._draws[i] += 1
