@@ -158,3 +158,18 @@ def test_status_is_migrated_from_what_stopped_a_run_and_a_sweep_reruns_an_incomp
     store.add(RunRecord.from_json(short, "b"))
     # seed 1 is stored, incomplete: a sweep runs it again
     assert store.stored_seeds({complete["config_hash"]}) == {complete["config_hash"]: {0}}
+
+
+def test_a_record_holding_nan_does_not_stop_a_sweep_from_reading_the_store():
+    """A run the clock stopped before its first evaluation selects NaN, which json.dumps writes as
+    NaN: not JSON to SQLite, whose json_extract failed every later sweep's plan ('malformed JSON')."""
+    complete = _record()
+    stopped = _resealed({**_record(), "id": "stopped-at-once", "seed": 1})
+    stopped["budget"]["totals"]["stopped_by"] = "student:max_seconds"
+    stopped["selection"] = {**stopped["selection"], "value": float("nan"), "metrics": {}}
+    nan_but_complete = _resealed({**_record(), "id": "nan-complete", "seed": 2})
+    nan_but_complete["selection"] = {**nan_but_complete["selection"], "value": float("nan")}
+    store = ResultStore()
+    for i, data in enumerate((complete, stopped, nan_but_complete)):
+        store.add(RunRecord.from_json(data, str(i)))
+    assert store.stored_seeds({complete["config_hash"]}) == {complete["config_hash"]: {0, 2}}
