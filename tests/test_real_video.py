@@ -228,3 +228,34 @@ def test_a_changed_video_is_refused_until_prepared_again(capsys, tmp_path):
     message = _fails(capsys, run, stored=1)
     assert message.startswith(f"dataset 'folder' at {root} does not match its manifest: class1/c1_g01_005.mp4 changed")
     assert message.endswith(f"prepare it again: xbench data prepare folder --root {root}")
+
+
+def test_data_prepare_lists_problems_and_check_reports_changes(capsys, tmp_path):
+    root = tmp_path / "prep"
+    # frames=9: content no other test writes (the decode cache is shared and keyed by content)
+    encoded.folder_tree(root, classes=2, per_class=4, frames=9, formats=("mp4",), audio=False)
+    broken = root / "class1" / "broken.mp4"
+    broken.write_bytes(b"\0" * 300)
+    sets = ["--set", "short_side=32", "--set", "crop=32", "--set", "frames=4"]
+    assert main(["data", "prepare", "folder", "--root", str(root), "--jobs", "1", "--quiet", *sets]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"problem: class1/broken.mp4: corrupt video file {broken}: ")
+    assert out[1].startswith(f"folder at {root}: 9 files (9 videos), 1 problem files, described in ")
+    assert "8 clips in the decode cache (8 decoded now, 0 already there)" in out[1]
+    broken.unlink()
+    assert main(["data", "check", "folder", "--root", str(root), *sets]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "changed: class1/broken.mp4 was removed"
+    assert main(["data", "prepare", "folder", "--root", str(root), "--quiet", *sets]) == 0  # forgets it
+    capsys.readouterr()
+    assert main(["data", "check", "folder", "--root", str(root), *sets]) == 0
+    assert capsys.readouterr().out == f"folder at {root}: 0 changed, 0 problem files (size and mtime; --verify " \
+                                      "hashes the content)\n"
+    touched, edited = root / "class0" / "c0_g00_000.mp4", root / "class0" / "c0_g01_001.mp4"
+    touched.write_bytes(touched.read_bytes())  # same content, new mtime
+    edited.write_bytes(edited.read_bytes()[:-5])
+    assert main(["data", "check", "folder", "--root", str(root), "--verify", *sets]) == 1
+    size = edited.stat().st_size
+    assert capsys.readouterr().out == (f"changed: class0/c0_g01_001.mp4 changed (size {size + 5} -> {size} bytes)\n"
+                                       f"folder at {root}: 1 changed, 0 problem files\n")
+    assert main(["data", "prepare", "folder", "--root", str(root), "--quiet", *sets]) == 0
+    assert "(1 decoded now, 7 already there)" in capsys.readouterr().out  # only the edited clip again

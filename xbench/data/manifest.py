@@ -10,8 +10,9 @@ re-hashes the content. Preparing writes a partial manifest as it goes and resume
 it: a killed ``prepare`` redoes only the files it had not reached.
 
 ``hash`` (every file's content, annotations included) is the dataset's manifest hash, recorded
-in every run and part of its config hash and teacher-cache key; ``videos_hash`` (the videos only)
-keys the decode cache, so relabelling a list keeps its decoded frames.
+in every run and part of its config hash and teacher-cache key. The decode cache keys each clip
+by its file's sha256 instead, so relabelling a list or editing one video keeps every other clip's
+decoded frames.
 """
 
 from __future__ import annotations
@@ -108,11 +109,6 @@ class Manifest:
         """Every file's content (videos, sidecars, annotation files)."""
         return self._digest(self.files)
 
-    @functools.cached_property
-    def videos_hash(self) -> str:
-        """The videos' content only."""
-        return self._digest(self.videos)
-
     @property
     def path(self) -> Path:
         return self.dir / "manifest.json"
@@ -205,7 +201,7 @@ class Manifest:
                 last = time.monotonic()
         # files described before and not asked for now (another list of the same root) are kept
         kept = {rel: e for rel, e in ((_load(dir / "manifest.json") or {}).get("files") or {}).items()
-                if rel not in wanted}
+                if rel not in wanted and _full(root, rel).is_file()}  # files gone are forgotten
         _write(dir / "manifest.json", name, root, {**kept, **done})
         partial.unlink(missing_ok=True)
         return cls(dir, root, done, sorted(set(videos)))
@@ -229,8 +225,14 @@ class Manifest:
                 out.append(f"{rel} changed content (sha256 differs; size and mtime kept)")
             if first and out:
                 return out
-        out += [f"{rel} was removed" for rel in sorted(set(self.files) - set(wanted))]
+        # described before, not asked for now and gone (a file another list names is not removed)
+        out += [f"{rel} was removed" for rel in sorted(set(self.files) - set(wanted)) if not _full(self.root, rel).is_file()]
         return out
+
+
+def _full(root: Path, rel: str) -> Path:
+    """A manifest key as a path (relative to the root, or absolute for files outside it)."""
+    return Path(rel) if Path(rel).is_absolute() else root / rel
 
 
 def _same_stat(path: Path, e: dict[str, Any]) -> bool:

@@ -356,8 +356,9 @@ class ClipDataset:
         self._entries = make_splits(entries, opts)
         self._records: dict[str, list[VideoRecord]] = {}
         self._entry_of: dict[str, Entry] = {}
-        # keyed by the videos' content only: a relabelled list keeps its decoded frames
-        self._cache = decoded.DecodeCache(home, self.manifest.videos_hash, opts.decode_params(), log=self._log)
+        # keyed by the decode settings; entries by clip and content (``entry``): a relabelled list
+        # or an edited video keeps every other clip's frames
+        self._cache = decoded.DecodeCache(home, "by content", opts.decode_params(), log=self._log)
 
     # -- the Dataset contract ---------------------------------------------------------------
     def videos(self, split: str) -> list[VideoRecord]:
@@ -396,16 +397,21 @@ class ClipDataset:
 
     def decode(self, videos: list[VideoRecord]) -> None:
         """Fill the decode cache for ``videos`` (in worker processes where there are many)."""
-        todo = [v for v in videos if not self._cache.has(v.id)]
+        todo = [v for v in videos if not self._cache.has(self.entry(v))]
         if todo:
             jobs = [(self.root / v.files["rgb"], self.manifest.probe(v.files["rgb"]), self._indices(v))
                     for v in todo]
-            self._cache.fill([v.id for v in todo], jobs, self.opts.short_side, self.workers)
+            self._cache.fill([self.entry(v) for v in todo], jobs, self.opts.short_side, self.workers)
 
     def frame_file(self, video: VideoRecord) -> FrameFile:
-        if not self._cache.has(video.id):  # its whole split at once, in parallel
+        if not self._cache.has(self.entry(video)):  # its whole split at once, in parallel
             self.decode(self.videos(video.split))
-        return self._cache.frame_file(video.id)
+        return self._cache.frame_file(self.entry(video))
+
+    def entry(self, video: VideoRecord) -> str:
+        """The clip's decode-cache entry: its id and its file's content, so an edited video is
+        decoded again alone and an unchanged one is reused whatever else changed."""
+        return f"{video.id}-{self.manifest.files[video.files['rgb']]['sha256'][:12]}"
 
     def audio(self, video: VideoRecord) -> np.ndarray:
         """``audio_seconds`` of the clip's audio around its middle (zero-padded), at audio_rate."""
@@ -501,9 +507,9 @@ def prepare(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home
         ds.workers = jobs
     described = time.monotonic() - started
     videos = list({v.id: v for split in ds.splits for v in ds.videos(split)}.values())
-    cached = sum(ds._cache.has(v.id) for v in videos)
+    cached = sum(ds._cache.has(ds.entry(v)) for v in videos)
     ds.decode(videos)
-    files = [ds._cache.dir / f"{v.id}.u8" for v in videos]
+    files = [ds._cache.dir / f"{ds.entry(v)}.u8" for v in videos]
     return {"files": len(ds.manifest.files), "videos": len(ds.manifest.videos), "clips": len(videos),
             "problems": m.problems, "described_s": described, "decoded": len(videos) - cached,
             "cached": cached, "seconds": time.monotonic() - started, "cache": str(ds._cache.dir),
