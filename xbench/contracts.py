@@ -55,6 +55,13 @@ class Dataset(Protocol):
     - ``manifest_hash()``: a content hash of everything the examples depend on (files and
       annotations): it must change when a label or a file changes, since cached teachers and
       decoded frames are keyed by it.
+
+    Optional, for datasets of real video whose splits do not fit in memory (``folder`` and
+    ``list`` have them, and a dataset built on ``xbench.data.real.ClipDataset`` inherits them):
+    ``clips(videos, spans, frames, train, seed, frame_map=None)`` returns the lazy ``rgb`` column
+    (``xbench.data.clips.Clips``) the built-in tasks then use instead of ``read``;
+    ``clip_frames`` (frames per clip), ``audio_samples`` (samples of audio per clip) and
+    ``has_audio(video)`` go with it.
     """
 
     num_classes: int

@@ -153,7 +153,7 @@ class RecognitionTask:
         steps = [(i, v, seg) for i, v in enumerate(videos) for seg in v.segments]
         tensors: dict[str, Any] = {}
         if "rgb" in modalities:
-            per_step = self.options.frames or dataset.opts.frames
+            per_step = self.options.frames or dataset.clip_frames
             tensors["rgb"] = dataset.clips(videos, [(i, s.start, s.end) for i, _, s in steps], per_step,
                                            split == "train", seed)
         if "audio" in modalities:

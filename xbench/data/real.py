@@ -342,6 +342,8 @@ class ClipDataset:
         self.num_classes, self.class_names = len(names), names
         self.audio_rate = opts.audio_rate
         self.audio_samples = round(opts.audio_seconds * opts.audio_rate)
+        #: frames per clip the student sees (where a task does not set its own)
+        self.clip_frames = opts.frames
         self._log = log or logging.getLogger("xbench.data").info
         #: processes decoding a cold cache: a machine setting (XBENCH_DECODE_WORKERS), not an option,
         #: since no result depends on it
