@@ -592,9 +592,7 @@ def cmd_import(args) -> int:
 
 def _dataset_for_files(args) -> tuple[Any, Any]:
     """The spec and options of ``xbench data prepare|check NAME --root PATH --set KEY=VALUE``."""
-    import yaml
-
-    from xbench.config import from_mapping
+    from xbench.config import from_mapping, parse_set
     from xbench.data.real import ClipOptions
     from xbench.registry import build_registry
 
@@ -602,29 +600,23 @@ def _dataset_for_files(args) -> tuple[Any, Any]:
     if not (isinstance(spec.options, type) and issubclass(spec.options, ClipOptions)):
         raise ConfigError(f"dataset '{args.name}' is not read from your files (it is generated on first use): "
                           "nothing to prepare")
-    values: dict[str, Any] = {}
-    for item in args.sets:
-        key, sep, value = item.removeprefix("dataset.").partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item}: expected KEY=VALUE")
-        values[key] = yaml.safe_load(value)
+    # the run's --set parser, its section implied (dataset.KEY or plain KEY)
+    values = parse_set([s if s.startswith("dataset.") else f"dataset.{s}" for s in args.sets]).get("dataset_options", {})
     return spec, from_mapping(spec.options, {**values, "root": str(args.root)}, f"dataset '{args.name}' options")
 
 
 def _progress(quiet: bool) -> Any:
-    """A progress bar with rate and ETA on stderr (redrawn in place on a terminal, every 10% else)."""
-    started, shown = time.monotonic(), [-1]
+    """The progress callback of ``data prepare``: the reporter's bar (tqdm: rate and ETA)."""
+    from xbench.context import Reporter
+
+    bars: list[Any] = []
 
     def show(done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if quiet or (not sys.stderr.isatty() and tenth == shown[0] and done < total):
-            return
-        shown[0] = tenth
-        rate = done / max(time.monotonic() - started, 1e-9)
-        eta = (total - done) / rate if rate > 0 else 0.0
-        bar = "#" * (30 * done // max(total, 1))
-        end = "\n" if done == total or not sys.stderr.isatty() else ""
-        print(f"\r[{bar:<30}] {done}/{total} files, {rate:.1f}/s, ETA {eta:.0f} s", end=end, file=sys.stderr)
+        if not bars:
+            bars.append(Reporter(progress=not quiet).bar(total, "describing files", unit="file", leave=True))
+        bars[0].update(done - bars[0].n)
+        if done == total:
+            bars[0].close()
 
     return show
 

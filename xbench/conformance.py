@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xbench.contracts import Dataset, Task, missing_members
+from xbench.contracts import Dataset, Task, missing_members, teacher_is_train
 from xbench.errors import DataError
 
 Step = tuple[str, Callable[[], Any]]
@@ -88,7 +88,7 @@ def dataset_steps(reg: Any, name: str, data_root: Path) -> list[Step]:
     def disjoint():
         seen: dict[str, str] = {}
         splits = dict(st["videos"])
-        if {v.id for v in splits.get("teacher", ())} == {v.id for v in splits["train"]}:
+        if teacher_is_train(st["ds"]):
             del splits["teacher"]  # the teacher trains on the student's train split (a protocol)
         for split, vids in splits.items():
             for vid in vids:

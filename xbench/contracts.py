@@ -32,6 +32,7 @@ __all__ = [
     "VideoRecord",
     "members",
     "missing_members",
+    "teacher_is_train",
 ]
 
 
@@ -137,6 +138,13 @@ class SharedTrunk(Protocol):
     returns the trunk module and its input channel count."""
 
     def trunk(self) -> tuple[torch.nn.Module, int]: ...
+
+
+def teacher_is_train(dataset: Any) -> bool:
+    """Whether the dataset's teacher split is its train split (the teacher trains on the student's
+    data, as the papers' teachers do) rather than videos of its own."""
+    return "teacher" in dataset.splits and \
+        {v.id for v in dataset.videos("teacher")} == {v.id for v in dataset.videos("train")}
 
 
 def members(protocol: type) -> tuple[tuple[str, ...], tuple[str, ...]]:

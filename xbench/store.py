@@ -121,13 +121,12 @@ class ResultStore:
         # a record holding NaN (a run the clock stopped before its first evaluation selects a
         # NaN) is not JSON to SQLite, whose json_extract then fails the whole query: those rows
         # are read by Python's parser instead
-        rows = self.db.execute(
-            "SELECT config_hash, seed, CASE WHEN json_valid(record) THEN "
-            "json_extract(record, '$.budget.totals.stopped_by') END, json_valid(record), id FROM runs").fetchall()
-        for config_hash, seed, stopped_by, valid, run_id in rows:
-            if not valid and config_hash in config_hashes:
-                row = self.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
-                stopped_by = json.loads(row[0]).get("budget", {}).get("totals", {}).get("stopped_by")
+        for config_hash, seed, stopped_by, other in self.db.execute(
+                "SELECT config_hash, seed, CASE WHEN json_valid(record) THEN "
+                "json_extract(record, '$.budget.totals.stopped_by') END, "
+                "CASE WHEN json_valid(record) THEN NULL ELSE record END FROM runs"):
+            if other is not None and config_hash in config_hashes:
+                stopped_by = json.loads(other).get("budget", {}).get("totals", {}).get("stopped_by")
             if config_hash in config_hashes and status_of(stopped_by) == COMPLETE:
                 out.setdefault(config_hash, set()).add(seed)
         return out

@@ -528,8 +528,9 @@ class DetectionTask:
             labels[i, :n] = 0.0
             for seg in (*video.segments, *video.overlaps):
                 labels[i, seg.start: min(seg.end, n), seg.label] = 1.0
-            frames = np.where(np.arange(length) < n, np.arange(length), -1)
-            maps.append(frames.reshape(length // snip, snip)[:, pick])
+            if lazy:  # the frames each snippet reads, -1 past the video's end (padding)
+                frames = np.where(np.arange(length) < n, np.arange(length), -1)
+                maps.append(frames.reshape(length // snip, snip)[:, pick])
             for m in modalities:
                 if m == "rgb" and lazy:
                     continue

@@ -21,18 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-import multiprocessing
 import os
 import shutil
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xbench.data.clips import FrameFile
+from xbench.data.io import process_map
 from xbench.errors import DataError
 from xbench.settings import settings
 
@@ -133,19 +132,11 @@ class DecodeCache:
             _atomic_write(key_file, json.dumps(self.params, indent=1, sort_keys=True).encode())
         work = [(str(self.dir), vid, str(path), probe, idx, short_side)
                 for vid, (path, probe, idx) in zip(video_ids, jobs)]
-        workers = workers or min(4, os.cpu_count() or 1)
-        if len(work) < PARALLEL_FROM:  # a spawned worker's imports cost more than a few small clips
-            workers = 1
+        # a spawned worker's imports cost more than a few small clips: those are decoded here
+        procs = min(workers or min(4, os.cpu_count() or 1), len(work)) if len(work) >= PARALLEL_FROM else 1
         self._log(f"decode cache: decoding {len(work)} clips into {self.dir}"
-                  + (f" ({min(workers, len(work))} processes)" if workers > 1 and len(work) > 1 else ""))
-        if workers > 1 and len(work) > 1:
-            # spawned, not forked: a fork of a process whose decoder and torch threads are
-            # running can deadlock (it did: workers waiting forever on a lock held at the fork)
-            with ProcessPoolExecutor(min(workers, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                list(pool.map(_decode_entry, work, chunksize=max(1, len(work) // (8 * workers))))
-        else:
-            for job in work:
-                _decode_entry(job)
+                  + (f" ({procs} processes)" if procs > 1 else ""))
+        list(process_map(_decode_entry, work, procs, chunksize=max(1, len(work) // (8 * procs))))
 
 
 def _decode_entry(job: tuple) -> None:

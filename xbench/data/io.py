@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import wave
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,20 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
         for packet in stream.encode():
             container.mux(packet)
     tmp.replace(path)  # atomic: a killed writer never leaves a half file under the real name
+
+
+def process_map(fn: Callable[[Any], Any], items: list, workers: int, chunksize: int = 1) -> Iterator[Any]:
+    """``fn`` over ``items`` in order, in ``workers`` spawned processes (in this one for one worker
+    or one item). Spawned, not forked: a fork of a process whose decoder and torch threads are
+    running deadlocked (workers waiting forever on a lock held at the fork)."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(items)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(fn, items, chunksize=chunksize)
 
 
 def load_decord() -> Any:

@@ -20,11 +20,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -64,6 +61,8 @@ def mode(m: Mode) -> Iterator[Mode]:
         yield m
     finally:
         _MODE.reset(token)
+
+
 #: files between two writes of the partial manifest (what a killed prepare keeps)
 SAVE_EVERY = 25
 
@@ -159,7 +158,7 @@ class Manifest:
                 if rel not in files or (rel not in video_set and not _same_stat(p, files[rel]))]
         if todo:  # annotation files are small and new videos are only probed: no refusal
             log(f"{name}: describing {len(todo)} new or edited files in the manifest of {root}")
-            files.update(dict(_map(_describe, todo, 1)))
+            files.update(dict(map(_describe, todo)))
             _write(dir / "manifest.json", name, root, files)
         return cls._checked(cls(dir, root, {r: files[r] for r in wanted}, sorted(video_set)), name, root)
 
@@ -183,7 +182,8 @@ class Manifest:
                 raise DataError(f"missing file {path}")
         partial = dir / "manifest.partial.json"
         done: dict[str, dict[str, Any]] = {}
-        for prev in (_load(dir / "manifest.json"), _load(partial)):
+        previous = (_load(dir / "manifest.json") or {}).get("files") or {}
+        for prev in ({"files": previous}, _load(partial)):
             for rel, e in (prev or {}).get("files", {}).items():
                 if rel in wanted and _same_stat(wanted[rel][0], e):
                     done[rel] = e
@@ -191,7 +191,7 @@ class Manifest:
         if done and todo:
             log(f"{name}: resuming: {len(done)} files already described, {len(todo)} to go")
         total, last = len(wanted), time.monotonic()
-        results = _map(_describe, todo, jobs)
+        results = io.process_map(_describe, todo, jobs, chunksize=4)
         for n, (rel, entry) in enumerate(results, 1):
             done[rel] = entry
             if progress:
@@ -200,7 +200,7 @@ class Manifest:
                 _write(partial, name, root, done)
                 last = time.monotonic()
         # files described before and not asked for now (another list of the same root) are kept
-        kept = {rel: e for rel, e in ((_load(dir / "manifest.json") or {}).get("files") or {}).items()
+        kept = {rel: e for rel, e in previous.items()
                 if rel not in wanted and _full(root, rel).is_file()}  # files gone are forgotten
         _write(dir / "manifest.json", name, root, {**kept, **done})
         partial.unlink(missing_ok=True)
@@ -243,15 +243,6 @@ def _same_stat(path: Path, e: dict[str, Any]) -> bool:
     return st.st_size == e.get("size") and st.st_mtime_ns == e.get("mtime_ns")
 
 
-def _map(fn, items: list, jobs: int):
-    if jobs > 1 and len(items) > 1:
-        # spawned: forking a process with decoder threads running can deadlock
-        with ProcessPoolExecutor(min(jobs, len(items)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield from pool.map(fn, items, chunksize=4)
-    else:
-        yield from map(fn, items)
-
-
 def _load(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -261,8 +252,4 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _write(path: Path, name: str, root: Path, files: dict[str, dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": VERSION, "dataset": name, "root": str(root), "files": files},
-                              indent=0, sort_keys=True))
-    tmp.replace(path)
+    io.write_json(path, {"version": VERSION, "dataset": name, "root": str(root), "files": files})

@@ -26,7 +26,6 @@ manifest (``xbench data prepare``); a run refuses files that no longer match it.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io as _io
 import json
@@ -393,17 +392,23 @@ class ClipDataset:
         """The lazy ``rgb`` column of examples cut from ``videos`` (span: video, first, end frame;
         ``frame_map``: the exact frames of each example instead, in their layout, -1 padding)."""
         self.decode(videos)
-        files = [self.frame_file(v) for v in videos]
+        files = [self._cache.frame_file(self.entry(v)) for v in videos]
         temporal = "window" if self.opts.sampling == "dense" else "uniform"
         return Clips(files, spans, frames, self.opts.crop, temporal, train, seed, frame_map)
 
-    def decode(self, videos: list[VideoRecord]) -> None:
-        """Fill the decode cache for ``videos`` (in worker processes where there are many)."""
+    def decode(self, videos: list[VideoRecord]) -> int:
+        """Fill the decode cache for ``videos`` (in worker processes where there are many); how
+        many were decoded now."""
         todo = [v for v in videos if not self._cache.has(self.entry(v))]
         if todo:
-            jobs = [(self.root / v.files["rgb"], self.manifest.probe(v.files["rgb"]), self._indices(v))
+            jobs = [(self.root / v.files["rgb"], self.manifest.probe(v.files["rgb"]), self._indices(self._entry_of[v.id]))
                     for v in todo]
             self._cache.fill([self.entry(v) for v in todo], jobs, self.opts.short_side, self.workers)
+        return len(todo)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache.dir
 
     def frame_file(self, video: VideoRecord) -> FrameFile:
         if not self._cache.has(self.entry(video)):  # its whole split at once, in parallel
@@ -418,8 +423,7 @@ class ClipDataset:
     def audio(self, video: VideoRecord) -> np.ndarray:
         """``audio_seconds`` of the clip's audio around its middle (zero-padded), at audio_rate."""
         e = self._entry_of[video.id]
-        p = self.manifest.probe(e.path)
-        start, end = e.start or 0.0, e.end if e.end is not None else p.duration
+        start, end = self._window(e)
         mid, half = (start + end) / 2, self.opts.audio_seconds / 2
         a = max(0.0, mid - half)
         samples = video_audio(self.root / e.path, self.audio_rate, a, a + self.opts.audio_seconds)
@@ -427,19 +431,22 @@ class ClipDataset:
             samples[: self.audio_samples], (0, max(0, self.audio_samples - len(samples))))
 
     # -- building records -------------------------------------------------------------------
-    def _indices(self, v: VideoRecord) -> np.ndarray:
-        e = self._entry_of[v.id]
+    def _indices(self, e: Entry) -> np.ndarray:
+        """The source frames the sampling keeps of the clip (what its cache entry holds)."""
         o = self.opts
         return video.frame_indices(self.manifest.probe(e.path), o.sampling, o.frames, o.stride, o.fps, e.start, e.end)
 
+    def _window(self, e: Entry) -> tuple[float, float]:
+        """The clip's [start, end) in seconds (the whole video where the list gives none)."""
+        return e.start or 0.0, e.end if e.end is not None else self.manifest.probe(e.path).duration
+
     def _record(self, e: Entry, split: str) -> VideoRecord:
-        p = self.manifest.probe(e.path)
         o = self.opts
-        n = len(video.frame_indices(p, o.sampling, o.frames, o.stride, o.fps, e.start, e.end))
+        n = len(self._indices(e))
         if o.sampling == "dense" and n < o.frames:
             raise DataError(f"video {self.root / e.path} is shorter than a clip: {n} frames at stride {o.stride}, "
                             f"a clip is {o.frames}")
-        start, end = e.start or 0.0, e.end if e.end is not None else p.duration
+        start, end = self._window(e)
         rate = n / max(end - start, 1e-6)  # frames kept per second
         segments = (Segment(0, n, e.label, e.label, 0, e.text),)
         overlaps: tuple[Segment, ...] = ()
@@ -454,7 +461,7 @@ class ClipDataset:
 
 
 def _sidecar_rel(rel: str) -> str:
-    return str(Path(rel).with_suffix(".wav").as_posix())
+    return video.sidecar_name(Path(rel)).as_posix()
 
 
 def _layers(actions: list[Segment]) -> tuple[tuple[Segment, ...], tuple[Segment, ...]]:
@@ -470,11 +477,8 @@ def video_audio(path: Path, rate: int, start: float, end: float) -> np.ndarray:
     """The audio window, one line naming the file where there is none."""
     try:
         return video.read_audio(path, rate, start, end)
-    except DataError as exc:
-        if str(exc).startswith("no audio"):
-            raise MissingAudio(f"video {path} has no audio track (and no .wav beside it); "
-                               "--set task.missing_audio=skip leaves such videos out of every run") from exc
-        raise
+    except MissingAudio as exc:  # the hint names the task option that skips such videos
+        raise MissingAudio(f"{exc}; --set task.missing_audio=skip leaves such videos out of every run") from exc
 
 
 def open_folder(opts: FolderOptions, home: Path | None) -> ClipDataset:
@@ -509,12 +513,11 @@ def prepare(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home
         ds.workers = jobs
     described = time.monotonic() - started
     videos = list({v.id: v for split in ds.splits for v in ds.videos(split)}.values())
-    cached = sum(ds._cache.has(ds.entry(v)) for v in videos)
-    ds.decode(videos)
-    files = [ds._cache.dir / f"{ds.entry(v)}.u8" for v in videos]
+    decoded_now = ds.decode(videos)
+    files = [ds.cache_dir / f"{ds.entry(v)}.u8" for v in videos]
     return {"files": len(ds.manifest.files), "videos": len(ds.manifest.videos), "clips": len(videos),
-            "problems": m.problems, "described_s": described, "decoded": len(videos) - cached,
-            "cached": cached, "seconds": time.monotonic() - started, "cache": str(ds._cache.dir),
+            "problems": m.problems, "described_s": described, "decoded": decoded_now,
+            "cached": len(videos) - decoded_now, "seconds": time.monotonic() - started, "cache": str(ds.cache_dir),
             "cache_bytes": sum(f.stat().st_size for f in files),
             "video_bytes": sum(e["size"] for rel, e in ds.manifest.files.items() if rel in set(ds.manifest.videos))}
 
@@ -539,7 +542,9 @@ def fingerprint(factory: Callable[[Any, Path | None], ClipDataset]) -> Callable[
     use), remembered per process: a sweep plans many runs on the same files."""
 
     def of(opts: ClipOptions) -> str:
-        key = (factory.__name__, str(io.data_home()), *dataclasses.astuple(opts))
+        # the files read depend on the root and the list only (not on splits or decoding)
+        key = (factory.__name__, str(io.data_home()), opts.root, getattr(opts, "annotations", None),
+               getattr(opts, "classes", None))
         if key not in _FINGERPRINTS:
             _FINGERPRINTS[key] = factory(opts, None).manifest_hash()
         return _FINGERPRINTS[key]

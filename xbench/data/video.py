@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from xbench.data import io
-from xbench.errors import DataError
+from xbench.errors import DataError, MissingAudio
 
 Sampling = Literal["segments", "dense", "fps"]
 #: frames decoded and resized per batch: bounds the memory of a long high-resolution video
@@ -200,10 +200,14 @@ def _flush(pending: list, wanted: dict[int, list[int]], short_side: int, out: np
             out[pos] = frame
 
 
+def sidecar_name(path: Path) -> Path:
+    """Where a video's audio sidecar would be: the ``.wav`` beside it, of the same stem."""
+    return path.with_suffix(".wav")
+
+
 def sidecar(path: Path) -> Path | None:
-    """The ``.wav`` beside a video (same stem), if there is one: it is read instead of the
-    container's audio track."""
-    wav = path.with_suffix(".wav")
+    """The ``.wav`` beside a video, if there is one: it is read instead of the container's audio."""
+    wav = sidecar_name(path)
     return wav if wav.is_file() and wav != path else None
 
 
@@ -217,15 +221,19 @@ def read_audio(path: Path, rate: int, start: float | None = None, end: float | N
 
         with av.open(str(source)) as container:
             if not container.streams.audio:
-                raise DataError(f"no audio in {source}")
+                raise MissingAudio(f"video {path} has no audio track (and no .wav beside it)")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks = []
+            chunks, have, need = [], 0, None if end is None else round(end * rate)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):  # the resampler's buffered tail
-                chunks.append(out.to_ndarray().reshape(-1))
+                    have += len(chunks[-1])
+                if need is not None and have >= need:  # the window is read: the rest is not decoded
+                    break
+            else:
+                for out in resampler.resample(None):  # the resampler's buffered tail
+                    chunks.append(out.to_ndarray().reshape(-1))
     except DataError:
         raise
     except Exception as exc:  # av.error.* for a damaged stream

@@ -17,7 +17,7 @@ import torch
 
 from xbench.budget import BudgetMeter
 from xbench.context import Clock, Reporter, RunContext, Stage
-from xbench.contracts import Dataset, missing_members
+from xbench.contracts import Dataset, missing_members, teacher_is_train
 from xbench.data.examples import Examples
 from xbench.engine import student as _student
 from xbench.engine import teacher as _teacher
@@ -150,8 +150,7 @@ def _check_dataset(ctx: RunContext, dataset: object) -> None:
     if lacking:
         why = " (the teacher trains on it)" if lacking == ["teacher"] else ""
         raise IncompatibleError(f"{culprit} has no split '{lacking[0]}'{why}; its splits: {', '.join(dataset.splits)}")
-    if "teacher" in p.method.train_splits and "train" in p.method.train_splits and \
-            {v.id for v in dataset.videos("teacher")} == {v.id for v in dataset.videos("train")}:
+    if "teacher" in p.method.train_splits and "train" in p.method.train_splits and teacher_is_train(dataset):
         # the student would see its train split twice: the teacher has no data of its own
         raise IncompatibleError(f"method '{p.method.name}' trains on the teacher split's labels, but {culprit}'s "
                                 "teacher split is its train split (set dataset.teacher=holdout:F for one of its own)")

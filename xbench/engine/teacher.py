@@ -20,7 +20,7 @@ from xbench.budget import StageSpend
 from xbench.cache import TeacherCache, enabled
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
-from xbench.contracts import MaskedLM
+from xbench.contracts import MaskedLM, teacher_is_train
 from xbench.data.examples import Examples
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
@@ -144,7 +144,7 @@ def _frozen(ctx: RunContext, state: RunState, spend: StageSpend, sel: Selection)
 def _trained_on(dataset: Any) -> dict[str, str]:
     """What the record says of the teacher's data: its own split, or the student's train split
     (a real dataset's ``teacher=train`` protocol, as the papers train their teachers)."""
-    if {v.id for v in dataset.videos("teacher")} == {v.id for v in dataset.videos("train")}:
+    if teacher_is_train(dataset):
         return {"trained_on": "the student's train split (teacher protocol 'train')",
                 "soft_targets": "frozen teacher's outputs on the train clips it trained on"}
     return {"trained_on": "teacher split (disjoint from the student's train split)",
