@@ -4,6 +4,7 @@ protocol, and each bad input as one line with exit status 2."""
 
 from __future__ import annotations
 
+import math
 import wave
 from pathlib import Path
 
@@ -11,12 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from xbench.budget import BudgetMeter
 from xbench.cli import main
+from xbench.config import RunConfig, load_tiers
+from xbench.context import RunContext, Stage
 from xbench.data import encoded, video
 from xbench.data.clips import Clips, FrameFile
 from xbench.data.real import Entry, ListOptions, carve, make_splits
 from xbench.errors import DataError
 from xbench.store import ResultStore
+from xbench.train import predict
 
 #: the decode settings of every run here: small frames, short clips
 SMALL = ["--set", "dataset.short_side=32", "--set", "dataset.crop=32", "--set", "dataset.frames=4"]
@@ -136,6 +141,22 @@ def test_carving_never_puts_a_group_on_both_sides():
     assert make_splits(entries, ListOptions(root="."))["teacher"] == make_splits(entries, ListOptions(root="."))["train"]
 
 
+def test_crossfit_folds_keep_groups_and_list_train_fold_by_fold():
+    rng = np.random.default_rng(1)
+    entries = [Entry(f"v{i:03d}.mp4", i % 5, None, group=f"actor{rng.integers(0, 23)}") for i in range(200)]
+    splits = make_splits(entries, ListOptions(root=".", teacher="crossfit:4"))
+    folds = [splits[f"fold:{k}"] for k in range(4)]
+    assert splits["train"] == [e for f in folds for e in f] and splits["teacher"] == splits["train"]
+    assert sorted(len(f) for f in folds) == [28, 32, 34, 35]  # 129 clips of 23 groups: balanced, whole groups
+    for k in range(4):
+        assert splits[f"teacher:{k}"] == [e for j, f in enumerate(folds) if j != k for e in f]
+        assert not {e.group for e in folds[k]} & {e.group for e in splits[f"teacher:{k}"]}
+    assert make_splits(entries, ListOptions(root=".", teacher="crossfit:4")) == splits  # seeded
+    for bad in ("crossfit:1", "crossfit:x", "holdout:1.5", "kfold:3"):
+        with pytest.raises(ValueError, match="expected 'train', 'holdout:F' with F in \\(0, 1\\) or 'crossfit:K'"):
+            ListOptions(root=".", teacher=bad)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -152,6 +173,56 @@ def test_student_and_kd_run_on_real_video(tree, tmp_path, dataset, task):
     assert [(r.method, r.dataset, r.status) for r in records] == [(m, dataset, "complete") for m in ("kd", "student")]
     assert records[0].config["dataset_options"]["root"] == str(tree)
     assert all(0.0 <= r.metrics[r.main_metric] <= 100.0 for r in records)
+
+
+def test_crossfit_scores_each_train_clip_by_the_teacher_that_never_saw_it(tree, registry, monkeypatch):
+    from xbench import engine
+    from xbench.engine import student as student_stage
+    from xbench.engine import teacher as teacher_stage
+
+    options = {"root": str(tree), "teacher": "crossfit:3", "short_side": 32, "crop": 32, "frames": 4}
+    p = engine.plan(registry, RunConfig(method="kd", task="recognition", dataset="folder", budget="smoke",
+                                        dataset_options=options), load_tiers())
+    trained_on = []
+    fit = teacher_stage.fit
+    monkeypatch.setattr(teacher_stage, "fit", lambda spec, ctx: (trained_on.append(spec.data), fit(spec, ctx))[1])
+    ctx = RunContext(p, 0, torch.device("cpu"), BudgetMeter(math.inf))
+    state = engine.prepare(ctx)
+    for stage in (Stage.TEACHER_PRETRAIN, Stage.TEACHER, Stage.TEACHER_INFERENCE):
+        engine.STAGES[stage](ctx, state)
+    ds, train = state.dataset, state.train
+    # recognition: one example per video, so train's k-th block is the dataset's fold k
+    fold_of = {v.id: k for k in range(3) for v in ds.videos(f"fold:{k}")}
+    assert state.example_fold.tolist() == [fold_of[v.id] for v in ds.videos("train")]
+    assert [t.fold for t in state.teachers] == [0, 1, 2] and len(trained_on) == 3
+    teacher_split = state.load(ctx, "teacher", ("audio",))
+    for slot, seen in zip(state.teachers, trained_on):
+        mine = state.example_fold == slot.fold
+        assert torch.equal(seen.tensors["audio"], teacher_split.tensors["audio"][~mine])  # never its own fold
+        own = predict(slot.model, train.subset(torch.nonzero(mine)[:, 0]), ("audio",), ctx.device)
+        assert torch.equal(state.teacher_outputs["logits"][mine], own["logits"])
+    # without the teacher cache each batch is routed the same way
+    batch = train.take(torch.arange(len(train)), ("audio", "index"))
+    routed = student_stage._routed(state, state.example_fold, batch)
+    assert torch.allclose(routed["logits"], state.teacher_outputs["logits"], atol=1e-6)
+    assert state.teacher_record["trained_on"].startswith("3 teachers, each on the student's train split without")
+    assert [f["fold"] for f in state.teacher_record["folds"]] == [1, 2, 3]
+
+
+def test_crossfit_runs_kd_and_the_teacher_reference_end_to_end(tree, monkeypatch):
+    where = ["--set", f"dataset.root={tree}", "--set", "dataset.teacher=crossfit:3"]
+    assert main(_run("folder", method="kd") + where) == 0
+    monkeypatch.setenv("XBENCH_TEACHER_CACHE", "0")
+    assert main(_run("folder", method="kd") + where) == 0
+    assert main(_run("folder", method="teacher") + where) == 0
+    kd, kd_online, ref = sorted(ResultStore().records(), key=lambda r: (r.method, r.started))
+    assert [s.stage for s in kd.budget.stages] == ["teacher"] * 3 + ["teacher-inference", "student"]
+    assert [s.stage for s in kd_online.budget.stages] == ["teacher"] * 3 + ["student"]
+    assert kd_online.metrics == kd.metrics and kd.config["dataset_options"]["teacher"] == "crossfit:3"
+    assert kd_online.method_stage.teacher_forwards == kd_online.method_stage.samples
+    assert [s.stage for s in ref.budget.stages] == ["teacher"] and ref.trained_steps == 30
+    assert ref.teacher["trained_on"] == ("the student's train split without fold 1 of 3 "
+                                         "(teacher protocol 'crossfit:3')")
 
 
 def test_list_with_actions_runs_detection(tree, tmp_path):

@@ -62,7 +62,11 @@ class Dataset(Protocol):
     ``clips(videos, spans, frames, train, seed, frame_map=None)`` returns the lazy ``rgb`` column
     (``xbench.data.clips.Clips``) the built-in tasks then use instead of ``read``;
     ``clip_frames`` (frames per clip), ``audio_samples`` (samples of audio per clip) and
-    ``has_audio(video)`` go with it.
+    ``has_audio(video)`` go with it. ``teacher_folds`` (K > 0 under a "crossfit:K" teacher
+    protocol): ``videos("fold:k")`` are train's k-th fold, ``videos("teacher:k")`` train without
+    it, and ``videos("train")`` lists the folds in order, so a task cutting examples video by
+    video makes fold k's examples the k-th block of train's; teacher k trains on the others and
+    gives fold k's soft targets.
     """
 
     num_classes: int

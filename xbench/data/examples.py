@@ -47,3 +47,41 @@ class Examples:
             # tensors and lazy columns (``Clips``) index with the tensor; lists item by item
             out[k] = [v[i] for i in index.tolist()] if isinstance(v, list) else v[index]
         return out
+
+    def subset(self, index: torch.Tensor) -> Examples:
+        """The examples at ``index`` as a split of their own (``index`` renumbered); lazy columns
+        stay lazy, and per-example meta lists are cut too."""
+        n, rows = len(self), index.tolist()
+        tensors: dict[str, Any] = {}
+        for k, v in self.tensors.items():
+            if isinstance(v, torch.Tensor):
+                tensors[k] = v[index]
+            elif isinstance(v, list):
+                tensors[k] = [v[i] for i in rows]
+            else:
+                tensors[k] = Rows(v, index)
+        if "index" in tensors:
+            tensors["index"] = torch.arange(len(rows))
+        meta = {k: [v[i] for i in rows] if isinstance(v, list) and len(v) == n else v for k, v in self.meta.items()}
+        return Examples(tensors, meta)
+
+
+class Rows:
+    """Some rows of a lazy column (``xbench.data.clips.Clips``), read on demand like it."""
+
+    def __init__(self, column: Any, index: torch.Tensor) -> None:
+        self.column, self.index = column, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.column.shape[1:])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.column.dtype
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        return self.column[self.index[index]]

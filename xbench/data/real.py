@@ -81,8 +81,10 @@ class ClipOptions:
     #: a regular expression whose first group (else its match) in a file's path names its group
     #: (UCF101: "_(g\\d+)_"); none: each video is its own group
     group_pattern: str | None = None
-    #: the teacher's data: "train" (the student's train split, as the papers train it) or
-    #: "holdout:F" (a seeded, group-keeping fraction F of train kept for the teacher only)
+    #: the teacher's data: "train" (the student's train split, as the papers train it),
+    #: "holdout:F" (a seeded, group-keeping fraction F of train kept for the teacher only) or
+    #: "crossfit:K" (train cut into K seeded, group-keeping folds; K teachers, each trained on the
+    #: other folds, give the soft targets of the fold it never saw)
     teacher: str = "train"
     #: fraction of train clips whose labels the student may use (the rest: distillation only)
     label_fraction: float = 1.0
@@ -97,7 +99,7 @@ class ClipOptions:
             raise ValueError("val_fraction and test_fraction must be in [0, 1) with a sum below 1")
         if not 0.0 <= self.label_fraction <= 1.0 or self.audio_seconds <= 0:
             raise ValueError("label_fraction must be in [0, 1] and audio_seconds positive")
-        teacher_fraction(self.teacher)  # raises on a bad protocol
+        teacher_protocol(self.teacher)  # raises on a bad protocol
         if self.group_pattern is not None:
             try:
                 re.compile(self.group_pattern)
@@ -111,18 +113,22 @@ class ClipOptions:
                 "size": f"short side {self.short_side}", "dtype": "uint8"}
 
 
-def teacher_fraction(protocol: str) -> float | None:
-    """None for "train"; F for "holdout:F"; ValueError otherwise."""
+def teacher_protocol(protocol: str) -> tuple[str, float | int | None]:
+    """("train", None), ("holdout", F) or ("crossfit", K); ValueError otherwise."""
     if protocol == "train":
-        return None
+        return "train", None
     kind, _, value = protocol.partition(":")
-    try:
-        f = float(value)
-    except ValueError:
-        f = -1.0
-    if kind != "holdout" or not 0.0 < f < 1.0:
-        raise ValueError(f"teacher {protocol!r}: expected 'train' or 'holdout:F' with F in (0, 1)")
-    return f
+    if kind == "holdout":
+        try:
+            f = float(value)
+        except ValueError:
+            f = -1.0
+        if 0.0 < f < 1.0:
+            return kind, f
+    if kind == "crossfit" and value.isdigit() and int(value) >= 2:
+        return kind, int(value)
+    raise ValueError(f"teacher {protocol!r}: expected 'train', 'holdout:F' with F in (0, 1) or 'crossfit:K' "
+                     "with K >= 2")
 
 
 @dataclass(frozen=True)
@@ -300,16 +306,42 @@ def make_splits(entries: list[Entry], opts: ClipOptions) -> dict[str, list[Entry
         else:
             share = fraction / (1.0 - (opts.test_fraction if split == "val" and not given["test"] else 0.0))
             out[split], out["train"] = carve(out["train"], share, f"{opts.split_seed}:{split}")
-    f = teacher_fraction(opts.teacher)
-    if f is None:
-        out["teacher"] = out["train"]
-    else:
-        out["teacher"], out["train"] = carve(out["train"], f, f"{opts.split_seed}:teacher")
+    kind, value = teacher_protocol(opts.teacher)
+    if kind == "holdout":
+        out["teacher"], out["train"] = carve(out["train"], float(value), f"{opts.split_seed}:teacher")
     for split in ("train", "val", "test"):
         if not out[split]:
             raise DataError(f"split '{split}' has no clips ({len(entries)} listed; give more, or set "
                             "dataset.val_fraction / dataset.test_fraction)")
-    return {s: sorted(v, key=lambda e: (e.path, e.start or 0.0)) for s, v in out.items()}
+    out = {s: sorted(v, key=lambda e: (e.path, e.start or 0.0)) for s, v in out.items()}
+    if kind == "crossfit":  # train in fold order: fold k's examples are the k-th block of train's
+        folds = fold_groups(out["train"], int(value), f"{opts.split_seed}:crossfit")
+        out["train"] = [e for fold in folds for e in fold]
+        for k, fold in enumerate(folds):
+            out[f"fold:{k}"] = fold
+            out[f"teacher:{k}"] = [e for j, other in enumerate(folds) if j != k for e in other]
+    if kind != "holdout":
+        out["teacher"] = out["train"]
+    return out
+
+
+def fold_groups(entries: list[Entry], k: int, seed: str) -> list[list[Entry]]:
+    """``entries`` cut into ``k`` folds of whole groups (in a seeded order, each group to the
+    fold with the fewest clips so far), each in its input order."""
+    groups = sorted({e.group for e in entries})
+    if len(groups) < k:
+        raise DataError(f"teacher protocol crossfit:{k} needs at least {k} groups in train; it has {len(groups)}")
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little"))
+    sizes = {g: 0 for g in groups}
+    for e in entries:
+        sizes[e.group] += 1
+    fold_of: dict[str, int] = {}
+    load = [0] * k
+    for i in rng.permutation(len(groups)):
+        j = min(range(k), key=lambda f: (load[f], f))
+        fold_of[groups[i]] = j
+        load[j] += sizes[groups[i]]
+    return [[e for e in entries if fold_of[e.group] == j] for j in range(k)]
 
 
 def carve(entries: list[Entry], fraction: float, seed: str) -> tuple[list[Entry], list[Entry]]:
@@ -355,6 +387,8 @@ class ClipDataset:
         if problems:  # only while preparing (a run stops at the first): prepare lists them and goes on
             entries = [e for e in entries if e.path not in problems]
         self._entries = make_splits(entries, opts)
+        #: K under the "crossfit:K" teacher protocol (splits "fold:k" and "teacher:k"), else 0
+        self.teacher_folds = sum(s.startswith("fold:") for s in self._entries)
         self._records: dict[str, list[VideoRecord]] = {}
         self._entry_of: dict[str, Entry] = {}
         # keyed by the decode settings; entries by clip and content (``entry``): a relabelled list
@@ -363,6 +397,8 @@ class ClipDataset:
 
     # -- the Dataset contract ---------------------------------------------------------------
     def videos(self, split: str) -> list[VideoRecord]:
+        if split not in self._entries:
+            raise DataError(f"dataset '{self.name}' has no split '{split}'")
         if split not in self._records:
             self._records[split] = [self._record(e, split) for e in self._entries[split]]
         return self._records[split]

@@ -36,6 +36,29 @@ def call(owner: str, what: str, fn: Callable, *args: Any) -> Any:
 
 
 @dataclass
+class TeacherSlot:
+    """One teacher of the run and what its stages leave: under "crossfit:K", ``fold`` is the fold
+    of train it never trains on and gives the soft targets of; None: it trains on the whole
+    teacher split."""
+
+    model: nn.Module
+    fold: int | None = None
+    #: names of parameters its factory froze (kept frozen in the cache)
+    frozen: set[str] = field(default_factory=set)
+    cache: Any = None
+    #: what its stages spent before training (masked-LM pretraining)
+    spends: list[Any] = field(default_factory=list)
+    #: its training stage's spend and val selection, once trained or taken from the cache
+    spend: Any = None
+    selection: Any = None
+
+    @property
+    def tag(self) -> tuple[str, ...]:
+        """What its seeds and cache key add to the run's (nothing for the only teacher)."""
+        return () if self.fold is None else (f"fold{self.fold}",)
+
+
+@dataclass
 class RunState:
     """The inputs every stage shares (data, task, model context) and the outputs stages leave
     for the next ones. ``done`` holds the stages whose outputs exist (run, or restored from a
@@ -53,14 +76,18 @@ class RunState:
     done: set[Stage] = field(default_factory=set)
     #: the budget entries of the stages, in the order they ran (the record's budget.stages)
     spent: list[dict[str, Any]] = field(default_factory=list)
+    #: the teacher the record describes, a teacher reference is scored by and loss heads are
+    #: sized for: the first of ``teachers``
     teacher: nn.Module | None = None
-    #: names of the teacher's parameters that its factory froze (kept frozen in the cache)
-    teacher_frozen: set[str] = field(default_factory=set)
-    #: what the teacher's stages spent before its training stage (masked-LM pretraining)
-    teacher_spends: list[Any] = field(default_factory=list)
+    #: every teacher the run trains: one, or one per fold under the "crossfit:K" protocol
+    teachers: list[TeacherSlot] = field(default_factory=list)
     teacher_record: dict[str, Any] | None = None
-    teacher_cache: Any = None
     teacher_outputs: dict[str, Any] | None = None
+    #: "crossfit:K": the fold of each train example (the teacher that did not see it gives its soft
+    #: targets), else None
+    example_fold: Any = None
+    #: "crossfit:K": each fold's labels, as the task cut them (checked against train's)
+    fold_labels: Any = None
     student: nn.Module | None = None
     #: the student's taps on two train examples (the widths heads are built for)
     tap_samples: dict[str, Any] = field(default_factory=dict)

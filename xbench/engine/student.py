@@ -18,7 +18,7 @@ from xbench.engine.heads import build_heads, objective_groups, step_fn
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
 from xbench.engine.state import RunState, add_cached, call
-from xbench.engine.teacher import code_hash
+from xbench.engine.teacher import code_hash, fold_rows
 from xbench.errors import PluginError
 from xbench.specs import ObjectiveContext, StudentSpec
 from xbench.store import xbench_home
@@ -112,15 +112,33 @@ def _tap_samples(ctx: RunContext, state: RunState, keys: tuple[str, ...]) -> tup
 def _teacher_out(ctx: RunContext, state: RunState) -> Callable[[dict[str, Any]], Any]:
     cached, teacher, t_mods = state.teacher_outputs, state.teacher, state.teacher_modalities
     use_teacher = ctx.plan.uses_teacher_in_loss
+    folds = fold_rows(ctx, state, state.train) if use_teacher and state.teachers[0].fold is not None else None
 
     def teacher_out(batch: dict[str, Any]) -> Any:
         if cached is not None:  # the frozen teacher's outputs, looked up by example
             return {tap: v[batch["index"]] for tap, v in cached.items()}
+        if folds is not None:  # crossfit: each example's from the teacher that did not see it
+            return _routed(state, folds[batch["index"].cpu()], batch)
         if use_teacher:  # frozen: eval mode, inference mode
             return frozen_forward(teacher, {m: batch[m] for m in t_mods})
         return None
 
     return teacher_out
+
+
+def _routed(state: RunState, fold: torch.Tensor, batch: dict[str, Any]) -> dict[str, Any]:
+    """The frozen teachers' taps on a batch, each example's from its fold's teacher."""
+    out: dict[str, Any] = {}
+    for slot in state.teachers:
+        rows = torch.nonzero(fold == slot.fold)[:, 0]
+        if not len(rows):
+            continue
+        part = {m: [batch[m][i] for i in rows.tolist()] if isinstance(batch[m], list) else batch[m][rows.to(batch[m].device)]
+                for m in state.teacher_modalities}
+        for tap, v in frozen_forward(slot.model, part).items():
+            if isinstance(v, torch.Tensor):
+                out.setdefault(tap, v.new_empty((len(fold), *v.shape[1:])))[rows.to(v.device)] = v
+    return out
 
 
 def _build_objective(ctx: RunContext, state: RunState, s_taps: dict, t_taps: dict) -> list:
@@ -170,12 +188,12 @@ def train_student(ctx: RunContext, state: RunState) -> None:
         groups.append((list(state.heads[key].parameters()), p.method.lr_multipliers.get(term.loss, 1.0)))
     if p.method.objective is not None:
         groups += _build_objective(ctx, state, s_taps, t_taps)
-    before = _fingerprint(state.teacher) if state.teacher is not None else None
+    teachers = nn.ModuleList([t.model for t in state.teachers])
+    before = _fingerprint(teachers)
     use_teacher = p.uses_teacher_in_loss
     fn = step_fn(p.terms, state.heads, student, s_inputs, state.objective, _teacher_out(ctx, state), p.method.name,
                  p.tier.student_steps)
-    if state.teacher is not None:
-        state.teacher.eval()
+    teachers.eval()
     modules = {"student": student, **{f"head:{k}": h for k, h in state.heads.items()}}
     if state.objective is not None:
         modules["objective"] = state.objective
@@ -190,7 +208,7 @@ def train_student(ctx: RunContext, state: RunState) -> None:
         culprit=_culprit(p), after_step=getattr(state.objective, "after_step", None),
         optimizer=p.method_optimizer), ctx)
     state.spent.append(spend.as_dict())
-    if state.teacher is not None and not same_state(_fingerprint(state.teacher), before):
+    if not same_state(_fingerprint(teachers), before):
         raise PluginError(f"{_culprit(p)} changed the frozen teacher's parameters or buffers")
     state.final_model, state.final_modalities = student, s_mods
     if labels:
