@@ -74,21 +74,29 @@ def xbench_register_datasets(register):
         factory=lambda opts, root: SynthDataset(opts, root),
         modalities=SynthDataset.modalities,
         options=SynthOptions,
-        annotations=("steps", "procedures", "sentences", "verb-noun", "audio_relevant"),
+        annotations=("steps", "untrimmed", "procedures", "sentences", "verb-noun", "audio_relevant"),
     ))
     from xbench.data import real
 
     # your own videos: the same reader, splits and manifest; they differ in how clips are listed
-    for name, description, factory, options, sample in (
+    for name, description, factory, options, sample, provides, layout in (
         ("folder", ("Your videos, one sub-folder per class (optionally under train/ val/ test/): "
-                    "--set dataset.root=PATH"), real.open_folder, real.FolderOptions, real.sample_folder),
+                    "--set dataset.root=PATH"), real.open_folder, real.FolderOptions, real.sample_folder, ("steps",),
+         "ROOT/<class>/<video> or ROOT/{train,val,test}/<class>/<video>"),
         ("list", ("Your videos from a CSV/JSONL list (path, label, optional split, start, end, group, text, "
                   "actions): --set dataset.root=PATH --set dataset.annotations=FILE"),
-         real.open_list, real.ListOptions, real.sample_list),
+         real.open_list, real.ListOptions, real.sample_list, ("steps", "untrimmed"),
+         "ROOT/<video files>; a CSV or JSONL list: path,label[,split,start,end,group,text,actions]"),
     ):
         register(DatasetSpec(name=name, description=description, factory=factory,
-                             modalities=real.ClipDataset.modalities, options=options, annotations=("steps",),
-                             sample=sample, fingerprint=real.fingerprint(factory)))
+                             modalities=real.ClipDataset.modalities, options=options, annotations=provides,
+                             sample=sample, fingerprint=real.fingerprint(factory), layout=layout))
+    from xbench.data import official
+
+    # the papers' datasets, read from the annotation files they are distributed with
+    for spec in official.SPECS:
+        register(DatasetSpec(modalities=real.ClipDataset.modalities, annotations=("steps",),
+                             fingerprint=real.fingerprint(spec["factory"]), **spec))
 
 
 @hookimpl
@@ -134,6 +142,7 @@ def xbench_register_tasks(register):
         student_modalities=("rgb",),
         main_metric="frame_map",
         options=DetectionOptions,
+        annotations=("steps", "untrimmed"),
         terms=(LossTerm("bce", target="frame_labels"),),
         targets=("frame_labels",),
         teacher_terms=(LossTerm("bce", target="frame_labels"),),

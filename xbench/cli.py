@@ -47,6 +47,8 @@ def _run_parsers(sub) -> None:
 def _result_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("kind", choices=LIST_KINDS)
+    ls.add_argument("-v", "--verbose", action="store_true",
+                    help="datasets: each one's expected files, the tasks it fits and the protocol it implements")
 
     sub.add_parser("plugins", help="show loaded plugins and what each registers")
 
@@ -216,10 +218,26 @@ def cmd_list(args) -> int:
         print(tabulate([(r.name, r.tests) for r in shipped()], headers=("name", "tests"), tablefmt="simple"))
         return 0
     reg = build_registry()
+    if args.kind == "datasets" and args.verbose:
+        print("\n\n".join(_dataset_card(reg, name) for name in reg.names("datasets")))
+        return 0
     rows = [(name, reg.get(args.kind, name).description, reg.entry(args.kind, name).plugin)
             for name in reg.names(args.kind)]
     print(tabulate(rows, headers=("name", "description", "plugin"), tablefmt="simple"))
     return 0
+
+
+def _dataset_card(reg: Any, name: str) -> str:
+    """A dataset as ``list datasets -v`` shows it: what it is, the files it expects, the tasks
+    it fits (those whose annotations and student inputs it has) and the protocol it implements."""
+    d = reg.get("datasets", name)
+    tasks = [t for t in reg.names("tasks") if set(reg.get("tasks", t).annotations) <= set(d.annotations)
+             and set(reg.get("tasks", t).student_modalities) <= set(d.modalities)]
+    lines = [f"{name} ({reg.entry('datasets', name).plugin})", f"  {d.description}"]
+    lines += [f"  {k:<9} {v}" for k, v in (("layout:", d.layout or "generated; no files"),
+                                          ("tasks:", ", ".join(tasks) or "none"),
+                                          ("protocol:", d.protocol or "-"))]
+    return "\n".join(lines)
 
 
 def cmd_plugins(args) -> int:

@@ -119,6 +119,7 @@ class LossSpec:
 #: the annotations a dataset may provide and a task may need
 ANNOTATIONS = {
     "steps": "actions as labelled frame ranges of a video (Segment start, end, label)",
+    "untrimmed": "videos with several actions over time, each frame labelled (not one clip, one class)",
     "procedures": "the steps of a video are one procedure in order (what comes next is defined)",
     "sentences": "a sentence describing each step (Segment.sentence)",
     "verb-noun": "each step's verb and noun classes (Segment.verb, Segment.noun)",
@@ -149,6 +150,10 @@ class DatasetSpec:
     #: hash), for datasets of the user's files; it enters every run's config hash. None: the
     #: options determine the data (a generated dataset)
     fingerprint: Callable[[Any], str] | None = None
+    #: the files it expects under its root (``xbench list datasets -v``)
+    layout: str = ""
+    #: the paper protocol it implements: splits, validation, metrics
+    protocol: str = ""
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,51 @@ def folder_tree(root: Path, classes: int = 3, per_class: int = 4, frames: int = 
             write_video(path, clip(label, classes, frames, h, w, k), fps, fmt, sound, rate)
             out.append(path)
     return out
+
+
+def ucf101_tree(root: Path, classes: list[str], filmed: list[str] | None = None, groups: int = 4, clips: int = 1,
+                frames: int = 12, test_groups: int = 1, mute: tuple[str, ...] = ()) -> None:
+    """UCF101's layout and split files with real MPEG-4 part 2 AVI clips (as UCF101 ships):
+    ``UCF-101/<Class>/v_<Class>_g<GG>_c<CC>.avi`` and ``ucfTrainTestlist/`` (classInd.txt naming
+    ``classes``; three splits, split N testing other groups, as the official lists keep groups
+    apart). Only the classes in ``filmed`` (default: all) have videos; those in ``mute`` have no
+    audio track, as many UCF101 classes have none."""
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(classes)))
+    names = []
+    for label, cls in enumerate(classes):
+        if filmed is not None and cls not in filmed:
+            continue
+        for g in range(1, groups + 1):
+            for c in range(1, clips + 1):
+                rel = f"{cls}/v_{cls}_g{g:02d}_c{c:02d}.avi"
+                k = len(names)
+                sound = None if cls in mute else tone(label, frames / 25.0, 16000, k)
+                write_video(root / "UCF-101" / rel, clip(label, len(classes), frames, 48, 64, k), 25.0, "avi", sound)
+                names.append((label, g, rel))
+    for split in (1, 2, 3):
+        test = {(split - 1) * test_groups + t + 1 for t in range(test_groups)}
+        (lists / f"trainlist0{split}.txt").write_text(
+            "".join(f"{rel} {label + 1}\r\n" for label, g, rel in names if g not in test))
+        (lists / f"testlist0{split}.txt").write_text("".join(f"{rel}\r\n" for _, g, rel in names if g in test))
+
+
+def hmdb51_tree(root: Path, classes: list[str], videos: int = 4, frames: int = 12) -> None:
+    """HMDB51's layout and split files with real MPEG-4 part 2 AVI clips (as HMDB51 ships):
+    ``hmdb51/<class>/<title>_<class>_<tags>_<n>.avi``, two clips per source title, and
+    ``testTrainMulti_7030_splits/<class>_test_split<N>.txt`` (1 train, 2 test, 0 unused; each split
+    tests another title and leaves the next one unused, keeping a title's clips together)."""
+    lists = root / "testTrainMulti_7030_splits"
+    lists.mkdir(parents=True, exist_ok=True)
+    titles = (videos + 1) // 2
+    for label, cls in enumerate(classes):
+        files = [(i // 2, f"Movie_{i // 2}_{cls}_f_cm_np1_fr_med_{i % 2}.avi") for i in range(videos)]
+        for i, (_, name) in enumerate(files):
+            k = label * videos + i
+            write_video(root / "hmdb51" / cls / name, clip(label, len(classes), frames, 48, 64, k), 30.0, "avi",
+                        tone(label, frames / 30.0, 16000, k))
+        for split in (1, 2, 3):
+            test, unused = (split - 1) % titles, split % titles if titles > 2 else -1
+            marks = {t: "2" if t == test else "0" if t == unused else "1" for t in range(titles)}
+            (lists / f"{cls}_test_split{split}.txt").write_text("".join(f"{n} {marks[t]} \n" for t, n in files))

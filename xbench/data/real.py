@@ -592,20 +592,27 @@ def fingerprint(factory: Callable[[Any, Path | None], ClipDataset]) -> Callable[
 SAMPLE_OPTIONS = {"short_side": 32, "crop": 32, "frames": 4}
 
 
-def _sample_tree(folder: Path) -> Path:
-    """A tree of real encoded clips (3 classes x 4, mixed codecs, sizes and frame rates, audio in
-    the container) under ``folder/videos``, written once."""
-    from xbench.data.encoded import folder_tree
-
+def sample_tree(folder: Path, write: Callable[[Path], Any]) -> Path:
+    """``folder/videos``, written once by ``write(path)`` (into a temporary folder first, so an
+    interrupted write is never taken for a sample)."""
     root = folder / "videos"
     if not (folder / "complete").is_file():
         tmp = folder / f".videos.{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        folder_tree(tmp, classes=3, per_class=4, frames=12, formats=("mp4", "avi", "webm"))
+        write(tmp)
         shutil.rmtree(root, ignore_errors=True)
         tmp.replace(root)
         (folder / "complete").write_text("")
     return root
+
+
+def _sample_tree(folder: Path) -> Path:
+    """A tree of real encoded clips (3 classes x 4, mixed codecs, sizes and frame rates, audio in
+    the container)."""
+    from xbench.data.encoded import folder_tree
+
+    return sample_tree(folder, lambda tmp: folder_tree(tmp, classes=3, per_class=4, frames=12,
+                                                       formats=("mp4", "avi", "webm")))
 
 
 def sample_folder(folder: Path) -> dict[str, Any]:

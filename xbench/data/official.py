@@ -1,0 +1,229 @@
+"""The papers' datasets read from the annotation files they are distributed with, each with its
+paper's protocol, on top of the real-video path of :mod:`xbench.data.real` (decoding, decode
+cache, manifest, splits, teacher protocol).
+
+UCF101 (Soomro et al. 2012), as distributed (``UCF101.rar`` and
+``UCF101TrainTestSplits-RecognitionTask.zip``)::
+
+    ROOT/UCF-101/<Class>/v_<Class>_g<GG>_c<CC>.avi
+    ROOT/ucfTrainTestlist/classInd.txt          "1 ApplyEyeMakeup" (1-based id, class)
+    ROOT/ucfTrainTestlist/trainlist0N.txt       "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"
+    ROOT/ucfTrainTestlist/testlist0N.txt        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+
+Three official splits (``split`` 1-3) keep groups g01-g25 apart; val is carved from train by
+whole groups (``_g<GG>_``), so one group's clips (same actor and background) are never on both
+sides. UCF51 is the same files restricted to the 51 classes with an audio track (the list in
+``classes/ucf51.txt``, with its source), the protocol of Chen et al. (CCL, CVPR 2021) that Xia
+et al. (MNF+CSC) follow: split 1, labels renumbered 0-50 in classInd order.
+
+HMDB51 (Kuehne et al. 2011), as distributed (``hmdb51_org.rar``, one rar per class, and
+``test_train_splits.rar``)::
+
+    ROOT/hmdb51/<class>/<video>.avi
+    ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt   "<video>.avi 1" (1 train, 2 test, 0 unused)
+
+Classes are the split files' class names, sorted; videos marked 0 are in neither split. Clips
+cut from one source video share its title (the file name before ``_<class>_``): val is carved
+from train by whole titles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from xbench.data import io
+from xbench.data.real import (
+    SAMPLE_OPTIONS,
+    ClipDataset,
+    ClipOptions,
+    Entry,
+    _read_text,
+    sample_tree,
+)
+from xbench.errors import DataError
+
+
+def class_list(name: str) -> list[str]:
+    """A class list shipped with xbench (``classes/<name>.txt``; its # lines say where it comes
+    from)."""
+    text = resources.files("xbench.data").joinpath("classes", f"{name}.txt").read_text()
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+@dataclass(frozen=True)
+class SplitOptions(ClipOptions):
+    """Options of a dataset with three official train/test splits: val is carved from train."""
+
+    #: the official train/test split: 1, 2 or 3
+    split: int = 1
+    #: val: this fraction of train, whole groups at a time; test is the official list's
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split not in (1, 2, 3):
+            raise ValueError(f"split {self.split}: the official splits are 1, 2 and 3")
+
+
+@dataclass(frozen=True)
+class UCF101Options(SplitOptions):
+    """Options of ``ucf101`` and ``ucf51``."""
+
+    #: the videos' folder under root (the archive unpacks to UCF-101/)
+    videos: str = "UCF-101"
+    #: the split files' folder under root (the zip unpacks to ucfTrainTestlist/)
+    lists: str = "ucfTrainTestlist"
+    #: a clip's group (same actor and background): val keeps whole groups
+    group_pattern: str | None = r"_(g\d+)_"
+
+
+@dataclass(frozen=True)
+class HMDB51Options(SplitOptions):
+    """Options of ``hmdb51``."""
+
+    #: the videos' folder under root (one folder per class)
+    videos: str = "hmdb51"
+    #: the split files' folder under root
+    lists: str = "testTrainMulti_7030_splits"
+
+
+def _lines(path: Path) -> list[tuple[str, list[str]]]:
+    """(where, fields) of each non-empty line of a whitespace-separated split file."""
+    return [(f"{path}:{n}", line.split()) for n, line in enumerate(_read_text(path).splitlines(), 1) if line.strip()]
+
+
+def _root(opts: ClipOptions, name: str) -> Path:
+    if not opts.root:
+        raise DataError(f"dataset '{name}' needs its root: --set dataset.root=PATH")
+    root = Path(opts.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    return root
+
+
+def _checked(root: Path, entries: list[Entry]) -> list[Entry]:
+    """Every listed video must exist (the first missing one named, with its line)."""
+    for e in entries:
+        if not (root / e.path).is_file():
+            raise DataError(f"{e.where}: missing video file {root / e.path}")
+    return entries
+
+
+def scan_ucf101(root: Path, opts: UCF101Options, keep: list[str] | None) -> tuple[list[str], list[Entry], list[Path]]:
+    """Class names and clips of one official UCF101 split (``keep``: only these classes,
+    renumbered in classInd order), and the annotation files read."""
+    lists = root / opts.lists
+    ind = lists / "classInd.txt"
+    official: dict[str, int] = {}
+    for where, f in _lines(ind):
+        if len(f) != 2 or not f[0].isdigit():
+            raise DataError(f"{where}: expected '<id> <class>'")
+        official[f[1]] = int(f[0])
+    names = [c for c in sorted(official, key=official.get) if keep is None or c in keep]
+    if keep is not None and len(names) != len(keep):
+        missing = sorted(set(keep) - set(names))
+        raise DataError(f"{ind} lacks {len(missing)} of the classes kept, e.g. {missing[0]}")
+    index = {c: i for i, c in enumerate(names)}
+    files = [ind, lists / f"trainlist0{opts.split}.txt", lists / f"testlist0{opts.split}.txt"]
+    entries: list[Entry] = []
+    for split, path in (("train", files[1]), ("test", files[2])):
+        seen: dict[str, str] = {}
+        for where, f in _lines(path):
+            cls = f[0].split("/")[0]
+            if cls not in official:
+                raise DataError(f"{where}: unknown class {cls!r} (not in {ind.name})")
+            if len(f) > 1 and f[1] != str(official[cls]):
+                raise DataError(f"{where}: label {f[1]} is not {cls}'s id {official[cls]} in {ind.name}")
+            if f[0] in seen:
+                raise DataError(f"{where}: {f[0]} is listed twice in split '{split}' (also {seen[f[0]]})")
+            seen[f[0]] = where
+            if cls in index:
+                rel = f"{opts.videos}/{f[0]}"
+                m = re.search(opts.group_pattern, rel) if opts.group_pattern else None
+                entries.append(Entry(rel, index[cls], split, group=m.group(1) if m else rel, where=where))
+    return names, _checked(root, entries), files
+
+
+def scan_hmdb51(root: Path, opts: HMDB51Options) -> tuple[list[str], list[Entry], list[Path]]:
+    """Class names and clips of one official HMDB51 split, and the annotation files read."""
+    lists = root / opts.lists
+    suffix = f"_test_split{opts.split}.txt"
+    files = sorted(lists.glob(f"*{suffix}")) if lists.is_dir() else []
+    if not files:
+        raise DataError(f"no HMDB51 split files {lists}/<class>{suffix}")
+    names = [f.name[: -len(suffix)] for f in files]
+    entries: list[Entry] = []
+    for label, path in enumerate(files):
+        for where, f in _lines(path):
+            if len(f) != 2 or f[1] not in ("0", "1", "2"):
+                raise DataError(f"{where}: expected '<video> <0|1|2>' (0 unused, 1 train, 2 test)")
+            if f[1] != "0":
+                rel = f"{opts.videos}/{names[label]}/{f[0]}"
+                # clips cut from one source video share its title, the name before _<class>_
+                title = f[0].split(f"_{names[label]}_")[0]
+                entries.append(Entry(rel, label, "train" if f[1] == "1" else "test", group=title, where=where))
+    return names, _checked(root, entries), files
+
+
+def open_ucf101(opts: UCF101Options, home: Path | None) -> ClipDataset:
+    root = _root(opts, "ucf101")
+    names, entries, files = scan_ucf101(root, opts, None)
+    return ClipDataset("ucf101", opts, home or io.data_home(), names, entries, tuple(files))
+
+
+def open_ucf51(opts: UCF101Options, home: Path | None) -> ClipDataset:
+    root = _root(opts, "ucf51")
+    names, entries, files = scan_ucf101(root, opts, class_list("ucf51"))
+    return ClipDataset("ucf51", opts, home or io.data_home(), names, entries, tuple(files))
+
+
+def open_hmdb51(opts: HMDB51Options, home: Path | None) -> ClipDataset:
+    root = _root(opts, "hmdb51")
+    names, entries, files = scan_hmdb51(root, opts)
+    return ClipDataset("hmdb51", opts, home or io.data_home(), names, entries, tuple(files))
+
+
+def sample_ucf101(folder: Path) -> dict[str, Any]:
+    """A UCF101 tree: classInd naming the 51 UCF51 classes and two more, four of them filmed (four
+    groups each, one tested per split)."""
+    from xbench.data.encoded import ucf101_tree
+
+    classes = sorted([*class_list("ucf51"), "PlayingGuitar", "YoYo"])
+    filmed = ["ApplyEyeMakeup", "Archery", "Bowling", "YoYo"]
+    root = sample_tree(folder, lambda tmp: ucf101_tree(tmp, classes, filmed))
+    return {"root": str(root), "val_fraction": 0.34, **SAMPLE_OPTIONS}
+
+
+def sample_hmdb51(folder: Path) -> dict[str, Any]:
+    """An HMDB51 tree: three classes of four videos, their three split files each."""
+    from xbench.data.encoded import hmdb51_tree
+
+    root = sample_tree(folder, lambda tmp: hmdb51_tree(tmp, ["brush_hair", "cartwheel", "catch"]))
+    return {"root": str(root), "val_fraction": 0.34, **SAMPLE_OPTIONS}
+
+
+_UCF_LAYOUT = ("ROOT/UCF-101/<Class>/v_<Class>_g<GG>_c<CC>.avi; ROOT/ucfTrainTestlist/classInd.txt, "
+               "trainlist0N.txt, testlist0N.txt (UCF101.rar and UCF101TrainTestSplits-RecognitionTask.zip, unpacked)")
+
+#: the adapters, as ``DatasetSpec`` fields (the core registers them)
+SPECS: list[dict[str, Any]] = [
+    {"name": "ucf101", "description": "UCF101 from its official split files: --set dataset.root=PATH",
+     "factory": open_ucf101, "options": UCF101Options, "sample": sample_ucf101, "layout": _UCF_LAYOUT,
+     "protocol": "official split 1-3 (dataset.split); val carved from train by whole groups gGG; top-1 on the "
+                 "test list (XKD's linear and fine-tuned evaluations)"},
+    {"name": "ucf51", "description": "UCF101's 51 classes with audio (Chen et al., CCL): --set dataset.root=PATH",
+     "factory": open_ucf51, "options": UCF101Options, "sample": sample_ucf101, "layout": _UCF_LAYOUT,
+     "protocol": "MNF+CSC's and CCL's: the 51 classes with an audio track of split 1, renumbered in classInd "
+                 "order; top-1 and retrieval on the test list (4,892 train / 1,944 test videos in full); CCL "
+                 "selects on the test list, xbench on a val carved from train by whole groups gGG"},
+    {"name": "hmdb51", "description": "HMDB51 from its official split files: --set dataset.root=PATH",
+     "factory": open_hmdb51, "options": HMDB51Options, "sample": sample_hmdb51,
+     "layout": "ROOT/hmdb51/<class>/<video>.avi; ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt "
+               "(hmdb51_org.rar and test_train_splits.rar, unpacked)",
+     "protocol": "official split 1-3 (dataset.split): 1 train, 2 test, 0 unused; val carved from train by "
+                 "whole source videos (the title before _<class>_ in the name); top-1 on the test videos (XKD's linear and fine-tuned evaluations)"},
+]
