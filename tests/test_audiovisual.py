@@ -128,10 +128,8 @@ def test_paper_configs_are_valid_and_need_real_data(registry, name):
     tiers = load_tiers()
     assert raw["budget"] == f"paper-{name}" and raw["budget"] in tiers
     cfg = from_mapping(RunConfig, raw, str(path))
-    # UCF51 has an adapter (it needs the files); Kinetics-Sound has none yet
-    needs = {"mnf-csc": r"^dataset 'ucf51' needs its root: --set dataset.root=PATH$",
-             "xkd": r"^unknown dataset 'kinetics-sound'"}
-    with pytest.raises(Exception, match=needs[name]):
+    dataset = {"mnf-csc": "ucf51", "xkd": "kinetics-sound"}[name]
+    with pytest.raises(Exception, match=f"^dataset '{dataset}' needs its root: --set dataset.root=PATH$"):
         plan(registry, cfg, tiers)
     # the same method options are valid on synth
     p = plan(registry, dataclasses.replace(cfg, dataset="synth", budget="cpu"), tiers)

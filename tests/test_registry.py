@@ -54,7 +54,7 @@ def test_registry_names_and_owners(registry):
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
-        "datasets": ["folder", "hmdb51", "list", "synth", "ucf101", "ucf51"],
+        "datasets": ["folder", "hmdb51", "kinetics-400", "kinetics-sound", "list", "synth", "ucf101", "ucf51"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
         "methods": ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
                     "kd-confident", "kd-oracle", "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
@@ -63,7 +63,7 @@ def test_registry_names_and_owners(registry):
     assert registry.registered_by("core") == {
         "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
-        "losses": ["bce", "caption", "ce", "mse"], "datasets": ["folder", "hmdb51", "list", "synth", "ucf101", "ucf51"],
+        "losses": ["bce", "caption", "ce", "mse"], "datasets": ["folder", "hmdb51", "kinetics-400", "kinetics-sound", "list", "synth", "ucf101", "ucf51"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
     }
     assert registry.registered_by("argb") == {"losses": ["argb-abs", "argb-atomic", "argb-gcr"],

@@ -154,3 +154,32 @@ def hmdb51_tree(root: Path, classes: list[str], videos: int = 4, frames: int = 1
             test, unused = (split - 1) % titles, split % titles if titles > 2 else -1
             marks = {t: "2" if t == test else "0" if t == unused else "1" for t in range(titles)}
             (lists / f"{cls}_test_split{split}.txt").write_text("".join(f"{n} {marks[t]} \n" for t, n in files))
+
+
+def kinetics_tree(root: Path, classes: list[str], per_class: int = 3, frames: int = 12, crawler: bool = False,
+                  missing: int = 1) -> list[str]:
+    """Kinetics' annotation CSVs (``annotations/{train,val}.csv``: label,youtube_id,time_start,
+    time_end,split,is_cc) and real H.264 + AAC mp4 clips (as YouTube serves them) named
+    ``<youtube_id>_<start:06d>_<end:06d>.mp4``: flat per split as the CVDF mirror unpacks
+    (``train/``, ``val/``), or under ``<split>/<label>/`` as the ActivityNet crawler writes with
+    ``crawler``. Each split lists ``missing`` clips more whose video is gone, as every copy of
+    Kinetics has; returns their stems."""
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    gone = []
+    for split, n in (("train", per_class), ("val", max(1, per_class // 2))):
+        rows = ["label,youtube_id,time_start,time_end,split,is_cc"]
+        for label, cls in enumerate(classes):
+            for i in range(n + (missing if label == 0 else 0)):
+                k = len(rows)
+                yid = f"{split[:2]}{label:03d}{i:02d}x{k:03d}"[:11].ljust(11, "_")
+                start = 10 * i + 3
+                stem = f"{yid}_{start:06d}_{start + 10:06d}"
+                rows.append(f'"{cls}",{yid},{start},{start + 10},{split},0')
+                if i >= n:  # listed, but taken down from YouTube
+                    gone.append(stem)
+                    continue
+                folder = root / split / (cls if crawler else "")
+                write_video(folder / f"{stem}.mp4", clip(label, len(classes), frames, 48, 64, k), 25.0, "mp4",
+                            tone(label, frames / 25.0, 16000, k))
+        (root / "annotations" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return gone

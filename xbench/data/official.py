@@ -22,6 +22,19 @@ HMDB51 (Kuehne et al. 2011), as distributed (``hmdb51_org.rar``, one rar per cla
     ROOT/hmdb51/<class>/<video>.avi
     ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt   "<video>.avi 1" (1 train, 2 test, 0 unused)
 
+Kinetics-400 (Kay et al. 2017), from its annotation CSVs ``label,youtube_id,time_start,time_end,split``
+(``is_cc`` may follow), with the videos as the CVDF mirror or the ActivityNet crawler leave them::
+
+    ROOT/annotations/{train,val,test}.csv
+    ROOT/**/<youtube_id>_<start:06d>_<end:06d>.mp4     (k400/train/..., or <split>/<label>/...;
+                                                        replacement_for_corrupted_k400/ wins)
+
+Videos taken down from YouTube are missing from every copy (5-10%): a listed clip without its
+file is left out and counted (``missing_videos=error`` stops instead). The papers report on val:
+it is the test split here, and val is carved from train by whole YouTube videos. Kinetics-Sound
+is the same files restricted to the 31 classes of Arandjelovic & Zisserman's list that Kinetics-400
+has (``classes/kinetics-sound.txt`` says which were renamed or dropped).
+
 Classes are the split files' class names, sorted; videos marked 0 are in neither split. Clips
 cut from one source video share its title (the file name before ``_<class>_``): val is carved
 from train by whole titles.
@@ -29,11 +42,14 @@ from train by whole titles.
 
 from __future__ import annotations
 
+import csv
+import io as _io
+import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from xbench.data import io
 from xbench.data.real import (
@@ -89,6 +105,22 @@ class HMDB51Options(SplitOptions):
     videos: str = "hmdb51"
     #: the split files' folder under root
     lists: str = "testTrainMulti_7030_splits"
+
+
+@dataclass(frozen=True)
+class KineticsOptions(ClipOptions):
+    """Options of ``kinetics-400`` and ``kinetics-sound``."""
+
+    #: the annotation CSVs' folder under root (train.csv, val.csv, test.csv)
+    annotations: str = "annotations"
+    #: the split scored as test: "val" (what the papers report on), or "test" (then val is val.csv)
+    test_split: Literal["val", "test"] = "val"
+    #: a listed clip whose video is missing (taken down from YouTube): "skip" it (counted) or "error"
+    missing_videos: Literal["skip", "error"] = "skip"
+    #: val: this fraction of train, whole YouTube videos at a time (test_split "val")
+    val_fraction: float = 0.05
+    #: clips are 10 s: the audio window covers them
+    audio_seconds: float = 10.0
 
 
 def _lines(path: Path) -> list[tuple[str, list[str]]]:
@@ -148,11 +180,13 @@ def scan_ucf101(root: Path, opts: UCF101Options, keep: list[str] | None) -> tupl
     return names, _checked(root, entries), files
 
 
-def scan_hmdb51(root: Path, opts: HMDB51Options) -> tuple[list[str], list[Entry], list[Path]]:
-    """Class names and clips of one official HMDB51 split, and the annotation files read."""
+def scan_hmdb51(root: Path, opts: HMDB51Options, keep: list[str] | None = None) -> tuple[list[str], list[Entry], list[Path]]:
+    """Class names and clips of one official HMDB51 split (``keep``: only these classes), and the
+    annotation files read."""
     lists = root / opts.lists
     suffix = f"_test_split{opts.split}.txt"
-    files = sorted(lists.glob(f"*{suffix}")) if lists.is_dir() else []
+    files = sorted(f for f in lists.glob(f"*{suffix}") if keep is None or f.name[: -len(suffix)] in keep) \
+        if lists.is_dir() else []
     if not files:
         raise DataError(f"no HMDB51 split files {lists}/<class>{suffix}")
     names = [f.name[: -len(suffix)] for f in files]
@@ -169,22 +203,85 @@ def scan_hmdb51(root: Path, opts: HMDB51Options) -> tuple[list[str], list[Entry]
     return names, _checked(root, entries), files
 
 
-def open_ucf101(opts: UCF101Options, home: Path | None) -> ClipDataset:
-    root = _root(opts, "ucf101")
-    names, entries, files = scan_ucf101(root, opts, None)
-    return ClipDataset("ucf101", opts, home or io.data_home(), names, entries, tuple(files))
+def _kinetics_rows(path: Path) -> list[tuple[str, dict[str, str]]]:
+    reader = csv.DictReader(_io.StringIO(_read_text(path)))
+    need = {"youtube_id", "time_start", "time_end"}
+    if not reader.fieldnames or not need <= set(reader.fieldnames):
+        raise DataError(f"{path}: expected the columns label,youtube_id,time_start,time_end,split (has: "
+                        f"{reader.fieldnames})")
+    return [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
 
 
-def open_ucf51(opts: UCF101Options, home: Path | None) -> ClipDataset:
-    root = _root(opts, "ucf51")
-    names, entries, files = scan_ucf101(root, opts, class_list("ucf51"))
-    return ClipDataset("ucf51", opts, home or io.data_home(), names, entries, tuple(files))
+def _video_index(root: Path) -> dict[str, str]:
+    """Each clip's file by its stem (<youtube_id>_<start>_<end>), a replacement for a corrupted
+    video winning over the original."""
+    found: dict[str, str] = {}
+    for f in sorted(root.rglob("*")):
+        if f.suffix.lower() in (".mp4", ".mkv", ".webm") and f.is_file():
+            rel = f.relative_to(root).as_posix()
+            if f.stem not in found or "replacement" in rel:
+                found[f.stem] = rel
+    return found
 
 
-def open_hmdb51(opts: HMDB51Options, home: Path | None) -> ClipDataset:
-    root = _root(opts, "hmdb51")
-    names, entries, files = scan_hmdb51(root, opts)
-    return ClipDataset("hmdb51", opts, home or io.data_home(), names, entries, tuple(files))
+def scan_kinetics(root: Path, opts: KineticsOptions, keep: list[str] | None) -> tuple[list[str], list[Entry], list[Path]]:
+    """Class names and clips of Kinetics-400's CSVs (``keep``: only these classes, renumbered in
+    their order), the annotation files read; clips without a file skipped (counted) or refused."""
+    ann = root / opts.annotations
+    parts = [("train", ann / "train.csv")] + (
+        [("test", ann / "val.csv")] if opts.test_split == "val" else [("val", ann / "val.csv"), ("test", ann / "test.csv")])
+    rows = {split: _kinetics_rows(path) for split, path in parts}
+    names = sorted({r.get("label", "") for _, r in rows["train"]}) if keep is None else keep
+    index = {c: i for i, c in enumerate(names)}
+    videos, entries, missing = _video_index(root), [], 0
+    for split, _ in parts:
+        seen: dict[str, str] = {}
+        for where, r in rows[split]:
+            label = (r.get("label") or "").strip()
+            if keep is not None and label not in index:
+                continue
+            if label not in index:
+                raise DataError(f"{where}: unknown class {label!r} (not a label of train.csv)" if label else
+                                f"{where}: no label (set dataset.test_split=val: test labels were not released at first)")
+            try:
+                stem = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}"
+            except ValueError as exc:
+                raise DataError(f"{where}: time_start/time_end are not seconds") from exc
+            if stem in seen:
+                raise DataError(f"{where}: clip {stem} is listed twice in split '{split}' (also {seen[stem]})")
+            seen[stem] = where
+            if stem not in videos:
+                if opts.missing_videos == "error":
+                    raise DataError(f"{where}: missing video file {stem}.mp4 under {root}")
+                missing += 1
+                continue
+            entries.append(Entry(videos[stem], index[label], split, group=r["youtube_id"], where=where))
+    if missing:  # the norm for Kinetics: every copy lacks some videos taken down from YouTube
+        logging.getLogger("xbench.data").info(f"kinetics: {missing} listed clips have no video file under {root}; "
+                                              "left out (dataset.missing_videos=error stops instead)")
+    if not entries:
+        raise DataError(f"no Kinetics video file under {root} matches {ann}/*.csv (<youtube_id>_<start>_<end>.mp4)")
+    return names, entries, [path for _, path in parts]
+
+
+def opener(name: str, scan: Any, classes: str | None = None) -> Any:
+    """The ``DatasetSpec.factory`` of an adapter: its official files scanned (only the classes of
+    the shipped list ``classes``, when given, renumbered in its order)."""
+
+    def open_dataset(opts: ClipOptions, home: Path | None) -> ClipDataset:
+        root = _root(opts, name)
+        names, entries, files = scan(root, opts, class_list(classes) if classes else None)
+        return ClipDataset(name, opts, home or io.data_home(), names, entries, tuple(files))
+
+    open_dataset.__name__ = f"open_{name}"  # the fingerprint memo tells datasets apart by it
+    return open_dataset
+
+
+open_ucf101 = opener("ucf101", scan_ucf101)
+open_ucf51 = opener("ucf51", scan_ucf101, "ucf51")
+open_hmdb51 = opener("hmdb51", scan_hmdb51)
+open_kinetics400 = opener("kinetics-400", scan_kinetics)
+open_kinetics_sound = opener("kinetics-sound", scan_kinetics, "kinetics-sound")
 
 
 def sample_ucf101(folder: Path) -> dict[str, Any]:
@@ -199,15 +296,28 @@ def sample_ucf101(folder: Path) -> dict[str, Any]:
 
 
 def sample_hmdb51(folder: Path) -> dict[str, Any]:
-    """An HMDB51 tree: three classes of four videos, their three split files each."""
+    """An HMDB51 tree: three classes of eight clips from four source titles, three split files each."""
     from xbench.data.encoded import hmdb51_tree
 
-    root = sample_tree(folder, lambda tmp: hmdb51_tree(tmp, ["brush_hair", "cartwheel", "catch"]))
+    root = sample_tree(folder, lambda tmp: hmdb51_tree(tmp, ["brush_hair", "cartwheel", "catch"], videos=8))
     return {"root": str(root), "val_fraction": 0.34, **SAMPLE_OPTIONS}
+
+
+def sample_kinetics(folder: Path) -> dict[str, Any]:
+    """A Kinetics tree (CVDF's layout): three Kinetics-Sound classes, one listed clip gone."""
+    from xbench.data.encoded import kinetics_tree
+
+    classes = ["playing bagpipes", "playing drums", "tapping pen"]
+    root = sample_tree(folder, lambda tmp: kinetics_tree(tmp, classes, per_class=4))
+    return {"root": str(root), "val_fraction": 0.25, **SAMPLE_OPTIONS}
 
 
 _UCF_LAYOUT = ("ROOT/UCF-101/<Class>/v_<Class>_g<GG>_c<CC>.avi; ROOT/ucfTrainTestlist/classInd.txt, "
                "trainlist0N.txt, testlist0N.txt (UCF101.rar and UCF101TrainTestSplits-RecognitionTask.zip, unpacked)")
+
+_K400_LAYOUT = ("ROOT/annotations/{train,val,test}.csv (label,youtube_id,time_start,time_end,split); "
+                "ROOT/**/<youtube_id>_<start:06d>_<end:06d>.mp4 (the CVDF mirror's k400/ unpacked, or the "
+                "ActivityNet crawler's <split>/<label>/)")
 
 #: the adapters, as ``DatasetSpec`` fields (the core registers them)
 SPECS: list[dict[str, Any]] = [
@@ -226,4 +336,15 @@ SPECS: list[dict[str, Any]] = [
                "(hmdb51_org.rar and test_train_splits.rar, unpacked)",
      "protocol": "official split 1-3 (dataset.split): 1 train, 2 test, 0 unused; val carved from train by "
                  "whole source videos (the title before _<class>_ in the name); top-1 on the test videos (XKD's linear and fine-tuned evaluations)"},
+    {"name": "kinetics-400", "description": "Kinetics-400 from its annotation CSVs: --set dataset.root=PATH",
+     "factory": open_kinetics400, "options": KineticsOptions, "sample": sample_kinetics, "layout": _K400_LAYOUT,
+     "protocol": "train.csv trains, val.csv is scored (as the papers report; dataset.test_split=test scores "
+                 "test.csv); val carved from train by whole YouTube videos; clips whose video is gone are left "
+                 "out and counted (XKD's linear and fine-tuned evaluations)"},
+    {"name": "kinetics-sound", "description": "Kinetics-Sound: Kinetics-400's 31 classes of Arandjelovic & "
+                                              "Zisserman's list: --set dataset.root=PATH",
+     "factory": open_kinetics_sound, "options": KineticsOptions, "sample": sample_kinetics,
+     "layout": _K400_LAYOUT,
+     "protocol": "Kinetics-400's, restricted to the 31 classes of Look, Listen and Learn's 34 that Kinetics-400 "
+                 "has (4 renamed, 3 absent), renumbered in sorted order (XKD's Kinetics-Sound column)"},
 ]
