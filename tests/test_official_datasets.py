@@ -162,3 +162,11 @@ def test_bad_official_files_are_named(ucf, tmp_path):
             open_ucf101(UCF101Options(root=str(bad), **SMALL), tmp_path)
     with pytest.raises(ValueError, match="split 4: the official splits are 1, 2 and 3"):
         UCF101Options(root=str(bad), split=4)
+
+
+def test_each_official_split_has_its_own_data_fingerprint(ucf, registry):
+    # the data hash enters every config hash: split 2 reads other list files than split 1, also
+    # when one process plans both (a sweep)
+    spec = registry.get("datasets", "ucf101")
+    one, two = (spec.fingerprint(UCF101Options(root=str(ucf), split=k, **SMALL)) for k in (1, 2))
+    assert one != two and spec.fingerprint(UCF101Options(root=str(ucf), split=1, frames=8)) == one

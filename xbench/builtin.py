@@ -96,7 +96,7 @@ def xbench_register_datasets(register):
     # the papers' datasets, read from the annotation files they are distributed with
     for spec in official.SPECS:
         register(DatasetSpec(modalities=real.ClipDataset.modalities, annotations=("steps",),
-                             fingerprint=real.fingerprint(spec["factory"]), **spec))
+                             fingerprint=real.fingerprint(spec["factory"], official.PICKS), **spec))
 
 
 @hookimpl

@@ -319,6 +319,10 @@ _K400_LAYOUT = ("ROOT/annotations/{train,val,test}.csv (label,youtube_id,time_st
                 "ROOT/**/<youtube_id>_<start:06d>_<end:06d>.mp4 (the CVDF mirror's k400/ unpacked, or the "
                 "ActivityNet crawler's <split>/<label>/)")
 
+#: the options that choose which of an adapter's files are read (its fingerprint's key): an
+#: official split reads other list files
+PICKS = ("split", "lists", "videos", "annotations", "test_split", "missing_videos")
+
 #: the adapters, as ``DatasetSpec`` fields (the core registers them)
 SPECS: list[dict[str, Any]] = [
     {"name": "ucf101", "description": "UCF101 from its official split files: --set dataset.root=PATH",

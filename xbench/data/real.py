@@ -573,14 +573,14 @@ def check(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home: 
 _FINGERPRINTS: dict[tuple, str] = {}
 
 
-def fingerprint(factory: Callable[[Any, Path | None], ClipDataset]) -> Callable[[Any], str]:
+def fingerprint(factory: Callable[[Any, Path | None], ClipDataset],
+                picks: tuple[str, ...] = ("annotations", "classes")) -> Callable[[Any], str]:
     """The manifest hash of the files a dataset's options read (preparing the manifest on first
-    use), remembered per process: a sweep plans many runs on the same files."""
+    use), remembered per process: a sweep plans many runs on the same files. ``picks``: the
+    options besides the root that choose which files are read (not splits or decoding)."""
 
     def of(opts: ClipOptions) -> str:
-        # the files read depend on the root and the list only (not on splits or decoding)
-        key = (factory.__name__, str(io.data_home()), opts.root, getattr(opts, "annotations", None),
-               getattr(opts, "classes", None))
+        key = (factory.__name__, str(io.data_home()), opts.root, *(getattr(opts, k, None) for k in picks))
         if key not in _FINGERPRINTS:
             _FINGERPRINTS[key] = factory(opts, None).manifest_hash()
         return _FINGERPRINTS[key]
