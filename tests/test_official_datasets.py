@@ -170,3 +170,21 @@ def test_each_official_split_has_its_own_data_fingerprint(ucf, registry):
     spec = registry.get("datasets", "ucf101")
     one, two = (spec.fingerprint(UCF101Options(root=str(ucf), split=k, **SMALL)) for k in (1, 2))
     assert one != two and spec.fingerprint(UCF101Options(root=str(ucf), split=1, frames=8)) == one
+
+
+def test_list_datasets_verbose_shows_files_tasks_and_protocol(capsys):
+    assert main(["list", "datasets", "-v"]) == 0
+    cards = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
+    assert sorted(cards) == ["folder", "hmdb51", "kinetics-400", "kinetics-sound", "list", "synth", "ucf101", "ucf51"]
+    assert cards["hmdb51"].splitlines() == [
+        "hmdb51 (core)",
+        "  HMDB51 from its official split files: --set dataset.root=PATH",
+        ("  layout:   ROOT/hmdb51/<class>/<video>.avi; ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt "
+        "(hmdb51_org.rar and test_train_splits.rar, unpacked)"),
+        "  tasks:    audio-tagging, recognition, retrieval",
+        ("  protocol: official split 1-3 (dataset.split): 1 train, 2 test, 0 unused; val carved from train by whole "
+        "source videos (the title before _<class>_ in the name); top-1 on the test videos (XKD's linear and "
+        "fine-tuned evaluations)"),
+    ]
+    assert cards["synth"].splitlines()[2:4] == [
+        "  layout:   generated; no files", "  tasks:    anticipation, audio-tagging, detection, recognition, retrieval"]
