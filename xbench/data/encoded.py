@@ -87,6 +87,14 @@ def tone(label: int, seconds: float, rate: int, seed: int) -> np.ndarray:
     return (0.4 * np.sin(2 * np.pi * (300 + 150 * label) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+def class_clip(path: Path, label: int, classes: int, k: int, frames: int, fps: float, fmt: str = "mp4",
+               size: tuple[int, int] = (48, 64), audio: bool = True, rate: int = 16000) -> None:
+    """Clip ``k`` (its seed) of class ``label`` of ``classes``, with the class's tone unless not
+    ``audio``, into ``path``."""
+    sound = tone(label, frames / fps, rate, k) if audio else None
+    write_video(path, clip(label, classes, frames, *size, k), fps, fmt, sound, rate)
+
+
 def folder_tree(root: Path, classes: int = 3, per_class: int = 4, frames: int = 16,
                 sizes: tuple[tuple[int, int], ...] = ((48, 64), (36, 48)), rates: tuple[float, ...] = (25.0, 30000 / 1001),
                 formats: tuple[str, ...] = ("mp4",), audio: bool = True, rate: int = 16000,
@@ -102,8 +110,7 @@ def folder_tree(root: Path, classes: int = 3, per_class: int = 4, frames: int = 
             split = ("train", "train", "val", "test")[i % 4] if splits else None
             ext = "mp4" if fmt == "av1" else fmt
             path = root / (split or "") / f"class{label}" / f"c{label}_g{i:02d}_{k:03d}.{ext}"
-            sound = tone(label, frames / fps, rate, k) if audio else None
-            write_video(path, clip(label, classes, frames, h, w, k), fps, fmt, sound, rate)
+            class_clip(path, label, classes, k, frames, fps, fmt, (h, w), audio, rate)
             out.append(path)
     return out
 
@@ -126,8 +133,7 @@ def ucf101_tree(root: Path, classes: list[str], filmed: list[str] | None = None,
             for c in range(1, clips + 1):
                 rel = f"{cls}/v_{cls}_g{g:02d}_c{c:02d}.avi"
                 k = len(names)
-                sound = None if cls in mute else tone(label, frames / 25.0, 16000, k)
-                write_video(root / "UCF-101" / rel, clip(label, len(classes), frames, 48, 64, k), 25.0, "avi", sound)
+                class_clip(root / "UCF-101" / rel, label, len(classes), k, frames, 25.0, "avi", audio=cls not in mute)
                 names.append((label, g, rel))
     for split in (1, 2, 3):
         test = {(split - 1) * test_groups + t + 1 for t in range(test_groups)}
@@ -148,8 +154,7 @@ def hmdb51_tree(root: Path, classes: list[str], videos: int = 4, frames: int = 1
         files = [(i // 2, f"Movie_{i // 2}_{cls}_f_cm_np1_fr_med_{i % 2}.avi") for i in range(videos)]
         for i, (_, name) in enumerate(files):
             k = label * videos + i
-            write_video(root / "hmdb51" / cls / name, clip(label, len(classes), frames, 48, 64, k), 30.0, "avi",
-                        tone(label, frames / 30.0, 16000, k))
+            class_clip(root / "hmdb51" / cls / name, label, len(classes), k, frames, 30.0, "avi")
         for split in (1, 2, 3):
             test, unused = (split - 1) % titles, split % titles if titles > 2 else -1
             marks = {t: "2" if t == test else "0" if t == unused else "1" for t in range(titles)}
@@ -179,7 +184,6 @@ def kinetics_tree(root: Path, classes: list[str], per_class: int = 3, frames: in
                     gone.append(stem)
                     continue
                 folder = root / split / (cls if crawler else "")
-                write_video(folder / f"{stem}.mp4", clip(label, len(classes), frames, 48, 64, k), 25.0, "mp4",
-                            tone(label, frames / 25.0, 16000, k))
+                class_clip(folder / f"{stem}.mp4", label, len(classes), k, frames, 25.0)
         (root / "annotations" / f"{split}.csv").write_text("\n".join(rows) + "\n")
     return gone

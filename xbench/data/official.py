@@ -22,6 +22,10 @@ HMDB51 (Kuehne et al. 2011), as distributed (``hmdb51_org.rar``, one rar per cla
     ROOT/hmdb51/<class>/<video>.avi
     ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt   "<video>.avi 1" (1 train, 2 test, 0 unused)
 
+Classes are the split files' class names, sorted; videos marked 0 are in neither split. Clips
+cut from one source video share its title (the file name before ``_<class>_``): val is carved
+from train by whole titles.
+
 Kinetics-400 (Kay et al. 2017), from its annotation CSVs ``label,youtube_id,time_start,time_end,split``
 (``is_cc`` may follow), with the videos as the CVDF mirror or the ActivityNet crawler leave them::
 
@@ -34,10 +38,6 @@ file is left out and counted (``missing_videos=error`` stops instead). The paper
 it is the test split here, and val is carved from train by whole YouTube videos. Kinetics-Sound
 is the same files restricted to the 31 classes of Arandjelovic & Zisserman's list that Kinetics-400
 has (``classes/kinetics-sound.txt`` says which were renamed or dropped).
-
-Classes are the split files' class names, sorted; videos marked 0 are in neither split. Clips
-cut from one source video share its title (the file name before ``_<class>_``): val is carved
-from train by whole titles.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from __future__ import annotations
 import csv
 import io as _io
 import logging
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -57,7 +56,10 @@ from xbench.data.real import (
     ClipDataset,
     ClipOptions,
     Entry,
-    _read_text,
+    dataset_root,
+    existing,
+    group_of,
+    read_text,
     sample_tree,
 )
 from xbench.errors import DataError
@@ -125,24 +127,7 @@ class KineticsOptions(ClipOptions):
 
 def _lines(path: Path) -> list[tuple[str, list[str]]]:
     """(where, fields) of each non-empty line of a whitespace-separated split file."""
-    return [(f"{path}:{n}", line.split()) for n, line in enumerate(_read_text(path).splitlines(), 1) if line.strip()]
-
-
-def _root(opts: ClipOptions, name: str) -> Path:
-    if not opts.root:
-        raise DataError(f"dataset '{name}' needs its root: --set dataset.root=PATH")
-    root = Path(opts.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"dataset root {root} is not a folder")
-    return root
-
-
-def _checked(root: Path, entries: list[Entry]) -> list[Entry]:
-    """Every listed video must exist (the first missing one named, with its line)."""
-    for e in entries:
-        if not (root / e.path).is_file():
-            raise DataError(f"{e.where}: missing video file {root / e.path}")
-    return entries
+    return [(f"{path}:{n}", line.split()) for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
 
 
 def scan_ucf101(root: Path, opts: UCF101Options, keep: list[str] | None) -> tuple[list[str], list[Entry], list[Path]]:
@@ -175,9 +160,8 @@ def scan_ucf101(root: Path, opts: UCF101Options, keep: list[str] | None) -> tupl
             seen[f[0]] = where
             if cls in index:
                 rel = f"{opts.videos}/{f[0]}"
-                m = re.search(opts.group_pattern, rel) if opts.group_pattern else None
-                entries.append(Entry(rel, index[cls], split, group=m.group(1) if m else rel, where=where))
-    return names, _checked(root, entries), files
+                entries.append(Entry(rel, index[cls], split, group=group_of(rel, opts.group_pattern), where=where))
+    return names, existing(root, entries), files
 
 
 def scan_hmdb51(root: Path, opts: HMDB51Options, keep: list[str] | None = None) -> tuple[list[str], list[Entry], list[Path]]:
@@ -200,11 +184,11 @@ def scan_hmdb51(root: Path, opts: HMDB51Options, keep: list[str] | None = None) 
                 # clips cut from one source video share its title, the name before _<class>_
                 title = f[0].split(f"_{names[label]}_")[0]
                 entries.append(Entry(rel, label, "train" if f[1] == "1" else "test", group=title, where=where))
-    return names, _checked(root, entries), files
+    return names, existing(root, entries), files
 
 
 def _kinetics_rows(path: Path) -> list[tuple[str, dict[str, str]]]:
-    reader = csv.DictReader(_io.StringIO(_read_text(path)))
+    reader = csv.DictReader(_io.StringIO(read_text(path)))
     need = {"youtube_id", "time_start", "time_end"}
     if not reader.fieldnames or not need <= set(reader.fieldnames):
         raise DataError(f"{path}: expected the columns label,youtube_id,time_start,time_end,split (has: "
@@ -269,7 +253,7 @@ def opener(name: str, scan: Any, classes: str | None = None) -> Any:
     the shipped list ``classes``, when given, renumbered in its order)."""
 
     def open_dataset(opts: ClipOptions, home: Path | None) -> ClipDataset:
-        root = _root(opts, name)
+        root = dataset_root(opts, name)
         names, entries, files = scan(root, opts, class_list(classes) if classes else None)
         return ClipDataset(name, opts, home or io.data_home(), names, entries, tuple(files))
 

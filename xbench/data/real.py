@@ -168,7 +168,7 @@ class Entry:
         return f"{slug}-{hashlib.sha256((self.path + window).encode()).hexdigest()[:8]}"
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     if not path.is_file():
         raise DataError(f"missing annotation file {path}")
     raw = path.read_bytes()
@@ -195,13 +195,13 @@ def scan_folder(root: Path, pattern: str | None) -> tuple[list[str], list[Entry]
             for f in sorted(cls.rglob("*")):
                 if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS:
                     rel = f.relative_to(root).as_posix()
-                    entries.append(Entry(rel, index[cls.name], split, group=_group(rel, pattern), where=rel))
+                    entries.append(Entry(rel, index[cls.name], split, group=group_of(rel, pattern), where=rel))
     if not entries:
         raise DataError(f"dataset root {root} has no video files ({', '.join(VIDEO_EXTENSIONS)})")
     return names, entries
 
 
-def _group(rel: str, pattern: str | None) -> str:
+def group_of(rel: str, pattern: str | None) -> str:
     if pattern is None:
         return rel
     m = re.search(pattern, rel)
@@ -210,7 +210,7 @@ def _group(rel: str, pattern: str | None) -> str:
 
 def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(where, row) of a CSV or JSONL annotation file."""
-    text = _read_text(path)
+    text = read_text(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -234,7 +234,7 @@ def scan_list(root: Path, annotations: Path, classes: Path | None, pattern: str 
     if not root.is_dir():
         raise DataError(f"dataset root {root} is not a folder")
     rows = _rows(annotations)
-    names = [ln.strip() for ln in _read_text(classes).splitlines() if ln.strip()] if classes else None
+    names = [ln.strip() for ln in read_text(classes).splitlines() if ln.strip()] if classes else None
     if names is None:
         labels = {str(r.get("label", "")).strip() for _, r in rows}
         labels |= {a.split()[0] for _, r in rows for a in str(r.get("actions") or "").split(";") if a.strip()}
@@ -289,7 +289,7 @@ def _entry(where: str, row: dict[str, Any], index: dict[str, int], names: list[s
                 raise DataError(f"{where}: action {part.strip()!r} is not 'label start end'")
             a, b = _seconds(bits[1], where, "action start"), _seconds(bits[2], where, "action end")
             actions.append((_label(bits[0], index, names, where), a, b))
-    group = str(row.get("group") or "").strip() or _group(path, pattern)
+    group = str(row.get("group") or "").strip() or group_of(path, pattern)
     return Entry(path, _label(row.get("label"), index, names, where), split, start, end, group,
                  str(row.get("text") or ""), tuple(actions), where)
 
@@ -517,11 +517,26 @@ def video_audio(path: Path, rate: int, start: float, end: float) -> np.ndarray:
         raise MissingAudio(f"{exc}; --set task.missing_audio=skip leaves such videos out of every run") from exc
 
 
-def open_folder(opts: FolderOptions, home: Path | None) -> ClipDataset:
+def dataset_root(opts: ClipOptions, name: str) -> Path:
+    """The dataset's root folder, one line naming what is wrong where it is not given or not a folder."""
     if not opts.root:
-        raise DataError("dataset 'folder' needs its root: --set dataset.root=PATH")
+        raise DataError(f"dataset '{name}' needs its root: --set dataset.root=PATH")
     root = Path(opts.root).expanduser()
-    names, entries = scan_folder(root, opts.group_pattern)
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    return root
+
+
+def existing(root: Path, entries: list[Entry]) -> list[Entry]:
+    """``entries``, each of whose video files must exist (the first missing one named, with its line)."""
+    for e in entries:
+        if not (root / e.path).is_file():
+            raise DataError(f"{e.where}: missing video file {root / e.path}")
+    return entries
+
+
+def open_folder(opts: FolderOptions, home: Path | None) -> ClipDataset:
+    names, entries = scan_folder(dataset_root(opts, "folder"), opts.group_pattern)
     return ClipDataset("folder", opts, home or io.data_home(), names, entries)
 
 
@@ -533,10 +548,8 @@ def open_list(opts: ListOptions, home: Path | None) -> ClipDataset:
     ann = _resolve(root, opts.annotations)
     classes = _resolve(root, opts.classes) if opts.classes else None
     names, entries = scan_list(root, ann, classes, opts.group_pattern)
-    for e in entries:
-        if not (root / e.path).is_file():
-            raise DataError(f"{e.where}: missing video file {root / e.path}")
-    return ClipDataset("list", opts, home or io.data_home(), names, entries, (ann, *([classes] if classes else [])))
+    return ClipDataset("list", opts, home or io.data_home(), names, existing(root, entries),
+                       (ann, *([classes] if classes else [])))
 
 
 def prepare(factory: Callable[[Any, Path], ClipDataset], opts: ClipOptions, home: Path, jobs: int = 1,

@@ -54,8 +54,13 @@ class TeacherSlot:
 
     @property
     def tag(self) -> tuple[str, ...]:
-        """What its seeds and cache key add to the run's (nothing for the only teacher)."""
-        return () if self.fold is None else (f"fold{self.fold}",)
+        return fold_tag(self.fold)
+
+
+def fold_tag(fold: int | None) -> tuple[str, ...]:
+    """What a teacher's seeds add to the run's: nothing for the only teacher, its fold under
+    "crossfit:K"."""
+    return () if fold is None else (f"fold{fold}",)
 
 
 @dataclass

@@ -112,7 +112,9 @@ def _tap_samples(ctx: RunContext, state: RunState, keys: tuple[str, ...]) -> tup
 def _teacher_out(ctx: RunContext, state: RunState) -> Callable[[dict[str, Any]], Any]:
     cached, teacher, t_mods = state.teacher_outputs, state.teacher, state.teacher_modalities
     use_teacher = ctx.plan.uses_teacher_in_loss
-    folds = fold_rows(ctx, state, state.train) if use_teacher and state.teachers[0].fold is not None else None
+    # crossfit without cached targets: each batch is routed to its examples' fold teachers
+    routed = cached is None and use_teacher and state.teachers[0].fold is not None
+    folds = fold_rows(ctx, state, state.train) if routed else None
 
     def teacher_out(batch: dict[str, Any]) -> Any:
         if cached is not None:  # the frozen teacher's outputs, looked up by example

@@ -23,7 +23,7 @@ from xbench.contracts import MaskedLM, teacher_is_train
 from xbench.data.examples import Examples
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
-from xbench.engine.state import RunState, TeacherSlot, add_cached, call
+from xbench.engine.state import RunState, TeacherSlot, add_cached, call, fold_tag
 from xbench.errors import ConfigError, IncompatibleError
 from xbench.specs import NoOptions
 from xbench.store import xbench_home
@@ -52,8 +52,7 @@ def folds_of(dataset: Any) -> int:
 def _build_one(ctx: RunContext, state: RunState, fold: int | None) -> TeacherSlot:
     p = ctx.plan
     owner = p.owner("teachers", p.teacher.name)
-    slot_tag = () if fold is None else (f"fold{fold}",)
-    torch.manual_seed(derive_seed(ctx.seed, "teacher-init", *slot_tag))
+    torch.manual_seed(derive_seed(ctx.seed, "teacher-init", *fold_tag(fold)))
     args = (state.model_ctx,) if p.teacher.options is NoOptions else (state.model_ctx, p.teacher_options)
     model = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
     slot = TeacherSlot(model, fold, {n for n, q in model.named_parameters() if not q.requires_grad})
@@ -73,15 +72,18 @@ def teacher_pretrain(ctx: RunContext, state: RunState) -> None:
     texts. Counted in the budget; capped by the tier's teacher-steps cap. A teacher without the
     capability (``mlm_loss``) skips it."""
     p = ctx.plan
-    for slot in (t for t in state.teachers if t.spend is None and isinstance(t.model, MaskedLM)):
+    slots = [t for t in state.teachers if t.spend is None and isinstance(t.model, MaskedLM)]
+    if not slots:
+        return
+    if slots[0].fold is not None and not getattr(p.teacher_options, "corpus", None):
+        # the task's corpus is the train split's texts: each teacher would read its own fold
+        raise IncompatibleError(f"teacher '{p.teacher.name}': masked-LM pretraining on the task's train texts "
+                                "shows each crossfit teacher the fold it scores; give --set teacher.corpus=FILE "
+                                "or --set teacher.mlm_steps=0")
+    docs = _corpus(p, state)  # read once: every teacher pretrains on the same texts
+    corpus = Examples({"text": docs, "index": torch.arange(len(docs))})
+    for slot in slots:
         teacher = slot.model
-        if slot.fold is not None and not getattr(p.teacher_options, "corpus", None):
-            # the task's corpus is the train split's texts: each teacher would read its own fold
-            raise IncompatibleError(f"teacher '{p.teacher.name}': masked-LM pretraining on the task's train texts "
-                                    "shows each crossfit teacher the fold it scores; give --set teacher.corpus=FILE "
-                                    "or --set teacher.mlm_steps=0")
-        docs = _corpus(p, state)
-        corpus = Examples({"text": docs, "index": torch.arange(len(docs))})
         torch.manual_seed(derive_seed(ctx.seed, "train", "teacher-pretrain", *slot.tag))
         spend, _ = fit(StepSpec(
             stage=Stage.TEACHER_PRETRAIN.value, modules={"teacher": teacher},
