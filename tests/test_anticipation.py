@@ -32,6 +32,12 @@ def test_masked_ce_over_positions():
     value = float(MaskedCrossEntropy()(logits, target, torch.tensor([True, False])))
     expected = float(torch.nn.functional.cross_entropy(logits[0], target[0]))
     assert value == pytest.approx(expected, rel=1e-6)
+    # -100: an observed stretch with no action (untrimmed video), left out of its example's mean
+    gappy = torch.tensor([[0, -100, 2], [3, 3, 0]])
+    value = float(MaskedCrossEntropy()(logits, gappy, torch.tensor([True, False])))
+    nll = lambda i: float(-(logits[0, i, gappy[0, i]] - logits[0, i].logsumexp(0)))
+    assert value == pytest.approx((nll(0) + nll(2)) / 2, rel=1e-6)
+    assert value == pytest.approx(2.3483975, rel=1e-5)
 
 
 def test_caption_metrics_on_hand_checked_sentences():

@@ -8,14 +8,20 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from xbench.cli import main
 from xbench.data import encoded
+from xbench.data.examples import Examples
 from xbench.data.official import (
+    EGTEAOptions,
+    EPIC55Options,
     HMDB51Options,
     KineticsOptions,
     UCF101Options,
     class_list,
+    open_egtea,
+    open_epic55,
     open_hmdb51,
     open_kinetics400,
     open_kinetics_sound,
@@ -24,6 +30,7 @@ from xbench.data.official import (
 )
 from xbench.errors import DataError
 from xbench.store import ResultStore
+from xbench.tasks import AnticipationOptions, AnticipationTask
 
 SMALL = {"short_side": 32, "crop": 32, "frames": 4}
 MICRO = [f"--set=budget.{k}={v}" for k, v in (("student_steps", 2), ("teacher_steps", 2), ("eval_every", 2),
@@ -52,6 +59,21 @@ def kinetics(tmp_path_factory) -> Path:
 def hmdb(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hmdb")
     encoded.hmdb51_tree(root, ["brush_hair", "cartwheel", "catch"], videos=8)
+    return root
+
+
+@pytest.fixture(scope="module")
+def epic(tmp_path_factory) -> Path:
+    """Six videos at 59.94 fps (RULSTM counts frames at 30): P03_01 and P03_02 are validation."""
+    root = tmp_path_factory.mktemp("epic")
+    encoded.epic55_tree(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def egtea(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("egtea")
+    encoded.egtea_tree(root)
     return root
 
 
@@ -120,18 +142,96 @@ def test_kinetics_reads_the_csvs_skips_gone_videos_and_scores_val(kinetics, tmp_
         open_kinetics400(KineticsOptions(root=str(kinetics), missing_videos="error", **SMALL), tmp_path)
 
 
-@pytest.mark.parametrize("dataset", ["ucf51", "hmdb51", "kinetics-sound"])
-@pytest.mark.parametrize("task", ["recognition", "retrieval", "audio-tagging"])
-def test_student_and_kd_run_on_each_task_the_adapter_fits(ucf, hmdb, kinetics, dataset, task):
-    root = {"ucf51": ucf, "hmdb51": hmdb, "kinetics-sound": kinetics}[dataset]
+def test_epic55_reads_rulstm_csvs_at_30_fps_and_its_many_shot_actions(epic, tmp_path):
+    ds = open_epic55(EPIC55Options(root=str(epic), val_fraction=0.25, **SMALL), tmp_path)
+    assert ds.class_names == ["take pan", "put fridge", "open cupboard", "wash plate"]
+    # many-shot: verb take (0) or put (1), or noun cupboard (8); wash plate is neither
+    assert ds.anticipation.many_shot == (0, 1, 2) and (ds.anticipation.horizon, ds.anticipation.observe) == (1.0, 2.5)
+    videos = {s: [Path(v.files["rgb"]).stem for v in ds.videos(s)] for s in ("train", "val", "test")}
+    assert videos == {"train": ["P01_01", "P02_01", "P02_02"], "val": ["P01_02"], "test": ["P03_01", "P03_02"]}
+    (first, *_), fps = ds.videos("test"), 37 / (540 / (60000 / 1001))  # 37 frames kept of 9.009 s
+    assert first.num_frames == 37 and first.fps == pytest.approx(fps)
+    # action k starts at frame 45k of RULSTM's 30 fps, 1.5k s, kept frame round(1.5k * 4.107)
+    assert [(s.start, s.label, s.verb, s.noun, s.sentence) for s in first.segments[:3]] == [
+        (0, 0, 0, 1, "take pan"), (6, 1, 1, 10, "put fridge"), (12, 2, 2, 8, "open cupboard")]
+
+
+def test_anticipation_observes_the_video_ending_tau_a_before_each_action(epic, tmp_path):
+    ds = open_epic55(EPIC55Options(root=str(epic), val_fraction=0.25, **SMALL), tmp_path)
+    task = AnticipationTask(AnticipationOptions(frames=4))
+    ex = task.examples(ds, "test", ("rgb", "text"))
+    # each video's first action starts at 0 s, within tau_a = 1 s: not anticipated (5 of 6 are)
+    assert ex.tensors["label"].tolist() == [1, 2, 3, 0, 1, 2, 3, 0, 1, 2]
+    clips = ex.tensors["rgb"]
+    assert clips.shape == (10, 3, 4, 3, 32, 32)
+    # action 1 starts at kept frame 6: observed to frame 6 - round(1 s * 4.107) = 2 (exclusive),
+    # from max(0, 2 - round(2.5 s * 4.107)) = 0, in 3 stretches of 4 frames
+    assert clips.spans[:3] == [(0, 0, 2), (0, 0, 8), (0, 4, 14)]
+    assert clips.frame_map[0].tolist() == [[0, 0, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]]
+    # the names of the actions begun before the observation ends (privileged history), the
+    # action under each stretch, the next action's name
+    assert ex.tensors["text"][:3] == [("", "", "take pan"), ("", "take pan", "put fridge"),
+                                      ("take pan", "put fridge", "open cupboard")]
+    assert ex.tensors["past_labels"].tolist()[:3] == [[0, 0, 0], [0, 0, 1], [1, 1, 2]]
+    assert ex.meta["sentences"][:2] == ["put fridge", "open cupboard"]
+
+
+def test_egtea_interleaves_train_and_test_actions_within_a_video(egtea, tmp_path):
+    ds = open_egtea(EGTEAOptions(root=str(egtea), val_fraction=0.25, **SMALL), tmp_path)
+    assert ds.class_names == ["Take pan", "Put fridge", "Open cupboard", "Wash plate"]
+    test = ds.videos("test")
+    # split 1 tests actions 1 and 5 of each video; the video's train actions are another entry
+    assert [(v.files["rgb"], [(s.start, s.label) for s in v.segments]) for v in test[:2]] == [
+        ("videos/P01-R01-PastaSalad.mp4", [(6, 1), (30, 1)]), ("videos/P02-R02-PastaSalad.mp4", [(6, 2), (30, 2)])]
+    train_ids = {v.id for v in ds.videos("train")}
+    assert test[0].id not in train_ids and test[0].id.replace("_test-", "_train-").split("-")[0] in {
+        i.split("-")[0] for i in train_ids}
+    ex = AnticipationTask(AnticipationOptions(frames=4)).examples(ds, "test", ("rgb", "text"))
+    # a test action's history holds the video's test actions only (Ghosh et al.'s gappy histories);
+    # tau_a = 0.5 s from 10 s of video
+    assert ex.tensors["label"].tolist() == [1, 1, 2, 2, 3, 3, 0, 0]
+    assert ex.tensors["text"][:2] == [("", "", ""), ("", "", "Put fridge")]
+    assert ex.tensors["rgb"].spans[:2] == [(0, 0, 4), (0, 0, 28)]
+    two = open_egtea(EGTEAOptions(root=str(egtea), split=2, val_fraction=0.25, **SMALL), tmp_path)
+    assert [[s.label for s in v.segments] for v in two.videos("test")][:2] == [[2, 2], [3, 3]]
+
+
+def test_anticipation_protocol_metrics_against_hand_computation():
+    task = AnticipationTask(AnticipationOptions())
+    task.protocol = type("P", (), {"many_shot": (0, 1, 2, 5)})()  # EPIC's many-shot classes
+    task.train_counts = None
+    y = [0, 0, 1, 5, 6, 6]
+    rankings = [[0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 0, 1, 2], [2, 1, 0, 3, 4, 5, 6, 7],
+                [0, 1, 2, 3, 4, 6, 5, 7], [6, 0, 1, 2, 3, 4, 5, 7], [0, 6, 1, 2, 3, 4, 5, 7]]
+    scores = torch.zeros(6, 8)
+    for i, order in enumerate(rankings):
+        scores[i, order] = torch.arange(8, 0, -1, dtype=torch.float)
+    out = task.evaluate({"logits": scores}, Examples({"label": torch.tensor(y)}))
+    # top-1 hits: examples 0 and 4; top-5 hits: 0, 2, 4, 5. Per class top-1 recall 0: 1/2, 1: 0,
+    # 5: 0, 6: 1/2; top-5 recall 0: 1/2, 1: 1, 5: 0, 6: 1; many-shot present: 0, 1, 5 (RULSTM's
+    # topk_recall over the listed classes present)
+    assert out == pytest.approx({"top1": 100 * 2 / 6, "top5": 100 * 4 / 6, "cm_recall1": 25.0, "cm_recall5": 62.5,
+                                 "many_shot_cm_recall5": 50.0})
+
+
+@pytest.mark.parametrize("dataset,task", [(d, t) for d in ("ucf51", "hmdb51", "kinetics-sound")
+                                          for t in ("recognition", "retrieval", "audio-tagging")]
+                         + [(d, t) for d in ("epic-kitchens-55", "egtea-gaze")
+                            for t in ("anticipation", "recognition", "retrieval", "audio-tagging")])
+def test_student_and_kd_run_on_each_task_the_adapter_fits(ucf, hmdb, kinetics, epic, egtea, dataset, task):
+    root = {"ucf51": ucf, "hmdb51": hmdb, "kinetics-sound": kinetics, "epic-kitchens-55": epic,
+            "egtea-gaze": egtea}[dataset]
     for method in ("student", "kd"):
         assert main(["run", "--method", method, "--task", task, "--dataset", dataset, "--budget", "smoke", "--quiet",
                      f"--set=dataset.root={root}", "--set=dataset.val_fraction=0.25",
-                     *(f"--set=dataset.{k}={v}" for k, v in SMALL.items()), *MICRO]) == 0
+                     *(f"--set=dataset.{k}={v}" for k, v in SMALL.items()), *MICRO,
+                     "--set=budget.pretrain_steps=2", "--set=task.meteor=false"][: None if task == "anticipation" else -2]) == 0
     records = sorted(ResultStore().records(), key=lambda r: r.method)
     assert [(r.method, r.dataset, r.task, r.status) for r in records] == [
         ("kd", dataset, task, "complete"), ("student", dataset, task, "complete")]
     assert records[0].teacher["trained_on"] == "the student's train split (teacher protocol 'train')"
+    if dataset == "epic-kitchens-55" and task == "anticipation":  # the protocol's metric selects
+        assert {r.main_metric for r in records} == {"many_shot_cm_recall5"}
 
 
 def test_ucf101_skips_the_classes_without_audio_where_asked(ucf, capsys):
@@ -175,7 +275,19 @@ def test_each_official_split_has_its_own_data_fingerprint(ucf, registry):
 def test_list_datasets_verbose_shows_files_tasks_and_protocol(capsys):
     assert main(["list", "datasets", "-v"]) == 0
     cards = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
-    assert sorted(cards) == ["folder", "hmdb51", "kinetics-400", "kinetics-sound", "list", "synth", "ucf101", "ucf51"]
+    assert sorted(cards) == ["egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
+                             "list", "synth", "ucf101", "ucf51"]
+    assert cards["epic-kitchens-55"].splitlines() == [
+        "epic-kitchens-55 (core)",
+        "  EPIC-KITCHENS-55 with RULSTM's anticipation splits: --set dataset.root=PATH",
+        ("  layout:   ROOT/ek55/{training,validation,actions}.csv and EPIC_many_shot_{verbs,nouns}.csv (RULSTM/data/"
+         "ek55 of fpv-iplab/rulstm); ROOT/**/<video>.MP4 (EPIC_KITCHENS_2018/videos/train/P01/P01_01.MP4)"),
+        "  tasks:    anticipation, audio-tagging, recognition, retrieval",
+        ("  protocol: Ghosh et al.'s and RULSTM's: training.csv trains, validation.csv is scored (whole videos); val "
+         "carved from train by whole videos; each action anticipated from the 2.5 s of video ending tau_a = 1 s "
+         "before it (dataset.horizon, dataset.observe); anticipation selects on and reports many-shot class-mean "
+         "recall@5 (actions whose verb or noun is many-shot), with top-1/top-5"),
+    ]
     assert cards["hmdb51"].splitlines() == [
         "hmdb51 (core)",
         "  HMDB51 from its official split files: --set dataset.root=PATH",

@@ -23,12 +23,15 @@ def _masked_mean(per_example: torch.Tensor, mask: torch.Tensor | None) -> torch.
 
 class MaskedCrossEntropy(nn.Module):
     """Cross-entropy on the examples whose label the student may use (``label_mask``). Logits
-    (B, C) with targets (B,), or (B, N, C) with (B, N): the mean over N per example."""
+    (B, C) with targets (B,), or (B, N, C) with (B, N): the mean over N per example, positions
+    whose target is -100 (none: an observed stretch of video with no action) left out."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         loss = F.cross_entropy(logits.float().flatten(0, -2), target.flatten(), reduction="none")
-        return _masked_mean(loss.view(target.shape[0], -1).mean(1), mask)
+        real = (target != -100).view(target.shape[0], -1)
+        per_example = loss.view(target.shape[0], -1).sum(1) / real.sum(1).clamp(min=1)
+        return _masked_mean(per_example, mask)
 
 
 class CaptionLoss(nn.Module):
@@ -95,8 +98,8 @@ def xbench_register_datasets(register):
 
     # the papers' datasets, read from the annotation files they are distributed with
     for spec in official.SPECS:
-        register(DatasetSpec(modalities=real.ClipDataset.modalities, annotations=("steps",),
-                             fingerprint=real.fingerprint(spec["factory"], official.PICKS), **spec))
+        register(DatasetSpec(**{"modalities": real.ClipDataset.modalities, "annotations": ("steps",), **spec},
+                             fingerprint=real.fingerprint(spec["factory"], official.PICKS)))
 
 
 @hookimpl

@@ -154,6 +154,9 @@ class DatasetSpec:
     layout: str = ""
     #: the paper protocol it implements: splits, validation, metrics
     protocol: str = ""
+    #: task -> the metric its paper protocol reports, which then selects on val and heads the
+    #: tables in place of the task's own (EPIC-KITCHENS' anticipation: many-shot recall@5)
+    main_metrics: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

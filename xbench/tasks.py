@@ -313,6 +313,8 @@ class AnticipationTask:
 
     def __init__(self, options: AnticipationOptions) -> None:
         self.options = options
+        #: the dataset's anticipation protocol (tau_a; ``xbench.data.real.Anticipation``), if any
+        self.protocol: Any = None
         self.vocab: list[str] | None = None
         self.train_counts: np.ndarray | None = None
         self.extras: dict[str, Any] = {}
@@ -322,13 +324,16 @@ class AnticipationTask:
         if self.vocab is not None:
             return
         train = dataset.videos("train")
-        found = sorted({w for v in train for s in v.segments for w in words(s.sentence)})
+        self.protocol = getattr(dataset, "anticipation", None)
+        # an untrimmed video's actions overlap: all of them are anticipated at tau_a
+        steps = _actions if self.protocol else (lambda v: v.segments)
+        found = sorted({w for v in train for s in steps(v) for w in words(s.sentence)})
         self.vocab = [PAD, BOS, EOS, UNK, *found]
         self.index = {w: i for i, w in enumerate(self.vocab)}
         counts = np.zeros(dataset.num_classes, dtype=np.int64)
         n = self.options.observed
-        for v in train:
-            for seg in v.segments[n:]:
+        for v in train:  # the anticipated actions: all at tau_a, those after N observed steps else
+            for seg in steps(v) if self.protocol else v.segments[n:]:
                 counts[seg.label] += 1
         self.train_counts = counts
         self.extras = {"vocab": list(self.vocab), "max_tokens": self.options.max_tokens,
@@ -336,7 +341,7 @@ class AnticipationTask:
                        # how a sentence becomes the vocabulary's words (a text teacher's tokenizer)
                        "tokenize": words,
                        # the train split's procedures as text: a corpus for text-teacher pretraining
-                       "corpus": [tuple(s.sentence for s in v.segments) for v in train]}
+                       "corpus": [tuple(s.sentence for s in steps(v)) for v in train]}
 
     def encode(self, sentence: str) -> list[int]:
         ids = [self.index.get(w, 3) for w in words(sentence)][: self.options.max_tokens - 1] + [2]
@@ -364,6 +369,8 @@ class AnticipationTask:
         if unsupported:
             raise IncompatibleError(f"task 'anticipation' provides rgb and text, not {unsupported[0]}")
         self._prepare(dataset)
+        if self.protocol is not None:
+            return self._horizon_examples(dataset, split, modalities, label_fraction, seed)
         n = self.options.observed
         rgb, text, labels, past, tokens, sentences = [], [], [], [], [], []
         for video in dataset.videos(split):
@@ -384,17 +391,50 @@ class AnticipationTask:
                 sentences.append(" ".join(words(segs[k].sentence)))
         if not labels:
             raise DataError(f"dataset split '{split}' has no procedure longer than {n} steps")
-        m = len(labels)
-        tensors: dict[str, Any] = {
-            "label": torch.tensor(labels), "past_labels": torch.tensor(past),
-            "next_tokens": torch.tensor(tokens), "index": torch.arange(m),
-        }
-        if rgb:
-            tensors["rgb"] = torch.from_numpy(np.stack(rgb))
-        if "text" in modalities:
-            tensors["text"] = text
-        tensors["label_mask"] = label_mask(m, split, label_fraction, seed)
-        return Examples(tensors, meta={"sentences": sentences})
+        return _anticipation_examples(labels, past, tokens, sentences, text if "text" in modalities else None,
+                                      torch.from_numpy(np.stack(rgb)) if rgb else None, split, label_fraction, seed)
+
+    def _horizon_examples(self, dataset, split: str, modalities: tuple[str, ...], label_fraction: float,
+                          seed: int) -> Examples:
+        """Examples of an untrimmed dataset with an anticipation protocol (EPIC-KITCHENS'
+        RULSTM splits, EGTEA Gaze+): every action of the split, anticipated from the ``observe``
+        seconds of video that end ``horizon`` seconds (tau_a) before it starts, cut into
+        ``observed`` stretches of ``frames`` frames each (frames read on demand). The text of an
+        example is the sentences of the last ``observed`` actions begun before the observation
+        ends (the past labels a language-model teacher reads; "" where the video has fewer);
+        ``past_labels`` is the action under each stretch (-100 where there is none)."""
+        n, proto = self.options.observed, self.protocol
+        if not hasattr(dataset, "clips"):
+            raise DataError(f"dataset '{dataset.name}' has an anticipation protocol but no frames read on demand")
+        per_step = self.options.frames or dataset.clip_frames
+        videos = dataset.videos(split)
+        spans, maps, text, labels, past, tokens, sentences = [], [], [], [], [], [], []
+        early = 0
+        for i, video in enumerate(videos):
+            acts = _actions(video)
+            for k, act in enumerate(acts):
+                end = act.start - round(proto.horizon * video.fps)  # the observation ends here (exclusive)
+                if end < 1:  # the action starts within tau_a of the video's start: nothing is observed
+                    early += 1
+                    continue
+                begin = max(0, end - max(1, round(proto.observe * video.fps)))
+                frames = np.linspace(begin, end - 1, n * per_step).round().astype(np.int64).reshape(n, per_step)
+                spans.append((i, begin, end))
+                maps.append(frames)
+                history = [b.sentence for b in acts[:k] if b.start < end][-n:]
+                text.append(tuple([""] * (n - len(history)) + history))
+                past.append([_under(acts[:k], f[0], f[-1] + 1) for f in frames])
+                labels.append(act.label)
+                tokens.append(self.encode(act.sentence))
+                sentences.append(" ".join(words(act.sentence)))
+        if early:
+            logging.getLogger("xbench.data").info(
+                f"{split}: {early} actions start less than tau_a = {proto.horizon} s into their video; not anticipated")
+        if not labels:
+            raise DataError(f"dataset split '{split}' has no action starting more than {proto.horizon} s into its video")
+        rgb = dataset.clips(videos, spans, per_step, split == "train", seed, frame_map=maps) if "rgb" in modalities else None
+        return _anticipation_examples(labels, past, tokens, sentences, text if "text" in modalities else None, rgb,
+                                      split, label_fraction, seed)
 
     def evaluate(self, outputs: dict[str, torch.Tensor], data: Examples,
                  final: bool = False) -> dict[str, float]:
@@ -405,7 +445,11 @@ class AnticipationTask:
         hit1 = scores.argmax(1) == y
         hit5 = (top5 == y[:, None]).any(1)
         present = np.unique(y)
-        many = [c for c in present if self.train_counts[c] >= self.options.many_shot_min]
+        if self.protocol is not None and self.protocol.many_shot is not None:
+            # the protocol's many-shot classes present in the split (RULSTM's topk_recall)
+            many = [c for c in present if c in set(self.protocol.many_shot)]
+        else:
+            many = [c for c in present if self.train_counts[c] >= self.options.many_shot_min]
 
         def class_mean(hits: np.ndarray, classes) -> float:
             return 100.0 * float(np.mean([hits[y == c].mean() for c in classes])) if len(classes) else float("nan")
@@ -417,6 +461,33 @@ class AnticipationTask:
             hyps = [self.decode(row.tolist()) for row in outputs["generated"]]
             out.update(caption_metrics(data.meta["sentences"], hyps, meteor=final and self.options.meteor))
         return out
+
+
+def _anticipation_examples(labels: list[int], past: list[list[int]], tokens: list[list[int]], sentences: list[str],
+                           text: list | None, rgb: Any, split: str, label_fraction: float, seed: int) -> Examples:
+    """The anticipation columns as ``Examples`` (text and rgb where asked for)."""
+    m = len(labels)
+    tensors: dict[str, Any] = {
+        "label": torch.tensor(labels), "past_labels": torch.tensor(past),
+        "next_tokens": torch.tensor(tokens), "index": torch.arange(m),
+    }
+    if rgb is not None:
+        tensors["rgb"] = rgb
+    if text is not None:
+        tensors["text"] = text
+    tensors["label_mask"] = label_mask(m, split, label_fraction, seed)
+    return Examples(tensors, meta={"sentences": sentences})
+
+
+def _actions(video) -> list:
+    """A video's annotated actions in order of start: its steps and those overlapping them."""
+    return sorted((*video.segments, *video.overlaps), key=lambda s: (s.start, s.end))
+
+
+def _under(actions: list, first: int, end: int) -> int:
+    """The label of the latest-begun of ``actions`` overlapping frames [first, end), -100 if none."""
+    over = [a for a in actions if a.start < end and a.end > first]
+    return max(over, key=lambda a: a.start).label if over else -100
 
 
 def caption_metrics(refs: list[str], hyps: list[str], meteor: bool = False) -> dict[str, float]:

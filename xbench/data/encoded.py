@@ -187,3 +187,79 @@ def kinetics_tree(root: Path, classes: list[str], per_class: int = 3, frames: in
                 class_clip(folder / f"{stem}.mp4", label, len(classes), k, frames, 25.0)
         (root / "annotations" / f"{split}.csv").write_text("\n".join(rows) + "\n")
     return gone
+
+
+def untrimmed_video(path: Path, labels: list[int], classes: int, seconds: float, fps: float, seed: int,
+                    size: tuple[int, int] = (36, 48), rate: int = 16000) -> list[tuple[int, float, float]]:
+    """One video of consecutive actions (each ``seconds`` long: its class's clip and tone), H.264 +
+    AAC in mp4; returns each action's (label, start s, end s)."""
+    n = max(2, round(seconds * fps))
+    frames = np.concatenate([clip(lab, classes, n, *size, seed + k) for k, lab in enumerate(labels)])
+    sound = np.concatenate([tone(lab, n / fps, rate, seed + k) for k, lab in enumerate(labels)])
+    write_video(path, frames, fps, "mp4", sound, rate)
+    return [(lab, k * n / fps, (k + 1) * n / fps) for k, lab in enumerate(labels)]
+
+
+def _routine(video: int, actions: int, classes: int) -> list[int]:
+    """A kitchen routine: the classes in a fixed cycle from a video's own start (what comes next
+    follows from what is seen now, so anticipation can be learnt)."""
+    return [(video + k) % classes for k in range(actions)]
+
+
+#: (verb, noun, name) of the fixture actions; verbs and nouns as EPIC-KITCHENS numbers them
+KITCHEN_ACTIONS = [(0, 1, "take_pan"), (1, 10, "put_fridge"), (2, 8, "open_cupboard"), (3, 4, "wash_plate")]
+
+
+def epic55_tree(root: Path, videos: int = 6, actions: int = 6, seconds: float = 1.5, fps: float = 60000 / 1001,
+                validation: int = 2) -> None:
+    """EPIC-KITCHENS-55's videos (``videos/train/P01/P01_01.MP4``, H.264 at 59.94 fps as recorded)
+    and RULSTM's ek55 csv files (frames counted at 30 fps): ``validation`` videos in
+    validation.csv, the rest in training.csv; many-shot lists naming the first two verbs and the
+    third noun."""
+    ek = root / "ek55"
+    ek.mkdir(parents=True, exist_ok=True)
+    table = ["id,action,verb,noun"] + [f"{i}, {name},{v},{n}" for i, (v, n, name) in enumerate(KITCHEN_ACTIONS)]
+    (ek / "actions.csv").write_text("\n".join(table) + "\n")
+    (ek / "EPIC_many_shot_verbs.csv").write_text("verb_class,verb\n0,take\n1,put\n")
+    (ek / "EPIC_many_shot_nouns.csv").write_text("noun_class,noun\n8,cupboard\n")
+    rows: dict[str, list[str]] = {"training": [], "validation": []}
+    ident = 0
+    for k in range(videos):
+        name = f"P{k // 2 + 1:02d}_{k % 2 + 1:02d}"
+        path = root / "videos" / "train" / name[:3] / f"{name}.MP4"
+        labels = _routine(k, actions, len(KITCHEN_ACTIONS))
+        split = "validation" if k >= videos - validation else "training"
+        for lab, start, end in untrimmed_video(path, labels, len(KITCHEN_ACTIONS), seconds, fps, seed=10 * k):
+            v, n, _ = KITCHEN_ACTIONS[lab]
+            rows[split].append(f"{ident:05d}, {name}, {round(start * 30):010d}, {round(end * 30) - 1:010d}, "
+                               f"{v:03d}, {n:03d}, {lab:04d}")
+            ident += 1
+    for split, lines in rows.items():
+        (ek / f"{split}.csv").write_text("\n".join(lines) + "\n")
+        videos_of = sorted({ln.split(", ")[1] for ln in lines})
+        (ek / f"{split}_videos.csv").write_text("\n".join(videos_of) + "\n")
+
+
+def egtea_tree(root: Path, videos: int = 4, actions: int = 8, seconds: float = 1.5, fps: float = 24.0) -> None:
+    """EGTEA Gaze+'s full videos (``videos/<video>.mp4``, H.264 at 24 fps) and its
+    ``action_annotation`` files: action_idx.txt (1-based), and three train/test splits, each
+    testing every fourth action of every video (another one per split), as the official splits
+    interleave train and test actions within a video."""
+    ann = root / "action_annotation"
+    ann.mkdir(parents=True, exist_ok=True)
+    (ann / "action_idx.txt").write_text("".join(f"{name[0].upper()}{name[1:]} {i + 1}\n"
+                                                for i, (_, _, name) in enumerate(KITCHEN_ACTIONS)))
+    (ann / "verb_idx.txt").write_text("Take 1\nPut 2\nOpen 3\nWash 4\n")
+    lines: list[tuple[int, str]] = []
+    for k in range(videos):
+        video = f"P{k + 1:02d}-R0{k % 3 + 1}-PastaSalad"
+        labels = _routine(k, actions, len(KITCHEN_ACTIONS))
+        acts = untrimmed_video(root / "videos" / f"{video}.mp4", labels, len(KITCHEN_ACTIONS), seconds, fps, seed=7 * k)
+        for j, (lab, start, end) in enumerate(acts):
+            v, n, _ = KITCHEN_ACTIONS[lab]
+            clip_name = (f"{video}-{round(start * 1000)}-{round(end * 1000)}-F{round(start * fps):06d}-"
+                         f"F{round(end * fps) - 1:06d}")
+            lines.append((j, f"{clip_name} {lab + 1} {v + 1} {n + 1}\n"))
+    for split in (1, 2, 3):
+        (ann / f"train_split{split}.txt").write_text("".join(ln for j, ln in lines if j % 4 != split))
+        (ann / f"test_split{split}.txt").write_text("".join(ln for j, ln in lines if j % 4 == split))

@@ -38,6 +38,36 @@ file is left out and counted (``missing_videos=error`` stops instead). The paper
 it is the test split here, and val is carved from train by whole YouTube videos. Kinetics-Sound
 is the same files restricted to the 31 classes of Arandjelovic & Zisserman's list that Kinetics-400
 has (``classes/kinetics-sound.txt`` says which were renamed or dropped).
+
+EPIC-KITCHENS-55 (Damen et al. 2018) with the anticipation splits of RULSTM (Furnari & Farinella,
+ICCV 2019; fpv-iplab/rulstm, folder ``RULSTM/data/ek55``), the protocol Ghosh et al. follow::
+
+    ROOT/ek55/training.csv, validation.csv     "id, video, start_frame, end_frame, verb, noun, action"
+                                               (no header; frames at 30 fps, as RULSTM counts them)
+    ROOT/ek55/actions.csv                      "id,action,verb,noun" (2,513 actions, "take_pan")
+    ROOT/ek55/EPIC_many_shot_{verbs,nouns}.csv "verb_class,verb" / "noun_class,noun"
+    ROOT/**/<video>.MP4                        (EPIC_KITCHENS_2018/videos/train/P01/P01_01.MP4)
+
+training.csv trains, validation.csv is scored (RULSTM's validation split, by whole videos: the
+test annotations were never released); val is carved from train by whole videos. Each action is
+anticipated from the video that ends tau_a = 1 s before it starts (``horizon``; ``observe``
+seconds of it: RULSTM's encoder sees 3.5 s to 1 s before the action, 2.5 s). Many-shot actions are
+RULSTM's: those whose verb or noun is in the many-shot lists; the protocol's metric is the
+many-shot class-mean recall@5 over those present in the scored split.
+
+EGTEA Gaze+ (Li et al. 2018) from its ``action_annotation`` files and full videos::
+
+    ROOT/action_annotation/action_idx.txt           "Open_fridge 2" (name, 1-based id; 106 actions)
+    ROOT/action_annotation/{train,test}_splitN.txt  "<video>-<start ms>-<end ms>-F<first>-F<last> <action> <verb> <noun>"
+    ROOT/**/<video>.mp4                              (the full recordings, e.g. OP01-R01-PastaSalad.mp4)
+
+A clip's name gives its video and its times (milliseconds); ids are 1-based. Three official
+splits; train and test actions interleave within one video, so each video gives a train and a test
+entry holding that split's actions, and a test action's history holds test actions only, as Ghosh
+et al.'s histories do. Anticipation at tau_a = 0.5 s from 10 s of video (AVT's EGTEA setting); the
+protocol's metric is class-mean top-1 recall. The full videos' folder name could not be confirmed
+from public material (the clips are ``cropped_clips/<video>/<clip>.mp4``, which hold the action
+only and cannot be anticipated from): any folder under root is searched for ``<video>.mp4``.
 """
 
 from __future__ import annotations
@@ -45,6 +75,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -53,6 +84,8 @@ from typing import Any, Literal
 from xbench.data import io
 from xbench.data.real import (
     SAMPLE_OPTIONS,
+    VIDEO_EXTENSIONS,
+    Anticipation,
     ClipDataset,
     ClipOptions,
     Entry,
@@ -123,6 +156,45 @@ class KineticsOptions(ClipOptions):
     val_fraction: float = 0.05
     #: clips are 10 s: the audio window covers them
     audio_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class KitchenOptions(ClipOptions):
+    """Options of the untrimmed kitchen datasets, whose actions are anticipated tau_a ahead."""
+
+    #: every frame at ``fps`` (RULSTM samples 4 per second): observation windows are cut from them
+    sampling: Literal["segments", "dense", "fps"] = "fps"
+    fps: float = 4.0
+    #: tau_a: seconds between the end of the observed video and the start of the action
+    horizon: float = 1.0
+    #: seconds of video observed before that
+    observe: float = 2.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.horizon < 0 or self.observe <= 0:
+            raise ValueError("horizon must be >= 0 and observe positive (seconds)")
+
+
+@dataclass(frozen=True)
+class EPIC55Options(KitchenOptions):
+    """Options of ``epic-kitchens-55``."""
+
+    #: RULSTM's csv folder under root (its RULSTM/data/ek55)
+    annotations: str = "ek55"
+    #: the frame rate RULSTM's csv count frames at (it converted every video to 30 fps)
+    annotation_fps: float = 30.0
+
+
+@dataclass(frozen=True)
+class EGTEAOptions(KitchenOptions, SplitOptions):
+    """Options of ``egtea-gaze``."""
+
+    #: the annotation folder under root (action_annotation.zip unpacked)
+    lists: str = "action_annotation"
+    #: AVT's EGTEA setting, which Ghosh et al. use: 0.5 s ahead, 10 s observed
+    horizon: float = 0.5
+    observe: float = 10.0
 
 
 def _lines(path: Path) -> list[tuple[str, list[str]]]:
@@ -196,12 +268,12 @@ def _kinetics_rows(path: Path) -> list[tuple[str, dict[str, str]]]:
     return [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
 
 
-def _video_index(root: Path) -> dict[str, str]:
-    """Each clip's file by its stem (<youtube_id>_<start>_<end>), a replacement for a corrupted
-    video winning over the original."""
+def _video_index(root: Path, extensions: tuple[str, ...] = (".mp4", ".mkv", ".webm")) -> dict[str, str]:
+    """Each video file by its stem (Kinetics: <youtube_id>_<start>_<end>), a replacement for a
+    corrupted video winning over the original."""
     found: dict[str, str] = {}
     for f in sorted(root.rglob("*")):
-        if f.suffix.lower() in (".mp4", ".mkv", ".webm") and f.is_file():
+        if f.suffix.lower() in extensions and f.is_file():
             rel = f.relative_to(root).as_posix()
             if f.stem not in found or "replacement" in rel:
                 found[f.stem] = rel
@@ -248,14 +320,133 @@ def scan_kinetics(root: Path, opts: KineticsOptions, keep: list[str] | None) -> 
     return names, entries, [path for _, path in parts]
 
 
+def _csv(path: Path, columns: int, what: str) -> list[tuple[str, list[str]]]:
+    """(where, fields) of each non-empty row of a CSV file with ``columns`` columns (``what``)."""
+    rows = []
+    for n, row in enumerate(csv.reader(_io.StringIO(read_text(path))), 1):
+        if "".join(row).strip():
+            if len(row) != columns:
+                raise DataError(f"{path}:{n}: expected {columns} columns ({what}), found {len(row)}")
+            rows.append((f"{path}:{n}", [c.strip() for c in row]))
+    return rows
+
+
+def _ints(where: str, fields: list[str], what: str) -> list[int]:
+    try:
+        return [int(f) for f in fields]
+    except ValueError as exc:
+        raise DataError(f"{where}: {what} must be whole numbers (found {' '.join(fields)})") from exc
+
+
+def _video_entries(root: Path, actions: dict[tuple[str, str], tuple[str, list]], extensions: tuple[str, ...]) -> list[Entry]:
+    """One entry per (video, split) holding that split's actions, each video found by its stem
+    under root (the first line listing a missing one named). A video with actions in both splits
+    gives two entries, told apart by ``part``."""
+    videos, entries = _video_index(root, extensions), []
+    split_of: dict[str, set[str]] = {}
+    for video, split in actions:
+        split_of.setdefault(video, set()).add(split)
+    for (video, split), (where, acts) in sorted(actions.items()):
+        if video not in videos:
+            raise DataError(f"{where}: missing video file {video}{extensions[0]} under {root}")
+        acts = sorted(acts, key=lambda a: (a[1], a[2]))
+        entries.append(Entry(videos[video], acts[0][0], split, group=video, actions=tuple(acts), where=where,
+                             part=split if len(split_of[video]) > 1 else ""))
+    return entries
+
+
+def _column(path: Path, name: str) -> set[int]:
+    reader = csv.DictReader(_io.StringIO(read_text(path)))
+    if not reader.fieldnames or name not in reader.fieldnames:
+        raise DataError(f"{path}: expected a '{name}' column (has: {reader.fieldnames})")
+    return {_ints(f"{path}:{n + 2}", [row[name]], name)[0] for n, row in enumerate(reader)}
+
+
+def scan_epic55(root: Path, opts: EPIC55Options, keep: list[str] | None = None) -> tuple:
+    """Actions, videos and many-shot classes of RULSTM's EPIC-KITCHENS-55 csv files."""
+    ann = root / opts.annotations
+    table = _csv(ann / "actions.csv", 4, "id,action,verb,noun")
+    if not table or table[0][1][0] != "id":
+        raise DataError(f"{ann / 'actions.csv'}: expected the header id,action,verb,noun")
+    names: list[str] = []
+    parts: list[tuple[int, int]] = []
+    for where, (ident, name, verb, noun) in table[1:]:
+        i, v, n = _ints(where, [ident, verb, noun], "id, verb and noun")
+        if i != len(names):
+            raise DataError(f"{where}: action id {i} is not {len(names)} (ids run 0, 1, 2, ... in order)")
+        names.append(name.replace("_", " "))
+        parts.append((v, n))
+    many_verbs, many_nouns = _column(ann / "EPIC_many_shot_verbs.csv", "verb_class"), \
+        _column(ann / "EPIC_many_shot_nouns.csv", "noun_class")
+    files = [ann / f for f in ("actions.csv", "EPIC_many_shot_verbs.csv", "EPIC_many_shot_nouns.csv",
+                               "training.csv", "validation.csv")]
+    actions: dict[tuple[str, str], tuple[str, list]] = {}
+    for split, path in (("train", files[3]), ("test", files[4])):
+        for where, f in _csv(path, 7, "id, video, start_frame, end_frame, verb, noun, action"):
+            first, last, verb, noun, action = _ints(where, f[2:], "frames and ids")
+            if not 0 <= action < len(names):
+                raise DataError(f"{where}: action {action} is not in actions.csv ({len(names)} actions)")
+            if parts[action] != (verb, noun):
+                raise DataError(f"{where}: verb {verb} and noun {noun} are not action {action}'s "
+                                f"{parts[action]} in actions.csv")
+            if last < first:
+                raise DataError(f"{where}: end frame {last} is before start frame {first}")
+            fps = opts.annotation_fps
+            actions.setdefault((f[1], split), (where, []))[1].append((action, first / fps, (last + 1) / fps))
+    # RULSTM's many-shot actions: those whose verb or whose noun is many-shot
+    many = tuple(a for a, (v, n) in enumerate(parts) if v in many_verbs or n in many_nouns)
+    return names, _video_entries(root, actions, (".MP4", *VIDEO_EXTENSIONS)), files, {
+        "sentences": names, "parts": parts, "anticipation": Anticipation(opts.horizon, opts.observe, many)}
+
+
+#: an EGTEA Gaze+ clip name: <video>-<start ms>-<end ms>-F<first frame>-F<last frame>
+_EGTEA_CLIP = re.compile(r"^(?P<video>.+)-(?P<start>\d+)-(?P<end>\d+)-F(?P<first>\d+)-F(?P<last>\d+)$")
+
+
+def scan_egtea(root: Path, opts: EGTEAOptions, keep: list[str] | None = None) -> tuple:
+    """Actions and videos of one official EGTEA Gaze+ split."""
+    lists = root / opts.lists
+    index = lists / "action_idx.txt"
+    ids: dict[int, str] = {}
+    for where, f in _lines(index):
+        if len(f) < 2 or not f[-1].isdigit():
+            raise DataError(f"{where}: expected '<action name> <id>'")
+        ids[int(f[-1])] = " ".join(f[:-1]).replace("_", " ")
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        raise DataError(f"{index}: action ids must run 1 to {len(ids)}")
+    names = [ids[i] for i in range(1, len(ids) + 1)]
+    parts: list[tuple[int, int]] = [(0, 0)] * len(names)
+    files = [index, lists / f"train_split{opts.split}.txt", lists / f"test_split{opts.split}.txt"]
+    actions: dict[tuple[str, str], tuple[str, list]] = {}
+    for split, path in (("train", files[1]), ("test", files[2])):
+        for where, f in _lines(path):
+            m = _EGTEA_CLIP.match(f[0]) if len(f) >= 4 else None
+            if m is None:
+                raise DataError(f"{where}: expected '<video>-<start ms>-<end ms>-F<first>-F<last> <action> <verb> <noun>'")
+            action, verb, noun = _ints(where, f[1:4], "action, verb and noun ids")
+            if not 1 <= action <= len(names):
+                raise DataError(f"{where}: action {action} is not in {index.name} (1 to {len(names)})")
+            parts[action - 1] = (verb - 1, noun - 1)
+            start, end = int(m["start"]) / 1000, int(m["end"]) / 1000
+            if end <= start:
+                raise DataError(f"{where}: the clip ends at {end} s, not after its start {start} s")
+            actions.setdefault((m["video"], split), (where, []))[1].append((action - 1, start, end))
+    return names, _video_entries(root, actions, (".mp4",)), files, {
+        "sentences": names, "parts": parts, "anticipation": Anticipation(opts.horizon, opts.observe)}
+
+
 def opener(name: str, scan: Any, classes: str | None = None) -> Any:
     """The ``DatasetSpec.factory`` of an adapter: its official files scanned (only the classes of
     the shipped list ``classes``, when given, renumbered in its order)."""
 
     def open_dataset(opts: ClipOptions, home: Path | None) -> ClipDataset:
         root = dataset_root(opts, name)
-        names, entries, files = scan(root, opts, class_list(classes) if classes else None)
-        return ClipDataset(name, opts, home or io.data_home(), names, entries, tuple(files))
+        names, entries, files, *more = scan(root, opts, class_list(classes) if classes else None)
+        extra = more[0] if more else {}  # untrimmed datasets: class sentences, verb/noun, anticipation
+        ds = ClipDataset(name, opts, home or io.data_home(), names, entries, tuple(files),
+                         sentences=extra.get("sentences"), parts=extra.get("parts"))
+        ds.anticipation = extra.get("anticipation")
+        return ds
 
     open_dataset.__name__ = f"open_{name}"  # the fingerprint memo tells datasets apart by it
     return open_dataset
@@ -266,6 +457,8 @@ open_ucf51 = opener("ucf51", scan_ucf101, "ucf51")
 open_hmdb51 = opener("hmdb51", scan_hmdb51)
 open_kinetics400 = opener("kinetics-400", scan_kinetics)
 open_kinetics_sound = opener("kinetics-sound", scan_kinetics, "kinetics-sound")
+open_epic55 = opener("epic-kitchens-55", scan_epic55)
+open_egtea = opener("egtea-gaze", scan_egtea)
 
 
 def sample_ucf101(folder: Path) -> dict[str, Any]:
@@ -303,9 +496,30 @@ _K400_LAYOUT = ("ROOT/annotations/{train,val,test}.csv (label,youtube_id,time_st
                 "ROOT/**/<youtube_id>_<start:06d>_<end:06d>.mp4 (the CVDF mirror's k400/ unpacked, or the "
                 "ActivityNet crawler's <split>/<label>/)")
 
+def sample_epic55(folder: Path) -> dict[str, Any]:
+    """An EPIC-KITCHENS-55 tree: six videos of four actions, two of them RULSTM's validation."""
+    from xbench.data.encoded import epic55_tree
+
+    root = sample_tree(folder, lambda tmp: epic55_tree(tmp))
+    return {"root": str(root), "val_fraction": 0.25, **SAMPLE_OPTIONS}
+
+
+def sample_egtea(folder: Path) -> dict[str, Any]:
+    """An EGTEA Gaze+ tree: four full videos of eight actions, every fourth one tested."""
+    from xbench.data.encoded import egtea_tree
+
+    root = sample_tree(folder, lambda tmp: egtea_tree(tmp))
+    return {"root": str(root), "val_fraction": 0.25, **SAMPLE_OPTIONS}
+
+
 #: the options that choose which of an adapter's files are read (its fingerprint's key): an
 #: official split reads other list files
-PICKS = ("split", "lists", "videos", "annotations", "test_split", "missing_videos")
+PICKS = ("split", "lists", "videos", "annotations", "test_split", "missing_videos", "annotation_fps")
+
+#: what an untrimmed kitchen dataset annotates: timed actions in order, each with its name as a
+#: sentence and its verb and noun. Not "untrimmed" (every frame labelled): the time between
+#: actions is unannotated, not background
+_KITCHEN = ("steps", "procedures", "sentences", "verb-noun")
 
 #: the adapters, as ``DatasetSpec`` fields (the core registers them)
 SPECS: list[dict[str, Any]] = [
@@ -335,4 +549,23 @@ SPECS: list[dict[str, Any]] = [
      "layout": _K400_LAYOUT,
      "protocol": "Kinetics-400's, restricted to the 31 classes of Look, Listen and Learn's 34 that Kinetics-400 "
                  "has (4 renamed, 3 absent), renumbered in sorted order (XKD's Kinetics-Sound column)"},
+    {"name": "epic-kitchens-55", "description": "EPIC-KITCHENS-55 with RULSTM's anticipation splits: "
+                                                "--set dataset.root=PATH",
+     "factory": open_epic55, "options": EPIC55Options, "sample": sample_epic55, "annotations": _KITCHEN,
+     "layout": "ROOT/ek55/{training,validation,actions}.csv and EPIC_many_shot_{verbs,nouns}.csv (RULSTM/data/ek55 "
+               "of fpv-iplab/rulstm); ROOT/**/<video>.MP4 (EPIC_KITCHENS_2018/videos/train/P01/P01_01.MP4)",
+     "protocol": "Ghosh et al.'s and RULSTM's: training.csv trains, validation.csv is scored (whole videos); val "
+                 "carved from train by whole videos; each action anticipated from the 2.5 s of video ending "
+                 "tau_a = 1 s before it (dataset.horizon, dataset.observe); anticipation selects on and reports "
+                 "many-shot class-mean recall@5 (actions whose verb or noun is many-shot), with top-1/top-5",
+     "main_metrics": {"anticipation": "many_shot_cm_recall5"}},
+    {"name": "egtea-gaze", "description": "EGTEA Gaze+ from its action_annotation split files: --set dataset.root=PATH",
+     "factory": open_egtea, "options": EGTEAOptions, "sample": sample_egtea, "annotations": _KITCHEN,
+     "layout": "ROOT/action_annotation/action_idx.txt, {train,test}_split{1,2,3}.txt (action_annotation.zip); "
+               "ROOT/**/<video>.mp4 (the full recordings, e.g. OP01-R01-PastaSalad.mp4)",
+     "protocol": "Ghosh et al.'s (AVT's EGTEA setting): official split 1-3 (dataset.split), train and test actions "
+                 "interleaved within videos; val carved from train by whole videos; each action anticipated from "
+                 "the 10 s of video ending tau_a = 0.5 s before it; anticipation selects on and reports class-mean "
+                 "top-1 recall",
+     "main_metrics": {"anticipation": "cm_recall1"}},
 ]

@@ -160,10 +160,13 @@ class Entry:
     #: (label, start s, end s) actions inside the clip: per-frame labels
     actions: tuple[tuple[int, float, float], ...] = ()
     where: str = ""
+    #: tells apart entries of one file and window (EGTEA Gaze+: a video's train and its test actions)
+    part: str = ""
 
     @property
     def id(self) -> str:
         window = "" if self.start is None and self.end is None else f"@{self.start}-{self.end}"
+        window += f"#{self.part}" if self.part else ""
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.path + window)[-80:]
         return f"{slug}-{hashlib.sha256((self.path + window).encode()).hexdigest()[:8]}"
 
@@ -361,16 +364,34 @@ def carve(entries: list[Entry], fraction: float, seed: str) -> tuple[list[Entry]
     return [e for e in entries if e.group in taken], [e for e in entries if e.group not in taken]
 
 
+@dataclass(frozen=True)
+class Anticipation:
+    """An untrimmed dataset's anticipation protocol: each annotated action is anticipated from the
+    ``observe`` seconds of video that end ``horizon`` seconds (tau_a) before it starts."""
+
+    horizon: float
+    observe: float
+    #: the classes the protocol's many-shot metrics average over (None: those with enough train
+    #: examples, the task's threshold)
+    many_shot: tuple[int, ...] | None = None
+
+
 class ClipDataset:
     """A real-video dataset: clips from files under ``root``, decoded once, read on demand."""
 
     modalities = ("rgb", "audio", "text")
     splits = ("train", "val", "test", "teacher")
+    #: set by adapters of untrimmed datasets with an anticipation protocol (EPIC-KITCHENS, EGTEA)
+    anticipation: Anticipation | None = None
 
     def __init__(self, name: str, opts: ClipOptions, home: Path, names: list[str], entries: list[Entry],
-                 extras: tuple[Path, ...] = (), log=None) -> None:
+                 extras: tuple[Path, ...] = (), log=None, sentences: list[str] | None = None,
+                 parts: list[tuple[int, int]] | None = None) -> None:
         self.name, self.opts, self.root = name, opts, Path(opts.root).expanduser()
         self.num_classes, self.class_names = len(names), names
+        #: per class, the sentence its actions carry ("take pan") and its (verb, noun), where the
+        #: annotations give them
+        self._sentences, self._parts = sentences, parts
         self.audio_rate = opts.audio_rate
         self.audio_samples = round(opts.audio_seconds * opts.audio_rate)
         #: frames per clip the student sees (where a task does not set its own)
@@ -487,8 +508,12 @@ class ClipDataset:
         segments = (Segment(0, n, e.label, e.label, 0, e.text),)
         overlaps: tuple[Segment, ...] = ()
         if e.actions:
-            acts = [Segment(max(0, round((a - start) * rate)), min(n, max(1, round((b - start) * rate))), lab, lab, 0, "")
-                    for lab, a, b in e.actions]
+            acts = []
+            for lab, a, b in e.actions:  # at least one kept frame each, however short the action
+                first = min(n - 1, max(0, round((a - start) * rate)))
+                acts.append(Segment(first, min(n, max(first + 1, round((b - start) * rate))), lab,
+                                    *(self._parts[lab] if self._parts else (lab, 0)),
+                                    self._sentences[lab] if self._sentences else ""))
             segments, overlaps = _layers(acts)
         rec = VideoRecord(id=e.id, split=split, procedure=0, num_frames=n, fps=rate,
                           files={"rgb": e.path, "audio": e.path}, segments=segments, overlaps=overlaps)

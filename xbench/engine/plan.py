@@ -158,6 +158,8 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
                                 f"'{task.name}' does not provide" + (f" (it provides: {', '.join(task.privileged)})"
                                                                      if task.privileged else ""))
     dataset = _dataset(reg, cfg, task)
+    if task.name in dataset.main_metrics:  # the paper protocol's metric selects and is reported first
+        task = dataclasses.replace(task, main_metric=dataset.main_metrics[task.name])
     unknown = [k for k in method.privileged if k in ANNOTATIONS and k not in dataset.annotations]
     if unknown:  # real data does not know it (which clips' audio carries the action)
         raise IncompatibleError(f"method '{method.name}' reads the privileged fact '{unknown[0]}', which dataset "
