@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,23 +15,27 @@ from xbench.cli import main
 from xbench.data import encoded
 from xbench.data.examples import Examples
 from xbench.data.official import (
+    CharadesOptions,
     EGTEAOptions,
     EPIC55Options,
     HMDB51Options,
     KineticsOptions,
+    TSUOptions,
     UCF101Options,
     class_list,
+    open_charades,
     open_egtea,
     open_epic55,
     open_hmdb51,
     open_kinetics400,
     open_kinetics_sound,
+    open_tsu,
     open_ucf51,
     open_ucf101,
 )
 from xbench.errors import DataError
 from xbench.store import ResultStore
-from xbench.tasks import AnticipationOptions, AnticipationTask
+from xbench.tasks import AnticipationOptions, AnticipationTask, point_map
 
 SMALL = {"short_side": 32, "crop": 32, "frames": 4}
 MICRO = [f"--set=budget.{k}={v}" for k, v in (("student_steps", 2), ("teacher_steps", 2), ("eval_every", 2),
@@ -62,19 +67,23 @@ def hmdb(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def epic(tmp_path_factory) -> Path:
-    """Six videos at 59.94 fps (RULSTM counts frames at 30): P03_01 and P03_02 are validation."""
-    root = tmp_path_factory.mktemp("epic")
-    encoded.epic55_tree(root)
-    return root
+def _tree(write):
+    """A module fixture: the tree ``write`` makes (in the dataset's exact layout)."""
+
+    @pytest.fixture(scope="module")
+    def tree(tmp_path_factory) -> Path:
+        root = tmp_path_factory.mktemp(write.__name__)
+        write(root)
+        return root
+
+    return tree
 
 
-@pytest.fixture(scope="module")
-def egtea(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("egtea")
-    encoded.egtea_tree(root)
-    return root
+#: six videos at 59.94 fps (RULSTM counts frames at 30): P03_01 and P03_02 are validation
+epic = _tree(encoded.epic55_tree)
+egtea = _tree(encoded.egtea_tree)
+charades = _tree(encoded.charades_tree)
+tsu = _tree(encoded.tsu_tree)
 
 
 def _split(ds, split: str) -> list[tuple[str, int]]:
@@ -214,13 +223,78 @@ def test_anticipation_protocol_metrics_against_hand_computation():
                                  "many_shot_cm_recall5": 50.0})
 
 
+def test_charades_labels_every_frame_with_the_actions_under_it(charades, tmp_path):
+    ds = open_charades(CharadesOptions(root=str(charades), val_fraction=0.2, **SMALL), tmp_path)
+    assert ds.class_names == [f"Action number {c}" for c in range(4)] and ds.points == 25
+    # subjects of two videos each: val takes a whole subject
+    subjects = {s: [Path(v.files["rgb"]).stem for v in ds.videos(s)] for s in ("train", "val", "test")}
+    assert subjects == {"train": ["00CH0X", "01CH7X", "04CH8X", "05CH5X"], "val": ["02CH4X", "03CH1X"],
+                        "test": ["06CH2X", "07CH9X", "08CH6X"]}
+    first = ds.videos("train")[0]  # 4 s at 4 kept frames per second; "c001 0.00 2.00" overlaps
+    assert [(s.start, s.end, s.label) for s in first.segments] == [(0, 4, 0), (4, 8, 1), (8, 12, 2), (12, 16, 3)]
+    assert [(s.start, s.end, s.label) for s in first.overlaps] == [(0, 8, 1)]
+    from xbench.tasks import DetectionOptions, DetectionTask
+
+    ex = DetectionTask(DetectionOptions()).examples(ds, "test", ("rgb",))
+    # time j / 25 of a 16-frame video is kept frame floor(16 j / 25)
+    assert ex.tensors["points"][0].tolist() == [16 * j // 25 for j in range(25)]
+
+
+def test_tsu_scales_frame_times_to_the_video_and_splits_by_subject_or_camera(tsu, tmp_path):
+    cs = open_tsu(TSUOptions(root=str(tsu), val_fraction=0.2, **SMALL), tmp_path)
+    assert cs.class_names[:4] == ["Enter", "Walk", "Make coffee", "Get water"] and len(cs.class_names) == 51
+    stems = lambda ds, s: [Path(v.files["rgb"]).stem for v in ds.videos(s)]
+    assert stems(cs, "test") == ["P04T01C01", "P04T01C02"] and stems(cs, "val") == ["P02T01C01", "P02T01C02"]
+    cv = open_tsu(TSUOptions(root=str(tsu), split="CV", val_fraction=0.2, **SMALL), tmp_path)
+    assert stems(cv, "test") == [f"P0{p}T01C02" for p in range(1, 5)]
+    # 1.5 s actions at 20 fps are 30 frames of a 120-frame duration: 6 kept frames at 4 per second
+    video = cs.videos("test")[0]
+    assert (video.num_frames, [(s.start, s.end, s.label) for s in video.segments]) == (
+        24, [(0, 6, 2), (6, 12, 3), (12, 18, 0), (18, 24, 1)])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "smarthome_CS_51.json").write_text('{"P01T01C01": {"subset": "training", "duration": 10, '
+                                              '"actions": [[60, 0, 5]]}}')
+    with pytest.raises(DataError, match=r"smarthome_CS_51.json: video P01T01C01: duration must be positive and "
+                                        r"classes 0-50"):
+        open_tsu(TSUOptions(root=str(bad), **SMALL), tmp_path)
+
+
+def test_point_map_against_hand_computation():
+    labels = np.array([[[1, 0], [0, 0], [1, 1], [0, 1]], [[0, 0], [1, 0], [0, 0], [0, 1]]], dtype=np.float32)
+    scores = np.array([[[0.9, 0.1], [0.0, 0.0], [0.2, 0.8], [0.0, 0.0]],
+                       [[0.0, 0.0], [0.5, 0.3], [0.0, 0.0], [0.6, 0.7]]], dtype=np.float32)
+    # class 0 at the points: 0.9 (+), 0.6 (-), 0.5 (+), 0.2 (+): precisions 1, 2/3, 3/4 at the positives;
+    # class 1: 0.8 (+), 0.7 (+), 0.3, 0.1: AP 1
+    value = point_map(scores, labels, np.array([[0, 2], [1, 3]]))
+    assert value == pytest.approx(100 * ((1 + 2 / 3 + 3 / 4) / 3 + 1) / 2)
+
+
+@pytest.mark.parametrize("dataset", ["charades", "toyota-smarthome"])
+def test_student_and_kd_run_detection_on_the_untrimmed_adapters(charades, tsu, dataset):
+    root = {"charades": charades, "toyota-smarthome": tsu}[dataset]
+    base = ["run", "--task", "detection", "--dataset", dataset, "--budget", "smoke", "--quiet",
+            f"--set=dataset.root={root}", "--set=dataset.val_fraction=0.2",
+            *(f"--set=dataset.{k}={v}" for k, v in SMALL.items()), *MICRO]
+    # real video has no optical flow: kd distils a teacher on the student's own input
+    assert main([*base, "--method", "student"]) == 0 and main([*base, "--method", "kd", "--teacher", "rgb-tcn"]) == 0
+    records = sorted(ResultStore().records(), key=lambda r: r.method)
+    assert [(r.method, r.status, r.main_metric) for r in records] == [
+        ("kd", "complete", {"charades": "point_map", "toyota-smarthome": "frame_map"}[dataset]),
+        ("student", "complete", {"charades": "point_map", "toyota-smarthome": "frame_map"}[dataset])]
+    assert records[0].teacher["name"] == "rgb-tcn"
+
+
 @pytest.mark.parametrize("dataset,task", [(d, t) for d in ("ucf51", "hmdb51", "kinetics-sound")
                                           for t in ("recognition", "retrieval", "audio-tagging")]
                          + [(d, t) for d in ("epic-kitchens-55", "egtea-gaze")
-                            for t in ("anticipation", "recognition", "retrieval", "audio-tagging")])
-def test_student_and_kd_run_on_each_task_the_adapter_fits(ucf, hmdb, kinetics, epic, egtea, dataset, task):
+                            for t in ("anticipation", "recognition", "retrieval", "audio-tagging")]
+                         + [(d, t) for d in ("charades", "toyota-smarthome")
+                            for t in ("recognition", "retrieval", "audio-tagging")])
+def test_student_and_kd_run_on_each_task_the_adapter_fits(ucf, hmdb, kinetics, epic, egtea, charades, tsu, dataset,
+                                                          task):
     root = {"ucf51": ucf, "hmdb51": hmdb, "kinetics-sound": kinetics, "epic-kitchens-55": epic,
-            "egtea-gaze": egtea}[dataset]
+            "egtea-gaze": egtea, "charades": charades, "toyota-smarthome": tsu}[dataset]
     for method in ("student", "kd"):
         assert main(["run", "--method", method, "--task", task, "--dataset", dataset, "--budget", "smoke", "--quiet",
                      f"--set=dataset.root={root}", "--set=dataset.val_fraction=0.25",
@@ -275,8 +349,9 @@ def test_each_official_split_has_its_own_data_fingerprint(ucf, registry):
 def test_list_datasets_verbose_shows_files_tasks_and_protocol(capsys):
     assert main(["list", "datasets", "-v"]) == 0
     cards = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
-    assert sorted(cards) == ["egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
-                             "list", "synth", "ucf101", "ucf51"]
+    assert sorted(cards) == ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400",
+                             "kinetics-sound", "list", "synth", "toyota-smarthome", "ucf101", "ucf51"]
+    assert cards["charades"].splitlines()[3] == "  tasks:    audio-tagging, detection, recognition, retrieval"
     assert cards["epic-kitchens-55"].splitlines() == [
         "epic-kitchens-55 (core)",
         "  EPIC-KITCHENS-55 with RULSTM's anticipation splits: --set dataset.root=PATH",

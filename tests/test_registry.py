@@ -48,22 +48,25 @@ def test_list_methods_output(capsys):
 
 def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
-        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "minilm", "pose-tcn", "tiny-bert",
+        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "minilm", "pose-tcn", "rgb-tcn", "tiny-bert",
                      "two-stream-tcn", "video-cnn"],
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
-        "datasets": ["folder", "hmdb51", "kinetics-400", "kinetics-sound", "list", "synth", "ucf101", "ucf51"],
+        "datasets": ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
+                     "list", "synth", "toyota-smarthome", "ucf101", "ucf51"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
         "methods": ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
                     "kd-confident", "kd-oracle", "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
                     "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"],
     }
     assert registry.registered_by("core") == {
-        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "two-stream-tcn", "video-cnn"],
+        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "rgb-tcn", "two-stream-tcn", "video-cnn"],
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
-        "losses": ["bce", "caption", "ce", "mse"], "datasets": ["folder", "hmdb51", "kinetics-400", "kinetics-sound", "list", "synth", "ucf101", "ucf51"],
+        "losses": ["bce", "caption", "ce", "mse"],
+        "datasets": ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
+                     "list", "synth", "toyota-smarthome", "ucf101", "ucf51"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
     }
     assert registry.registered_by("argb") == {"losses": ["argb-abs", "argb-atomic", "argb-gcr"],

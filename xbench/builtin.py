@@ -235,6 +235,7 @@ def xbench_register_teachers(register):
 
     # detection teachers: the student's architecture on privileged modalities
     for name, mods, what in (("flow-tcn", ("flow",), "optical flow"), ("pose-tcn", ("pose",), "pose keypoints"),
+                             ("rgb-tcn", ("rgb",), "rgb, the student's own input (a teacher for data without flow)"),
                              ("two-stream-tcn", ("rgb", "flow"), "rgb + optical flow (the two-stream ceiling)"),
                              ("flow-pose-tcn", ("flow", "pose"), "optical flow + pose keypoints")):
         register(TeacherSpec(

@@ -618,6 +618,10 @@ class DetectionTask:
         tensors["frame_labels"] = torch.from_numpy(labels)
         # the real snippets of each sequence (a snippet is real when its first frame is)
         tensors["positions"] = torch.from_numpy(labels[:, ::snip, 0] >= 0)
+        points = getattr(dataset, "points", None)
+        if points:  # the protocol's times j / P of each video's length, as kept frames floor(j n / P)
+            tensors["points"] = torch.tensor(np.stack([np.minimum(np.arange(points) * v.num_frames // points,
+                                                                  min(v.num_frames, length) - 1) for v in videos]))
         tensors["index"] = torch.arange(len(videos))
         tensors["label_mask"] = label_mask(len(videos), split, label_fraction, seed)
         return Examples(tensors)
@@ -631,6 +635,8 @@ class DetectionTask:
         scores = self.frame_scores(outputs["logits"]).numpy()
         labels = data.tensors["frame_labels"].numpy()
         out = {"frame_map": frame_map(scores, labels)}
+        if "points" in data.tensors:
+            out["point_map"] = point_map(scores, labels, data.tensors["points"].numpy())
         for iou in EVENT_IOUS:
             out[f"event_map_{round(iou * 100)}"] = event_map(scores, labels, iou, self.options.event_threshold)
         return out
@@ -644,6 +650,22 @@ def frame_map(scores: np.ndarray, labels: np.ndarray) -> float:
     real = labels[..., 0] >= 0
     s, y = scores[real], labels[real]
     aps = [average_precision_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if y[:, c].any()]
+    return 100.0 * float(np.mean(aps)) if aps else float("nan")
+
+
+def point_map(scores: np.ndarray, labels: np.ndarray, points: np.ndarray) -> float:
+    """Per-frame mAP x 100 at a localisation protocol's points (Charades_v1_localize: 25 equally
+    spaced times per video, t_j = j / 25 of its length): per class, the frames at the points of
+    every video ranked by score (ties in video order), AP the mean of the precision at each
+    positive (THUMOS's, not interpolated); the mean over classes with a positive point."""
+    rows = np.arange(len(points))[:, None]
+    s = scores[rows, points].reshape(-1, scores.shape[2])
+    y = labels[rows, points].reshape(-1, labels.shape[2]) > 0
+    aps = []
+    for c in range(y.shape[1]):
+        if y[:, c].any():
+            hits = y[np.argsort(-s[:, c], kind="stable"), c]
+            aps.append(float((np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)).mean()))
     return 100.0 * float(np.mean(aps)) if aps else float("nan")
 
 

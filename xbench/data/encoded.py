@@ -8,6 +8,7 @@ them: H.264 + AAC in mp4, MPEG-4 part 2 in avi, VP9 + Opus in webm, AV1 in mp4.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -263,3 +264,49 @@ def egtea_tree(root: Path, videos: int = 4, actions: int = 8, seconds: float = 1
     for split in (1, 2, 3):
         (ann / f"train_split{split}.txt").write_text("".join(ln for j, ln in lines if j % 4 != split))
         (ann / f"test_split{split}.txt").write_text("".join(ln for j, ln in lines if j % 4 == split))
+
+
+def charades_tree(root: Path, classes: int = 4, train: int = 6, test: int = 3, actions: int = 4, seconds: float = 1.0,
+                  fps: float = 24.0) -> None:
+    """Charades' layout (``Charades/`` with Charades_v1_{train,test}.csv and
+    Charades_v1_classes.txt; ``Charades_v1_480/<id>.mp4``, H.264 + AAC): each video a routine of
+    ``actions`` consecutive actions and one more spanning its first two (every frame labelled
+    with all the actions under it); subjects of two videos each."""
+    ann = root / "Charades"
+    ann.mkdir(parents=True, exist_ok=True)
+    (ann / "Charades_v1_classes.txt").write_text("".join(f"c{c:03d} Action number {c}\n" for c in range(classes)))
+    head = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length"
+    rows: dict[str, list[str]] = {"train": [head], "test": [head]}
+    for k in range(train + test):
+        vid = f"{k:02d}CH{k * 7 % 10}X"
+        acts = untrimmed_video(root / "Charades_v1_480" / f"{vid}.mp4", _routine(k, actions, classes), classes,
+                               seconds, fps, seed=11 * k)
+        spans = [*acts, ((acts[0][0] + 1) % classes, acts[0][1], acts[1][2])]
+        field = ";".join(f"c{c:03d} {a:.2f} {b:.2f}" for c, a, b in spans)
+        split = "train" if k < train else "test"
+        rows[split].append(f'{vid},S{k // 2:03d},Kitchen,6,7,Yes,"A person cooks.",pan,"A person cooks.",'
+                           f'"{field}",{acts[-1][2]:.2f}')
+    for split, lines in rows.items():
+        (ann / f"Charades_v1_{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def tsu_tree(root: Path, videos: int = 8, actions: int = 4, seconds: float = 1.5, fps: float = 20.0,
+             classes: int = 4) -> None:
+    """Toyota Smarthome Untrimmed: ``videos/P<NN>T<TT>C<CC>.mp4`` (H.264 + AAC at 20 fps, 4 subjects
+    by 2 cameras), ``Action_list`` and the pipeline's ``smarthome_{CS,CV}_51.json`` (times in
+    frames of ``duration``): CS tests subject P04, CV tests camera C02."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Action_list").write_text("".join(f"{i}\t{name}\n" for i, name in enumerate(
+        ["Enter", "Walk", "Make_coffee", "Get_water", *[f"Action_{i}" for i in range(4, 51)]])))
+    table: dict[str, dict[str, dict]] = {"CS": {}, "CV": {}}
+    for k in range(videos):
+        subject, camera = k // 2 + 1, k % 2 + 1
+        video = f"P{subject:02d}T01C{camera:02d}"
+        acts = untrimmed_video(root / "videos" / f"{video}.mp4", _routine(k, actions, classes), classes, seconds, fps,
+                               seed=13 * k)
+        frames = [[c, round(a * fps), round(b * fps)] for c, a, b in acts]
+        for split, test in (("CS", subject == videos // 2), ("CV", camera == 2)):
+            table[split][video] = {"subset": "testing" if test else "training", "duration": frames[-1][2],
+                                   "actions": frames}
+    for split, data in table.items():
+        (root / f"smarthome_{split}_51.json").write_text(json.dumps(data))

@@ -68,12 +68,40 @@ et al.'s histories do. Anticipation at tau_a = 0.5 s from 10 s of video (AVT's E
 protocol's metric is class-mean top-1 recall. The full videos' folder name could not be confirmed
 from public material (the clips are ``cropped_clips/<video>/<clip>.mp4``, which hold the action
 only and cannot be anticipated from): any folder under root is searched for ``<video>.mp4``.
+
+Charades (Sigurdsson et al. 2016), as distributed (``Charades.zip``, ``Charades_v1_480.zip``)::
+
+    ROOT/Charades/Charades_v1_{train,test}.csv   id,subject,...,actions,length ("c092 11.90 21.20;c147 0.00 12.60")
+    ROOT/Charades/Charades_v1_classes.txt        "c000 Holding some clothes" (157 classes)
+    ROOT/Charades_v1_480/<id>.mp4
+
+Train trains, test is scored (the localisation challenge's split); val is carved from train by
+whole subjects. Every frame is labelled with the actions under it; the protocol's metric is
+Charades_v1_localize's per-frame mAP at 25 equally spaced times per video (``point_map``: the
+prediction and the labels of the kept frame at time j / 25 of the video's length).
+
+Toyota Smarthome Untrimmed (Dai et al. 2022), with the annotation JSON files of the authors'
+pipeline (dairui01/Toyota_Smarthome, ``pipline/data``)::
+
+    ROOT/smarthome_CS_51.json, smarthome_CV_51.json   {"P11T15C01": {"subset": "testing", "duration": 22760,
+                                                        "actions": [[27, 77, 987], ...]}, ...}
+    ROOT/Action_list                                  "27<TAB>Use_laptop" (optional: class names)
+    ROOT/**/<video>.mp4
+
+``split`` CS (cross-subject) or CV (cross-view) picks the file; "training" trains, "testing" is
+scored, val is carved from train by whole subjects (P<NN>). The actions' times are in the units of
+the video's ``duration`` (frame counts; the authors' own loader scales them to the video's length,
+and so does xbench, so no frame rate is assumed). The metric is per-frame mAP over every frame, the
+detection task's own. The authors say the CSV annotations released with the videos are the
+reference and may differ slightly from these JSON files; the CSV layout could not be confirmed
+from public material, so the JSON files of their pipeline are what is read.
 """
 
 from __future__ import annotations
 
 import csv
 import io as _io
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -195,6 +223,28 @@ class EGTEAOptions(KitchenOptions, SplitOptions):
     #: AVT's EGTEA setting, which Ghosh et al. use: 0.5 s ahead, 10 s observed
     horizon: float = 0.5
     observe: float = 10.0
+
+
+@dataclass(frozen=True)
+class CharadesOptions(ClipOptions):
+    """Options of ``charades``."""
+
+    #: every frame at ``fps``: per-frame labels and the protocol's 25 points are read from them
+    sampling: Literal["segments", "dense", "fps"] = "fps"
+    fps: float = 4.0
+    #: the annotation folder under root (Charades.zip unpacked) and the videos' folder
+    annotations: str = "Charades"
+    videos: str = "Charades_v1_480"
+
+
+@dataclass(frozen=True)
+class TSUOptions(ClipOptions):
+    """Options of ``toyota-smarthome``."""
+
+    sampling: Literal["segments", "dense", "fps"] = "fps"
+    fps: float = 4.0
+    #: CS (cross-subject) or CV (cross-view): smarthome_<split>_51.json
+    split: Literal["CS", "CV"] = "CS"
 
 
 def _lines(path: Path) -> list[tuple[str, list[str]]]:
@@ -435,6 +485,78 @@ def scan_egtea(root: Path, opts: EGTEAOptions, keep: list[str] | None = None) ->
         "sentences": names, "parts": parts, "anticipation": Anticipation(opts.horizon, opts.observe)}
 
 
+def scan_charades(root: Path, opts: CharadesOptions, keep: list[str] | None = None) -> tuple:
+    """Classes and videos of Charades' CSV files, each video with its actions."""
+    ann = root / opts.annotations
+    index = ann / "Charades_v1_classes.txt"
+    codes: dict[str, int] = {}
+    names: list[str] = []
+    for where, f in _lines(index):
+        if len(f) < 2 or not re.fullmatch(r"c\d{3}", f[0]):
+            raise DataError(f"{where}: expected 'cNNN <class name>'")
+        codes[f[0]] = len(names)
+        names.append(" ".join(f[1:]))
+    files = [index, ann / "Charades_v1_train.csv", ann / "Charades_v1_test.csv"]
+    entries: list[Entry] = []
+    for split, path in (("train", files[1]), ("test", files[2])):
+        reader = csv.DictReader(_io.StringIO(read_text(path)))
+        if not reader.fieldnames or not {"id", "subject", "actions", "length"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: expected the columns id,subject,...,actions,length (has: {reader.fieldnames})")
+        for n, row in enumerate(reader):
+            where = f"{path}:{n + 2}"
+            actions = []
+            for part in (row["actions"] or "").split(";"):
+                bits = part.split()
+                if not bits:
+                    continue
+                if len(bits) != 3 or bits[0] not in codes:
+                    raise DataError(f"{where}: action {part.strip()!r} is not 'cNNN start end' with a class of "
+                                    f"{index.name}")
+                try:
+                    actions.append((codes[bits[0]], float(bits[1]), float(bits[2])))
+                except ValueError as exc:
+                    raise DataError(f"{where}: action {part.strip()!r}: start and end are not seconds") from exc
+            entries.append(Entry(f"{opts.videos}/{row['id']}.mp4", actions[0][0] if actions else 0, split,
+                                 group=row["subject"], actions=tuple(actions), where=where))
+    return names, existing(root, entries), files, {"points": 25}
+
+
+def scan_tsu(root: Path, opts: TSUOptions, keep: list[str] | None = None) -> tuple:
+    """Classes and videos of one Toyota Smarthome Untrimmed protocol (cross-subject or cross-view)."""
+    path = root / f"smarthome_{opts.split}_51.json"
+    try:
+        table = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: bad JSON: {exc.msg} (line {exc.lineno})") from exc
+    names = [str(i) for i in range(51)]
+    files = [path]
+    if (root / "Action_list").is_file():
+        files.append(root / "Action_list")
+        for where, f in _lines(root / "Action_list"):
+            if len(f) != 2 or not f[0].isdigit() or int(f[0]) >= 51:
+                raise DataError(f"{where}: expected '<id 0-50><TAB><class name>'")
+            names[int(f[0])] = f[1].replace("_", " ")
+    videos, entries = _video_index(root, (".mp4",)), []
+    subsets = {"training": "train", "testing": "test"}
+    for video, info in sorted(table.items()):
+        where = f"{path}: video {video}"
+        if not isinstance(info, dict) or info.get("subset") not in subsets or not isinstance(info.get("actions"), list):
+            raise DataError(f"{where}: expected {{'subset': 'training'|'testing', 'duration': N, 'actions': "
+                            "[[class, start, end], ...]}")
+        try:
+            span = float(info["duration"])
+            actions = tuple((int(c), float(a), float(b)) for c, a, b in info["actions"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{where}: duration and [class, start, end] must be numbers") from exc
+        if span <= 0 or any(not 0 <= c < 51 for c, _, _ in actions):
+            raise DataError(f"{where}: duration must be positive and classes 0-50")
+        if video not in videos:
+            raise DataError(f"{where}: missing video file {video}.mp4 under {root}")
+        entries.append(Entry(videos[video], actions[0][0] if actions else 0, subsets[info["subset"]],
+                             group=video[:3], actions=actions, where=where, span=span))
+    return names, entries, files
+
+
 def opener(name: str, scan: Any, classes: str | None = None) -> Any:
     """The ``DatasetSpec.factory`` of an adapter: its official files scanned (only the classes of
     the shipped list ``classes``, when given, renumbered in its order)."""
@@ -445,7 +567,7 @@ def opener(name: str, scan: Any, classes: str | None = None) -> Any:
         extra = more[0] if more else {}  # untrimmed datasets: class sentences, verb/noun, anticipation
         ds = ClipDataset(name, opts, home or io.data_home(), names, entries, tuple(files),
                          sentences=extra.get("sentences"), parts=extra.get("parts"))
-        ds.anticipation = extra.get("anticipation")
+        ds.anticipation, ds.points = extra.get("anticipation"), extra.get("points")
         return ds
 
     open_dataset.__name__ = f"open_{name}"  # the fingerprint memo tells datasets apart by it
@@ -459,6 +581,8 @@ open_kinetics400 = opener("kinetics-400", scan_kinetics)
 open_kinetics_sound = opener("kinetics-sound", scan_kinetics, "kinetics-sound")
 open_epic55 = opener("epic-kitchens-55", scan_epic55)
 open_egtea = opener("egtea-gaze", scan_egtea)
+open_charades = opener("charades", scan_charades)
+open_tsu = opener("toyota-smarthome", scan_tsu)
 
 
 def sample_ucf101(folder: Path) -> dict[str, Any]:
@@ -496,20 +620,23 @@ _K400_LAYOUT = ("ROOT/annotations/{train,val,test}.csv (label,youtube_id,time_st
                 "ROOT/**/<youtube_id>_<start:06d>_<end:06d>.mp4 (the CVDF mirror's k400/ unpacked, or the "
                 "ActivityNet crawler's <split>/<label>/)")
 
-def sample_epic55(folder: Path) -> dict[str, Any]:
-    """An EPIC-KITCHENS-55 tree: six videos of four actions, two of them RULSTM's validation."""
-    from xbench.data.encoded import epic55_tree
+def _sampler(write: str, val_fraction: float, doc: str) -> Any:
+    """The ``sample`` of an adapter whose tree ``xbench.data.encoded.<write>`` writes."""
 
-    root = sample_tree(folder, lambda tmp: epic55_tree(tmp))
-    return {"root": str(root), "val_fraction": 0.25, **SAMPLE_OPTIONS}
+    def sample(folder: Path) -> dict[str, Any]:
+        from xbench.data import encoded
+
+        return {"root": str(sample_tree(folder, getattr(encoded, write))), "val_fraction": val_fraction,
+                **SAMPLE_OPTIONS}
+
+    sample.__doc__ = doc
+    return sample
 
 
-def sample_egtea(folder: Path) -> dict[str, Any]:
-    """An EGTEA Gaze+ tree: four full videos of eight actions, every fourth one tested."""
-    from xbench.data.encoded import egtea_tree
-
-    root = sample_tree(folder, lambda tmp: egtea_tree(tmp))
-    return {"root": str(root), "val_fraction": 0.25, **SAMPLE_OPTIONS}
+sample_epic55 = _sampler("epic55_tree", 0.25, "An EPIC-KITCHENS-55 tree: six videos of four actions, two validation.")
+sample_egtea = _sampler("egtea_tree", 0.25, "An EGTEA Gaze+ tree: four full videos of eight actions, every fourth tested.")
+sample_charades = _sampler("charades_tree", 0.2, "A Charades tree: nine videos of four actions and an overlapping one.")
+sample_tsu = _sampler("tsu_tree", 0.2, "A Toyota Smarthome Untrimmed tree: four subjects filmed by two cameras.")
 
 
 #: the options that choose which of an adapter's files are read (its fingerprint's key): an
@@ -568,4 +695,20 @@ SPECS: list[dict[str, Any]] = [
                  "the 10 s of video ending tau_a = 0.5 s before it; anticipation selects on and reports class-mean "
                  "top-1 recall",
      "main_metrics": {"anticipation": "cm_recall1"}},
+    {"name": "charades", "description": "Charades from its official CSV files: --set dataset.root=PATH",
+     "factory": open_charades, "options": CharadesOptions, "sample": sample_charades,
+     "annotations": ("steps", "untrimmed"),
+     "layout": "ROOT/Charades/Charades_v1_{train,test}.csv (actions 'cNNN start end;...'), Charades_v1_classes.txt "
+               "(Charades.zip); ROOT/Charades_v1_480/<id>.mp4 (Charades_v1_480.zip)",
+     "protocol": "Charades_v1_localize's: train trains, test is scored; val carved from train by whole subjects; "
+                 "detection selects on and reports per-frame mAP at 25 equally spaced times per video (point_map)",
+     "main_metrics": {"detection": "point_map"}},
+    {"name": "toyota-smarthome", "description": "Toyota Smarthome Untrimmed from its annotation JSON: "
+                                                "--set dataset.root=PATH",
+     "factory": open_tsu, "options": TSUOptions, "sample": sample_tsu, "annotations": ("steps", "untrimmed"),
+     "layout": "ROOT/smarthome_{CS,CV}_51.json and Action_list (pipline/data of dairui01/Toyota_Smarthome); "
+               "ROOT/**/<video>.mp4",
+     "protocol": "Dai et al.'s TSU-CS and TSU-CV (dataset.split=CS|CV): training trains, testing is scored; val "
+                 "carved from train by whole subjects; action times scaled from the annotation's duration to the "
+                 "video's; detection's per-frame mAP over every frame"},
 ]

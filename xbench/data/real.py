@@ -162,6 +162,9 @@ class Entry:
     where: str = ""
     #: tells apart entries of one file and window (EGTEA Gaze+: a video's train and its test actions)
     part: str = ""
+    #: the video's length in the annotation's own units, where ``actions`` are in those units
+    #: (Toyota Smarthome's frame counts) and not seconds: scaled to the video's duration
+    span: float | None = None
 
     @property
     def id(self) -> str:
@@ -383,6 +386,8 @@ class ClipDataset:
     splits = ("train", "val", "test", "teacher")
     #: set by adapters of untrimmed datasets with an anticipation protocol (EPIC-KITCHENS, EGTEA)
     anticipation: Anticipation | None = None
+    #: a localisation protocol scoring each video at this many equally spaced times (Charades: 25)
+    points: int | None = None
 
     def __init__(self, name: str, opts: ClipOptions, home: Path, names: list[str], entries: list[Entry],
                  extras: tuple[Path, ...] = (), log=None, sentences: list[str] | None = None,
@@ -509,7 +514,9 @@ class ClipDataset:
         overlaps: tuple[Segment, ...] = ()
         if e.actions:
             acts = []
+            scale = self.manifest.probe(e.path).duration / e.span if e.span else 1.0
             for lab, a, b in e.actions:  # at least one kept frame each, however short the action
+                a, b = a * scale, b * scale
                 first = min(n - 1, max(0, round((a - start) * rate)))
                 acts.append(Segment(first, min(n, max(first + 1, round((b - start) * rate))), lab,
                                     *(self._parts[lab] if self._parts else (lab, 0)),
