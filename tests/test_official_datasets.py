@@ -20,6 +20,7 @@ from xbench.data.official import (
     EPIC55Options,
     HMDB51Options,
     KineticsOptions,
+    TastyOptions,
     TSUOptions,
     UCF101Options,
     class_list,
@@ -29,6 +30,7 @@ from xbench.data.official import (
     open_hmdb51,
     open_kinetics400,
     open_kinetics_sound,
+    open_tasty,
     open_tsu,
     open_ucf51,
     open_ucf101,
@@ -84,6 +86,7 @@ epic = _tree(encoded.epic55_tree)
 egtea = _tree(encoded.egtea_tree)
 charades = _tree(encoded.charades_tree)
 tsu = _tree(encoded.tsu_tree)
+tasty = _tree(encoded.tasty_tree)
 
 
 def _split(ds, split: str) -> list[tuple[str, int]]:
@@ -260,6 +263,38 @@ def test_tsu_scales_frame_times_to_the_video_and_splits_by_subject_or_camera(tsu
         open_tsu(TSUOptions(root=str(bad), **SMALL), tmp_path)
 
 
+def test_tasty_recipes_are_procedures_of_their_filmed_steps(tasty, tmp_path):
+    ds = open_tasty(TastyOptions(root=str(tasty), val_fraction=0.25, **SMALL), tmp_path)
+    # Tasty has no classes: a step's class is its first word
+    assert ds.class_names == ["-", "add", "bake", "pour", "stir"]
+    recipes = {s: [Path(v.files["rgb"]).stem for v in ds.videos(s)] for s in ("train", "val", "test")}
+    assert recipes["test"] == ["recipe_06_cake", "recipe_07_cake"] and len(recipes["train"]) == 4
+    # "Enjoy!" (-1,-1) is not filmed; step k spans units round(7.2 k) to round(7.2 (k + 1)) - 1 of 5
+    # frames at 30 fps (1/6 s), kept at 4 frames per second
+    first = ds.videos("test")[0]
+    assert [(s.start, s.end, s.label, s.sentence) for s in first.segments] == [
+        (0, 5, 3, "Pour the batter into the pan."), (5, 9, 2, "Bake until golden brown."),
+        (9, 15, 1, "Add the flour to the bowl."), (15, 19, 4, "Stir the batter until smooth."),
+        (19, 24, 3, "Pour the batter into the pan.")]
+    ex = AnticipationTask(AnticipationOptions(frames=4)).examples(ds, "test", ("rgb", "text"))
+    # three observed steps, the fourth and fifth anticipated in each recipe; frames read on demand
+    assert ex.meta["sentences"] == ["stir the batter until smooth", "pour the batter into the pan",
+                                    "pour the batter into the pan", "bake until golden brown"]
+    assert ex.tensors["label"].tolist() == [4, 3, 3, 2]
+    assert ex.tensors["text"][0] == ("Pour the batter into the pan.", "Bake until golden brown.",
+                                     "Add the flour to the bowl.")
+    assert ex.tensors["rgb"].shape == (4, 3, 4, 3, 32, 32) and ex.tensors["rgb"].frame_map[0].tolist() == [
+        [0, 1, 3, 4], [5, 6, 7, 8], [9, 11, 12, 14]]
+    bad = tmp_path / "bad"
+    (bad / "recipe_00_cake").mkdir(parents=True)
+    (bad / "TRAIN_4022.txt").write_text("recipe_00_cake\n")
+    (bad / "TEST_4022.txt").write_text("")
+    (bad / "recipe_00_cake" / "recipe.xml").write_text((tasty / "recipe_00_cake" / "recipe.xml").read_text())
+    (bad / "recipe_00_cake" / "csvalignment.dat").write_text("0,5\n")
+    with pytest.raises(DataError, match=r"recipe_00_cake/csvalignment.dat: 1 lines for 6 steps in recipe.xml"):
+        open_tasty(TastyOptions(root=str(bad), **SMALL), tmp_path)
+
+
 def test_point_map_against_hand_computation():
     labels = np.array([[[1, 0], [0, 0], [1, 1], [0, 1]], [[0, 0], [1, 0], [0, 0], [0, 1]]], dtype=np.float32)
     scores = np.array([[[0.9, 0.1], [0.0, 0.0], [0.2, 0.8], [0.0, 0.0]],
@@ -290,11 +325,12 @@ def test_student_and_kd_run_detection_on_the_untrimmed_adapters(charades, tsu, d
                          + [(d, t) for d in ("epic-kitchens-55", "egtea-gaze")
                             for t in ("anticipation", "recognition", "retrieval", "audio-tagging")]
                          + [(d, t) for d in ("charades", "toyota-smarthome")
-                            for t in ("recognition", "retrieval", "audio-tagging")])
-def test_student_and_kd_run_on_each_task_the_adapter_fits(ucf, hmdb, kinetics, epic, egtea, charades, tsu, dataset,
-                                                          task):
+                            for t in ("recognition", "retrieval", "audio-tagging")]
+                         + [("tasty", t) for t in ("anticipation", "recognition", "retrieval", "audio-tagging")])
+def test_student_and_kd_run_on_each_task_the_adapter_fits(ucf, hmdb, kinetics, epic, egtea, charades, tsu, tasty,
+                                                          dataset, task):
     root = {"ucf51": ucf, "hmdb51": hmdb, "kinetics-sound": kinetics, "epic-kitchens-55": epic,
-            "egtea-gaze": egtea, "charades": charades, "toyota-smarthome": tsu}[dataset]
+            "egtea-gaze": egtea, "charades": charades, "toyota-smarthome": tsu, "tasty": tasty}[dataset]
     for method in ("student", "kd"):
         assert main(["run", "--method", method, "--task", task, "--dataset", dataset, "--budget", "smoke", "--quiet",
                      f"--set=dataset.root={root}", "--set=dataset.val_fraction=0.25",
@@ -350,7 +386,7 @@ def test_list_datasets_verbose_shows_files_tasks_and_protocol(capsys):
     assert main(["list", "datasets", "-v"]) == 0
     cards = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
     assert sorted(cards) == ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400",
-                             "kinetics-sound", "list", "synth", "toyota-smarthome", "ucf101", "ucf51"]
+                             "kinetics-sound", "list", "synth", "tasty", "toyota-smarthome", "ucf101", "ucf51"]
     assert cards["charades"].splitlines()[3] == "  tasks:    audio-tagging, detection, recognition, retrieval"
     assert cards["epic-kitchens-55"].splitlines() == [
         "epic-kitchens-55 (core)",

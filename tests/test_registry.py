@@ -55,7 +55,7 @@ def test_registry_names_and_owners(registry):
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
         "datasets": ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
-                     "list", "synth", "toyota-smarthome", "ucf101", "ucf51"],
+                     "list", "synth", "tasty", "toyota-smarthome", "ucf101", "ucf51"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
         "methods": ["argb", "at", "cc", "ccd", "combo", "coral", "cosine", "crd", "dkd", "fitnet", "kd",
                     "kd-confident", "kd-oracle", "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
@@ -66,7 +66,7 @@ def test_registry_names_and_owners(registry):
         "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
         "losses": ["bce", "caption", "ce", "mse"],
         "datasets": ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
-                     "list", "synth", "toyota-smarthome", "ucf101", "ucf51"],
+                     "list", "synth", "tasty", "toyota-smarthome", "ucf101", "ucf51"],
         "tasks": ["anticipation", "audio-tagging", "detection", "recognition", "retrieval"],
     }
     assert registry.registered_by("argb") == {"losses": ["argb-abs", "argb-atomic", "argb-gcr"],

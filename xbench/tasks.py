@@ -373,15 +373,20 @@ class AnticipationTask:
             return self._horizon_examples(dataset, split, modalities, label_fraction, seed)
         n = self.options.observed
         rgb, text, labels, past, tokens, sentences = [], [], [], [], [], []
-        for video in dataset.videos(split):
+        lazy = "rgb" in modalities and hasattr(dataset, "clips")  # real video: frames read on demand
+        videos, spans, maps = dataset.videos(split), [], []
+        for i, video in enumerate(videos):
             if len(video.segments) <= n:
                 continue
-            frames = dataset.read(video, "rgb") if "rgb" in modalities else None
+            frames = dataset.read(video, "rgb") if "rgb" in modalities and not lazy else None
             segs = video.segments
-            per_step = self.options.frames or (segs[0].end - segs[0].start)
+            per_step = self.options.frames or (dataset.clip_frames if lazy else segs[0].end - segs[0].start)
             for k in range(n, len(segs)):
                 observed = segs[k - n: k]
-                if frames is not None:
+                if lazy:  # the observed steps' frames, read when a batch needs them
+                    maps.append(np.stack([_sample_frames(s.start, s.end, per_step) for s in observed]))
+                    spans.append((i, observed[0].start, observed[-1].end))
+                elif frames is not None:
                     rgb.append(np.stack([frames[_sample_frames(s.start, s.end, per_step)]
                                          .transpose(0, 3, 1, 2) for s in observed]))
                 text.append(tuple(s.sentence for s in observed))
@@ -391,8 +396,10 @@ class AnticipationTask:
                 sentences.append(" ".join(words(segs[k].sentence)))
         if not labels:
             raise DataError(f"dataset split '{split}' has no procedure longer than {n} steps")
+        column = (dataset.clips(videos, spans, maps[0].shape[1], split == "train", seed, frame_map=maps) if lazy
+                  else torch.from_numpy(np.stack(rgb)) if rgb else None)
         return _anticipation_examples(labels, past, tokens, sentences, text if "text" in modalities else None,
-                                      torch.from_numpy(np.stack(rgb)) if rgb else None, split, label_fraction, seed)
+                                      column, split, label_fraction, seed)
 
     def _horizon_examples(self, dataset, split: str, modalities: tuple[str, ...], label_fraction: float,
                           seed: int) -> Examples:

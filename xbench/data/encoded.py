@@ -310,3 +310,32 @@ def tsu_tree(root: Path, videos: int = 8, actions: int = 4, seconds: float = 1.5
                                    "actions": frames}
     for split, data in table.items():
         (root / f"smarthome_{split}_51.json").write_text(json.dumps(data))
+
+
+#: the fixture recipes' step sentences, one per class (first word: the imperative verb)
+TASTY_STEPS = ["Add the flour to the bowl.", "Stir the batter until smooth.", "Pour the batter into the pan.",
+               "Bake until golden brown."]
+
+
+def tasty_tree(root: Path, recipes: int = 8, steps: int = 5, seconds: float = 1.2, fps: float = 30.0,
+               test: int = 2) -> None:
+    """Tasty Videos as its loader reads it: ``<recipe>/recipe.xml`` (the step sentences),
+    ``<recipe>/csvalignment.dat`` (each step's "start,end" in units of 5 frames at 30 fps; a last
+    "Enjoy!" step not filmed: "-1,-1"), ``<recipe>/<recipe>.mp4`` (H.264 + AAC), and the split
+    lists TRAIN_4022.txt and TEST_4022.txt (the last ``test`` recipes)."""
+    names = []
+    for k in range(recipes):
+        recipe = f"recipe_{k:02d}_cake"
+        folder = root / recipe
+        labels = _routine(k, steps, len(TASTY_STEPS))
+        acts = untrimmed_video(folder / f"{recipe}.mp4", labels, len(TASTY_STEPS), seconds, fps, seed=17 * k)
+        sentences = [TASTY_STEPS[lab] for lab in labels] + ["Enjoy!"]
+        (folder / "recipe.xml").write_text(
+            "<recipe><title>Cake</title><ingredients><ingredient>1 cup flour</ingredient></ingredients>"
+            "<steps_updated>" + "".join(f"<steps_updated>{t}</steps_updated>" for t in sentences)
+            + "</steps_updated></recipe>\n")
+        units = [f"{round(a * fps / 5)},{round(b * fps / 5) - 1}" for _, a, b in acts] + ["-1,-1"]
+        (folder / "csvalignment.dat").write_text("\n".join(units) + "\n")
+        names.append(recipe)
+    (root / "TRAIN_4022.txt").write_text("\n".join(names[: recipes - test]) + "\n")
+    (root / "TEST_4022.txt").write_text("\n".join(names[recipes - test:]) + "\n")

@@ -80,6 +80,24 @@ whole subjects. Every frame is labelled with the actions under it; the protocol'
 Charades_v1_localize's per-frame mAP at 25 equally spaced times per video (``point_map``: the
 prediction and the labels of the kept frame at time j / 25 of the video's length).
 
+Tasty Videos (Sener & Yao, ICCV 2019; v2: Sener, Saraf & Yao, TPAMI 2023), in the layout their
+released loader reads (a folder per recipe and the split lists)::
+
+    ROOT/<recipe>/recipe.xml          <steps_updated><steps_updated>Add the onion.</steps_updated>...
+    ROOT/<recipe>/csvalignment.dat    "start,end" per step, in steps of 5 extracted frames; "-1,-1": not filmed
+    ROOT/<recipe>/<video>.mp4         (the recipe folder's one video file)
+    ROOT/TRAIN_4022.txt, TEST_4022.txt  recipe names (v2; dataset.train_list / test_list for others)
+
+Each recipe is one procedure: its filmed steps in order, each with its sentence; the anticipation
+task generates the next step's sentence from the observed ones (BLEU-4, the protocol's metric,
+which the task selects on anyway). Tasty has no action classes: a step's class is xbench's choice,
+its first word (the imperative verb: "add", "stir"), so class-level losses and metrics have
+something to read. Unconfirmed from public material: the name of the video file in a recipe
+folder (any one video file is taken) and the extraction rate behind csvalignment.dat's units
+(``alignment_fps``: 30 fps / 5 = 6 units per second by default; the authors' loader maps unit f to
+extracted frame 5f - 1 without saying the rate). The zero-shot split of v1 (2,511 recipes) ships
+with other list names: pass them as ``train_list`` and ``test_list``.
+
 Toyota Smarthome Untrimmed (Dai et al. 2022), with the annotation JSON files of the authors'
 pipeline (dairui01/Toyota_Smarthome, ``pipline/data``)::
 
@@ -187,12 +205,19 @@ class KineticsOptions(ClipOptions):
 
 
 @dataclass(frozen=True)
-class KitchenOptions(ClipOptions):
-    """Options of the untrimmed kitchen datasets, whose actions are anticipated tau_a ahead."""
+class UntrimmedOptions(ClipOptions):
+    """Options of the untrimmed datasets: frames kept at a fixed rate over the whole video."""
 
-    #: every frame at ``fps`` (RULSTM samples 4 per second): observation windows are cut from them
+    #: every frame at ``fps`` (RULSTM samples 4 per second): per-frame labels, observation windows
+    #: and protocol points are read from them
     sampling: Literal["segments", "dense", "fps"] = "fps"
     fps: float = 4.0
+
+
+@dataclass(frozen=True)
+class KitchenOptions(UntrimmedOptions):
+    """Options of the untrimmed kitchen datasets, whose actions are anticipated tau_a ahead."""
+
     #: tau_a: seconds between the end of the observed video and the start of the action
     horizon: float = 1.0
     #: seconds of video observed before that
@@ -226,23 +251,29 @@ class EGTEAOptions(KitchenOptions, SplitOptions):
 
 
 @dataclass(frozen=True)
-class CharadesOptions(ClipOptions):
+class CharadesOptions(UntrimmedOptions):
     """Options of ``charades``."""
 
-    #: every frame at ``fps``: per-frame labels and the protocol's 25 points are read from them
-    sampling: Literal["segments", "dense", "fps"] = "fps"
-    fps: float = 4.0
     #: the annotation folder under root (Charades.zip unpacked) and the videos' folder
     annotations: str = "Charades"
     videos: str = "Charades_v1_480"
 
 
 @dataclass(frozen=True)
-class TSUOptions(ClipOptions):
+class TastyOptions(UntrimmedOptions):
+    """Options of ``tasty``."""
+
+    #: the split lists under root (one recipe folder name per line)
+    train_list: str = "TRAIN_4022.txt"
+    test_list: str = "TEST_4022.txt"
+    #: csvalignment.dat's units per second (5 extracted frames each, at 30 fps: unconfirmed)
+    alignment_fps: float = 6.0
+
+
+@dataclass(frozen=True)
+class TSUOptions(UntrimmedOptions):
     """Options of ``toyota-smarthome``."""
 
-    sampling: Literal["segments", "dense", "fps"] = "fps"
-    fps: float = 4.0
     #: CS (cross-subject) or CV (cross-view): smarthome_<split>_51.json
     split: Literal["CS", "CV"] = "CS"
 
@@ -521,6 +552,55 @@ def scan_charades(root: Path, opts: CharadesOptions, keep: list[str] | None = No
     return names, existing(root, entries), files, {"points": 25}
 
 
+def _tasty_steps(path: Path) -> list[str]:
+    from xml.etree import ElementTree
+
+    try:
+        tree = ElementTree.fromstring(read_text(path))
+    except ElementTree.ParseError as exc:
+        raise DataError(f"{path}: bad XML: {exc}") from exc
+    outer = tree.find("steps_updated")
+    steps = [(e.text or "").strip() for e in outer.findall("steps_updated")] if outer is not None else []
+    if not steps:
+        raise DataError(f"{path}: no <steps_updated><steps_updated>step</steps_updated>... sentences")
+    return steps
+
+
+def scan_tasty(root: Path, opts: TastyOptions, keep: list[str] | None = None) -> tuple:
+    """Recipes of Tasty Videos' split lists: each a procedure of its filmed steps with their
+    sentences; a step's class is its first word."""
+    files = [root / opts.train_list, root / opts.test_list]
+    recipes: list[tuple[str, str, list[tuple[str, float, float]]]] = []
+    for split, path in (("train", files[0]), ("test", files[1])):
+        for where, f in _lines(path):
+            folder = root / f[0]
+            steps, spans = _tasty_steps(folder / "recipe.xml"), _lines(folder / "csvalignment.dat")
+            if len(spans) != len(steps):
+                raise DataError(f"{folder / 'csvalignment.dat'}: {len(spans)} lines for {len(steps)} steps in recipe.xml")
+            filmed = []
+            for (at, bounds), sentence in zip(spans, steps):
+                first, last = _ints(at, bounds[0].split(","), "start,end")
+                if (first, last) != (-1, -1):  # -1,-1: the step is not in the video
+                    filmed.append((sentence, first / opts.alignment_fps, (last + 1) / opts.alignment_fps))
+            videos = sorted(v for v in folder.iterdir() if v.suffix.lower() in VIDEO_EXTENSIONS) if folder.is_dir() else []
+            if not videos:
+                raise DataError(f"{where}: recipe {f[0]} has no video file in {folder}")
+            if filmed:
+                recipes.append((split, videos[0].relative_to(root).as_posix(), filmed))
+            files += [folder / "recipe.xml", folder / "csvalignment.dat"]
+    # the class of a step: its first word, the imperative verb, where train has it ("-" else)
+    names = sorted({_verb(s) for split, _, steps in recipes if split == "train" for s, _, _ in steps} | {"-"})
+    index = {n: i for i, n in enumerate(names)}
+    entries = [Entry(rel, 0, split, group=rel.split("/")[0], where=rel,
+                     actions=tuple((index.get(_verb(s), index["-"]), a, b, s) for s, a, b in steps))
+               for split, rel, steps in recipes]
+    return names, entries, files
+
+
+def _verb(sentence: str) -> str:
+    return (re.findall(r"[a-z]+", sentence.lower()) or ["-"])[0]
+
+
 def scan_tsu(root: Path, opts: TSUOptions, keep: list[str] | None = None) -> tuple:
     """Classes and videos of one Toyota Smarthome Untrimmed protocol (cross-subject or cross-view)."""
     path = root / f"smarthome_{opts.split}_51.json"
@@ -583,6 +663,7 @@ open_epic55 = opener("epic-kitchens-55", scan_epic55)
 open_egtea = opener("egtea-gaze", scan_egtea)
 open_charades = opener("charades", scan_charades)
 open_tsu = opener("toyota-smarthome", scan_tsu)
+open_tasty = opener("tasty", scan_tasty)
 
 
 def sample_ucf101(folder: Path) -> dict[str, Any]:
@@ -636,12 +717,13 @@ def _sampler(write: str, val_fraction: float, doc: str) -> Any:
 sample_epic55 = _sampler("epic55_tree", 0.25, "An EPIC-KITCHENS-55 tree: six videos of four actions, two validation.")
 sample_egtea = _sampler("egtea_tree", 0.25, "An EGTEA Gaze+ tree: four full videos of eight actions, every fourth tested.")
 sample_charades = _sampler("charades_tree", 0.2, "A Charades tree: nine videos of four actions and an overlapping one.")
+sample_tasty = _sampler("tasty_tree", 0.25, "A Tasty Videos tree: eight recipes of five filmed steps, two tested.")
 sample_tsu = _sampler("tsu_tree", 0.2, "A Toyota Smarthome Untrimmed tree: four subjects filmed by two cameras.")
 
 
 #: the options that choose which of an adapter's files are read (its fingerprint's key): an
 #: official split reads other list files
-PICKS = ("split", "lists", "videos", "annotations", "test_split", "missing_videos", "annotation_fps")
+PICKS = ("split", "lists", "videos", "annotations", "test_split", "missing_videos", "train_list", "test_list")
 
 #: what an untrimmed kitchen dataset annotates: timed actions in order, each with its name as a
 #: sentence and its verb and noun. Not "untrimmed" (every frame labelled): the time between
@@ -703,6 +785,15 @@ SPECS: list[dict[str, Any]] = [
      "protocol": "Charades_v1_localize's: train trains, test is scored; val carved from train by whole subjects; "
                  "detection selects on and reports per-frame mAP at 25 equally spaced times per video (point_map)",
      "main_metrics": {"detection": "point_map"}},
+    {"name": "tasty", "description": "Tasty Videos from its recipe folders and split lists: --set dataset.root=PATH",
+     "factory": open_tasty, "options": TastyOptions, "sample": sample_tasty,
+     "annotations": ("steps", "procedures", "sentences"),
+     "layout": "ROOT/<recipe>/recipe.xml (steps_updated sentences), csvalignment.dat ('start,end' per step), "
+               "<video>.mp4; ROOT/TRAIN_4022.txt, TEST_4022.txt (dataset.train_list, dataset.test_list)",
+     "protocol": "CCD's and Sener & Yao's: each recipe a procedure of its filmed steps; anticipation generates the "
+                 "next step's sentence from the observed steps, BLEU-4 (the task's main metric); the split lists "
+                 "as given (v2's, or v1's zero-shot lists); val carved from train by whole recipes; a step's class "
+                 "is its first word (xbench's choice: Tasty has no classes)"},
     {"name": "toyota-smarthome", "description": "Toyota Smarthome Untrimmed from its annotation JSON: "
                                                 "--set dataset.root=PATH",
      "factory": open_tsu, "options": TSUOptions, "sample": sample_tsu, "annotations": ("steps", "untrimmed"),

@@ -157,8 +157,9 @@ class Entry:
     end: float | None = None
     group: str = ""
     text: str = ""
-    #: (label, start s, end s) actions inside the clip: per-frame labels
-    actions: tuple[tuple[int, float, float], ...] = ()
+    #: (label, start s, end s) actions inside the clip: per-frame labels; a fourth item is the
+    #: action's own sentence (Tasty's steps), else its class's where the adapter names one
+    actions: tuple[tuple, ...] = ()
     where: str = ""
     #: tells apart entries of one file and window (EGTEA Gaze+: a video's train and its test actions)
     part: str = ""
@@ -515,12 +516,12 @@ class ClipDataset:
         if e.actions:
             acts = []
             scale = self.manifest.probe(e.path).duration / e.span if e.span else 1.0
-            for lab, a, b in e.actions:  # at least one kept frame each, however short the action
+            for lab, a, b, *text in e.actions:  # at least one kept frame each, however short the action
                 a, b = a * scale, b * scale
                 first = min(n - 1, max(0, round((a - start) * rate)))
                 acts.append(Segment(first, min(n, max(first + 1, round((b - start) * rate))), lab,
                                     *(self._parts[lab] if self._parts else (lab, 0)),
-                                    self._sentences[lab] if self._sentences else ""))
+                                    text[0] if text else self._sentences[lab] if self._sentences else ""))
             segments, overlaps = _layers(acts)
         rec = VideoRecord(id=e.id, split=split, procedure=0, num_frames=n, fps=rate,
                           files={"rgb": e.path, "audio": e.path}, segments=segments, overlaps=overlaps)
