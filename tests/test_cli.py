@@ -51,7 +51,7 @@ def test_bad_yaml_config_names_file_and_line(capsys, tmp_path):
     cfg.write_text("method: kd\ntask: recognition\nseed: 3\n")
     assert _fails(capsys, ["run", "--config", str(cfg)]) == (
         f"xbench: error: {cfg}: unknown key 'seed' (known: budget, budget_options, dataset, "
-        f"dataset_options, device, hparams, method, method_options, regime, seeds, task, task_options, "
+        f"dataset_options, device, hparams, method, method_options, regime, seeds, student, task, task_options, "
                               "teacher, teacher_options, trial, tuning)\n")
 
 

@@ -45,7 +45,7 @@ def test_unknown_key_and_wrong_type_name_the_key():
     with pytest.raises(ConfigError) as err:
         from_mapping(RunConfig, {"method": "kd", "task": "x", "sedes": [1]}, "run.yaml")
     assert str(err.value) == ("run.yaml: unknown key 'sedes' (known: budget, budget_options, dataset, "
-                              "dataset_options, device, hparams, method, method_options, regime, seeds, task, task_options, "
+                              "dataset_options, device, hparams, method, method_options, regime, seeds, student, task, task_options, "
                               "teacher, teacher_options, trial, tuning)")
     with pytest.raises(ConfigError) as err:
         from_mapping(RunConfig, {"method": "kd", "task": "x", "seeds": ["a"]}, "run.yaml")

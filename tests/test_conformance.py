@@ -14,8 +14,8 @@ REG = build_registry()
 def _task_of(registry, kind: str, name: str) -> str:
     """A task that uses this model: its student, or one whose examples carry its modalities."""
     tasks = [registry.get("tasks", t) for t in registry.names("tasks")]
-    if kind == "students":
-        return next(t.name for t in tasks if t.student == name)
+    if kind == "students":  # a task's own student, else a clip task (the library video students)
+        return next((t.name for t in tasks if t.student == name), "recognition")
     spec = registry.get(kind, name)
     for task in tasks:  # a task whose default teacher this is
         if task.default_teacher == name or task.name in spec.default_for:

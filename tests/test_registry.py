@@ -50,7 +50,7 @@ def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
         "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "minilm", "pose-tcn", "rgb-tcn", "tiny-bert",
                      "two-stream-tcn", "video-cnn"],
-        "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
+        "students": ["frame-cnn", "mc3-18", "mel-cnn", "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt"],
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
@@ -63,7 +63,7 @@ def test_registry_names_and_owners(registry):
     }
     assert registry.registered_by("core") == {
         "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "rgb-tcn", "two-stream-tcn", "video-cnn"],
-        "students": ["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt"],
+        "students": ["frame-cnn", "mc3-18", "mel-cnn", "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt"],
         "losses": ["bce", "caption", "ce", "mse"],
         "datasets": ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
                      "list", "synth", "tasty", "toyota-smarthome", "ucf101", "ucf51"],

@@ -203,6 +203,13 @@ def xbench_register_students(register):
         taps=("logits", "feature", "snippets", "tokens"),
     ))
 
+    from xbench.backbones import video_students
+
+    # the field's video networks (torchvision), for any clip task: --student NAME
+    for name, description, factory in video_students():
+        register(StudentSpec(name=name, description=description, factory=factory, modalities=("rgb",),
+                             taps=("logits", "feature", "tokens", "spatial")))
+
     register(StudentSpec(
         name="mel-cnn",
         description="2D CNN over the clip's log-mel spectrogram (~0.06M params)",

@@ -33,6 +33,7 @@ def _run_parsers(sub) -> None:
     r.add_argument("--task")
     r.add_argument("--dataset")
     r.add_argument("--teacher", help="the teacher (default: the method's, else the task's)")
+    r.add_argument("--student", help="the student, the same for every method compared (default: the task's)")
     r.add_argument("--tier", "--budget", dest="budget",
                    help="the budget tier (xbench/benchmarks/budgets.yaml; default: cpu); --budget is an alias")
     r.add_argument("--seed", type=int, nargs="+", help="one or more seeds (default: 0)")
@@ -259,7 +260,7 @@ def _run_config(args) -> Any:
 
     raw: dict[str, Any] = load_run_config(args.config) if args.config else {}
     for key, value in (("method", args.method), ("task", args.task), ("dataset", args.dataset),
-                       ("teacher", args.teacher),
+                       ("teacher", args.teacher), ("student", args.student),
                        ("budget", args.budget), ("seeds", args.seed), ("device", args.device),
                        ("regime", args.regime)):
         if value is not None:

@@ -239,6 +239,8 @@ class RunConfig:
     dataset: str | None = None
     #: the teacher, for methods that use one (default: the method's choice, else the task's)
     teacher: str | None = None
+    #: the student every method of the comparison trains (default: the task's)
+    student: str | None = None
     budget: str = "cpu"
     seeds: list[int] = field(default_factory=lambda: [0])
     device: Literal["cpu", "cuda", "auto"] = "cpu"

@@ -110,7 +110,7 @@ class Plan:
             "method": self.method.name, "task": self.task.name, "dataset": self.dataset_name,
             "tier": _tier_plain(self.tier), "teacher": self.teacher.name if self.teacher else None,
             "teacher_options": to_plain(self.teacher_options),
-            "student": self.task.student, "method_options": to_plain(self.method_options),
+            "student": self.student.name, "method_options": to_plain(self.method_options),
             "task_options": to_plain(self.task_options), "dataset_options": to_plain(self.dataset_options),
             "loss_terms": [_term_plain(k, t, o) for k, t, _, o in self.terms],
             "lr_multipliers": dict(self.method.lr_multipliers),
@@ -169,7 +169,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     dataset_options = _dataset_options(dataset, tier, task, cfg, regime)
     task_options = from_mapping(task.options, cfg.task_options, f"task '{task.name}' options")
     method_options = from_mapping(method.options, cfg.method_options, f"method '{method.name}' options")
-    student = reg.get("students", task.student)
+    student = reg.get("students", cfg.student or task.student)
     teacher, teacher_options = _teacher(reg, cfg, method, task)
     _check_modalities(method, student, teacher, dataset)
     terms = _method_terms(reg, method, method_options, task, student, teacher)

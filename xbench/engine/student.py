@@ -58,7 +58,7 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     spend, _ = fit(StepSpec(
         stage=Stage.PRETRAIN.value, modules={"student": student}, groups=[(list(student.parameters()), 1.0)],
         step_fn=step, data=clips, keys=("rgb", "label", "label_mask"), max_steps=p.tier.pretrain_steps,
-        culprit=f"student '{p.task.student}'"), ctx)
+        culprit=f"student '{p.student.name}'"), ctx)
     state.spent.append(spend.as_dict())
     ctx.log(f"pretrain: {spend.steps} steps on {len(clips)} clips ({spend.stopped_by})")
     if cache is not None and spend.stopped_by == "max_steps":  # not a stage the clock cut short
