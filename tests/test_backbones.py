@@ -56,3 +56,20 @@ def test_an_unknown_or_unfit_student_is_one_line(capsys, name):
                  "--budget", "smoke"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"xbench: error: unknown student '{name.upper()}'") and err.count("\n") == 1
+
+
+def test_list_students_verbose_shows_inputs_and_taps(capsys):
+    assert main(["list", "students", "-v"]) == 0
+    cards = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
+    assert sorted(cards) == ["frame-cnn", "mc3-18", "mel-cnn", "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn",
+                             "step-avt"]
+    assert cards["r2plus1d-18"].splitlines() == [
+        "r2plus1d-18 (core)",
+        "  torchvision's R(2+1)D-18, the factorised 3D ResNet (Tran et al. 2018), random init (31M)",
+        "  reads:    rgb",
+        "  taps:     logits, feature, tokens, spatial",
+    ]
+    assert main(["list", "teachers", "-v"]) == 0
+    teachers = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
+    assert teachers["two-stream-tcn"].splitlines()[2:] == ["  reads:    rgb, flow",
+                                                            "  taps:     logits, feature, snippets, tokens"]

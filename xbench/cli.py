@@ -49,7 +49,8 @@ def _result_parsers(sub) -> None:
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("kind", choices=LIST_KINDS)
     ls.add_argument("-v", "--verbose", action="store_true",
-                    help="datasets: each one's expected files, the tasks it fits and the protocol it implements")
+                    help="datasets: each one's expected files, the tasks it fits and the protocol it implements; "
+                         "students, teachers: the inputs each reads and the taps it returns")
 
     sub.add_parser("plugins", help="show loaded plugins and what each registers")
 
@@ -222,10 +223,21 @@ def cmd_list(args) -> int:
     if args.kind == "datasets" and args.verbose:
         print("\n\n".join(_dataset_card(reg, name) for name in reg.names("datasets")))
         return 0
+    if args.kind in ("students", "teachers") and args.verbose:
+        print("\n\n".join(_model_card(reg, args.kind, name) for name in reg.names(args.kind)))
+        return 0
     rows = [(name, reg.get(args.kind, name).description, reg.entry(args.kind, name).plugin)
             for name in reg.names(args.kind)]
     print(tabulate(rows, headers=("name", "description", "plugin"), tablefmt="simple"))
     return 0
+
+
+def _model_card(reg: Any, kind: str, name: str) -> str:
+    """A student or teacher as ``list students|teachers -v`` shows it: the inputs it reads and the
+    taps it returns (what losses can read of it)."""
+    m = reg.get(kind, name)
+    return "\n".join([f"{name} ({reg.entry(kind, name).plugin})", f"  {m.description}",
+                      f"  {'reads:':<9} {', '.join(m.modalities)}", f"  {'taps:':<9} {', '.join(m.taps)}"])
 
 
 def _dataset_card(reg: Any, name: str) -> str:
