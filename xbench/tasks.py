@@ -454,7 +454,8 @@ class AnticipationTask:
         present = np.unique(y)
         if self.protocol is not None and self.protocol.many_shot is not None:
             # the protocol's many-shot classes present in the split (RULSTM's topk_recall)
-            many = [c for c in present if c in set(self.protocol.many_shot)]
+            listed = set(self.protocol.many_shot)
+            many = [c for c in present if c in listed]
         else:
             many = [c for c in present if self.train_counts[c] >= self.options.many_shot_min]
 

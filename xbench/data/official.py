@@ -138,6 +138,7 @@ from xbench.data.real import (
     dataset_root,
     existing,
     group_of,
+    parse_actions,
     read_text,
     sample_tree,
 )
@@ -535,20 +536,9 @@ def scan_charades(root: Path, opts: CharadesOptions, keep: list[str] | None = No
             raise DataError(f"{path}: expected the columns id,subject,...,actions,length (has: {reader.fieldnames})")
         for n, row in enumerate(reader):
             where = f"{path}:{n + 2}"
-            actions = []
-            for part in (row["actions"] or "").split(";"):
-                bits = part.split()
-                if not bits:
-                    continue
-                if len(bits) != 3 or bits[0] not in codes:
-                    raise DataError(f"{where}: action {part.strip()!r} is not 'cNNN start end' with a class of "
-                                    f"{index.name}")
-                try:
-                    actions.append((codes[bits[0]], float(bits[1]), float(bits[2])))
-                except ValueError as exc:
-                    raise DataError(f"{where}: action {part.strip()!r}: start and end are not seconds") from exc
+            actions = parse_actions(row["actions"], codes, names, where)  # "cNNN start end;..."
             entries.append(Entry(f"{opts.videos}/{row['id']}.mp4", actions[0][0] if actions else 0, split,
-                                 group=row["subject"], actions=tuple(actions), where=where))
+                                 group=row["subject"], actions=actions, where=where))
     return names, existing(root, entries), files, {"points": 25}
 
 

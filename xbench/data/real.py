@@ -288,17 +288,22 @@ def _entry(where: str, row: dict[str, Any], index: dict[str, int], names: list[s
     start, end = _seconds(row.get("start"), where, "start"), _seconds(row.get("end"), where, "end")
     if start is not None and end is not None and end <= start:
         raise DataError(f"{where}: end {end} is not after start {start}")
+    group = str(row.get("group") or "").strip() or group_of(path, pattern)
+    return Entry(path, _label(row.get("label"), index, names, where), split, start, end, group,
+                 str(row.get("text") or ""), parse_actions(row.get("actions"), index, names, where), where)
+
+
+def parse_actions(text: Any, index: dict[str, int], names: list[str], where: str) -> tuple[tuple[int, float, float], ...]:
+    """``label start end;...`` (seconds; a label as ``index`` names it, or a 0-based id) -> actions."""
     actions = []
-    for part in str(row.get("actions") or "").split(";"):
+    for part in str(text or "").split(";"):
         if part.strip():
             bits = part.split()
             if len(bits) != 3:
                 raise DataError(f"{where}: action {part.strip()!r} is not 'label start end'")
             a, b = _seconds(bits[1], where, "action start"), _seconds(bits[2], where, "action end")
             actions.append((_label(bits[0], index, names, where), a, b))
-    group = str(row.get("group") or "").strip() or group_of(path, pattern)
-    return Entry(path, _label(row.get("label"), index, names, where), split, start, end, group,
-                 str(row.get("text") or ""), tuple(actions), where)
+    return tuple(actions)
 
 
 def make_splits(entries: list[Entry], opts: ClipOptions) -> dict[str, list[Entry]]:
