@@ -1,13 +1,13 @@
-"""Students from the field's libraries (torchvision's video networks): their taps on real clip
-shapes, chosen per run with --student for every method alike, refused where a task's objective
-reads a tap they lack."""
+"""Students and teachers from the field's libraries (torchvision, timm, transformers, PANNs'
+CNN14): their taps on real clip shapes, chosen per run with --student for every method alike,
+refused where a task's objective reads a tap they lack; TSM's shift; list -v's cards."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from xbench.backbones import video_students
+from xbench.backbones import library_models, temporal_shift
 from xbench.cli import main
 from xbench.specs import ModelContext
 from xbench.store import ResultStore
@@ -20,7 +20,7 @@ def test_video_students_tap_the_last_block_at_16_frames_of_112_px():
     ctx = ModelContext(num_classes=7, shapes={"rgb": (16, 3, 112, 112)})
     clip = torch.randint(0, 256, (1, 16, 3, 112, 112), dtype=torch.uint8)
     shapes = {}
-    for name, _, factory in video_students():
+    for name, _, factory, *_ in library_models()[:4]:
         torch.manual_seed(0)
         with torch.no_grad():
             shapes[name] = {k: tuple(v.shape) for k, v in factory(ctx).eval()({"rgb": clip}).items()}
@@ -58,18 +58,99 @@ def test_an_unknown_or_unfit_student_is_one_line(capsys, name):
     assert err.startswith(f"xbench: error: unknown student '{name.upper()}'") and err.count("\n") == 1
 
 
-def test_list_students_verbose_shows_inputs_and_taps(capsys):
-    assert main(["list", "students", "-v"]) == 0
-    cards = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
-    assert sorted(cards) == ["frame-cnn", "mc3-18", "mel-cnn", "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn",
-                             "step-avt"]
-    assert cards["r2plus1d-18"].splitlines() == [
+def test_every_library_model_taps_its_last_map_at_its_sample_input():
+    """Shapes on the meta device (nothing computed): the taps of all 14 models at 16 frames of
+    112 px (mvit-v2-s: 224 px, all it is built for), flow at 112 px, a 64 x 96 log-mel."""
+    from xbench.taps import sample_shapes
+
+    got = {name: sample_shapes(factory, sample)[0] for name, _, factory, _, _, sample, _ in library_models()}
+
+    def video(d, t, hw):
+        return {"logits": (2, 10), "feature": (2, d), "tokens": (2, t, d), "spatial": (2, t, d, hw, hw)}
+
+    def audio(d, f, t):
+        return {"logits": (2, 10), "feature": (2, d), "tokens": (2, t, d), "spatial": (2, d, f, t)}
+
+    assert got == {
+        "r3d-18": video(512, 2, 7), "mc3-18": video(512, 16, 7), "r2plus1d-18": video(512, 2, 7),
+        "s3d": video(1024, 2, 3), "mvit-v2-s": video(768, 8, 7), "swin3d-t": video(768, 8, 4),
+        "tsn-resnet50": video(2048, 16, 4), "tsm-resnet50": video(2048, 16, 4), "tsn-resnet18": video(512, 16, 4),
+        "videomae-s": video(384, 8, 7), "videomae-b": video(768, 8, 7), "flow-r2plus1d-18": video(512, 2, 7),
+        # CNN14: 64 mel x 96 time halved five times; AST: 16 x 16 patches at a stride of 10
+        "cnn14": audio(2048, 2, 3), "ast": audio(768, 5, 9),
+    }
+
+
+def test_a_model_refuses_an_input_it_cannot_read_in_one_line(capsys):
+    ctx = ModelContext(num_classes=3, shapes={"rgb": (8, 3, 112, 112), "audio": (1, 16, 16)})
+    factories = {name: factory for name, _, factory, *_ in library_models()}
+    from xbench.errors import IncompatibleError
+
+    with pytest.raises(IncompatibleError, match=r"^student 'mvit-v2-s' reads clips of 16 frames of 224 x 224 px "
+                                                r"\(its relative-position tables are built for that size\); this "
+                                                r"data gives 8 of 112 x 112$"):
+        factories["mvit-v2-s"](ctx)
+    with pytest.raises(IncompatibleError, match=r"^cnn14 pools its input 2 x 2 five times: it needs at least 32 x 32 "
+                                                r"mel x time cells; this data gives 16 x 16$"):
+        factories["cnn14"](ctx)
+
+
+def test_tsm_shifts_an_eighth_of_the_channels_each_way_in_time():
+    """Lin et al. 2019: channels [0, C/8) come from the next frame, [C/8, C/4) from the previous
+    one (zeros past the ends), the rest stay; a clip of 3 frames, 16 channels, 1 x 1 px."""
+    x = torch.arange(3 * 16, dtype=torch.float32).view(3, 16, 1, 1)  # (B*T, C, H, W), B = 1, T = 3
+    (out,) = temporal_shift(3)(None, (x,))
+    v = out.view(3, 16)
+    assert v[:, 0].tolist() == [16.0, 32.0, 0.0] and v[:, 1].tolist() == [17.0, 33.0, 0.0]  # from the next frame
+    assert v[:, 2].tolist() == [0.0, 2.0, 18.0] and v[:, 3].tolist() == [0.0, 3.0, 19.0]  # from the previous one
+    assert torch.equal(v[:, 4:], x.view(3, 16)[:, 4:])
+    # the shift sits before the first convolution of each of ResNet-50's 3 + 4 + 6 + 3 blocks
+    ctx = ModelContext(num_classes=3, shapes={"rgb": (4, 3, 32, 32)})
+    factories = {name: factory for name, _, factory, *_ in library_models()}
+    shifted = {name: sum(len(m.conv1._forward_pre_hooks) for n, m in factories[name](ctx).net.named_modules()
+                         if hasattr(m, "conv1") and n.startswith("layer"))
+               for name in ("tsn-resnet50", "tsm-resnet50")}
+    assert shifted == {"tsn-resnet50": 0, "tsm-resnet50": 16}
+
+
+def test_list_students_verbose_shows_inputs_taps_and_shapes(capsys, registry):
+    from xbench.cli import _model_card
+
+    assert _model_card(registry, "students", "r2plus1d-18").splitlines() == [
         "r2plus1d-18 (core)",
         "  torchvision's R(2+1)D-18, the factorised 3D ResNet (Tran et al. 2018), random init (31M)",
         "  reads:    rgb",
         "  taps:     logits, feature, tokens, spatial",
+        "  shapes on rgb (16, 3, 112, 112), batch 2:",
+        "    logits        (2, 10)",
+        "    feature       (2, 512)",
+        "    tokens        (2, 2, 512)",
+        "    spatial       (2, 2, 512, 7, 7)",
+        "  modules (tap any as module:<path>[:feature|tokens|spatial]):",
+        "    net.stem      (2, 64, 16, 56, 56)",
+        "    net.layer1.0  (2, 64, 16, 56, 56)",
+        "    net.layer1.1  (2, 64, 16, 56, 56)",
+        "    net.layer1    (2, 64, 16, 56, 56)",
+        "    net.layer2.0  (2, 128, 8, 28, 28)",
+        "    net.layer2.1  (2, 128, 8, 28, 28)",
+        "    net.layer2    (2, 128, 8, 28, 28)",
+        "    net.layer3.0  (2, 256, 4, 14, 14)",
+        "    net.layer3.1  (2, 256, 4, 14, 14)",
+        "    net.layer3    (2, 256, 4, 14, 14)",
+        "    net.layer4.0  (2, 512, 2, 7, 7)",
+        "    net.layer4.1  (2, 512, 2, 7, 7)",
+        "    net.layer4    (2, 512, 2, 7, 7)",
+        "    norm          (2, 512)",
+        "    head          (2, 10)",
     ]
-    assert main(["list", "teachers", "-v"]) == 0
-    teachers = {c.split(" ", 1)[0]: c for c in capsys.readouterr().out.strip().split("\n\n")}
-    assert teachers["two-stream-tcn"].splitlines()[2:] == ["  reads:    rgb, flow",
-                                                            "  taps:     logits, feature, snippets, tokens"]
+    # a model registered without a sample input shows what it reads and returns
+    assert _model_card(registry, "teachers", "two-stream-tcn").splitlines()[2:] == [
+        "  reads:    rgb, flow", "  taps:     logits, feature, snippets, tokens"]
+    assert _model_card(registry, "teachers", "audio-cnn").splitlines()[4:8] == [
+        "  shapes on audio (1, 32, 32), batch 2:", "    logits   (2, 10)", "    feature  (2, 96)",
+        "    tokens   (2, 4, 96)"]
+    assert main(["list", "students"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert names == ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "mc3-18", "mel-cnn", "mvit-v2-s", "r2plus1d-18",
+                     "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50", "tsn-resnet18",
+                     "tsn-resnet50", "videomae-b", "videomae-s"]

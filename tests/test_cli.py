@@ -37,7 +37,7 @@ def _fails(capsys, argv) -> str:
     (["run", "--method", "kd", *SMOKE, "--set", "budget.student_steps=many"],
      "budget tier 'smoke': key 'student_steps': expected int, got 'many'"),
     (["run", "--method", "kd", *SMOKE, "--set", "T=2"],
-     "--set T=2: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, hparams"),
+     "--set T=2: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, student, hparams"),
     (["run", "--task", "recognition"], "no method given: pass --method or set 'method' in --config"),
 ])
 def test_bad_run_input(capsys, argv, message):
@@ -51,7 +51,7 @@ def test_bad_yaml_config_names_file_and_line(capsys, tmp_path):
     cfg.write_text("method: kd\ntask: recognition\nseed: 3\n")
     assert _fails(capsys, ["run", "--config", str(cfg)]) == (
         f"xbench: error: {cfg}: unknown key 'seed' (known: budget, budget_options, dataset, "
-        f"dataset_options, device, hparams, method, method_options, regime, seeds, student, task, task_options, "
+        f"dataset_options, device, hparams, method, method_options, regime, seeds, student, student_options, task, task_options, "
                               "teacher, teacher_options, trial, tuning)\n")
 
 

@@ -31,9 +31,9 @@ def test_parse_set_types_values():
 
 
 @pytest.mark.parametrize("item, message", [
-    ("noequals", "--set noequals: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, hparams"),
-    ("nosection=1", "--set nosection=1: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, hparams"),
-    ("model.x=1", "--set model.x=1: unknown section 'model' (known: dataset, task, method, budget, teacher, hparams)"),
+    ("noequals", "--set noequals: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, student, hparams"),
+    ("nosection=1", "--set nosection=1: expected SECTION.KEY=VALUE with SECTION one of dataset, task, method, budget, teacher, student, hparams"),
+    ("model.x=1", "--set model.x=1: unknown section 'model' (known: dataset, task, method, budget, teacher, student, hparams)"),
 ])
 def test_parse_set_errors(item, message):
     with pytest.raises(ConfigError) as err:
@@ -45,7 +45,7 @@ def test_unknown_key_and_wrong_type_name_the_key():
     with pytest.raises(ConfigError) as err:
         from_mapping(RunConfig, {"method": "kd", "task": "x", "sedes": [1]}, "run.yaml")
     assert str(err.value) == ("run.yaml: unknown key 'sedes' (known: budget, budget_options, dataset, "
-                              "dataset_options, device, hparams, method, method_options, regime, seeds, student, task, task_options, "
+                              "dataset_options, device, hparams, method, method_options, regime, seeds, student, student_options, task, task_options, "
                               "teacher, teacher_options, trial, tuning)")
     with pytest.raises(ConfigError) as err:
         from_mapping(RunConfig, {"method": "kd", "task": "x", "seeds": ["a"]}, "run.yaml")

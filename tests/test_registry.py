@@ -48,9 +48,14 @@ def test_list_methods_output(capsys):
 
 def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
-        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "minilm", "pose-tcn", "rgb-tcn", "tiny-bert",
-                     "two-stream-tcn", "video-cnn"],
-        "students": ["frame-cnn", "mc3-18", "mel-cnn", "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt"],
+        # the library models (xbench.backbones) are both students and teachers
+        "teachers": ["ast", "audio-cnn", "cnn14", "flow-pose-tcn", "flow-r2plus1d-18", "flow-tcn", "mc3-18", "minilm",
+                     "mvit-v2-s", "pose-tcn", "r2plus1d-18", "r3d-18", "rgb-tcn", "s3d", "swin3d-t", "tiny-bert",
+                     "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "two-stream-tcn", "video-cnn", "videomae-b",
+                     "videomae-s"],
+        "students": ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "mc3-18", "mel-cnn", "mvit-v2-s", "r2plus1d-18",
+                     "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50", "tsn-resnet18",
+                     "tsn-resnet50", "videomae-b", "videomae-s"],
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
@@ -61,9 +66,12 @@ def test_registry_names_and_owners(registry):
                     "kd-confident", "kd-oracle", "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
                     "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"],
     }
+    library = ["ast", "cnn14", "flow-r2plus1d-18", "mc3-18", "mvit-v2-s", "r2plus1d-18", "r3d-18", "s3d", "swin3d-t",
+               "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s"]
     assert registry.registered_by("core") == {
-        "teachers": ["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "rgb-tcn", "two-stream-tcn", "video-cnn"],
-        "students": ["frame-cnn", "mc3-18", "mel-cnn", "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt"],
+        "teachers": sorted(["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "rgb-tcn", "two-stream-tcn",
+                            "video-cnn", *library]),
+        "students": sorted(["frame-cnn", "mel-cnn", "snippet-tcn", "step-avt", *library]),
         "losses": ["bce", "caption", "ce", "mse"],
         "datasets": ["charades", "egtea-gaze", "epic-kitchens-55", "folder", "hmdb51", "kinetics-400", "kinetics-sound",
                      "list", "synth", "tasty", "toyota-smarthome", "ucf101", "ucf51"],

@@ -173,6 +173,10 @@ def xbench_register_tasks(register):
                           privileged=("audio_relevant",) if teacher == "audio-cnn" else ()))
 
 
+#: the synth benchmark's inputs (8 frames of 32 px, a 32 x 32 log-mel), where list -v shows shapes
+SYNTH_SAMPLE = {"rgb": {"rgb": (8, 3, 32, 32)}, "audio": {"audio": (1, 32, 32)}}
+
+
 @hookimpl
 def xbench_register_students(register):
     from xbench.models import FrameCNNStudent, MelCNNStudent, SnippetTCN, StepAVT
@@ -193,6 +197,8 @@ def xbench_register_students(register):
         factory=FrameCNNStudent,
         modalities=("rgb",),
         taps=("logits", "feature", "tokens", "spatial"),
+        sample=SYNTH_SAMPLE["rgb"],
+        partners={"audio": "mel-cnn"},  # its audio twin (XKD's other encoder)
     ))
 
     register(StudentSpec(
@@ -203,12 +209,13 @@ def xbench_register_students(register):
         taps=("logits", "feature", "snippets", "tokens"),
     ))
 
-    from xbench.backbones import video_students
+    from xbench.backbones import library_models
 
-    # the field's video networks (torchvision), for any clip task: --student NAME
-    for name, description, factory in video_students():
-        register(StudentSpec(name=name, description=description, factory=factory, modalities=("rgb",),
-                             taps=("logits", "feature", "tokens", "spatial")))
+    # the field's networks (torchvision, timm, transformers, PANNs' CNN14), for any clip task:
+    # --student NAME
+    for name, description, factory, modalities, taps, sample, partners in library_models():
+        register(StudentSpec(name=name, description=description, factory=factory, modalities=modalities, taps=taps,
+                             sample=sample, partners=partners))
 
     register(StudentSpec(
         name="mel-cnn",
@@ -216,6 +223,8 @@ def xbench_register_students(register):
         factory=MelCNNStudent,
         modalities=("audio",),
         taps=("logits", "feature", "tokens", "spatial"),
+        sample=SYNTH_SAMPLE["audio"],
+        partners={"rgb": "frame-cnn"},
     ))
 
 
@@ -229,6 +238,7 @@ def xbench_register_teachers(register):
         factory=AudioTeacher,
         modalities=("audio",),
         taps=("logits", "feature", "tokens"),
+        sample=SYNTH_SAMPLE["audio"],
     ))
 
     register(TeacherSpec(
@@ -237,8 +247,17 @@ def xbench_register_teachers(register):
         factory=lambda ctx: FrameCNNStudent(ctx, width=24, dim=96),
         modalities=("rgb",),
         taps=("logits", "feature", "tokens", "spatial"),
+        sample=SYNTH_SAMPLE["rgb"],
     ))
 
+
+    from xbench.backbones import library_models
+
+    # the same networks as teachers (--teacher NAME; a pretrained one from a local checkpoint:
+    # --set teacher.checkpoint=PATH --set teacher.train_steps=0)
+    for name, description, factory, modalities, taps, sample, _ in library_models():
+        register(TeacherSpec(name=name, description=description, factory=factory, modalities=modalities, taps=taps,
+                             sample=sample))
 
     # detection teachers: the student's architecture on privileged modalities
     for name, mods, what in (("flow-tcn", ("flow",), "optical flow"), ("pose-tcn", ("pose",), "pose keypoints"),

@@ -236,8 +236,29 @@ def _model_card(reg: Any, kind: str, name: str) -> str:
     """A student or teacher as ``list students|teachers -v`` shows it: the inputs it reads and the
     taps it returns (what losses can read of it)."""
     m = reg.get(kind, name)
-    return "\n".join([f"{name} ({reg.entry(kind, name).plugin})", f"  {m.description}",
-                      f"  {'reads:':<9} {', '.join(m.modalities)}", f"  {'taps:':<9} {', '.join(m.taps)}"])
+    lines = [f"{name} ({reg.entry(kind, name).plugin})", f"  {m.description}",
+             f"  {'reads:':<9} {', '.join(m.modalities)}", f"  {'taps:':<9} {', '.join(m.taps)}"]
+    if not m.sample:
+        return "\n".join(lines)
+    from xbench.specs import NoOptions
+    from xbench.taps import sample_shapes
+
+    on = ", ".join(f"{k} {v}" for k, v in m.sample.items())
+    try:
+        options = None if getattr(m, "options", NoOptions) is NoOptions else m.options()
+        taps, modules = sample_shapes(m.factory, m.sample, options)
+    except Exception as exc:  # noqa: BLE001 - a card is still shown; the reason is one line of it
+        return "\n".join([*lines, f"  shapes:   not shown ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"])
+    width = max(map(len, [*taps, *modules]))
+    return "\n".join([*lines, f"  shapes on {on}, batch 2:",
+                      *(f"    {k:<{width}}  {v}" for k, v in taps.items()),
+                      "  modules (tap any as module:<path>[:feature|tokens|spatial]):",
+                      *(f"    {k:<{width}}  {v}" for k, v in list(modules.items())[:MODULES_SHOWN]),
+                      *([f"    ... {len(modules) - MODULES_SHOWN} more"] if len(modules) > MODULES_SHOWN else [])])
+
+
+#: top modules a model card lists
+MODULES_SHOWN = 32
 
 
 def _dataset_card(reg: Any, name: str) -> str:

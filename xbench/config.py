@@ -249,6 +249,8 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     budget_options: dict[str, Any] = field(default_factory=dict)
     teacher_options: dict[str, Any] = field(default_factory=dict)
+    #: the harness's options of the student (``checkpoint``: a local file of weights to start from)
+    student_options: dict[str, Any] = field(default_factory=dict)
     #: the shared knobs of the method's own stage (``xbench.search.SHARED``): ``lr_scale`` times
     #: the tier's learning rate, ``weight_decay``; set by a search's trial or by hand
     hparams: dict[str, float] = field(default_factory=dict)
@@ -277,7 +279,8 @@ class RunConfig:
 HPARAMS = ("lr_scale", "weight_decay")
 
 SET_SECTIONS = {"dataset": "dataset_options", "task": "task_options", "method": "method_options",
-                "budget": "budget_options", "teacher": "teacher_options", "hparams": "hparams"}
+                "budget": "budget_options", "teacher": "teacher_options", "student": "student_options",
+                "hparams": "hparams"}
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -158,6 +158,9 @@ class RunRecord:
     #: ``complete``, or ``incomplete``: the wall-clock limit stopped a stage (left out of leaderboards);
     #: version 3
     status: str = field(default=COMPLETE, metadata=SINCE_3)
+    #: the local checkpoints the student and teacher started from (path, SHA-256, where they
+    #: loaded, missing and unexpected keys); absent when both were randomly initialised
+    checkpoints: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
     #: per-field content hashes: a record edited after its run is refused; required from version 2
     integrity: dict[str, Any] | None = field(default=None, metadata={"optional_before": 2})
 

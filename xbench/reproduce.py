@@ -57,11 +57,16 @@ def run_config(record: RunRecord, tiers: dict[str, Tier]) -> RunConfig:
     if tier_name != base:
         plain = to_plain(tiers[base])
         budget_options = {k: v for k, v in cfg["tier"].items() if k != "name" and plain.get(k) != v}
+    models, files = cfg.get("models") or {}, record.checkpoints or {}
+    setup = {who: {**({"checkpoint": files[who]["path"]} if who in files else {}),
+                   **({"train_steps": models[who]["train_steps"]} if "train_steps" in models.get(who, {}) else {})}
+             for who in ("student", "teacher")}
     return from_mapping(RunConfig, {
         "method": cfg["method"], "task": cfg["task"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],
+        "student": cfg.get("student"), "student_options": setup["student"],
         "budget": base, "seeds": [record.seed], "budget_options": budget_options,
         "method_options": cfg["method_options"] or {}, "task_options": cfg["task_options"] or {},
-        "dataset_options": cfg["dataset_options"] or {}, "teacher_options": cfg["teacher_options"] or {},
+        "dataset_options": cfg["dataset_options"] or {}, "teacher_options": {**(cfg["teacher_options"] or {}), **setup["teacher"]},
     }, f"record {record.id}")
 
 

@@ -53,6 +53,13 @@ class StudentSpec:
     #: targets the harness also passes to ``forward`` in training only (teacher forcing of a
     #: sentence decoder); at evaluation the student gets its modalities and nothing else
     train_inputs: tuple[str, ...] = ()
+    #: modality -> the student a method with an objective builds beside this one for that modality
+    #: (XKD's encoder of the other modality); unnamed: the first registered student reading it
+    #: that has every tap this one has
+    partners: dict[str, str] = field(default_factory=dict)
+    #: an input shape per modality (no batch axis) at which ``xbench list students -v`` shows the
+    #: shapes of the taps and of the top modules (built on the meta device: nothing is computed)
+    sample: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class TeacherSpec:
     #: tasks whose default teacher this is, for a task that names none (``TaskSpec.default_teacher``
     #: None): a plugin that brings a teacher can make it a built-in task's default
     default_for: tuple[str, ...] = ()
+    #: as ``StudentSpec.sample``
+    sample: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

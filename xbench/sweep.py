@@ -87,6 +87,10 @@ class Suite:
     #: search trials per cell (None: the tier's ``trials``); every method of the suite gets as many,
     #: and trial k is the same draw whatever the number (trials 0..3 of 4 are those of 8)
     trials: int | None = None
+    #: the student every run of the suite trains (default: each task's), and its harness options
+    #: (``checkpoint``): one for the whole grid, so no method gets another student
+    student: str | None = None
+    student_options: dict[str, Any] = field(default_factory=dict)
 
     def search_trials(self, tier: Tier) -> int:
         return tier.trials if self.trials is None else self.trials
@@ -215,7 +219,8 @@ def plan_sweep(suite: Suite, reg, store: ResultStore, where: str = "suite") -> S
             continue
         mapping = {"method": entry.method, "task": task, "budget": suite.tier, "device": suite.device,
                    **{k: getattr(entry, k) for k in ENTRY_KEYS if getattr(entry, k)},
-                   **({"regime": regime} if regime else {})}
+                   **({"regime": regime} if regime else {}),
+                   **{k: v for k in ("student", "student_options") if (v := getattr(suite, k))}}
         cfg = from_mapping(RunConfig, mapping, f"{where}: {entry.method} on {task}")
         try:
             p = plan(reg, cfg, tiers)

@@ -267,6 +267,8 @@ class _Loop:
 
     def train(self) -> None:
         spec, spend = self.spec, self.spend
+        if spec.max_steps == 0 and spec.evaluate is not None:  # a stage of no steps (a pretrained
+            self.select()  # teacher used as it is) still says what its state scores on val
         self.train_mode()
         while self.step < spec.max_steps:
             if self.meter.out_of_time():

@@ -13,6 +13,7 @@ import inspect
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from xbench.checkpoints import ModelSetup, model_setup
 from xbench.config import OptimizerConfig, RunConfig, Tier, from_mapping, replace_options, to_plain
 from xbench.context import Stage
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
@@ -28,6 +29,7 @@ from xbench.specs import (
     TaskSpec,
     TeacherSpec,
 )
+from xbench.taps import is_module_tap, parse
 
 #: a resolved loss term: its key in the loss dict, the term, its loss spec, its options
 Term = tuple[str, LossTerm, LossSpec, Any]
@@ -68,6 +70,9 @@ class Plan:
     #: the content hash of the user's files a dataset reads (None: generated data, which its
     #: options determine): part of the config hash, so other files are another configuration
     data_fingerprint: str | None = None
+    #: the harness's options of the student and the teacher (a local checkpoint, teacher steps)
+    student_setup: ModelSetup = field(default_factory=ModelSetup)
+    teacher_setup: ModelSetup = field(default_factory=ModelSetup)
 
     @property
     def dataset_name(self) -> str:
@@ -100,6 +105,12 @@ class Plan:
         return getattr(self.dataset_options, "label_fraction", 1.0)
 
     @property
+    def teacher_steps(self) -> int:
+        """The steps the teacher trains here: the tier's, or fewer for a pretrained teacher."""
+        steps = self.teacher_setup.train_steps
+        return self.tier.teacher_steps if steps is None else steps
+
+    @property
     def protocol(self) -> str | None:
         """The task's evaluation protocol (``finetune`` or ``linear``), where it has one."""
         return getattr(self.task_options, "protocol", None)
@@ -123,7 +134,24 @@ class Plan:
             # an oracle control's privileged facts: its rows are labelled so in every table
             **({"privileged": list(self.method.privileged)} if self.method.privileged else {}),
             **({"data": self.data_fingerprint} if self.data_fingerprint else {}),
+            # the checkpoints' hashes and the teacher's own steps, where set
+            **({"models": models} if (models := self.models()) else {}),
         }
+
+    def module_taps(self, side: str) -> tuple[str, ...]:
+        """The ``module:`` taps (``xbench.taps``) the run's losses read of the student or the
+        teacher: hooks are installed for them when the model is built."""
+        if side == "student":
+            names = [n for _, t, _, _ in [*self.terms, *self.finetune_terms]
+                     for n in (t.student, (t.target or "")[8:] if (t.target or "").startswith("student:") else None)]
+        else:
+            names = [t.teacher for _, t, spec, _ in self.terms if spec.reads == "teacher"]
+            names += [*self.method.teacher_taps, *(t.student for _, t, _, _ in self.teacher_terms)]
+        return tuple(dict.fromkeys(n for n in names if is_module_tap(n)))
+
+    def models(self) -> dict[str, Any]:
+        return {who: plain for who, setup in (("student", self.student_setup), ("teacher", self.teacher_setup))
+                if (plain := setup.plain())}
 
 
 def _tier_plain(tier: Tier) -> dict[str, Any]:
@@ -170,7 +198,10 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     task_options = from_mapping(task.options, cfg.task_options, f"task '{task.name}' options")
     method_options = from_mapping(method.options, cfg.method_options, f"method '{method.name}' options")
     student = reg.get("students", cfg.student or task.student)
-    teacher, teacher_options = _teacher(reg, cfg, method, task)
+    student_setup, unknown_student = model_setup("student", cfg.student_options, 0)
+    if unknown_student:
+        raise ConfigError(f"student options: unknown key '{min(unknown_student)}' (known: checkpoint)")
+    teacher, teacher_options, teacher_setup = _teacher(reg, cfg, method, task, tier)
     _check_modalities(method, student, teacher, dataset)
     terms = _method_terms(reg, method, method_options, task, student, teacher)
     _check_objective(method, teacher, dataset, terms)
@@ -181,6 +212,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     p = Plan(cfg, tier, method, task, dataset, student, teacher, method_options, teacher_options,
              task_options, dataset_options, terms)
     p.regime = regime
+    p.student_setup, p.teacher_setup = student_setup, teacher_setup if teacher is not None else ModelSetup()
     if dataset.fingerprint is not None:
         p.data_fingerprint = dataset.fingerprint(dataset_options)
     _check_protocol(p)
@@ -200,7 +232,7 @@ def stages_of(p: Plan) -> tuple[Stage, ...]:
     """The stages a run of ``p`` goes through, in order."""
     out: list[Stage] = []
     if p.teacher is not None:
-        if getattr(p.teacher_options, "mlm_steps", 0) > 0:
+        if getattr(p.teacher_options, "mlm_steps", 0) > 0 and p.teacher_steps > 0:
             out.append(Stage.TEACHER_PRETRAIN)
         out.append(Stage.TEACHER)
     if p.method.evaluates == "student":
@@ -264,7 +296,8 @@ def _dataset_options(dataset: DatasetSpec, tier: Tier, task: TaskSpec, cfg: RunC
     return from_mapping(dataset.options, values, f"dataset '{dataset.name}' options")
 
 
-def _teacher(reg: Registry, cfg: RunConfig, method: MethodSpec, task: TaskSpec) -> tuple[TeacherSpec | None, Any]:
+def _teacher(reg: Registry, cfg: RunConfig, method: MethodSpec, task: TaskSpec,
+             tier: Tier) -> tuple[TeacherSpec | None, Any, ModelSetup]:
     teacher = None
     if cfg.teacher and method.teacher is None:
         raise IncompatibleError(f"--teacher {cfg.teacher}: method '{method.name}' uses no teacher")
@@ -274,8 +307,9 @@ def _teacher(reg: Registry, cfg: RunConfig, method: MethodSpec, task: TaskSpec) 
     if teacher is None:
         if cfg.teacher_options:
             raise ConfigError(f"teacher options given, but method '{method.name}' uses no teacher")
-        return None, None
-    return teacher, from_mapping(teacher.options, cfg.teacher_options, f"teacher '{teacher.name}' options")
+        return None, None, ModelSetup()
+    setup, rest = model_setup("teacher", cfg.teacher_options, tier.teacher_steps)
+    return teacher, from_mapping(teacher.options, rest, f"teacher '{teacher.name}' options"), setup
 
 
 def _check_modalities(method: MethodSpec, student: StudentSpec, teacher: TeacherSpec | None,
@@ -337,6 +371,9 @@ def _check_term(method: MethodSpec, term: LossTerm, spec: LossSpec, task: TaskSp
     where = f"method '{method.name}': loss '{term.loss}'"
 
     def student_tap(tap: str) -> None:
+        if is_module_tap(tap):  # any layer, through a hook: its path is checked when the model is built
+            parse(tap)
+            return
         if tap not in student.taps:
             raise IncompatibleError(f"{where} reads student tap '{tap}', which student '{student.name}' "
                                     f"does not have (taps: {', '.join(student.taps)})")
@@ -349,7 +386,9 @@ def _check_term(method: MethodSpec, term: LossTerm, spec: LossSpec, task: TaskSp
     if spec.reads == "teacher":
         if teacher is None:
             raise IncompatibleError(f"{where} needs a teacher but the method declares none")
-        if term.teacher not in teacher.taps:
+        if is_module_tap(term.teacher):
+            parse(term.teacher)
+        elif term.teacher not in teacher.taps:
             raise IncompatibleError(f"{where} reads teacher tap '{term.teacher}', which teacher "
                                     f"'{teacher.name}' does not have (taps: {', '.join(teacher.taps)})")
         if spec.target:
@@ -394,7 +433,7 @@ def _check_objective(method: MethodSpec, teacher: TeacherSpec | None, dataset: D
         if teacher is None:
             raise IncompatibleError(f"method '{method.name}': its objective reads teacher taps but "
                                     f"the method declares no teacher")
-        missing = [t for t in method.teacher_taps if t not in teacher.taps]
+        missing = [t for t in method.teacher_taps if t not in teacher.taps and not is_module_tap(t)]
         if missing:
             raise IncompatibleError(f"method '{method.name}' reads teacher tap '{missing[0]}', which "
                                     f"teacher '{teacher.name}' does not have (taps: {', '.join(teacher.taps)})")
@@ -424,11 +463,15 @@ def _check_protocol(p: Plan) -> None:
 
 def _partners(reg: Registry, method: MethodSpec, student: StudentSpec) -> dict[str, StudentSpec]:
     """For each train-time modality of a method with an objective that the student does not read:
-    the first registered student that reads exactly that modality and has every tap the
-    student has (so the objective can treat both encoders alike)."""
+    the student's named partner for it, else the first registered student that reads exactly
+    that modality and has every tap the student has (so the objective can treat both encoders
+    alike)."""
     out = {}
     for mod in method.modalities if method.objective is not None else ():
         if mod in student.modalities:
+            continue
+        if mod in student.partners:  # the student's own choice (a ViT's audio twin is a ViT)
+            out[mod] = reg.get("students", student.partners[mod])
             continue
         fits = [s for s in (reg.get("students", n) for n in reg.names("students"))
                 if s.modalities == (mod,) and set(student.taps) <= set(s.taps)]

@@ -102,6 +102,7 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> RunR
                  "sizes": {"train": len(state.train) if state.train is not None else 0,
                            "val": len(state.val), "test": len(state.test)}},
         "env": environment(ctx.device),
+        **({"checkpoints": state.checkpoints} if state.checkpoints else {}),
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }

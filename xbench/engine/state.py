@@ -102,6 +102,8 @@ class RunState:
     final_model: nn.Module | None = None
     final_modalities: tuple[str, ...] = ()
     metrics: dict[str, float] | None = None
+    #: the local checkpoints loaded (``student``, ``teacher``): path, hash, missing/unexpected keys
+    checkpoints: dict[str, Any] = field(default_factory=dict)
     #: retrieval galleries embedded per modality set (kept for the run)
     galleries: dict[tuple[str, ...], Any] = field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from xbench import __version__
 from xbench.cache import ModelCache, enabled
+from xbench.checkpoints import describe, load_checkpoint
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.data.examples import Examples
@@ -22,14 +23,20 @@ from xbench.engine.teacher import code_hash, fold_rows
 from xbench.errors import PluginError
 from xbench.specs import ObjectiveContext, StudentSpec
 from xbench.store import xbench_home
+from xbench.taps import install
 from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict
 
 
 def build_student(ctx: RunContext, state: RunState) -> None:
     p = ctx.plan
     torch.manual_seed(derive_seed(ctx.seed, "student-init"))  # identical init for every method
-    state.student = place(call(p.owner("students", p.student.name), f"student '{p.student.name}'",
-                               p.student.factory, state.model_ctx), ctx.device)
+    model = call(p.owner("students", p.student.name), f"student '{p.student.name}'", p.student.factory,
+                 state.model_ctx)
+    if p.student_setup.checkpoint is not None:  # the same file for every method of the comparison
+        state.checkpoints["student"] = load_checkpoint(model, p.student_setup.checkpoint, "student")
+        ctx.log(f"student '{p.student.name}': {describe(state.checkpoints['student'])}")
+    install(model, p.module_taps("student"), f"student '{p.student.name}'")
+    state.student = place(model, ctx.device)
 
 
 def pretrain(ctx: RunContext, state: RunState) -> None:
@@ -77,6 +84,7 @@ def pretrain_config(p: Plan, seed: int) -> dict[str, Any]:
         "tier": [tier.pretrain_steps, tier.batch_size, tier.max_seconds, to_plain(tier.optimizer),
                  to_plain(tier.schedule)],
         "seed": seed,
+        **({"model": setup} if (setup := p.student_setup.plain()) else {}),
     }
 
 

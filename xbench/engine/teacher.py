@@ -17,6 +17,7 @@ from torch import nn
 from xbench import __version__
 from xbench import train as training_loop
 from xbench.cache import TeacherCache, enabled
+from xbench.checkpoints import describe, load_checkpoint
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.contracts import MaskedLM, teacher_is_train
@@ -27,6 +28,7 @@ from xbench.engine.state import RunState, TeacherSlot, add_cached, call, fold_ta
 from xbench.errors import ConfigError, IncompatibleError
 from xbench.specs import NoOptions
 from xbench.store import xbench_home
+from xbench.taps import install
 from xbench.train import Selection, StepSpec, derive_seed, fit, place, predict
 
 
@@ -54,7 +56,13 @@ def _build_one(ctx: RunContext, state: RunState, fold: int | None) -> TeacherSlo
     owner = p.owner("teachers", p.teacher.name)
     torch.manual_seed(derive_seed(ctx.seed, "teacher-init", *fold_tag(fold)))
     args = (state.model_ctx,) if p.teacher.options is NoOptions else (state.model_ctx, p.teacher_options)
-    model = place(call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args), ctx.device)
+    model = call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args)
+    if p.teacher_setup.checkpoint is not None:  # before placing: a checkpoint is read on the CPU
+        state.checkpoints["teacher"] = load_checkpoint(model, p.teacher_setup.checkpoint, "teacher")
+        if fold in (None, 0):
+            ctx.log(f"teacher '{p.teacher.name}': {describe(state.checkpoints['teacher'])}")
+    install(model, p.module_taps("teacher"), f"teacher '{p.teacher.name}'")
+    model = place(model, ctx.device)
     slot = TeacherSlot(model, fold, {n for n, q in model.named_parameters() if not q.requires_grad})
     if enabled("teachers", p.tier):
         key = teacher_key(p, ctx.seed, state.dataset, model, state.task, ctx.device, fold)
@@ -89,7 +97,7 @@ def teacher_pretrain(ctx: RunContext, state: RunState) -> None:
             stage=Stage.TEACHER_PRETRAIN.value, modules={"teacher": teacher},
             groups=[([q for q in teacher.parameters() if q.requires_grad], 1.0)],
             step_fn=lambda batch, t=teacher: {"mlm": t.mlm_loss(batch["text"])}, data=corpus, keys=("text",),
-            max_steps=min(p.teacher_options.mlm_steps, p.tier.teacher_steps), main_metric="mlm",
+            max_steps=min(p.teacher_options.mlm_steps, p.teacher_steps), main_metric="mlm",
             culprit=f"teacher '{p.teacher.name}'"), ctx)
         slot.spends = [spend]
         ctx.log(f"teacher '{p.teacher.name}'{_which(slot)}: masked-LM pretraining, {spend.steps} steps on "
@@ -137,7 +145,7 @@ def train_teacher(ctx: RunContext, state: RunState) -> None:
         spend, sel = fit(StepSpec(
             stage=Stage.TEACHER.value, modules={"teacher": teacher},
             groups=[([q for q in teacher.parameters() if q.requires_grad], 1.0)], step_fn=step, data=own,
-            keys=t_mods + targets, max_steps=p.tier.teacher_steps, main_metric=teacher_metric(p, state),
+            keys=t_mods + targets, max_steps=p.teacher_steps, main_metric=teacher_metric(p, state),
             evaluate=state.evaluator(ctx, teacher, t_mods, state.val), culprit=f"teacher '{p.teacher.name}'",
             optimizer=p.teacher_optimizer), ctx)
         spends = [*slot.spends, spend]
@@ -193,6 +201,11 @@ def _frozen(ctx: RunContext, state: RunState) -> None:
         **_trained_on(state.dataset, len(state.teachers)),
         "source": first.spend.source, "cache_key": first.cache.key if first.cache else None,
         "val": first.selection.val_metrics, "selected_step": first.selection.step}
+    if p.teacher_setup.checkpoint is not None:  # its provenance: the file it started from
+        state.teacher_record.update(checkpoint=p.teacher_setup.checkpoint.path,
+                                    checkpoint_sha256=p.teacher_setup.checkpoint.sha256, train_steps=p.teacher_steps)
+        if p.teacher_steps == 0:
+            state.teacher_record["trained_on"] = "nothing here: the pretrained checkpoint, used as it is"
     if first.fold is not None:
         state.teacher_record["folds"] = [
             {"fold": t.fold + 1, "source": t.spend.source, "cache_key": t.cache.key if t.cache else None,
@@ -230,7 +243,7 @@ def teacher_inference(ctx: RunContext, state: RunState) -> None:
     if any(t.cache is None for t in state.teachers):
         return
     # every tap the teacher declares, so a second method reading another tap hits the cache too
-    taps = p.teacher.taps
+    taps = (*p.teacher.taps, *p.module_taps("teacher"))
     spend = ctx.meter.stage(Stage.TEACHER_INFERENCE.value, 0)
     spend.samples = spend.teacher_forwards = len(train)
     rows = fold_rows(ctx, state, train) if state.teachers[0].fold is not None else None
@@ -296,9 +309,11 @@ def teacher_config(p: Plan, task: Any, seed: int) -> dict[str, Any]:
         # same examples and select the teacher the same way share one trained teacher
         "task": _teacher_view(p, task),
         "teacher_terms": [to_plain(t) for t in p.task.teacher_terms],
-        "tier": [tier.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
+        "tier": [p.teacher_steps, tier.batch_size, tier.eval_every, tier.max_seconds,
                  to_plain(p.teacher_optimizer), to_plain(tier.schedule)],
         "seed": seed,
+        # a checkpoint's hash (and steps other than the tier's), where set: another file is another teacher
+        **({"model": setup} if (setup := p.teacher_setup.plain()) else {}),
     }
 
 

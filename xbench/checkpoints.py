@@ -1,0 +1,163 @@
+"""Local checkpoints for students and teachers (``--set student.checkpoint=PATH``,
+``--set teacher.checkpoint=PATH``): weights read from a file on this machine, never a URL.
+
+A checkpoint is a safetensors file or a torch file (read with ``weights_only=True``: a pickle that
+would run code is refused). Its weights may sit under ``state_dict``/``model``/``module`` (the
+usual wrappers) and carry DistributedDataParallel's ``module.`` prefix. They load into the model,
+or into the submodule a model names in ``checkpoint_roots`` (a torchvision network's own names
+inside xbench's wrapper), whichever shares more keys with the file. Keys the model has and the
+file lacks (a new classification head) and keys the file has and the model lacks (the
+checkpoint's own head) are listed in the log and the run's record; a key whose shape differs is
+an error naming the key. The file's SHA-256 enters the run's config hash and the teacher-cache
+key, so another file is another configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xbench.data.io import sha256_file
+from xbench.errors import ConfigError, DataError
+
+#: wrappers a training script commonly puts its weights under
+WRAPPERS = ("state_dict", "model", "module", "model_state", "model_state_dict")
+#: how many missing / unexpected key names a record keeps (and the log shows) of each
+LISTED = 50
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file and the SHA-256 of its bytes."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """The harness's options of a student or teacher, beside those its spec declares: a local
+    ``checkpoint`` to start from and, for a teacher, ``train_steps``, the steps it trains here
+    (at most the tier's; 0: a pretrained teacher used as it is)."""
+
+    checkpoint: Checkpoint | None = None
+    train_steps: int | None = None
+
+    def plain(self) -> dict[str, Any]:
+        """What the config hash and the teacher-cache key hold (the file's hash, not its path)."""
+        return {**({"checkpoint": self.checkpoint.sha256} if self.checkpoint else {}),
+                **({"train_steps": self.train_steps} if self.train_steps is not None else {})}
+
+
+#: the harness's keys in ``--set student.KEY`` / ``--set teacher.KEY`` (the rest are the spec's)
+SETUP_KEYS = {"student": ("checkpoint",), "teacher": ("checkpoint", "train_steps")}
+
+
+def model_setup(who: str, options: dict[str, Any], max_steps: int) -> tuple[ModelSetup, dict[str, Any]]:
+    """``options`` split into the harness's setup of ``who`` (student or teacher) and the rest."""
+    rest = {k: v for k, v in options.items() if k not in SETUP_KEYS[who]}
+    ckpt = checkpoint_of(options["checkpoint"], who) if options.get("checkpoint") is not None else None
+    steps = options.get("train_steps")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= max_steps:
+            raise ConfigError(f"teacher.train_steps: expected an integer from 0 to the tier's teacher_steps "
+                              f"({max_steps}), got {steps!r}")
+        if steps == 0 and ckpt is None:
+            raise ConfigError("teacher.train_steps=0 keeps a randomly initialised teacher: give "
+                              "teacher.checkpoint=PATH (a pretrained teacher) or more steps")
+    return ModelSetup(ckpt, steps), rest
+
+
+_memo: dict[tuple[str, int, int], str] = {}
+
+
+def checkpoint_of(path: Any, who: str) -> Checkpoint:
+    """The checkpoint at ``path`` (its hash computed once per file state in a process)."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{who}.checkpoint: expected a file path, got {path!r}")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{who}.checkpoint: no file {file}")
+    st = file.stat()
+    key = (str(file.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _memo:
+        _memo[key] = sha256_file(file)
+    return Checkpoint(str(file.resolve()), _memo[key])
+
+
+def read_weights(path: str, who: str) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint file holds, unwrapped (see the module's docstring)."""
+    try:
+        if _is_safetensors(path):
+            from safetensors.torch import load_file
+
+            raw: Any = load_file(path, device="cpu")
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt file or a pickle weights_only refuses: one line, naming it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"{who}.checkpoint {path}: not a readable safetensors or torch file "
+                        f"({type(exc).__name__}: {first})") from exc
+    while isinstance(raw, dict) and not _all_tensors(raw):
+        inner = next((raw[k] for k in WRAPPERS if isinstance(raw.get(k), dict)), None)
+        if inner is None:
+            break
+        raw = inner
+    if not isinstance(raw, dict) or not raw or not _all_tensors(raw):
+        raise DataError(f"{who}.checkpoint {path}: expected a mapping of parameter name -> tensor "
+                        f"(optionally under one of {', '.join(WRAPPERS)})")
+    if all(k.startswith("module.") for k in raw):  # saved from DistributedDataParallel
+        raw = {k[len("module."):]: v for k, v in raw.items()}
+    return raw
+
+
+def _is_safetensors(path: str) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < os.path.getsize(path)
+
+
+def _all_tensors(d: dict) -> bool:
+    return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+
+def load_checkpoint(model: nn.Module, ckpt: Checkpoint, who: str) -> dict[str, Any]:
+    """Load ``ckpt`` into ``model`` (or its best-matching ``checkpoint_roots`` submodule); returns
+    what the record keeps: path, hash, where it loaded, and the missing and unexpected keys."""
+    weights = read_weights(ckpt.path, who)
+    roots = ["", *getattr(model, "checkpoint_roots", ())]
+    target_name = max(roots, key=lambda r: len(weights.keys() & _module(model, r).state_dict().keys()))
+    target = _module(model, target_name)
+    own = target.state_dict()
+    if not weights.keys() & own.keys():
+        raise ConfigError(f"{who}.checkpoint {ckpt.path}: none of its {len(weights)} keys is a parameter of "
+                          f"{who} (its first: '{next(iter(weights))}'; the model's: '{next(iter(own), '')}')")
+    for key in weights.keys() & own.keys():
+        if weights[key].shape != own[key].shape:
+            prefix = f"{target_name}." if target_name else ""
+            raise ConfigError(f"{who}.checkpoint {ckpt.path}: '{prefix}{key}' has shape {tuple(weights[key].shape)} "
+                              f"in the file and {tuple(own[key].shape)} in the model")
+    result = target.load_state_dict(weights, strict=False)
+    return {"path": ckpt.path, "sha256": ckpt.sha256, "into": target_name or "(the model)",
+            "loaded": len(weights.keys() & own.keys()),
+            "missing": sorted(result.missing_keys)[:LISTED], "missing_count": len(result.missing_keys),
+            "unexpected": sorted(result.unexpected_keys)[:LISTED], "unexpected_count": len(result.unexpected_keys)}
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name) if name else model
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One log line of a loaded checkpoint."""
+    def keys(kind: str) -> str:
+        names, n = info[kind], info[f"{kind}_count"]
+        return f"{n} {kind}" + (f" ({', '.join(names[:8])}{', ...' if n > 8 else ''})" if n else "")
+
+    return (f"checkpoint {info['path']} (sha256 {info['sha256'][:12]}) into {info['into']}: "
+            f"{info['loaded']} tensors loaded, {keys('missing')}, {keys('unexpected')}")
