@@ -293,3 +293,30 @@ def test_the_publishing_environment_is_pinned_and_another_is_refused_or_named(mo
                                           r"2.14.1 pinned; install it, or pass --unpinned"):
         environment_line(allow_unpinned=False)
     assert environment_line(allow_unpinned=True) == "NOT the pinned one (torch 9.9 installed, 2.14.1 pinned)"
+
+
+def test_publishing_needs_the_minimum_of_seeds_from_every_compared_row_not_the_teacher():
+    """The teacher row is a ceiling compared with nothing; on anticipation it has no sentence
+    decoder, so no BLEU-4 at all: 0 scores must not block a table whose compared rows have 10."""
+    from xbench.leaderboard import build
+    from xbench.publish import too_few_seeds
+
+    recs = [fake(m, s, 50.0 + s, start=s) for m in ("student", "kd") for s in range(10)]
+    teacher = [fake("teacher", s, float("nan"), evaluated="teacher", start=s) for s in range(10)]
+    assert too_few_seeds(build(recs + teacher)) == []
+    assert too_few_seeds(build(recs[:9] + recs[10:] + teacher)) == ["recognition (cpu): student (9)"]
+
+
+def test_plots_of_tables_no_longer_there_are_removed_and_nothing_else(tmp_path):
+    """A re-published folder with fewer tables must not keep the old tables' plots (the page
+    would not link them and the re-render test would not match); other files stay."""
+    from xbench.leaderboard import build
+    from xbench.plots import write_plots
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    for name in ("cpu-detection-pareto.png", "cpu-detection-seeds.png", "notes.png"):
+        (plots / name).write_bytes(b"x")
+    write_plots(build([fake(m, s, 50.0 + s, start=s) for m in ("student", "kd") for s in range(3)]), tmp_path)
+    assert sorted(p.name for p in plots.iterdir()) == ["cpu-recognition-pareto.png", "cpu-recognition-seeds.png",
+                                                       "notes.png"]

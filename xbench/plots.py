@@ -90,6 +90,10 @@ def write_plots(tables: list[Table], folder: Path, prefix: str = "plots") -> dic
     """Both plots of every table into ``folder/prefix``; returns the HTML page's image list."""
     (folder / prefix).mkdir(parents=True, exist_ok=True)
     out = {}
+    wanted = {f"{_stem(t)}-{kind}.png" for t in tables for kind in ("pareto", "seeds")}
+    for old in [*(folder / prefix).glob("*-pareto.png"), *(folder / prefix).glob("*-seeds.png")]:
+        if old.name not in wanted:  # a plot of a table no longer there: the page would not link it
+            old.unlink()
     for table in tables:
         stem = _stem(table)
         pareto, seeds = f"{prefix}/{stem}-pareto.png", f"{prefix}/{stem}-seeds.png"
