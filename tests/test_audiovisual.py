@@ -121,19 +121,26 @@ def test_audio_tagging_runs_the_other_direction(registry, data_root):
     assert rec.teacher["name"] == "video-cnn"
 
 
-@pytest.mark.parametrize("name", ["xkd", "mnf-csc", "lmkd-egtea", "lmkd-ek55"])
-def test_paper_configs_are_valid_and_need_real_data(registry, name):
+@pytest.mark.parametrize("name", ["xkd", "mnf-csc", "lmkd-egtea", "lmkd-ek55", "ccd"])
+def test_paper_configs_are_valid_and_need_real_data(registry, name, tmp_path):
     path = REPO_ROOT / "xbench" / "benchmarks" / "paper" / f"{name}.yaml"
     raw = load_run_config(Path(path))
     tiers = load_tiers()
     assert raw["budget"] == f"paper-{name}" and raw["budget"] in tiers
     cfg = from_mapping(RunConfig, raw, str(path))
     dataset = {"mnf-csc": "ucf51", "xkd": "kinetics-sound", "lmkd-egtea": "egtea-gaze",
-               "lmkd-ek55": "epic-kitchens-55"}[name]
+               "lmkd-ek55": "epic-kitchens-55", "ccd": "tasty"}[name]
+    if name == "mnf-csc":  # its pretrained CNN14 teacher is a file the user gives
+        with pytest.raises(Exception, match="^teacher.train_steps=0 keeps a randomly initialised teacher"):
+            plan(registry, cfg, tiers)
+        (tmp_path / "cnn14.pth").write_bytes(b"")
+        cfg = dataclasses.replace(cfg, teacher_options={**cfg.teacher_options,
+                                                        "checkpoint": str(tmp_path / "cnn14.pth")})
     with pytest.raises(Exception, match=f"^dataset '{dataset}' needs its root: --set dataset.root=PATH$"):
         plan(registry, cfg, tiers)
-    # the same method options are valid on synth
-    p = plan(registry, dataclasses.replace(cfg, dataset="synth", budget="cpu"), tiers)
+    # the same method options are valid on synth (with the task's own student and teacher)
+    p = plan(registry, dataclasses.replace(cfg, dataset="synth", budget="cpu", dataset_options={}, student=None,
+                                           teacher=None, teacher_options={}), tiers)
     assert p.method.name == raw["method"] and name.startswith(raw["method"])
 
 

@@ -76,8 +76,8 @@ def test_every_library_model_taps_its_last_map_at_its_sample_input():
         "s3d": video(1024, 2, 3), "mvit-v2-s": video(768, 8, 7), "swin3d-t": video(768, 8, 4),
         "tsn-resnet50": video(2048, 16, 4), "tsm-resnet50": video(2048, 16, 4), "tsn-resnet18": video(512, 16, 4),
         "videomae-s": video(384, 8, 7), "videomae-b": video(768, 8, 7), "flow-r2plus1d-18": video(512, 2, 7),
-        # CNN14: 64 mel x 96 time halved five times; AST: 16 x 16 patches at a stride of 10
-        "cnn14": audio(2048, 2, 3), "ast": audio(768, 5, 9),
+        # CNN14: 64 mel x 96 time halved five times; AST: 16 x 16 patches without overlap
+        "cnn14": audio(2048, 2, 3), "ast": audio(768, 4, 6),
     }
 
 
@@ -154,3 +154,25 @@ def test_list_students_verbose_shows_inputs_taps_and_shapes(capsys, registry):
     assert names == ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "mc3-18", "mel-cnn", "mvit-v2-s", "r2plus1d-18",
                      "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50", "tsn-resnet18",
                      "tsn-resnet50", "videomae-b", "videomae-s"]
+
+
+def test_videomae_and_ast_forward_as_the_library_does_and_read_other_lengths():
+    """Their embeddings are rebuilt so a shorter view (XKD's local crops) can be read: at the built
+    size the tokens equal the library model's own forward; a quarter of the frames or of the
+    spectrogram's time axis gives fewer time tokens."""
+    factories = {name: factory for name, _, factory, *_ in library_models()}
+    torch.manual_seed(0)
+    ast = factories["ast"](ModelContext(num_classes=3, shapes={"audio": (1, 32, 64)})).eval()
+    mel = torch.randn(2, 1, 32, 64)
+    torch.manual_seed(0)
+    vmae = factories["videomae-s"](ModelContext(num_classes=3, shapes={"rgb": (8, 3, 32, 32)})).eval()
+    clip = torch.randint(0, 256, (2, 8, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        ours = ast({"audio": mel})["spatial"].flatten(2).transpose(1, 2)
+        theirs = ast.net(input_values=mel[:, 0].transpose(1, 2)).last_hidden_state[:, 2:]
+        assert torch.allclose(ours, theirs, atol=1e-5)
+        assert ast({"audio": mel[..., :16]})["tokens"].shape == (2, 1, 768)
+        pixels = (clip.float() / 255 - vmae.mean.view(1, 1, 3, 1, 1)) / vmae.std.view(1, 1, 3, 1, 1)
+        ours = vmae({"rgb": clip})["spatial"].permute(0, 1, 3, 4, 2).reshape(2, -1, 384)
+        assert torch.allclose(ours, vmae.net(pixel_values=pixels).last_hidden_state, atol=1e-5)
+        assert vmae({"rgb": clip[:, :2]})["tokens"].shape == (2, 1, 384)

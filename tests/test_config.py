@@ -10,7 +10,8 @@ from xbench.errors import ConfigError
 
 def test_budget_tiers_load():
     tiers = load_tiers()
-    assert sorted(tiers) == ["cpu", "gpu", "paper-lmkd-egtea", "paper-lmkd-ek55", "paper-mnf-csc", "paper-xkd", "smoke"]
+    assert sorted(tiers) == ["cpu", "gpu", "paper-ccd", "paper-lmkd-egtea", "paper-lmkd-ek55", "paper-mnf-csc", "paper-xkd",
+                             "smoke"]
     smoke = tiers["smoke"]
     assert (smoke.batch_size, smoke.student_steps, smoke.teacher_steps, smoke.eval_every) == (16, 30, 30, 15)
     assert (smoke.optimizer.name, smoke.optimizer.lr, smoke.schedule.name) == ("adamw", 0.003, "cosine")

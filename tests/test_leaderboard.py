@@ -320,3 +320,12 @@ def test_plots_of_tables_no_longer_there_are_removed_and_nothing_else(tmp_path):
     write_plots(build([fake(m, s, 50.0 + s, start=s) for m in ("student", "kd") for s in range(3)]), tmp_path)
     assert sorted(p.name for p in plots.iterdir()) == ["cpu-recognition-pareto.png", "cpu-recognition-seeds.png",
                                                        "notes.png"]
+
+
+def test_mean_std_skips_runs_where_a_metric_is_undefined():
+    """Clean-audio top-1 is NaN on data that does not annotate audio relevance: the summary of a
+    multi-seed run printed a traceback (statistics.stdev of NaNs) instead of a dash."""
+    from xbench.leaderboard import mean_std
+
+    nan = float("nan")
+    assert (mean_std([nan, nan, nan]), mean_std([1.0, nan, 3.0]), mean_std([])) == ("-", "2.00 ± 1.41", "-")

@@ -25,8 +25,10 @@ unexpected: the head is the task's).
 Audio models read the clip's log-mel spectrogram (B, 1, mel, time), the harness's audio input:
 ``cnn14`` (Kong et al. 2020, PANNs, the AudioSet CNN MNF+CSC's teacher uses), written against
 its published layer table with PANNs' parameter names (so its AudioSet checkpoint loads, its
-spectrogram front end listed as unexpected), and transformers' ``AST`` (Gong et al. 2021). Their
-``tokens`` run along time (mel bands averaged).
+spectrogram front end listed as unexpected; it was trained on 64 mel bands: ``dataset.mel_bands=64``),
+and transformers' ``AST`` (Gong et al. 2021) with 16 x 16 patches cut without overlap (the paper
+overlaps them at a stride of 10). Their ``tokens`` run along time (mel bands averaged), ``spatial``
+is the last map (B, D, mel cells, time cells).
 """
 
 from __future__ import annotations
@@ -215,11 +217,19 @@ def _videomae(hidden: int, heads: int) -> Callable[[ModelContext], VideoBackbone
         cfg = VideoMAEConfig(image_size=h, num_frames=t, hidden_size=hidden, num_hidden_layers=12,
                              num_attention_heads=heads, intermediate_size=4 * hidden, use_mean_pooling=True)
         net = VideoMAEModel(cfg)
-        grid = (t // 2, h // 16, w // 16)
 
         def features(n: nn.Module, x: torch.Tensor) -> torch.Tensor:
-            out = n(pixel_values=x.transpose(1, 2)).last_hidden_state  # (B, T'*h*w, D)
-            return out.transpose(1, 2).reshape(out.shape[0], out.shape[2], *grid)
+            # VideoMAE's embedding and encoder, with its 1-D sinusoid table rebuilt for a clip of
+            # another size (XKD's local views: a quarter of the frames)
+            from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+            p = n.embeddings.patch_embeddings.projection(x)  # (B, D, T', h, w)
+            tokens = p.flatten(2).transpose(1, 2)
+            pos = n.embeddings.position_embeddings
+            if pos.shape[1] != tokens.shape[1]:
+                pos = get_sinusoid_encoding_table(tokens.shape[1], tokens.shape[2])
+            out = n.encoder(tokens + pos.to(tokens)).last_hidden_state
+            return out.transpose(1, 2).reshape(p.shape)
 
         return VideoBackbone(ctx, net, hidden, features, stats=(IMAGENET_MEAN, IMAGENET_STD), norm=True)
 
@@ -303,13 +313,31 @@ def _ast(ctx: ModelContext) -> AudioBackbone:
     if min(mel, time) < 16:
         raise IncompatibleError(f"AST reads 16 x 16 patches: it needs at least 16 x 16 mel x time cells; this data "
                                 f"gives {mel} x {time}")
-    cfg = ASTConfig(num_mel_bins=mel, max_length=time)
+    # patches without overlap (as ViTs and XKD's audio student cut them; AST's paper overlaps them at a
+    # stride of 10), so each cell is a whole block of the spectrogram
+    cfg = ASTConfig(num_mel_bins=mel, max_length=time, frequency_stride=16, time_stride=16)
     net = ASTModel(cfg)
     f_cells, t_cells = net.embeddings.get_shape(cfg)
 
     def features(n: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        out = n(input_values=x[:, 0].transpose(1, 2)).last_hidden_state[:, 2:]  # patches, mel-major
-        return out.transpose(1, 2).reshape(out.shape[0], -1, f_cells, t_cells)
+        # AST's embeddings, encoder and norm, its position table interpolated along time for a
+        # spectrogram of another length (XKD's local views: a crop of the time axis)
+        emb = n.embeddings
+        patches = emb.patch_embeddings(x[:, 0].transpose(1, 2))  # (B, f*t, D), mel-major
+        t = patches.shape[1] // f_cells
+        pos = emb.position_embeddings
+        grid = pos[:, 2:]
+        if t != t_cells:
+            grid = F.interpolate(grid.reshape(1, f_cells, t_cells, -1).permute(0, 3, 1, 2), size=(f_cells, t),
+                                 mode="bilinear", align_corners=False).permute(0, 2, 3, 1).reshape(1, f_cells * t, -1)
+        b = patches.shape[0]
+        tokens = torch.cat([emb.cls_token.expand(b, -1, -1) + pos[:, :1], emb.distillation_token.expand(b, -1, -1)
+                            + pos[:, 1:2], patches + grid], dim=1)
+        h = emb.dropout(tokens)
+        for layer in n.layers:  # ASTModel.forward's loop (no attention mask: every patch is real)
+            h = layer(h, None)
+        out = n.layernorm(h)[:, 2:]
+        return out.transpose(1, 2).reshape(b, -1, f_cells, t)
 
     def pool(n: nn.Module, seq: torch.Tensor) -> torch.Tensor:
         return seq.mean(dim=2)
@@ -360,7 +388,8 @@ def library_models() -> list[tuple[str, str, Callable[[ModelContext], nn.Module]
          _resnet3d(r2plus1d_18, "flow"), flow),
         ("cnn14", "PANNs' CNN14 (Kong et al. 2020), the AudioSet CNN, on the log-mel spectrogram, random init (80M)",
          _cnn14, audio),
-        ("ast", "transformers' Audio Spectrogram Transformer (Gong et al. 2021), ViT-B/16 patches, random init (86M)",
+        ("ast", ("transformers' Audio Spectrogram Transformer (Gong et al. 2021), ViT-B, 16 x 16 patches, no overlap, "
+         "random init (86M)"),
          _ast, audio),
     ]
     return [(*row, TAPS,

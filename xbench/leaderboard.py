@@ -27,6 +27,9 @@ TEACHER_STAGES = (Stage.TEACHER, Stage.TEACHER_PRETRAIN, Stage.TEACHER_INFERENCE
 
 
 def mean_std(values: list[float]) -> str:
+    """"mean ± std" over the values a metric has (NaN: undefined for that run, e.g. clean-audio
+    accuracy on data that does not annotate which clips' audio carries the action)."""
+    values = [v for v in values if not math.isnan(v)]
     if not values:
         return "-"
     mean = statistics.fmean(values)

@@ -45,6 +45,11 @@ def _sample_frames(start: int, end: int, n: int) -> np.ndarray:
     return np.linspace(start, end - 1, n).round().astype(np.int64)
 
 
+def mel_shape(dataset: Any) -> tuple[int, int]:
+    """The log-mel spectrogram's (bands, frames) a dataset asks for (32 x 32 unless it says)."""
+    return getattr(dataset, "mel_bands", 32), getattr(dataset, "mel_frames", 32)
+
+
 def _audio_window(audio: np.ndarray, start_frame: int, fps: float, rate: int, length: int) -> np.ndarray:
     """``length`` samples of ``audio`` from the time of frame ``start_frame`` (zero-padded past the
     end of the track)."""
@@ -128,7 +133,7 @@ class RecognitionTask:
             if m == "text":
                 continue  # text stays a list of strings in meta; text teachers tokenise it
             if m == "audio":
-                tensors[m] = log_mel(torch.from_numpy(np.stack(values)), dataset.audio_rate)
+                tensors[m] = log_mel(torch.from_numpy(np.stack(values)), dataset.audio_rate, *mel_shape(dataset))
             else:
                 tensors[m] = torch.from_numpy(np.stack(values))
         n = len(labels)
@@ -159,7 +164,7 @@ class RecognitionTask:
         if "audio" in modalities:
             audio = [dataset.read(v, "audio") for v in videos]
             tensors["audio"] = log_mel(torch.from_numpy(np.stack([audio[i] for i, _, _ in steps])),
-                                       dataset.audio_rate)
+                                       dataset.audio_rate, *mel_shape(dataset))
         n = len(steps)
         tensors["label"] = torch.tensor([s.label for _, _, s in steps], dtype=torch.long)
         tensors["index"] = torch.arange(n)

@@ -74,6 +74,10 @@ class ClipOptions:
     #: the audio's sample rate (resampled, mono) and the seconds of it each clip gets
     audio_rate: int = 16000
     audio_seconds: float = 4.0
+    #: the log-mel spectrogram audio models read: mel bands x time frames (PANNs' CNN14 was
+    #: trained on 64 bands: its checkpoint needs mel_bands=64)
+    mel_bands: int = 32
+    mel_frames: int = 32
     #: splits the files do not give: val (and test) carved from train, whole groups at a time
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -90,8 +94,10 @@ class ClipOptions:
     label_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        if min(self.frames, self.stride, self.short_side, self.crop, self.audio_rate) < 1 or self.fps <= 0:
-            raise ValueError("frames, stride, short_side, crop, audio_rate and fps must be positive")
+        if min(self.frames, self.stride, self.short_side, self.crop, self.audio_rate, self.mel_bands,
+               self.mel_frames) < 1 or self.fps <= 0:
+            raise ValueError("frames, stride, short_side, crop, audio_rate, mel_bands, mel_frames and fps must be "
+                             "positive")
         if self.crop > self.short_side:
             raise ValueError(f"crop {self.crop} is larger than short_side {self.short_side}")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
@@ -404,6 +410,7 @@ class ClipDataset:
         #: annotations give them
         self._sentences, self._parts = sentences, parts
         self.audio_rate = opts.audio_rate
+        self.mel_bands, self.mel_frames = opts.mel_bands, opts.mel_frames
         self.audio_samples = round(opts.audio_seconds * opts.audio_rate)
         #: frames per clip the student sees (where a task does not set its own)
         self.clip_frames = opts.frames

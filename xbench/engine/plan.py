@@ -213,6 +213,10 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
              task_options, dataset_options, terms)
     p.regime = regime
     p.student_setup, p.teacher_setup = student_setup, teacher_setup if teacher is not None else ModelSetup()
+    if teacher is not None and p.teacher_steps == 0 and teacher_setup.checkpoint is None:
+        # a teacher no stage trains and no file initialises would distil random outputs
+        raise ConfigError(f"budget tier '{tier.name}' trains teacher '{teacher.name}' for 0 steps: give "
+                          "--set teacher.checkpoint=PATH (a pretrained teacher), or a tier with teacher_steps > 0")
     if dataset.fingerprint is not None:
         p.data_fingerprint = dataset.fingerprint(dataset_options)
     _check_protocol(p)

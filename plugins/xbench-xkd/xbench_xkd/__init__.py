@@ -269,15 +269,20 @@ class XKDObjective(nn.Module):
                                                              dtype=torch.uint8 if self.p_mod == "rgb" else torch.float)})
         grids = {self.s_mod: _grid(torch.zeros(1, *ctx.student_shapes["spatial"])),
                  self.p_mod: _grid(probe_p["spatial"])}
+        # frames per encoder time step: 1 where the encoder keeps time (a per-frame CNN), more
+        # where it pools it (VideoMAE's tubelets of 2, R(2+1)D's 8): a cell then spans them
+        self.tube = {}
         for m, g in grids.items():
             c, h_in, w_in = shapes[m][-3:] if m == "rgb" else (1, *shapes[m][-2:])
+            t_in = shapes[m][0] if m == "rgb" else 1
             h, w = g.shape[-2:]
-            if h_in % h or w_in % w:
-                raise IncompatibleError(f"xkd: {m} input {h_in}x{w_in} is not a whole number of "
-                                        f"{h}x{w} encoder cells")
+            if h_in % h or w_in % w or t_in % g.shape[1]:
+                raise IncompatibleError(f"xkd: {m} input {t_in}x{h_in}x{w_in} is not a whole number of "
+                                        f"{g.shape[1]}x{h}x{w} encoder cells")
             self.patch[m] = (h_in // h, w_in // w, c)
+            self.tube[m] = t_in // g.shape[1]
         dim_s, dim_p = ctx.student_shapes["feature"][-1], probe_p["feature"].shape[-1]
-        size = {m: ph * pw * c for m, (ph, pw, c) in self.patch.items()}
+        size = {m: self.tube[m] * ph * pw * c for m, (ph, pw, c) in self.patch.items()}
         self.student_branch = ModalityBranch(dim_s, size[self.s_mod], opts)
         self.partner_branch = ModalityBranch(dim_p, size[self.p_mod], opts)
         # EMA teachers start as copies of the students (encoder and head) and never get gradients
@@ -307,7 +312,7 @@ class XKDObjective(nn.Module):
         frames = _frames(x, m)
         b, t, _, hh, ww = frames.shape
         h, w = hh // ph, ww // pw
-        tube = 2 if m == "rgb" and t % 2 == 0 else 1
+        tube = self.tube[m] if self.tube[m] > 1 else 2 if m == "rgb" and t % 2 == 0 else 1
         cells = (t // tube) * h * w
         ratio = self.opts.video_mask if m == "rgb" else self.opts.audio_mask
         n_mask = min(max(1, round(ratio * cells)), cells - 1)
@@ -330,12 +335,14 @@ class XKDObjective(nn.Module):
     def _reconstruction(self, m: str, branch: ModalityBranch, spatial: torch.Tensor,
                         x: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         ph, pw, c = self.patch[m]
+        tt = self.tube[m]
         frames = _frames(x, m)  # (B, T, C, H, W)
         b, t, _, hh, ww = frames.shape
-        target = frames.view(b, t, c, hh // ph, ph, ww // pw, pw).permute(0, 1, 3, 5, 2, 4, 6)
-        target = target.reshape(b, t, hh // ph, ww // pw, c * ph * pw)
-        pred = branch.decoder(_grid(spatial).permute(0, 1, 3, 4, 2))  # (B, T, h, w, patch)
-        return masked_patch_mse(pred, target, cell)
+        # each cell's pixels: its tt frames x c channels x ph x pw, in that order
+        target = frames.view(b, t // tt, tt, c, hh // ph, ph, ww // pw, pw).permute(0, 1, 4, 6, 2, 3, 5, 7)
+        target = target.reshape(b, t // tt, hh // ph, ww // pw, tt * c * ph * pw)
+        pred = branch.decoder(_grid(spatial).permute(0, 1, 3, 4, 2))  # (B, T', h, w, patch)
+        return masked_patch_mse(pred, target, cell[:, ::tt])
 
     def _tokens(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         g = _grid(out["spatial"])  # (B, T, D, h, w) -> (B, T*h*w, D)
