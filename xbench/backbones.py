@@ -85,8 +85,8 @@ class VideoBackbone(nn.Module):
                 "spatial": spatial.transpose(1, 2)}
 
 
-def _rgb_shape(ctx: ModelContext, modality: str = "rgb") -> tuple[int, int, int, int]:
-    return tuple(ctx.shapes[modality])  # type: ignore[return-value]
+def _rgb_shape(ctx: ModelContext) -> tuple[int, int, int, int]:
+    return tuple(ctx.shapes["rgb"])  # type: ignore[return-value]
 
 
 def _flow_stem(conv: nn.Conv3d) -> nn.Conv3d:
@@ -101,9 +101,11 @@ def _resnet3d_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net.layer4(net.layer3(net.layer2(net.layer1(net.stem(x)))))
 
 
-def _resnet3d(build: Callable[..., nn.Module], modality: str = "rgb") -> Callable[[ModelContext], VideoBackbone]:
+def _resnet3d(arch: str, modality: str = "rgb") -> Callable[[ModelContext], VideoBackbone]:
     def factory(ctx: ModelContext) -> VideoBackbone:
-        net = build(weights=None)
+        import torchvision.models.video as tv  # when a run builds it: registering imports nothing
+
+        net = getattr(tv, arch)(weights=None)
         dim = net.fc.in_features
         net.fc = nn.Identity()  # the task's head replaces Kinetics' 400 classes
         if modality == "flow":
@@ -363,15 +365,13 @@ def library_models() -> list[tuple[str, str, Callable[[ModelContext], nn.Module]
                                    tuple[str, ...], dict[str, tuple[int, ...]], dict[str, str]]]:
     """(name, description, factory, modalities, taps, sample input, partners) of every model
     above, registered as a student and as a teacher (``--student NAME``, ``--teacher NAME``)."""
-    from torchvision.models.video import mc3_18, r2plus1d_18, r3d_18
-
     rgb, flow, audio = ("rgb",), ("flow",), ("audio",)
     out: list[Any] = [
-        ("r3d-18", "torchvision's 3D ResNet-18 (Tran et al. 2018), random init (33M params)", _resnet3d(r3d_18), rgb),
+        ("r3d-18", "torchvision's 3D ResNet-18 (Tran et al. 2018), random init (33M params)", _resnet3d("r3d_18"), rgb),
         ("mc3-18", "torchvision's mixed-convolution ResNet-18 (3D then 2D blocks), random init (12M)",
-         _resnet3d(mc3_18), rgb),
+         _resnet3d("mc3_18"), rgb),
         ("r2plus1d-18", "torchvision's R(2+1)D-18, the factorised 3D ResNet (Tran et al. 2018), random init (31M)",
-         _resnet3d(r2plus1d_18), rgb),
+         _resnet3d("r2plus1d_18"), rgb),
         ("s3d", "torchvision's S3D (Xie et al. 2018), separable 3D Inception, random init (8M)", _s3d, rgb),
         ("mvit-v2-s", "torchvision's MViTv2-S (Li et al. 2022), 16 frames of 224 px only, random init (34M)",
          _mvit, rgb),
@@ -385,7 +385,7 @@ def library_models() -> list[tuple[str, str, Callable[[ModelContext], nn.Module]
          _videomae(384, 6), rgb),
         ("videomae-b", "transformers' VideoMAE ViT-B/16, random init (86M)", _videomae(768, 12), rgb),
         ("flow-r2plus1d-18", "R(2+1)D-18 on 2-channel optical flow (an I3D-flow-style stream), random init (31M)",
-         _resnet3d(r2plus1d_18, "flow"), flow),
+         _resnet3d("r2plus1d_18", "flow"), flow),
         ("cnn14", "PANNs' CNN14 (Kong et al. 2020), the AudioSet CNN, on the log-mel spectrogram, random init (80M)",
          _cnn14, audio),
         ("ast", ("transformers' Audio Spectrogram Transformer (Gong et al. 2021), ViT-B, 16 x 16 patches, no overlap, "

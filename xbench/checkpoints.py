@@ -62,14 +62,22 @@ def model_setup(who: str, options: dict[str, Any], max_steps: int) -> tuple[Mode
     rest = {k: v for k, v in options.items() if k not in SETUP_KEYS[who]}
     ckpt = checkpoint_of(options["checkpoint"], who) if options.get("checkpoint") is not None else None
     steps = options.get("train_steps")
-    if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= max_steps:
-            raise ConfigError(f"teacher.train_steps: expected an integer from 0 to the tier's teacher_steps "
-                              f"({max_steps}), got {steps!r}")
-        if steps == 0 and ckpt is None:
-            raise ConfigError("teacher.train_steps=0 keeps a randomly initialised teacher: give "
-                              "teacher.checkpoint=PATH (a pretrained teacher) or more steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= max_steps):
+        raise ConfigError(f"teacher.train_steps: expected an integer from 0 to the tier's teacher_steps "
+                          f"({max_steps}), got {steps!r}")
     return ModelSetup(ckpt, steps), rest
+
+
+def untrained_teacher(setup: ModelSetup, steps: int, tier: str, teacher: str) -> str | None:
+    """Why a teacher that no stage trains (``steps`` 0) and no file initialises cannot be used
+    (it would distil random outputs), or None."""
+    if steps or setup.checkpoint is not None:
+        return None
+    if setup.train_steps == 0:
+        return ("teacher.train_steps=0 keeps a randomly initialised teacher: give teacher.checkpoint=PATH "
+                "(a pretrained teacher) or more steps")
+    return (f"budget tier '{tier}' trains teacher '{teacher}' for 0 steps: give --set teacher.checkpoint=PATH "
+            "(a pretrained teacher), or a tier with teacher_steps > 0")
 
 
 _memo: dict[tuple[str, int, int], str] = {}
@@ -82,11 +90,12 @@ def checkpoint_of(path: Any, who: str) -> Checkpoint:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"{who}.checkpoint: no file {file}")
-    st = file.stat()
-    key = (str(file.resolve()), st.st_size, st.st_mtime_ns)
+    # a sweep plans every run of its grid: a large file is hashed once per state (size, mtime)
+    st, where = file.stat(), str(file.resolve())
+    key = (where, st.st_size, st.st_mtime_ns)
     if key not in _memo:
         _memo[key] = sha256_file(file)
-    return Checkpoint(str(file.resolve()), _memo[key])
+    return Checkpoint(where, _memo[key])
 
 
 def read_weights(path: str, who: str) -> dict[str, torch.Tensor]:
@@ -126,25 +135,27 @@ def _all_tensors(d: dict) -> bool:
     return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
 
 
-def load_checkpoint(model: nn.Module, ckpt: Checkpoint, who: str) -> dict[str, Any]:
+def load_checkpoint(model: nn.Module, ckpt: Checkpoint, who: str,
+                    weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Load ``ckpt`` into ``model`` (or its best-matching ``checkpoint_roots`` submodule); returns
-    what the record keeps: path, hash, where it loaded, and the missing and unexpected keys."""
-    weights = read_weights(ckpt.path, who)
-    roots = ["", *getattr(model, "checkpoint_roots", ())]
-    target_name = max(roots, key=lambda r: len(weights.keys() & _module(model, r).state_dict().keys()))
-    target = _module(model, target_name)
-    own = target.state_dict()
-    if not weights.keys() & own.keys():
+    what the record keeps: path, hash, where it loaded, and the missing and unexpected keys.
+    ``weights``: the file's tensors where the caller has read them already (one read for the K
+    teachers of "crossfit:K")."""
+    weights = read_weights(ckpt.path, who) if weights is None else weights
+    states = {r: _module(model, r).state_dict() for r in ("", *getattr(model, "checkpoint_roots", ()))}
+    target_name = max(states, key=lambda r: len(weights.keys() & states[r].keys()))
+    own = states[target_name]
+    shared = weights.keys() & own.keys()
+    if not shared:
         raise ConfigError(f"{who}.checkpoint {ckpt.path}: none of its {len(weights)} keys is a parameter of "
                           f"{who} (its first: '{next(iter(weights))}'; the model's: '{next(iter(own), '')}')")
-    for key in weights.keys() & own.keys():
+    for key in shared:
         if weights[key].shape != own[key].shape:
             prefix = f"{target_name}." if target_name else ""
             raise ConfigError(f"{who}.checkpoint {ckpt.path}: '{prefix}{key}' has shape {tuple(weights[key].shape)} "
                               f"in the file and {tuple(own[key].shape)} in the model")
-    result = target.load_state_dict(weights, strict=False)
-    return {"path": ckpt.path, "sha256": ckpt.sha256, "into": target_name or "(the model)",
-            "loaded": len(weights.keys() & own.keys()),
+    result = _module(model, target_name).load_state_dict(weights, strict=False)
+    return {"path": ckpt.path, "sha256": ckpt.sha256, "into": target_name or "(the model)", "loaded": len(shared),
             "missing": sorted(result.missing_keys)[:LISTED], "missing_count": len(result.missing_keys),
             "unexpected": sorted(result.unexpected_keys)[:LISTED], "unexpected_count": len(result.unexpected_keys)}
 

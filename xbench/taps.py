@@ -104,7 +104,7 @@ def install(model: nn.Module, taps: Iterable[str], who: str) -> None:
             x = first_tensor(caught.get(path))
             if x is None:
                 raise IncompatibleError(f"tap '{tap}': module '{path}' of {who} gave no tensor in this forward")
-            extra[tap] = as_layout(x, layout, batch[0], path.startswith(cl) if cl else False, tap)
+            extra[tap] = as_layout(x, layout, batch[0], bool(cl) and path.startswith(cl), tap)
         return {**out, **extra}
 
     model.register_forward_pre_hook(before)

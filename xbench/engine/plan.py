@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from xbench.checkpoints import ModelSetup, model_setup
+from xbench.checkpoints import ModelSetup, model_setup, untrained_teacher
 from xbench.config import OptimizerConfig, RunConfig, Tier, from_mapping, replace_options, to_plain
 from xbench.context import Stage
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
@@ -213,10 +213,8 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
              task_options, dataset_options, terms)
     p.regime = regime
     p.student_setup, p.teacher_setup = student_setup, teacher_setup if teacher is not None else ModelSetup()
-    if teacher is not None and p.teacher_steps == 0 and teacher_setup.checkpoint is None:
-        # a teacher no stage trains and no file initialises would distil random outputs
-        raise ConfigError(f"budget tier '{tier.name}' trains teacher '{teacher.name}' for 0 steps: give "
-                          "--set teacher.checkpoint=PATH (a pretrained teacher), or a tier with teacher_steps > 0")
+    if teacher is not None and (why := untrained_teacher(p.teacher_setup, p.teacher_steps, tier.name, teacher.name)):
+        raise ConfigError(why)
     if dataset.fingerprint is not None:
         p.data_fingerprint = dataset.fingerprint(dataset_options)
     _check_protocol(p)

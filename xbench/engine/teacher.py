@@ -17,7 +17,7 @@ from torch import nn
 from xbench import __version__
 from xbench import train as training_loop
 from xbench.cache import TeacherCache, enabled
-from xbench.checkpoints import describe, load_checkpoint
+from xbench.checkpoints import describe, load_checkpoint, read_weights
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.contracts import MaskedLM, teacher_is_train
@@ -38,8 +38,10 @@ def build_teacher(ctx: RunContext, state: RunState) -> None:
     trained before. When all are, the training stages are done."""
     p = ctx.plan
     k = folds_of(state.dataset)
+    ckpt = p.teacher_setup.checkpoint
+    weights = read_weights(ckpt.path, "teacher") if ckpt is not None else None  # read once for every fold
     for fold in [None] if not k else range(1 if p.method.evaluates == "teacher" else k):
-        state.teachers.append(_build_one(ctx, state, fold))
+        state.teachers.append(_build_one(ctx, state, fold, weights))
     state.teacher = state.teachers[0].model
     if all(t.spend is not None for t in state.teachers):
         state.done |= {Stage.TEACHER_PRETRAIN, Stage.TEACHER}
@@ -51,14 +53,14 @@ def folds_of(dataset: Any) -> int:
     return int(getattr(dataset, "teacher_folds", 0) or 0)
 
 
-def _build_one(ctx: RunContext, state: RunState, fold: int | None) -> TeacherSlot:
+def _build_one(ctx: RunContext, state: RunState, fold: int | None, weights: dict | None) -> TeacherSlot:
     p = ctx.plan
     owner = p.owner("teachers", p.teacher.name)
     torch.manual_seed(derive_seed(ctx.seed, "teacher-init", *fold_tag(fold)))
     args = (state.model_ctx,) if p.teacher.options is NoOptions else (state.model_ctx, p.teacher_options)
     model = call(owner, f"teacher '{p.teacher.name}'", p.teacher.factory, *args)
-    if p.teacher_setup.checkpoint is not None:  # before placing: a checkpoint is read on the CPU
-        state.checkpoints["teacher"] = load_checkpoint(model, p.teacher_setup.checkpoint, "teacher")
+    if weights is not None:  # before placing: a checkpoint is read on the CPU
+        state.checkpoints["teacher"] = load_checkpoint(model, p.teacher_setup.checkpoint, "teacher", weights)
         if fold in (None, 0):
             ctx.log(f"teacher '{p.teacher.name}': {describe(state.checkpoints['teacher'])}")
     install(model, p.module_taps("teacher"), f"teacher '{p.teacher.name}'")
