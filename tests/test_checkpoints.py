@@ -141,4 +141,73 @@ def test_a_student_checkpoint_starts_every_method_from_the_same_weights(tmp_path
     assert loaded.config_hash != plain.config_hash and loaded.metrics != plain.metrics
     capsys.readouterr()
     assert main([*base, "--method", "student", "--set=student.frozen=1"]) == 2
-    assert capsys.readouterr().err == "xbench: error: student options: unknown key 'frozen' (known: checkpoint)\n"
+    assert capsys.readouterr().err == ("xbench: error: student options: unknown key 'frozen' "
+                                       "(known: checkpoint, compile, activation_checkpointing)\n")
+
+
+def _grads(model, x):
+    torch.manual_seed(0)
+    out = model({"rgb": x})
+    loss = out["logits"].square().mean() + out["feature"].square().mean()
+    loss.backward()
+    return loss.detach(), {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}
+
+
+@pytest.mark.parametrize("name", ["videomae-s", "tsn-resnet18"])
+def test_activation_checkpointing_recomputes_the_same_loss_and_gradients(name):
+    """The transformers (VideoMAE) and timm (TSN) networks recompute their blocks' activations in
+    the backward pass: the same loss and gradients as keeping them, to float rounding."""
+    from xbench.train import set_execution
+
+    ctx = ModelContext(num_classes=5, shapes={"rgb": (4, 3, 32, 32)})
+    factory = next(f for n, _, f, *_ in library_models() if n == name)
+    x = torch.randn(2, 4, 3, 32, 32)
+    torch.manual_seed(3)
+    plain = factory(ctx)
+    torch.manual_seed(3)
+    ckpt = set_execution(factory(ctx), f"student '{name}'", None, True)
+    layers = [m for m in ckpt.modules() if getattr(m, "gradient_checkpointing", False) is True
+              or getattr(m, "grad_checkpointing", False) is True]
+    assert layers, "nothing was switched to checkpointing"
+    (l0, g0), (l1, g1) = _grads(plain.train(), x), _grads(ckpt.train(), x)
+    assert torch.allclose(l0, l1, rtol=1e-6) and g0.keys() == g1.keys() and len(g0) > 10
+    assert all(torch.allclose(g0[k], g1[k], rtol=1e-4, atol=1e-6) for k in g0)
+
+
+def test_compile_and_activation_checkpointing_are_options_the_record_states(capsys):
+    """``student.compile`` compiles the forward in place (names unchanged, same outputs to
+    rounding) and enters the config hash; a bad value and checkpointing on a network without
+    it are one-line errors."""
+    from xbench.config import RunConfig, load_tiers, stable_hash
+    from xbench.registry import build_registry
+    from xbench.run import plan
+    from xbench.train import set_execution
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    keys, x = list(net.state_dict()), torch.randn(5, 6)
+    eager = net(x)
+    set_execution(net, "student 'mlp'", "default", False)
+    assert list(net.state_dict()) == keys and torch.allclose(net(x), eager, atol=1e-6)
+    reg, tiers = build_registry(), load_tiers()
+
+    def hash_of(**student):
+        cfg = RunConfig(method="kd", task="recognition", budget="smoke", student_options=student)
+        resolved = plan(reg, cfg, tiers).resolved()
+        return resolved.get("models"), stable_hash(resolved)
+
+    (none, h0), (on, h1) = hash_of(), hash_of(compile=True)
+    (mode, h2), (ac, h3) = hash_of(compile="max-autotune"), hash_of(activation_checkpointing=True)
+    assert (none, on, mode, ac) == (None, {"student": {"compile": "default"}},
+                                    {"student": {"compile": "max-autotune"}},
+                                    {"student": {"activation_checkpointing": True}})
+    assert len({h0, h1, h2, h3}) == 4
+    base = ["run", "--method", "student", "--task", "recognition", "--budget", "smoke", "--quiet", *MICRO]
+    capsys.readouterr()  # torch's own notes of the compilation above
+    assert main([*base, "--set=student.compile=fast"]) == 2
+    assert capsys.readouterr().err == ("xbench: error: student.compile: expected true, false or one of default, "
+                                       "reduce-overhead, max-autotune, max-autotune-no-cudagraphs, got 'fast'\n")
+    assert main([*base, "--set=student.activation_checkpointing=true"]) == 2
+    assert capsys.readouterr().err == (
+        "xbench: error: student 'frame-cnn': activation_checkpointing needs a transformers or timm network "
+        "inside (videomae-s, videomae-b, ast, tsn-*, tsm-*); this model has none\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -43,6 +44,23 @@ class StageSpend:
     #: one point per evaluation: the step, the main metric on val, and each loss term's mean
     #: (weighted, as optimised) over the steps since the previous evaluation
     curve: list[CurvePoint] = field(default_factory=list, metadata={"since": 3})
+    #: of ``seconds``: the evaluations on val, and the warm-up steps' one-off work (the first
+    #: step counts FLOPs; a compiled model compiles in the second, the first it runs compiled);
+    #: the rest is the steady training steps
+    #: (None in a record from before they were kept)
+    eval_seconds: float | None = field(default=None, metadata={"optional_before": math.inf})
+    warmup_steps: int | None = field(default=None, metadata={"optional_before": math.inf})
+    warmup_seconds: float | None = field(default=None, metadata={"optional_before": math.inf})
+
+    def throughput(self) -> float | None:
+        """Training samples per second over the steady steps (warm-up and evaluations out), or
+        None where there were none (a cached stage, a stage of no steady step, an older record)."""
+        if self.warmup_steps is None or self.source != "computed":
+            return None
+        steady = self.seconds - (self.eval_seconds or 0.0) - (self.warmup_seconds or 0.0)
+        if self.steps <= self.warmup_steps or steady <= 0:
+            return None
+        return self.samples * (self.steps - self.warmup_steps) / self.steps / steady
 
     def as_dict(self) -> dict:
         return asdict(self)

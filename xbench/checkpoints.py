@@ -41,20 +41,30 @@ class Checkpoint:
 @dataclass(frozen=True)
 class ModelSetup:
     """The harness's options of a student or teacher, beside those its spec declares: a local
-    ``checkpoint`` to start from and, for a teacher, ``train_steps``, the steps it trains here
-    (at most the tier's; 0: a pretrained teacher used as it is)."""
+    ``checkpoint`` to start from; for a teacher, ``train_steps``, the steps it trains here (at
+    most the tier's; 0: a pretrained teacher used as it is); and how the model executes:
+    ``compile`` (``torch.compile``'s mode: its kernels change the numerics in the last bits, so a
+    compiled run is another configuration) and ``activation_checkpointing`` (activations
+    recomputed in the backward pass instead of kept: less memory, more time)."""
 
     checkpoint: Checkpoint | None = None
     train_steps: int | None = None
+    compile: str | None = None
+    activation_checkpointing: bool = False
 
     def plain(self) -> dict[str, Any]:
         """What the config hash and the teacher-cache key hold (the file's hash, not its path)."""
         return {**({"checkpoint": self.checkpoint.sha256} if self.checkpoint else {}),
-                **({"train_steps": self.train_steps} if self.train_steps is not None else {})}
+                **({"train_steps": self.train_steps} if self.train_steps is not None else {}),
+                **({"compile": self.compile} if self.compile else {}),
+                **({"activation_checkpointing": True} if self.activation_checkpointing else {})}
 
 
 #: the harness's keys in ``--set student.KEY`` / ``--set teacher.KEY`` (the rest are the spec's)
-SETUP_KEYS = {"student": ("checkpoint",), "teacher": ("checkpoint", "train_steps")}
+SETUP_KEYS = {"student": ("checkpoint", "compile", "activation_checkpointing"),
+              "teacher": ("checkpoint", "train_steps", "compile", "activation_checkpointing")}
+#: ``torch.compile``'s modes (``compile=true``: its default)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def model_setup(who: str, options: dict[str, Any], max_steps: int) -> tuple[ModelSetup, dict[str, Any]]:
@@ -65,7 +75,15 @@ def model_setup(who: str, options: dict[str, Any], max_steps: int) -> tuple[Mode
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= max_steps):
         raise ConfigError(f"teacher.train_steps: expected an integer from 0 to the tier's teacher_steps "
                           f"({max_steps}), got {steps!r}")
-    return ModelSetup(ckpt, steps), rest
+    mode = options.get("compile", False)
+    if mode is True:
+        mode = "default"
+    if mode not in (False, None) and mode not in COMPILE_MODES:
+        raise ConfigError(f"{who}.compile: expected true, false or one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    ac = options.get("activation_checkpointing", False)
+    if not isinstance(ac, bool):
+        raise ConfigError(f"{who}.activation_checkpointing: expected true or false, got {ac!r}")
+    return ModelSetup(ckpt, steps, mode or None, ac), rest
 
 
 def untrained_teacher(setup: ModelSetup, steps: int, tier: str, teacher: str) -> str | None:

@@ -59,7 +59,7 @@ def run_config(record: RunRecord, tiers: dict[str, Tier]) -> RunConfig:
         budget_options = {k: v for k, v in cfg["tier"].items() if k != "name" and plain.get(k) != v}
     models, files = cfg.get("models") or {}, record.checkpoints or {}
     setup = {who: {**({"checkpoint": files[who]["path"]} if who in files else {}),
-                   **({"train_steps": models[who]["train_steps"]} if "train_steps" in models.get(who, {}) else {})}
+                   **{k: v for k, v in models.get(who, {}).items() if k != "checkpoint"}}  # steps, execution
              for who in ("student", "teacher")}
     return from_mapping(RunConfig, {
         "method": cfg["method"], "task": cfg["task"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],

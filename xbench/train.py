@@ -22,7 +22,7 @@ from xbench.budget import CurvePoint, StageSpend, peak_memory_mb
 from xbench.config import OptimizerConfig, Tier
 from xbench.context import RunContext
 from xbench.data.examples import Examples
-from xbench.errors import PluginError
+from xbench.errors import IncompatibleError, PluginError
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -79,6 +79,41 @@ def place(module: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         to_channels_last(module)
     return module
+
+
+def set_execution(module: nn.Module, who: str, compile_mode: str | None, activation_checkpointing: bool) -> nn.Module:
+    """How ``module`` (``who``: "student 'r3d-18'") executes, set in place: activation
+    checkpointing through its library's own switch (transformers' ``gradient_checkpointing_enable``,
+    timm's ``set_grad_checkpointing``), then ``torch.compile`` of its forward. ``Module.compile``
+    compiles in place, so the state dict keeps the uncompiled names that checkpoints, the selection
+    and the caches use."""
+    if activation_checkpointing:
+        enable_activation_checkpointing(module, who)
+    if compile_mode:
+        module.compile(mode=None if compile_mode == "default" else compile_mode)
+    return module
+
+
+def enable_activation_checkpointing(module: nn.Module, who: str) -> None:
+    """Switch on the activation checkpointing of every transformers or timm network inside
+    ``module``; an IncompatibleError where it holds none (a network xbench cannot split into
+    checkpointed blocks without changing it)."""
+    found = []
+    for name, m in module.named_modules():
+        if any(name.startswith(f"{f}.") or not f for f in found):
+            continue  # inside a network already switched on
+        if getattr(m, "supports_gradient_checkpointing", False) and hasattr(m, "gradient_checkpointing_enable"):
+            if hasattr(m, "activation_checkpointing_enable"):  # the newer transformers name for it
+                m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            found.append(name)
+        elif callable(getattr(m, "set_grad_checkpointing", None)) and type(m).__module__.startswith("timm."):
+            m.set_grad_checkpointing(True)
+            found.append(name)
+    if not found:
+        raise IncompatibleError(f"{who}: activation_checkpointing needs a transformers or timm network inside "
+                                "(videomae-s, videomae-b, ast, tsn-*, tsm-*); this model has none")
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:
@@ -225,8 +260,10 @@ class _Loop:
 
     def __init__(self, spec: StepSpec, ctx: RunContext) -> None:
         self.spec, self.tier, self.device = spec, ctx.tier, ctx.device
-        self.meter = ctx.meter
+        self.meter, self.log = ctx.meter, ctx.log
         self.spend = ctx.meter.stage(spec.stage, spec.max_steps)
+        self.spend.eval_seconds = self.spend.warmup_seconds = 0.0
+        self.spend.warmup_steps = 0
         self.clock = ctx.clock
         with self.clock.part("setup"):  # the first optimizer of a process imports torch._dynamo
             self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)
@@ -242,6 +279,10 @@ class _Loop:
         self.t0 = time.perf_counter()
         self.bar = ctx.reporter.bar(spec.max_steps, spec.stage)
         self.step = self.last_eval = 0
+        # the steps of one-off work: FLOP counting (the first; it runs eagerly) and compiling
+        compiled = any(getattr(m, "_compiled_call_impl", None) is not None
+                       for module in spec.modules.values() for m in module.modules())
+        self.warmup = 2 if compiled else 1
 
     def train_mode(self) -> None:
         for m in self.spec.modules.values():
@@ -276,12 +317,17 @@ class _Loop:
                 spend.stopped_by = "time_budget" if self.tier.time_budget else "max_seconds"
                 break
             batch = next(self.batches)
+            t0 = time.perf_counter()
             if self.step == 0:  # count FLOPs once: every step has the same shapes
                 with FlopCounterMode(display=False) as counter:
                     terms = self.one_step(batch)
                 spend.flops_per_step = int(counter.get_total_flops())
             else:
                 terms = self.one_step(batch)
+            if self.step < self.warmup:
+                self.sync()
+                spend.warmup_seconds += time.perf_counter() - t0
+                spend.warmup_steps += 1
             self.step += 1
             spend.steps = self.step
             n = len(next(iter(batch.values())))
@@ -294,6 +340,10 @@ class _Loop:
                 self.select()
                 self.train_mode()
 
+    def sync(self) -> None:
+        if self.device.type == "cuda":  # the steps queued so far finish inside the interval timed
+            torch.cuda.synchronize(self.device)
+
     def select(self) -> None:
         """An evaluation (the curve's point and the selection), or for a stage that selects
         nothing (self-supervised) the curve's point without a val metric."""
@@ -301,8 +351,11 @@ class _Loop:
         if self.spec.evaluate is None:
             self.spend.curve.append(CurvePoint(self.step, None, means))
         else:
+            self.sync()
+            t0 = time.perf_counter()
             with self.clock.part("evaluate"):
                 self.best = _select(self.step, self.spec, self.best, self.best_state, self.spend, means)
+            self.spend.eval_seconds += time.perf_counter() - t0
         self.last_eval = self.step
 
     def finish(self) -> tuple[StageSpend, Selection]:
@@ -324,6 +377,9 @@ class _Loop:
         spend.seconds = time.perf_counter() - self.t0
         spend.flops = spend.flops_per_step * spend.steps
         spend.peak_memory_mb, spend.memory_kind = peak_memory_mb(self.device)
+        if (rate := spend.throughput()) is not None:
+            self.log(f"{spec.stage}: {rate:.1f} samples/s over the steady steps, peak memory "
+                     f"{spend.peak_memory_mb:.0f} MiB ({spend.memory_kind})")
         return spend, best
 
 

@@ -18,6 +18,11 @@ frozen teacher's cached taps (96-wide feature, 8 tokens, 20 logits: what the syn
 gives), as a ratio to the CE-only step on the same backbone.
 
     python benchmarks/perf/backbones.py [--rounds 3] [--steps 3] [--loss-steps 3] [--models A,B] [--loss-models A,B]
+        [--device cuda --batch 64] [--compile]
+
+On CUDA both loops run under bf16 autocast with channels-last convolution weights (what the harness
+does on a GPU), and each step's time is taken after a synchronisation. ``--compile`` adds a third
+contender: xbench's step with the student compiled (``student.compile=true``).
 """
 
 from __future__ import annotations
@@ -35,9 +40,20 @@ from xbench.context import RunContext
 from xbench.registry import build_registry
 from xbench.specs import ModelContext
 from xbench.tasks import Examples
-from xbench.train import StepSpec, batch_indices, build_optimizer, build_schedule, derive_seed, fit
+from xbench.train import (
+    StepSpec,
+    batch_indices,
+    build_optimizer,
+    build_schedule,
+    derive_seed,
+    fit,
+    place,
+    set_execution,
+)
 
-CLASSES, FRAMES, SIDE, BATCH = 20, 16, 112, 2
+CLASSES, FRAMES, SIDE = 20, 16, 112
+#: where both loops run (--device): on CUDA both use bf16 autocast and channels-last weights
+DEVICE = torch.device("cpu")
 MEAN = {"r2plus1d-18": (0.43216, 0.394666, 0.37645), "videomae-s": (0.485, 0.456, 0.406)}
 STD = {"r2plus1d-18": (0.22803, 0.22145, 0.216989), "videomae-s": (0.229, 0.224, 0.225)}
 LOSSES = ("kd", "fitnet", "dkd", "at", "nst", "sp", "cc", "rkd", "pkt", "vid", "crd", "mmd", "coral", "cosine")
@@ -69,24 +85,34 @@ def hand_loop(name: str, model: torch.nn.Module, data: Examples, tier, steps: in
     opt = build_optimizer([(list(model.parameters()), 1.0)], tier)
     sched = build_schedule(opt, tier, steps)
     order = batch_indices(len(data), tier.batch_size, derive_seed(seed, "data", "student"))
-    mean = torch.tensor(MEAN[name]).view(1, 1, 3, 1, 1)
-    std = torch.tensor(STD[name]).view(1, 1, 3, 1, 1)
+    mean = torch.tensor(MEAN[name], device=DEVICE).view(1, 1, 3, 1, 1)
+    std = torch.tensor(STD[name], device=DEVICE).view(1, 1, 3, 1, 1)
     model.train()
     marks = []
+    cuda = DEVICE.type == "cuda"
     for _ in range(steps):
         idx = next(order)
-        x = (data.tensors["rgb"][idx].float() / 255.0 - mean) / std  # (B, T, 3, H, W)
-        if name == "r2plus1d-18":
-            logits = model(x.transpose(1, 2))
-        else:
-            logits = model(pixel_values=x).logits
-        loss = F.cross_entropy(logits, data.tensors["label"][idx])
+        x = data.tensors["rgb"][idx].to(DEVICE, non_blocking=True)
+        x = (x.float() / 255.0 - mean) / std  # (B, T, 3, H, W)
+        y = data.tensors["label"][idx].to(DEVICE, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            if name == "r2plus1d-18":
+                logits = model(x.transpose(1, 2))
+            else:
+                logits = model(pixel_values=x).logits
+            loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        marks.append(time.perf_counter())
+        mark(marks)
     return marks
+
+
+def mark(marks: list[float]) -> None:
+    if DEVICE.type == "cuda":  # the step's kernels done before its time is taken
+        torch.cuda.synchronize()
+    marks.append(time.perf_counter())
 
 
 def harness_loop(model: torch.nn.Module, data: Examples, tier, steps: int, seed: int, head=None,
@@ -105,8 +131,8 @@ def harness_loop(model: torch.nn.Module, data: Examples, tier, steps: int, seed:
     marks: list[float] = []
     fit(StepSpec(stage="student", modules=modules, groups=[(params, 1.0)], step_fn=step_fn, data=data, keys=keys,
                  max_steps=steps, evaluate=lambda: {"top1": 0.0}, main_metric="top1",
-                 after_step=lambda progress: marks.append(time.perf_counter())),
-        RunContext(None, seed, torch.device("cpu"), BudgetMeter(1e9), tier=tier))
+                 after_step=lambda progress: mark(marks)),
+        RunContext(None, seed, DEVICE, BudgetMeter(1e9), tier=tier))
     return marks
 
 
@@ -123,30 +149,42 @@ def _keywords(head, batch):
             **({"index": batch["index"]} if spec.index else {})}
 
 
-def student(reg, name: str) -> torch.nn.Module:
-    return reg.get("students", name).factory(ModelContext(num_classes=CLASSES,
-                                                          shapes={"rgb": (FRAMES, 3, SIDE, SIDE)}))
+def student(reg, name: str, compiled: bool = False) -> torch.nn.Module:
+    model = place(reg.get("students", name).factory(ModelContext(num_classes=CLASSES,
+                                                                 shapes={"rgb": (FRAMES, 3, SIDE, SIDE)})), DEVICE)
+    return set_execution(model, name, "default" if compiled else None, False)
 
 
-def versus_hand(reg, name: str, data: Examples, tier, steps: int, rounds: int) -> None:
-    hand, ours, first = [], [], []
+def versus_hand(reg, name: str, data: Examples, tier, steps: int, rounds: int, compiled: bool) -> None:
+    hand, ours, comp, first, first_c = [], [], [], [], []
     for r in range(rounds + 1):  # round 0 warms both up and is dropped
-        pair = [("hand", hand), ("harness", ours)]
+        pair = [("hand", hand), ("harness", ours)] + ([("compiled", comp)] if compiled else [])
         for who, out in (pair if r % 2 else pair[::-1]):
             torch.manual_seed(r)
             t0 = time.perf_counter()
             if who == "hand":
-                marks = hand_loop(name, hand_model(name), data, tier, steps, seed=r)
+                marks = hand_loop(name, place(hand_model(name), DEVICE), data, tier, steps, seed=r)
             else:
-                marks = harness_loop(student(reg, name), data, tier, steps, seed=r)
-                first.append(marks[0] - t0 - steady(marks))  # the first step's extra: FLOP counting
+                marks = harness_loop(student(reg, name, who == "compiled"), data, tier, steps, seed=r)
+                # the first step's extra: FLOP counting (and the compilation)
+                if who == "harness":
+                    first.append(marks[0] - t0 - steady(marks))
+                else:
+                    first_c.append(marks[1] - t0 - 2 * steady(marks[1:]))
             if r:
-                out.append(steady(marks))
+                out.append(steady(marks[1:] if who == "compiled" else marks))  # it compiles in step 2
     ratios = sorted(h / o for h, o in zip(hand, ours))
-    print(f"{name}, 16 x 112 px, batch {BATCH}, steady state: hand {statistics.median(hand) * 1e3:.0f} ms/step, "
-          f"xbench {statistics.median(ours) * 1e3:.0f} ms/step; hand/xbench: median of rounds "
-          f"{statistics.median(ratios):.3f} (rounds {ratios[0]:.3f} to {ratios[-1]:.3f}); the stage's first step "
-          f"costs {statistics.median(first[1:]) * 1e3:.0f} ms more (FLOP counting, once per stage)", flush=True)
+    print(f"{name}, 16 x 112 px, batch {tier.batch_size} on {DEVICE.type}, steady state: hand "
+          f"{statistics.median(hand) * 1e3:.0f} ms/step, xbench {statistics.median(ours) * 1e3:.0f} ms/step; "
+          f"hand/xbench: median of rounds {statistics.median(ratios):.3f} (rounds {ratios[0]:.3f} to "
+          f"{ratios[-1]:.3f}); the stage's first step costs {statistics.median(first[1:] or first) * 1e3:.0f} ms more "
+          "(FLOP counting, once per stage)", flush=True)
+    if compiled:
+        speed = sorted(o / c for o, c in zip(ours, comp))
+        print(f"{name} with student.compile=true: {statistics.median(comp) * 1e3:.0f} ms/step; xbench eager/compiled: "
+              f"median {statistics.median(speed):.3f} (rounds {speed[0]:.3f} to {speed[-1]:.3f}); its first two steps "
+              f"{statistics.median(first_c[1:] or first_c):.1f} s (FLOP counting, then compiling; round 0, a cold "
+              f"compile: {first_c[0]:.1f} s)", flush=True)
 
 
 def loss_costs(reg, name: str, data: Examples, tier, steps: int) -> None:
@@ -183,17 +221,22 @@ def main() -> None:
     ap.add_argument("--loss-steps", type=int, default=3)
     ap.add_argument("--models", default="r2plus1d-18,videomae-s")
     ap.add_argument("--loss-models", default="r2plus1d-18,videomae-s")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--compile", action="store_true", help="also xbench's step with student.compile=true")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     from xbench.alloc import configure
 
     configure()  # the allocator every xbench run gets, for both loops alike
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     reg = build_registry()
-    tier = replace_options(load_tiers()["cpu"], {"eval_every": 10 ** 6, "batch_size": BATCH}, "bench")
-    data = make_data(16)
-    for name in args.models.split(","):
-        versus_hand(reg, name, data, tier, args.steps, args.rounds)
-    for name in args.loss_models.split(","):
+    tier = replace_options(load_tiers()["cpu"], {"eval_every": 10 ** 6, "batch_size": args.batch}, "bench")
+    data = make_data(max(16, 2 * args.batch))
+    for name in filter(None, args.models.split(",")):
+        versus_hand(reg, name, data, tier, args.steps, args.rounds, args.compile)
+    for name in filter(None, args.loss_models.split(",")):
         loss_costs(reg, name, data, tier, args.loss_steps)
 
 

@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from xbench.checkpoints import ModelSetup, model_setup, untrained_teacher
+from xbench.checkpoints import SETUP_KEYS, ModelSetup, model_setup, untrained_teacher
 from xbench.config import OptimizerConfig, RunConfig, Tier, from_mapping, replace_options, to_plain
 from xbench.context import Stage
 from xbench.errors import ConfigError, IncompatibleError, PluginError, XbenchError
@@ -200,7 +200,8 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
     student = reg.get("students", cfg.student or task.student)
     student_setup, unknown_student = model_setup("student", cfg.student_options, 0)
     if unknown_student:
-        raise ConfigError(f"student options: unknown key '{min(unknown_student)}' (known: checkpoint)")
+        raise ConfigError(f"student options: unknown key '{min(unknown_student)}' "
+                          f"(known: {', '.join(SETUP_KEYS['student'])})")
     teacher, teacher_options, teacher_setup = _teacher(reg, cfg, method, task, tier)
     _check_modalities(method, student, teacher, dataset)
     terms = _method_terms(reg, method, method_options, task, student, teacher)

@@ -24,7 +24,7 @@ from xbench.errors import PluginError
 from xbench.specs import ObjectiveContext, StudentSpec
 from xbench.store import xbench_home
 from xbench.taps import install
-from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict
+from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, predict, set_execution
 
 
 def build_student(ctx: RunContext, state: RunState) -> None:
@@ -36,7 +36,9 @@ def build_student(ctx: RunContext, state: RunState) -> None:
         state.checkpoints["student"] = load_checkpoint(model, p.student_setup.checkpoint, "student")
         ctx.log(f"student '{p.student.name}': {describe(state.checkpoints['student'])}")
     install(model, p.module_taps("student"), f"student '{p.student.name}'")
-    state.student = place(model, ctx.device)
+    setup = p.student_setup
+    state.student = set_execution(place(model, ctx.device), f"student '{p.student.name}'", setup.compile,
+                                  setup.activation_checkpointing)
 
 
 def pretrain(ctx: RunContext, state: RunState) -> None:
