@@ -65,7 +65,10 @@ class StudentSpec:
 @dataclass(frozen=True)
 class TeacherSpec:
     """A teacher reading privileged modalities. Same calling convention as a student; the harness
-    trains it in the ``teacher`` stage with cross-entropy on its ``logits`` tap, then freezes it."""
+    trains it in the ``teacher`` stage with cross-entropy on its ``logits`` tap, then freezes it.
+    A model that loads weights of its own from local files (a pretrained encoder's folder) sets
+    ``weights_source = {"path": ..., "sha256": ...}`` on itself: the hash enters the teacher
+    cache's key and the run's record keeps both (``checkpoints["teacher-model"]``)."""
 
     name: str
     description: str

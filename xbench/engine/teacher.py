@@ -29,7 +29,7 @@ from xbench.errors import ConfigError, IncompatibleError
 from xbench.specs import NoOptions
 from xbench.store import xbench_home
 from xbench.taps import install
-from xbench.train import Selection, StepSpec, derive_seed, fit, place, predict
+from xbench.train import Selection, StepSpec, derive_seed, fit, place, predict, set_execution
 
 
 def build_teacher(ctx: RunContext, state: RunState) -> None:
@@ -63,8 +63,12 @@ def _build_one(ctx: RunContext, state: RunState, fold: int | None, weights: dict
         state.checkpoints["teacher"] = load_checkpoint(model, p.teacher_setup.checkpoint, "teacher", weights)
         if fold in (None, 0):
             ctx.log(f"teacher '{p.teacher.name}': {describe(state.checkpoints['teacher'])}")
+    if isinstance(source := getattr(model, "weights_source", None), dict):  # its own files, recorded
+        state.checkpoints["teacher-model"] = dict(source)
     install(model, p.module_taps("teacher"), f"teacher '{p.teacher.name}'")
-    model = place(model, ctx.device)
+    setup = p.teacher_setup
+    model = set_execution(place(model, ctx.device), f"teacher '{p.teacher.name}'", setup.compile,
+                          setup.activation_checkpointing)
     slot = TeacherSlot(model, fold, {n for n, q in model.named_parameters() if not q.requires_grad})
     if enabled("teachers", p.tier):
         key = teacher_key(p, ctx.seed, state.dataset, model, state.task, ctx.device, fold)
@@ -285,6 +289,8 @@ def code_hash(model: nn.Module, task: Any = None) -> str:
         except (OSError, TypeError):  # no source (a compiled or dynamic class): the schema only
             pass
     h.update(repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()]).encode())
+    # a model that reads weights of its own (a pretrained encoder's folder) names their hash
+    h.update(str(getattr(model, "weights_source", {}).get("sha256", "")).encode())
     return h.hexdigest()[:16]
 
 
