@@ -59,8 +59,9 @@ def test_an_unknown_or_unfit_student_is_one_line(capsys, name):
 
 
 def test_every_library_model_taps_its_last_map_at_its_sample_input():
-    """Shapes on the meta device (nothing computed): the taps of all 14 models at 16 frames of
-    112 px (mvit-v2-s: 224 px, all it is built for), flow at 112 px, a 64 x 96 log-mel."""
+    """Shapes on the meta device (nothing computed): the taps of all 16 models at 16 frames of
+    112 px (mvit-v2-s: 224 px, all it is built for), flow at 112 px, a 64 x 96 log-mel, 1 s of
+    waveform."""
     from xbench.taps import sample_shapes
 
     got = {name: sample_shapes(factory, sample)[0] for name, _, factory, _, _, sample, _ in library_models()}
@@ -78,6 +79,8 @@ def test_every_library_model_taps_its_last_map_at_its_sample_input():
         "videomae-s": video(384, 8, 7), "videomae-b": video(768, 8, 7), "flow-r2plus1d-18": video(512, 2, 7),
         # CNN14: 64 mel x 96 time halved five times; AST: 16 x 16 patches without overlap
         "cnn14": audio(2048, 2, 3), "ast": audio(768, 4, 6),
+        # 1 s at 16 kHz: 49 frames of 20 ms
+        "wav2vec2-base": audio(768, 1, 49), "hubert-base": audio(768, 1, 49),
     }
 
 
@@ -93,6 +96,14 @@ def test_a_model_refuses_an_input_it_cannot_read_in_one_line(capsys):
     with pytest.raises(IncompatibleError, match=r"^cnn14 pools its input 2 x 2 five times: it needs at least 32 x 32 "
                                                 r"mel x time cells; this data gives 16 x 16$"):
         factories["cnn14"](ctx)
+    with pytest.raises(IncompatibleError, match=r"^wav2vec2-base reads waveforms; this data gives a log-mel "
+                                                r"spectrogram \(1, 16, 16\): --set dataset.audio_input=waveform$"):
+        factories["wav2vec2-base"](ctx)
+    wave = ModelContext(num_classes=3, shapes={"audio": (8000,)})
+    with pytest.raises(IncompatibleError, match=r"^cnn14 reads a log-mel spectrogram; this data gives waveforms of "
+                                                r"8000 samples \(dataset.audio_input=waveform: for wav2vec2-base, "
+                                                r"hubert-base\)$"):
+        factories["cnn14"](wave)
 
 
 def test_tsm_shifts_an_eighth_of_the_channels_each_way_in_time():
@@ -151,9 +162,9 @@ def test_list_students_verbose_shows_inputs_taps_and_shapes(capsys, registry):
         "    tokens   (2, 4, 96)"]
     assert main(["list", "students"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
-    assert names == ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "mc3-18", "mel-cnn", "mvit-v2-s", "r2plus1d-18",
-                     "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50", "tsn-resnet18",
-                     "tsn-resnet50", "videomae-b", "videomae-s"]
+    assert names == ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "hubert-base", "mc3-18", "mel-cnn", "mvit-v2-s",
+                     "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50",
+                     "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s", "wav2vec2-base"]
 
 
 def test_videomae_and_ast_forward_as_the_library_does_and_read_other_lengths():
@@ -176,3 +187,23 @@ def test_videomae_and_ast_forward_as_the_library_does_and_read_other_lengths():
         ours = vmae({"rgb": clip})["spatial"].permute(0, 1, 3, 4, 2).reshape(2, -1, 384)
         assert torch.allclose(ours, vmae.net(pixel_values=pixels).last_hidden_state, atol=1e-5)
         assert vmae({"rgb": clip[:, :2]})["tokens"].shape == (2, 1, 384)
+
+
+def test_a_speech_encoder_trains_on_the_waveform_the_dataset_gives(capsys):
+    """``dataset.audio_input=waveform``: the examples carry each clip's samples and wav2vec2 trains
+    on them; the default log-mel student says in one line that it cannot read them. The option
+    leaves the generated files and a log-mel run's config hash as they were."""
+    from xbench.data.synth import SynthOptions
+    from xbench.store import ResultStore
+
+    assert SynthOptions(audio_input="waveform").generation_key() == SynthOptions().generation_key()
+    micro = [f"--set=budget.{k}={v}" for k, v in (("student_steps", 2), ("eval_every", 2), ("batch_size", 4))]
+    base = ["run", "--method", "student", "--task", "audio-tagging", "--budget", "smoke", "--quiet", *micro]
+    assert main([*base, "--student", "wav2vec2-base", "--set=dataset.audio_input=waveform"]) == 0
+    (rec,) = ResultStore().records()
+    assert rec.config["dataset_options"]["audio_input"] == "waveform" and rec.budget.stages[-1].steps == 2
+    assert rec.metrics["top1"] == rec.metrics["top1"]  # a number, not NaN
+    capsys.readouterr()
+    assert main([*base, "--set=dataset.audio_input=waveform"]) == 2
+    assert capsys.readouterr().err == ("xbench: error: mel-cnn reads a log-mel spectrogram; this data gives waveforms "
+                                       "of 8000 samples (dataset.audio_input=waveform: for wav2vec2-base, hubert-base)\n")

@@ -49,13 +49,13 @@ def test_list_methods_output(capsys):
 def test_registry_names_and_owners(registry):
     assert {k: registry.names(k) for k in registry.entries} == {
         # the library models (xbench.backbones) are both students and teachers
-        "teachers": ["ast", "audio-cnn", "cnn14", "flow-pose-tcn", "flow-r2plus1d-18", "flow-tcn", "mc3-18", "minilm",
-                     "mvit-v2-s", "pose-tcn", "r2plus1d-18", "r3d-18", "rgb-tcn", "s3d", "swin3d-t", "tiny-bert",
-                     "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "two-stream-tcn", "video-cnn", "videomae-b",
-                     "videomae-s"],
-        "students": ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "mc3-18", "mel-cnn", "mvit-v2-s", "r2plus1d-18",
-                     "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50", "tsn-resnet18",
-                     "tsn-resnet50", "videomae-b", "videomae-s"],
+        "teachers": ["ast", "audio-cnn", "cnn14", "flow-pose-tcn", "flow-r2plus1d-18", "flow-tcn", "hubert-base", "lm",
+                     "mc3-18", "minilm", "mvit-v2-s", "pose-tcn", "r2plus1d-18", "r3d-18", "rgb-tcn", "s3d", "swin3d-t",
+                     "tiny-bert", "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "two-stream-tcn", "video-cnn",
+                     "videomae-b", "videomae-s", "wav2vec2-base"],
+        "students": ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "hubert-base", "mc3-18", "mel-cnn", "mvit-v2-s",
+                     "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50",
+                     "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s", "wav2vec2-base"],
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
@@ -81,7 +81,7 @@ def test_registry_names_and_owners(registry):
                                               "methods": ["argb"]}
     assert registry.registered_by("xkd") == {"methods": ["xkd", "xkd-mae"]}
     assert registry.registered_by("mnf-csc") == {"methods": ["mnf-csc"]}
-    assert registry.registered_by("text") == {"teachers": ["minilm", "tiny-bert"]}
+    assert registry.registered_by("text") == {"teachers": ["lm", "minilm", "tiny-bert"]}
     assert registry.owner("methods", "kd").dist == "xbench-baselines"
 
 

@@ -28,7 +28,11 @@ its published layer table with PANNs' parameter names (so its AudioSet checkpoin
 spectrogram front end listed as unexpected; it was trained on 64 mel bands: ``dataset.mel_bands=64``),
 and transformers' ``AST`` (Gong et al. 2021) with 16 x 16 patches cut without overlap (the paper
 overlaps them at a stride of 10). Their ``tokens`` run along time (mel bands averaged), ``spatial``
-is the last map (B, D, mel cells, time cells).
+is the last map (B, D, mel cells, time cells). The speech encoders read the waveform itself
+(B, S), where the dataset gives it (``--set dataset.audio_input=waveform``): transformers'
+``wav2vec2-base`` (Baevski et al. 2020) and ``hubert-base`` (Hsu et al. 2021), the architectures
+of torchaudio's WAV2VEC2_BASE and HUBERT_BASE bundles (their checkpoints load through the
+transformers names); ``tokens`` are their 20 ms frames.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench.errors import IncompatibleError
+from xbench.models import needs_log_mel
 from xbench.specs import ModelContext
 
 #: the normalisation torchvision's Kinetics-400 video weights expect (their transforms' mean, std)
@@ -301,7 +306,7 @@ class Cnn14(nn.Module):
 
 
 def _cnn14(ctx: ModelContext) -> AudioBackbone:
-    mel, time = ctx.shapes["audio"][-2:]
+    mel, time = needs_log_mel(ctx, "cnn14")
     if min(mel, time) < 32:
         raise IncompatibleError(f"cnn14 pools its input 2 x 2 five times: it needs at least 32 x 32 mel x time "
                                 f"cells; this data gives {mel} x {time}")
@@ -311,7 +316,7 @@ def _cnn14(ctx: ModelContext) -> AudioBackbone:
 def _ast(ctx: ModelContext) -> AudioBackbone:
     from transformers import ASTConfig, ASTModel
 
-    mel, time = ctx.shapes["audio"][-2:]
+    mel, time = needs_log_mel(ctx, "AST")
     if min(mel, time) < 16:
         raise IncompatibleError(f"AST reads 16 x 16 patches: it needs at least 16 x 16 mel x time cells; this data "
                                 f"gives {mel} x {time}")
@@ -347,12 +352,53 @@ def _ast(ctx: ModelContext) -> AudioBackbone:
     return AudioBackbone(ctx, net, cfg.hidden_size, features, pool)
 
 
+class WaveBackbone(nn.Module):
+    """A transformers speech encoder over the waveform (B, S): each clip normalised to zero mean
+    and unit variance (as wav2vec2's feature extractor does), the convolutional feature encoder
+    and the transformer; ``tokens`` are its frames (20 ms each at 16 kHz), ``feature`` their mean,
+    ``spatial`` the frames as a (B, D, 1, T) map."""
+
+    checkpoint_roots = ("net",)
+
+    def __init__(self, ctx: ModelContext, net: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.net, self.dim = net, dim
+        self.head = nn.Linear(dim, ctx.num_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = inputs["audio"].float()
+        x = (x - x.mean(dim=1, keepdim=True)) / torch.sqrt(x.var(dim=1, keepdim=True) + 1e-7)
+        seq = self.net(input_values=x).last_hidden_state  # (B, T, D)
+        feature = seq.mean(dim=1)
+        return {"logits": self.head(feature), "feature": feature, "tokens": seq,
+                "spatial": seq.transpose(1, 2).unsqueeze(2)}
+
+
+def _speech(kind: str) -> Callable[[ModelContext], WaveBackbone]:
+    def factory(ctx: ModelContext) -> WaveBackbone:
+        shape = ctx.shapes["audio"]
+        if len(shape) != 1:
+            raise IncompatibleError(f"{kind}-base reads waveforms; this data gives a log-mel spectrogram {tuple(shape)}: "
+                                    "--set dataset.audio_input=waveform")
+        if shape[0] < 400:  # the feature encoder's receptive field: 25 ms at 16 kHz
+            raise IncompatibleError(f"{kind}-base needs at least 400 samples of audio; this data gives {shape[0]}")
+        import transformers
+
+        config = getattr(transformers, "Wav2Vec2Config" if kind == "wav2vec2" else "HubertConfig")()
+        net = getattr(transformers, "Wav2Vec2Model" if kind == "wav2vec2" else "HubertModel")(config)
+        return WaveBackbone(ctx, net, config.hidden_size)
+
+    return factory
+
+
 # ----------------------------------------------------------------------------- the catalogue
 
 TAPS = ("logits", "feature", "tokens", "spatial")
 #: the input each kind of model is shown at by ``list -v``: 16 frames of 112 px (R(2+1)D's and
 #: XKD's setting), flow at the same size, 1 s of 64-band log-mel at 10 ms hops (PANNs' bands)
 SAMPLES = {"rgb": (16, 3, 112, 112), "flow": (16, 2, 112, 112), "audio": (1, 64, 96)}
+#: 1 s of waveform at 16 kHz, for the speech encoders
+WAVE = (16000,)
 
 
 #: the encoder a method builds beside a student for the other modality (XKD): a transformer's is a
@@ -391,7 +437,11 @@ def library_models() -> list[tuple[str, str, Callable[[ModelContext], nn.Module]
         ("ast", ("transformers' Audio Spectrogram Transformer (Gong et al. 2021), ViT-B, 16 x 16 patches, no overlap, "
          "random init (86M)"),
          _ast, audio),
+        ("wav2vec2-base", ("transformers' wav2vec 2.0 Base (Baevski et al. 2020) on the waveform "
+         "(dataset.audio_input=waveform), random init (94M)"), _speech("wav2vec2"), audio),
+        ("hubert-base", ("transformers' HuBERT Base (Hsu et al. 2021) on the waveform "
+         "(dataset.audio_input=waveform), random init (94M)"), _speech("hubert"), audio),
     ]
-    return [(*row, TAPS,
-             {"rgb": (16, 3, 224, 224)} if row[0] == "mvit-v2-s" else {row[3][0]: SAMPLES[row[3][0]]},
+    samples = {"mvit-v2-s": {"rgb": (16, 3, 224, 224)}, "wav2vec2-base": {"audio": WAVE}, "hubert-base": {"audio": WAVE}}
+    return [(*row, TAPS, samples.get(row[0], {row[3][0]: SAMPLES[row[3][0]]}),
              PARTNERS.get(row[0], {"audio": "cnn14"} if row[3] == rgb else {})) for row in out]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from xbench.errors import IncompatibleError
 from xbench.preprocess import rgb_unit
 from xbench.specs import ModelContext
 
@@ -54,6 +55,16 @@ class FrameCNNStudent(nn.Module):
         return self.frames, 3
 
 
+def needs_log_mel(ctx: ModelContext, name: str) -> tuple[int, int]:
+    """The (mel, time) size of the data's log-mel audio; an IncompatibleError naming ``name``
+    where the dataset gives waveforms instead (``dataset.audio_input=waveform``)."""
+    shape = ctx.shapes.get("audio", (1, 32, 32))
+    if len(shape) != 3:
+        raise IncompatibleError(f"{name} reads a log-mel spectrogram; this data gives waveforms of {shape[-1]} samples "
+                                "(dataset.audio_input=waveform: for wav2vec2-base, hubert-base)")
+    return shape[-2], shape[-1]
+
+
 class MelCNNStudent(nn.Module):
     """The ``audio-tagging`` student: a 2D CNN over the log-mel spectrogram, the audio twin of
     ``frame-cnn``. Taps: ``logits``, ``feature`` (B, D), ``tokens`` (B, h*w, D) time-frequency
@@ -61,6 +72,7 @@ class MelCNNStudent(nn.Module):
 
     def __init__(self, ctx: ModelContext, width: int = 16, dim: int = 64) -> None:
         super().__init__()
+        needs_log_mel(ctx, "mel-cnn")
         self.body = nn.Sequential(_conv(1, width), _conv(width, 2 * width), _conv(2 * width, dim))
         self.dropout = nn.Dropout(0.1)
         self.head = nn.Linear(dim, ctx.num_classes)
@@ -83,6 +95,7 @@ class AudioTeacher(nn.Module):
 
     def __init__(self, ctx: ModelContext, width: int = 32, dim: int = 96) -> None:
         super().__init__()
+        needs_log_mel(ctx, "audio-cnn")
         self.body = nn.Sequential(_conv(1, width), _conv(width, 2 * width), _conv(2 * width, dim))
         self.head = nn.Linear(dim, ctx.num_classes)
         self.dim = dim

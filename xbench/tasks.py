@@ -50,6 +50,15 @@ def mel_shape(dataset: Any) -> tuple[int, int]:
     return getattr(dataset, "mel_bands", 32), getattr(dataset, "mel_frames", 32)
 
 
+def audio_tensor(windows: list[np.ndarray], dataset: Any) -> torch.Tensor:
+    """Audio windows as models read them: (N, 1, mel, time) log-mel spectrograms, or where the
+    dataset's ``audio_input`` is "waveform" the (N, S) float waveforms themselves."""
+    wave = torch.from_numpy(np.stack(windows))
+    if getattr(dataset, "audio_input", "log-mel") == "waveform":
+        return wave.float()
+    return log_mel(wave, dataset.audio_rate, *mel_shape(dataset))
+
+
 def _audio_window(audio: np.ndarray, start_frame: int, fps: float, rate: int, length: int) -> np.ndarray:
     """``length`` samples of ``audio`` from the time of frame ``start_frame`` (zero-padded past the
     end of the track)."""
@@ -133,7 +142,7 @@ class RecognitionTask:
             if m == "text":
                 continue  # text stays a list of strings in meta; text teachers tokenise it
             if m == "audio":
-                tensors[m] = log_mel(torch.from_numpy(np.stack(values)), dataset.audio_rate, *mel_shape(dataset))
+                tensors[m] = audio_tensor(values, dataset)
             else:
                 tensors[m] = torch.from_numpy(np.stack(values))
         n = len(labels)
@@ -163,8 +172,7 @@ class RecognitionTask:
                                            split == "train", seed)
         if "audio" in modalities:
             audio = [dataset.read(v, "audio") for v in videos]
-            tensors["audio"] = log_mel(torch.from_numpy(np.stack([audio[i] for i, _, _ in steps])),
-                                       dataset.audio_rate, *mel_shape(dataset))
+            tensors["audio"] = audio_tensor([audio[i] for i, _, _ in steps], dataset)
         n = len(steps)
         tensors["label"] = torch.tensor([s.label for _, _, s in steps], dtype=torch.long)
         tensors["index"] = torch.arange(n)

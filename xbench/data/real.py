@@ -78,6 +78,8 @@ class ClipOptions:
     #: trained on 64 bands: its checkpoint needs mel_bands=64)
     mel_bands: int = 32
     mel_frames: int = 32
+    #: how models read the audio: the log-mel spectrogram, or the waveform (wav2vec2, HuBERT)
+    audio_input: Literal["log-mel", "waveform"] = "log-mel"
     #: splits the files do not give: val (and test) carved from train, whole groups at a time
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -410,7 +412,7 @@ class ClipDataset:
         #: annotations give them
         self._sentences, self._parts = sentences, parts
         self.audio_rate = opts.audio_rate
-        self.mel_bands, self.mel_frames = opts.mel_bands, opts.mel_frames
+        self.mel_bands, self.mel_frames, self.audio_input = opts.mel_bands, opts.mel_frames, opts.audio_input
         self.audio_samples = round(opts.audio_seconds * opts.audio_rate)
         #: frames per clip the student sees (where a task does not set its own)
         self.clip_frames = opts.frames

@@ -90,6 +90,8 @@ class SynthOptions:
     #: read flow prepared from the videos (``xbench data flow ROOT --out DIR``: DIR mirrors the
     #: videos' paths with .npy) instead of the generator's exact motion fields, as real data must
     flow_dir: str | None = None
+    #: how models read the audio: a log-mel spectrogram, or the waveform itself (wav2vec2, HuBERT)
+    audio_input: Literal["log-mel", "waveform"] = field(default="log-mel", metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         if not 1 <= self.verbs <= len(VERBS):
@@ -119,7 +121,7 @@ class SynthOptions:
         return self.verbs * self.objects
 
     def generation_key(self) -> str:
-        params = {k: v for k, v in asdict(self).items() if k not in ("label_fraction", "flow_dir")}
+        params = {k: v for k, v in asdict(self).items() if k not in ("label_fraction", "flow_dir", "audio_input")}
         for key in ("overlap_rate", "teacher_size"):  # unset: the option set before they existed, same key
             if not params[key]:
                 del params[key]
@@ -404,6 +406,7 @@ class SynthDataset:
         self.root = (root or io.data_home()) / "synth" / opts.generation_key()
         self.num_classes = opts.num_classes
         self.class_names = class_names(opts)
+        self.audio_input = opts.audio_input
         # through the "xbench" logger: the CLI shows it (not under --quiet); a library user
         # configures logging as for any library
         self._log = log or logging.getLogger("xbench.data").info
