@@ -66,8 +66,8 @@ def test_registry_names_and_owners(registry):
                     "kd-confident", "kd-oracle", "lmkd", "mmd", "mnf-csc", "noise-floor", "nst", "pkt", "rkd", "sp", "student",
                     "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"],
     }
-    library = ["ast", "cnn14", "flow-r2plus1d-18", "mc3-18", "mvit-v2-s", "r2plus1d-18", "r3d-18", "s3d", "swin3d-t",
-               "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s"]
+    library = ["ast", "cnn14", "flow-r2plus1d-18", "hubert-base", "mc3-18", "mvit-v2-s", "r2plus1d-18", "r3d-18", "s3d",
+               "swin3d-t", "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s", "wav2vec2-base"]
     assert registry.registered_by("core") == {
         "teachers": sorted(["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "rgb-tcn", "two-stream-tcn",
                             "video-cnn", *library]),

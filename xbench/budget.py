@@ -21,6 +21,10 @@ class CurvePoint:
     terms: dict[str, float]
 
 
+#: StageSpend's figures that records before them lack
+LATER_FIGURES = ("eval_seconds", "warmup_steps", "warmup_seconds")
+
+
 @dataclass
 class StageSpend:
     """What one stage spent. FLOPs are counted with torch.utils.flop_counter on the stage's first
@@ -63,7 +67,9 @@ class StageSpend:
         return self.samples * (self.steps - self.warmup_steps) / self.steps / steady
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """As a record stores it: a figure an older stage did not keep (None) is left out, as the
+        record's typed layer writes it (the integrity hashes are of what is written)."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in LATER_FIGURES}
 
     @classmethod
     def from_dict(cls, data: dict) -> StageSpend:
