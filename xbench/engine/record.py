@@ -8,6 +8,7 @@ import functools
 import platform
 import secrets
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,7 +47,20 @@ def device_name(device: torch.device) -> str:
 
 
 #: the environment keys a result's bits may depend on
-NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "device", "threads")
+NUMERIC_ENV = ("torch", "numpy", "python", "cpu_capability", "cpu", "device", "threads")
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The processor's model name: the same code, torch and threads gave a cpu-tier run's top-1
+    34.59 on one machine and 34.36 on another, so a record names its processor too."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 def numerics(device: torch.device) -> dict[str, Any]:
@@ -54,7 +68,7 @@ def numerics(device: torch.device) -> dict[str, Any]:
     import numpy
 
     return {"torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device_name(device),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model(), "device": device_name(device),
             "threads": torch.get_num_threads()}
 
 
