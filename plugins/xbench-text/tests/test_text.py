@@ -90,6 +90,10 @@ def test_lm_from_a_local_folder_loads_its_weights_and_names_their_hash(tmp_path)
     assert torch.equal(a.encoder.state_dict()[emb], b.encoder.state_dict()[emb])
     assert not torch.equal(a.encoder.state_dict()[emb], c.encoder.state_dict()[emb])
     assert a.weights_source["sha256"] == c.weights_source["sha256"] and c.weights_source["weights"] == "random init"
+    frozen = LMTeacher(ModelContext(3, {}), LMOptions(model=str(folder), freeze=True)).train()
+    assert not frozen.encoder.training and frozen.head.training
+    assert [n for n, q in frozen.named_parameters() if q.requires_grad] == [
+        "head.weight", "head.bias", "mlm_head.weight", "mlm_head.bias"]
     ids, _, _ = a.encode([RECIPE])
     assert a.tokenizer.convert_ids_to_tokens(ids[0].tolist()) == [
         "[CLS]", "saute", "the", "creme", "fraiche", "with", "ja", "##la", "##pen", "##os", "[SEP]",

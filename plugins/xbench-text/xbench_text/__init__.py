@@ -242,6 +242,12 @@ class LMTeacher(nn.Module):
         self.head = nn.Linear(dim, ctx.num_classes)
         self.mlm_head = nn.Linear(dim, len(self.tokenizer))  # with its added tokens
 
+    def train(self, mode: bool = True) -> LMTeacher:
+        super().train(mode)
+        if self.opts.freeze:  # a frozen encoder is used as published: no dropout
+            self.encoder.eval()
+        return self
+
     def encode(self, text: list[tuple[str, ...]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token ids (B, L), attention mask (B, L) and each step's [SEP] position (B, N)."""
         tok, device = self.tokenizer, self.head.weight.device
