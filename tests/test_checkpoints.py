@@ -210,4 +210,4 @@ def test_compile_and_activation_checkpointing_are_options_the_record_states(caps
     assert main([*base, "--set=student.activation_checkpointing=true"]) == 2
     assert capsys.readouterr().err == (
         "xbench: error: student 'frame-cnn': activation_checkpointing needs a transformers or timm network "
-        "inside (videomae-s, videomae-b, ast, tsn-*, tsm-*); this model has none\n")
+        "inside (videomae-*, ast, wav2vec2-base, hubert-base, tsn-*, tsm-*); this model has none\n")

@@ -113,7 +113,7 @@ def enable_activation_checkpointing(module: nn.Module, who: str) -> None:
             found.append(name)
     if not found:
         raise IncompatibleError(f"{who}: activation_checkpointing needs a transformers or timm network inside "
-                                "(videomae-s, videomae-b, ast, tsn-*, tsm-*); this model has none")
+                                "(videomae-*, ast, wav2vec2-base, hubert-base, tsn-*, tsm-*); this model has none")
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:
