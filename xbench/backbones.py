@@ -382,11 +382,11 @@ def _speech(kind: str) -> Callable[[ModelContext], WaveBackbone]:
                                     "--set dataset.audio_input=waveform")
         if shape[0] < 400:  # the feature encoder's receptive field: 25 ms at 16 kHz
             raise IncompatibleError(f"{kind}-base needs at least 400 samples of audio; this data gives {shape[0]}")
-        import transformers
+        from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
 
-        config = getattr(transformers, "Wav2Vec2Config" if kind == "wav2vec2" else "HubertConfig")()
-        net = getattr(transformers, "Wav2Vec2Model" if kind == "wav2vec2" else "HubertModel")(config)
-        return WaveBackbone(ctx, net, config.hidden_size)
+        config, model = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel)}[kind]
+        cfg = config()
+        return WaveBackbone(ctx, model(cfg), cfg.hidden_size)
 
     return factory
 

@@ -21,10 +21,6 @@ class CurvePoint:
     terms: dict[str, float]
 
 
-#: StageSpend's figures that records before them lack
-LATER_FIGURES = ("eval_seconds", "warmup_steps", "warmup_seconds")
-
-
 @dataclass
 class StageSpend:
     """What one stage spent. FLOPs are counted with torch.utils.flop_counter on the stage's first
@@ -67,9 +63,7 @@ class StageSpend:
         return self.samples * (self.steps - self.warmup_steps) / self.steps / steady
 
     def as_dict(self) -> dict:
-        """As a record stores it: a figure an older stage did not keep (None) is left out, as the
-        record's typed layer writes it (the integrity hashes are of what is written)."""
-        return {k: v for k, v in asdict(self).items() if v is not None or k not in LATER_FIGURES}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> StageSpend:
@@ -93,7 +87,8 @@ class BudgetMeter:
     stages: list[StageSpend] = field(default_factory=list)
 
     def stage(self, name: str, max_steps: int) -> StageSpend:
-        spend = StageSpend(stage=name, max_steps=max_steps)
+        # every stage of this version keeps the figures older records lack (None there)
+        spend = StageSpend(stage=name, max_steps=max_steps, eval_seconds=0.0, warmup_steps=0, warmup_seconds=0.0)
         self.stages.append(spend)
         return spend
 

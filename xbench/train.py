@@ -262,8 +262,6 @@ class _Loop:
         self.spec, self.tier, self.device = spec, ctx.tier, ctx.device
         self.meter, self.log = ctx.meter, ctx.log
         self.spend = ctx.meter.stage(spec.stage, spec.max_steps)
-        self.spend.eval_seconds = self.spend.warmup_seconds = 0.0
-        self.spend.warmup_steps = 0
         self.clock = ctx.clock
         with self.clock.part("setup"):  # the first optimizer of a process imports torch._dynamo
             self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)

@@ -120,6 +120,8 @@ def build_record(ctx: RunContext, state: RunState, started: dt.datetime) -> RunR
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }
-    # per-field hashes: a record edited after the run is rejected naming what changed
-    record["integrity"] = integrity(record)
-    return RunRecord.from_json(record, f"run {run_id}")  # what is written is what is read
+    # per-field hashes of the record as the typed layer writes it (an optional field that is
+    # None left out): a record edited after the run is rejected naming what changed
+    written = RunRecord.from_json({**record, "integrity": {}}, f"run {run_id}").to_json()
+    written["integrity"] = integrity(written)
+    return RunRecord.from_json(written, f"run {run_id}")  # what is written is what is read
