@@ -142,7 +142,7 @@ def test_a_student_checkpoint_starts_every_method_from_the_same_weights(tmp_path
     capsys.readouterr()
     assert main([*base, "--method", "student", "--set=student.frozen=1"]) == 2
     assert capsys.readouterr().err == ("xbench: error: student options: unknown key 'frozen' "
-                                       "(known: checkpoint, compile, activation_checkpointing)\n")
+                                       "(known: checkpoint, compile, activation_checkpointing, encoder, encoder_checkpoint)\n")
 
 
 def _grads(model, x):

@@ -189,6 +189,7 @@ def xbench_register_students(register):
         taps=("logits", "feature", "tokens", "past_logits", "pred_next", "next_actual",
               "sentence_logits", "generated"),
         train_inputs=("next_tokens",),
+        reads_features=True,  # RULSTM-style: --set student.encoder=NAME
     ))
 
     register(StudentSpec(

@@ -14,13 +14,16 @@ The key hashes everything the result depends on (code, plugin, data, configurati
 numerical stack that computed it); a teacher's outputs are keyed by the hash of its checkpoint file
 as well, so a changed checkpoint invalidates them. A run records the cost of a cached stage either
 way, with ``source: cache`` or ``computed``, and its numbers are the same bit for bit.
-``XBENCH_TEACHER_CACHE=0`` and ``XBENCH_PRETRAIN_CACHE=0`` disable them.
+A frozen encoder's features of the student's clips (frozen-feature mode) are stored as
+``features/<key>.pt``, one row per example in the split's order.
+``XBENCH_TEACHER_CACHE=0``, ``XBENCH_PRETRAIN_CACHE=0`` and ``XBENCH_FEATURE_CACHE=0`` disable them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +35,12 @@ from xbench.settings import settings
 
 
 def enabled(kind: str, tier: Any) -> bool:
-    """Whether the ``teachers`` or ``pretrain`` cache serves a run of ``tier``: its switch is on,
+    """Whether the ``teachers``, ``pretrain`` or ``features`` cache serves a run of ``tier``: its switch is on,
     and the tier's budget is not the clock (under a time budget every run pays its stages against
     its own clock: a cached stage would leave a later method more time than the run that computed
     it)."""
-    on = settings().teacher_cache if kind == "teachers" else settings().pretrain_cache
+    on = {"teachers": settings().teacher_cache, "pretrain": settings().pretrain_cache,
+          "features": settings().feature_cache}[kind]
     return on and not tier.time_budget
 
 
@@ -107,6 +111,32 @@ class TeacherCache(ModelCache):
 
     def save_outputs(self, split: str, outs: dict[str, torch.Tensor]) -> None:
         _atomic_save(outs, self._outputs_path(split))
+
+
+class FeatureCache:
+    """A frozen encoder's features of one split, under ``cache/features/<key>.pt``."""
+
+    def __init__(self, root: Path, key: str, log=lambda msg: None) -> None:
+        self.path = root / "cache" / "features" / f"{key}.pt"
+        self._log = log
+
+    def load(self, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """The features, or None on a miss or an entry whose rows and leading axes are not ``shape``
+        (the split's examples and their clip axes) or that does not read."""
+        if not self.path.is_file():
+            return None
+        try:
+            value = torch.load(self.path, map_location="cpu", weights_only=True)["features"]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape[:-1]) != shape:
+                raise ValueError(f"expected features of shape {shape} + (width,)")
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+            self._log(f"feature cache: corrupt entry {self.path} ({exc}); recomputing")
+            return None
+        return value
+
+    def save(self, features: torch.Tensor) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({"features": features}, self.path)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

@@ -45,23 +45,30 @@ class ModelSetup:
     most the tier's; 0: a pretrained teacher used as it is); and how the model executes:
     ``compile`` (``torch.compile``'s mode: its kernels change the numerics in the last bits, so a
     compiled run is another configuration) and ``activation_checkpointing`` (activations
-    recomputed in the backward pass instead of kept: less memory, more time)."""
+    recomputed in the backward pass instead of kept: less memory, more time). For a student,
+    ``encoder`` (frozen-feature mode: the registered student whose ``feature`` tap encodes each
+    clip once, frozen, in place of the clip's frames; ``xbench.engine.features``) and
+    ``encoder_checkpoint``, the local file it starts from."""
 
     checkpoint: Checkpoint | None = None
     train_steps: int | None = None
     compile: str | None = None
     activation_checkpointing: bool = False
+    encoder: str | None = None
+    encoder_checkpoint: Checkpoint | None = None
 
     def plain(self) -> dict[str, Any]:
         """What the config hash and the teacher-cache key hold (the file's hash, not its path)."""
         return {**({"checkpoint": self.checkpoint.sha256} if self.checkpoint else {}),
                 **({"train_steps": self.train_steps} if self.train_steps is not None else {}),
                 **({"compile": self.compile} if self.compile else {}),
-                **({"activation_checkpointing": True} if self.activation_checkpointing else {})}
+                **({"activation_checkpointing": True} if self.activation_checkpointing else {}),
+                **({"encoder": self.encoder} if self.encoder else {}),
+                **({"encoder_checkpoint": self.encoder_checkpoint.sha256} if self.encoder_checkpoint else {})}
 
 
 #: the harness's keys in ``--set student.KEY`` / ``--set teacher.KEY`` (the rest are the spec's)
-SETUP_KEYS = {"student": ("checkpoint", "compile", "activation_checkpointing"),
+SETUP_KEYS = {"student": ("checkpoint", "compile", "activation_checkpointing", "encoder", "encoder_checkpoint"),
               "teacher": ("checkpoint", "train_steps", "compile", "activation_checkpointing")}
 #: ``torch.compile``'s modes (``compile=true``: its default)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -83,7 +90,20 @@ def model_setup(who: str, options: dict[str, Any], max_steps: int) -> tuple[Mode
     ac = options.get("activation_checkpointing", False)
     if not isinstance(ac, bool):
         raise ConfigError(f"{who}.activation_checkpointing: expected true or false, got {ac!r}")
-    return ModelSetup(ckpt, steps, mode or None, ac), rest
+    encoder = options.get("encoder")
+    if encoder is not None and (not isinstance(encoder, str) or not encoder):
+        raise ConfigError(f"{who}.encoder: expected a student's name, got {encoder!r}")
+    enc_ckpt = options.get("encoder_checkpoint")
+    if enc_ckpt is not None and encoder is None:
+        raise ConfigError(f"{who}.encoder_checkpoint: give {who}.encoder=NAME too (the network it initialises)")
+    enc = checkpoint_of(enc_ckpt, f"{who}.encoder_checkpoint") if enc_ckpt is not None else None
+    return ModelSetup(ckpt, steps, mode or None, ac, encoder, enc), rest
+
+
+def option(who: str) -> str:
+    """The option a message names: ``student.checkpoint`` for ``student``, or ``who`` itself where
+    it is an option already (``student.encoder_checkpoint``)."""
+    return who if "." in who else f"{who}.checkpoint"
 
 
 def untrained_teacher(setup: ModelSetup, steps: int, tier: str, teacher: str) -> str | None:
@@ -104,10 +124,10 @@ _memo: dict[tuple[str, int, int], str] = {}
 def checkpoint_of(path: Any, who: str) -> Checkpoint:
     """The checkpoint at ``path`` (its hash computed once per file state in a process)."""
     if not isinstance(path, str) or not path:
-        raise ConfigError(f"{who}.checkpoint: expected a file path, got {path!r}")
+        raise ConfigError(f"{option(who)}: expected a file path, got {path!r}")
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"{who}.checkpoint: no file {file}")
+        raise ConfigError(f"{option(who)}: no file {file}")
     # a sweep plans every run of its grid: a large file is hashed once per state (size, mtime)
     st, where = file.stat(), str(file.resolve())
     key = (where, st.st_size, st.st_mtime_ns)
@@ -127,7 +147,7 @@ def read_weights(path: str, who: str) -> dict[str, torch.Tensor]:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt file or a pickle weights_only refuses: one line, naming it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DataError(f"{who}.checkpoint {path}: not a readable safetensors or torch file "
+        raise DataError(f"{option(who)} {path}: not a readable safetensors or torch file "
                         f"({type(exc).__name__}: {first})") from exc
     while isinstance(raw, dict) and not _all_tensors(raw):
         inner = next((raw[k] for k in WRAPPERS if isinstance(raw.get(k), dict)), None)
@@ -135,7 +155,7 @@ def read_weights(path: str, who: str) -> dict[str, torch.Tensor]:
             break
         raw = inner
     if not isinstance(raw, dict) or not raw or not _all_tensors(raw):
-        raise DataError(f"{who}.checkpoint {path}: expected a mapping of parameter name -> tensor "
+        raise DataError(f"{option(who)} {path}: expected a mapping of parameter name -> tensor "
                         f"(optionally under one of {', '.join(WRAPPERS)})")
     if all(k.startswith("module.") for k in raw):  # saved from DistributedDataParallel
         raw = {k[len("module."):]: v for k, v in raw.items()}
@@ -165,12 +185,12 @@ def load_checkpoint(model: nn.Module, ckpt: Checkpoint, who: str,
     own = states[target_name]
     shared = weights.keys() & own.keys()
     if not shared:
-        raise ConfigError(f"{who}.checkpoint {ckpt.path}: none of its {len(weights)} keys is a parameter of "
-                          f"{who} (its first: '{next(iter(weights))}'; the model's: '{next(iter(own), '')}')")
+        raise ConfigError(f"{option(who)} {ckpt.path}: none of its {len(weights)} keys is a parameter of "
+                          f"{who.removesuffix('_checkpoint')} (its first: '{next(iter(weights))}'; the model's: '{next(iter(own), '')}')")
     for key in shared:
         if weights[key].shape != own[key].shape:
             prefix = f"{target_name}." if target_name else ""
-            raise ConfigError(f"{who}.checkpoint {ckpt.path}: '{prefix}{key}' has shape {tuple(weights[key].shape)} "
+            raise ConfigError(f"{option(who)} {ckpt.path}: '{prefix}{key}' has shape {tuple(weights[key].shape)} "
                               f"in the file and {tuple(own[key].shape)} in the model")
     result = _module(model, target_name).load_state_dict(weights, strict=False)
     return {"path": ckpt.path, "sha256": ckpt.sha256, "into": target_name or "(the model)", "loaded": len(shared),

@@ -28,6 +28,9 @@ class Stage(str, Enum):
     """The stages a run may have, in the order they run. A record's ``budget.stages`` lists the
     ones that ran, by these values."""
 
+    #: frozen-feature mode: the frozen encoder's features of the student's clips (before the others,
+    #: as the splits are opened)
+    FEATURES = "features"
     TEACHER_PRETRAIN = "teacher-pretrain"
     TEACHER = "teacher"
     PRETRAIN = "pretrain"

@@ -58,8 +58,10 @@ def run_config(record: RunRecord, tiers: dict[str, Tier]) -> RunConfig:
         plain = to_plain(tiers[base])
         budget_options = {k: v for k, v in cfg["tier"].items() if k != "name" and plain.get(k) != v}
     models, files = cfg.get("models") or {}, record.checkpoints or {}
-    setup = {who: {**({"checkpoint": files[who]["path"]} if who in files else {}),
-                   **{k: v for k, v in models.get(who, {}).items() if k != "checkpoint"}}  # steps, execution
+    # the models' options (steps, execution, encoder) with each checkpoint's path for its hash
+    setup = {who: {**{k: v for k, v in models.get(who, {}).items() if k not in ("checkpoint", "encoder_checkpoint")},
+                   **({"checkpoint": files[who]["path"]} if who in files else {}),
+                   **({"encoder_checkpoint": files[f"{who}-encoder"]["path"]} if f"{who}-encoder" in files else {})}
              for who in ("student", "teacher")}
     return from_mapping(RunConfig, {
         "method": cfg["method"], "task": cfg["task"], "dataset": cfg["dataset"], "teacher": cfg["teacher"],

@@ -25,6 +25,8 @@ VARIABLES = {
     "XBENCH_TEACHER_CACHE": ("on", "reuse trained teachers and their outputs from XBENCH_HOME/cache"),
     "XBENCH_PRETRAIN_CACHE": ("on", ("reuse the student's encoder pretraining (the same for every method) from "
                                       "XBENCH_HOME/cache")),
+    "XBENCH_FEATURE_CACHE": ("on", ("reuse a frozen encoder's features of the student's clips (student.encoder) "
+                                     "from XBENCH_HOME/cache")),
     "XBENCH_DECODE_CACHE": ("on", "decode each video once into a memory-mapped uint8 cache"),
     "XBENCH_DECODE_WORKERS": ("0", ("processes that decode a cold cache of real video (0: one per core, up to 4); "
                                      "results never depend on it")),
@@ -67,6 +69,7 @@ class Settings:
     traceback: bool
     teacher_cache: bool
     pretrain_cache: bool
+    feature_cache: bool
     decode_cache: bool
     #: processes decoding a cold cache of real video (0: one per core, up to 4)
     decode_workers: int
@@ -92,6 +95,7 @@ def settings() -> Settings:
         traceback=flag("XBENCH_TRACEBACK", False),
         teacher_cache=flag("XBENCH_TEACHER_CACHE", True),
         pretrain_cache=flag("XBENCH_PRETRAIN_CACHE", True),
+        feature_cache=flag("XBENCH_FEATURE_CACHE", True),
         decode_cache=flag("XBENCH_DECODE_CACHE", True),
         decode_workers=_count("XBENCH_DECODE_WORKERS"),
         clock_limit=flag("XBENCH_CLOCK_LIMIT", True),

@@ -60,6 +60,11 @@ class StudentSpec:
     #: an input shape per modality (no batch axis) at which ``xbench list students -v`` shows the
     #: shapes of the taps and of the top modules (built on the meta device: nothing is computed)
     sample: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: the student also reads a frozen encoder's features in place of its modality's clips
+    #: (``--set student.encoder=NAME``, RULSTM-style): its ``ctx.shapes[modality]`` then ends in
+    #: the feature width instead of the clip's axes, the clips' leading axes kept (anticipation's
+    #: observed steps: (N, T, 3, H, W) becomes (N, D)), and the values are float features
+    reads_features: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from xbench.contracts import Dataset, missing_members, teacher_is_train
 from xbench.data.examples import Examples
 from xbench.engine import student as _student
 from xbench.engine import teacher as _teacher
+from xbench.engine.features import FrozenFeatures
 from xbench.engine.plan import Plan, plan, resolve_term, stages_of
 from xbench.engine.record import build_record, device_name, environment, git_sha
 from xbench.engine.state import RunState, call
@@ -130,10 +131,14 @@ def _open(ctx: RunContext) -> RunState:
     train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ()) + p.method.modalities
     teacher_eval = p.method.evaluates == "teacher"
     state = RunState(dataset, task, None, None, None, None, s_mods, t_mods, train_mods)  # type: ignore[arg-type]
+    if p.encoder is not None:  # frozen-feature mode: every split's student clips become features
+        state.features = FrozenFeatures(ctx, state)
     state.train = (Examples.concat([state.load(ctx, s, train_mods) for s in p.method.train_splits])
                    if not teacher_eval else None)
     state.val = state.load(ctx, "val", s_mods + t_mods)
     state.test = state.load(ctx, "test", t_mods if teacher_eval else s_mods)
+    if isinstance(state.features, FrozenFeatures):
+        state.features.finish(state)
     return state
 
 

@@ -73,6 +73,9 @@ class Plan:
     #: the harness's options of the student and the teacher (a local checkpoint, teacher steps)
     student_setup: ModelSetup = field(default_factory=ModelSetup)
     teacher_setup: ModelSetup = field(default_factory=ModelSetup)
+    #: frozen-feature mode: the student whose ``feature`` tap encodes each clip in place of its
+    #: frames (``student.encoder``), or None
+    encoder: StudentSpec | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -214,6 +217,7 @@ def plan(reg: Registry, cfg: RunConfig, tiers: dict[str, Tier]) -> Plan:
              task_options, dataset_options, terms)
     p.regime = regime
     p.student_setup, p.teacher_setup = student_setup, teacher_setup if teacher is not None else ModelSetup()
+    p.encoder = _encoder(reg, student_setup, student, task)
     if teacher is not None and (why := untrained_teacher(p.teacher_setup, p.teacher_steps, tier.name, teacher.name)):
         raise ConfigError(why)
     if dataset.fingerprint is not None:
@@ -239,7 +243,8 @@ def stages_of(p: Plan) -> tuple[Stage, ...]:
             out.append(Stage.TEACHER_PRETRAIN)
         out.append(Stage.TEACHER)
     if p.method.evaluates == "student":
-        if p.task.pretrain and p.tier.pretrain_steps > 0:
+        # a frozen encoder is the clip encoder the pretraining stage would train
+        if p.task.pretrain and p.tier.pretrain_steps > 0 and p.encoder is None:
             out.append(Stage.PRETRAIN)
         if p.uses_teacher_in_loss:
             out.append(Stage.TEACHER_INFERENCE)
@@ -250,6 +255,29 @@ def stages_of(p: Plan) -> tuple[Stage, ...]:
             out.append(Stage.PROBE)
     out.append(Stage.TEST)
     return tuple(out)
+
+
+def _encoder(reg: Registry, setup: ModelSetup, student: StudentSpec, task: TaskSpec) -> StudentSpec | None:
+    """Frozen-feature mode's encoder (``student.encoder=NAME``), checked: the student reads features,
+    and the encoder reads the student's one modality, has a ``feature`` tap and a sample shape (how
+    many trailing axes make one clip)."""
+    if setup.encoder is None:
+        return None
+    try:
+        encoder = reg.get("students", setup.encoder)
+    except XbenchError as exc:
+        raise type(exc)(f"student.encoder: {exc}") from None
+    if not student.reads_features:
+        raise IncompatibleError(f"student.encoder: student '{student.name}' does not read features (a student "
+                                "that does declares reads_features)")
+    modality = task.student_modalities[0] if len(task.student_modalities) == 1 else None
+    if modality is None or encoder.modalities != (modality,):
+        raise IncompatibleError(f"student.encoder: '{encoder.name}' reads {', '.join(encoder.modalities)}; task "
+                                f"'{task.name}' gives the student {', '.join(task.student_modalities)}")
+    if "feature" not in encoder.taps or modality not in encoder.sample:
+        lacks = "a 'feature' tap" if "feature" not in encoder.taps else f"a sample shape of its {modality} input"
+        raise IncompatibleError(f"student.encoder: '{encoder.name}' lacks {lacks}, so it cannot encode clips")
+    return encoder
 
 
 def _dataset(reg: Registry, cfg: RunConfig, task: TaskSpec) -> DatasetSpec:
@@ -492,7 +520,8 @@ def _owners(reg: Registry, p: Plan) -> dict[str, dict[str, str]]:
         "methods": {p.method.name: reg.entry("methods", p.method.name).plugin},
         "tasks": {p.task.name: reg.entry("tasks", p.task.name).plugin},
         "datasets": {p.dataset.name: reg.entry("datasets", p.dataset.name).plugin},
-        "students": {s.name: reg.entry("students", s.name).plugin for s in (p.student, *p.partners.values())},
+        "students": {s.name: reg.entry("students", s.name).plugin
+                     for s in (p.student, *p.partners.values(), *([p.encoder] if p.encoder else []))},
         "teachers": {p.teacher.name: reg.entry("teachers", p.teacher.name).plugin} if p.teacher else {},
         "losses": {},
     }

@@ -106,12 +106,16 @@ class RunState:
     checkpoints: dict[str, Any] = field(default_factory=dict)
     #: retrieval galleries embedded per modality set (kept for the run)
     galleries: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    #: frozen-feature mode: (examples, split) -> the examples with the student's clips replaced by
+    #: the frozen encoder's features (``xbench.engine.features``), else None
+    features: Callable[[Any, str], Any] | None = None
 
     def load(self, ctx: RunContext, split: str, modalities: tuple[str, ...]) -> Any:
         """One split's examples with ``modalities`` (each once), labels masked as the dataset's
         ``label_fraction`` asks."""
-        return self.task.examples(self.dataset, split, tuple(dict.fromkeys(modalities)), ctx.plan.label_fraction,
-                                  ctx.seed)
+        examples = self.task.examples(self.dataset, split, tuple(dict.fromkeys(modalities)),
+                                      ctx.plan.label_fraction, ctx.seed)
+        return examples if self.features is None else self.features(examples, split)
 
     def evaluator(self, ctx: RunContext, model: nn.Module, modalities: tuple[str, ...], data: Any,
                   final: bool = False) -> Callable[[], dict[str, float]]:
