@@ -143,21 +143,3 @@ def test_an_encoder_whose_feature_tap_is_not_one_row_per_clip_is_named(registry)
                                           r"expected \(clips, width\)$"):
         features._encode(torch.zeros(2, 2, 8, 3, 4, 4, dtype=torch.uint8), (2,))
 
-
-def test_frozen_features_of_real_video_on_the_epic_kitchens_fixture_tree(tmp_path):
-    """RULSTM's setting: a frozen TSN backbone's features of each observed stretch of EPIC-KITCHENS
-    video (decoded on demand), under lmkd's paper config."""
-    from xbench.data import encoded
-    from xbench.store import ResultStore
-
-    encoded.epic55_tree(tmp_path / "epic")
-    args = ["run", "--config", "lmkd-ek55", f"--set=dataset.root={tmp_path / 'epic'}", "--device", "cpu", "--quiet",
-            "--set=dataset.val_fraction=0.25", "--set=dataset.short_side=32", "--set=dataset.crop=32",
-            "--set=task.meteor=false", "--set=student.encoder=tsn-resnet18",
-            *(f"--set=budget.{k}=2" for k in ("student_steps", "teacher_steps", "eval_every", "batch_size"))]
-    assert main(args) == 0
-    (rec,) = ResultStore().records()
-    assert [s.stage for s in rec.budget.stages] == ["features", "teacher", "teacher-inference", "student"]
-    assert rec.config["models"] == {"student": {"encoder": "tsn-resnet18"}}
-    features = rec.budget.stages[0]
-    assert features.source == "computed" and features.samples > 0 and features.samples % 10 == 0  # 10 observed

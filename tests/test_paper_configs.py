@@ -55,8 +55,9 @@ def _cnn14_checkpoint(path: Path) -> Path:
      ["student", "probe"]),
     ("lmkd-egtea", ["--set=budget.teacher_steps=2", "--set=task.meteor=false"],
      ["teacher", "teacher-inference", "student"]),
+    # AVT's head on a frozen encoder's features of each observed stretch (the paper: irCSN-152's)
     ("lmkd-ek55", ["--set=budget.teacher_steps=2", "--set=task.meteor=false"],
-     ["teacher", "teacher-inference", "student"]),
+     ["features", "teacher", "teacher-inference", "student"]),
     # reconstructed: every setting but the task, the data and the metric is inferred
     ("ccd", ["--set=budget.teacher_steps=2", "--set=budget.pretrain_steps=2", "--set=task.meteor=false"],
      ["teacher", "pretrain", "teacher-inference", "student"]),
@@ -71,6 +72,7 @@ def test_each_paper_config_runs_end_to_end_on_its_datasets_fixture_tree(trees, t
                                                               f"{raw['budget']}+custom", "complete")
     assert [s.stage for s in rec.budget.stages] == stages
     assert rec.config["student"] == raw.get("student", rec.config["student"])
+    assert rec.config.get("models", {}).get("student") == raw.get("student_options")
     if name == "mnf-csc":  # the pretrained teacher: used as it is, and the record says so
         assert (rec.teacher["name"], rec.teacher["train_steps"], rec.checkpoints["teacher"]["unexpected"]) == (
             "cnn14", 0, ["fc_audioset.bias", "fc_audioset.weight", "logmel_extractor.melW"])
