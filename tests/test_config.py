@@ -10,7 +10,7 @@ from xbench.errors import ConfigError
 
 def test_budget_tiers_load():
     tiers = load_tiers()
-    assert sorted(tiers) == ["cpu", "gpu", "paper-ccd", "paper-lmkd-egtea", "paper-lmkd-ek55", "paper-mnf-csc", "paper-xkd",
+    assert sorted(tiers) == ["cpu", "gpu", "paper-argb", "paper-ccd", "paper-lmkd-egtea", "paper-lmkd-ek55", "paper-mnf-csc", "paper-xkd",
                              "smoke"]
     smoke = tiers["smoke"]
     assert (smoke.batch_size, smoke.student_steps, smoke.teacher_steps, smoke.eval_every) == (16, 30, 30, 15)

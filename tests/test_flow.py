@@ -4,11 +4,13 @@ generator's exact motion fields."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from xbench.cli import main
+from xbench.data import encoded, io
 from xbench.data.flow import FarnebackOptions, optical_flow
 from xbench.data.synth import SynthDataset, SynthOptions
 from xbench.errors import DataError
@@ -95,3 +97,44 @@ def test_synth_reads_prepared_flow_from_flow_dir(data_root, tmp_path):
     missing.unlink()
     with pytest.raises(DataError, match=f"missing flow file {missing}: prepare it with 'xbench data flow"):
         prepared.read(video, "flow")
+
+
+def test_real_video_reads_prepared_flow_resized_and_scaled_as_its_frames(tmp_path):
+    from xbench.data.official import TSUOptions, open_tsu
+    from xbench.data.video import probe
+
+    root = tmp_path / "tsu"
+    encoded.tsu_tree(root)
+    small = {"short_side": 32, "crop": 32, "val_fraction": 0.2}
+    with pytest.raises(DataError, match=r"^dataset 'toyota-smarthome' has no flow: set dataset.flow_dir=FOLDER"):
+        ds = open_tsu(TSUOptions(root=str(root), **small), tmp_path / "home")
+        ds.read(ds.videos("test")[0], "flow")
+    videos = sorted((root / "videos").glob("*.mp4"))
+    p = probe(videos[0])
+    # a field moving every pixel 2 px right and 1 px up, at half the source resolution (--pool 2)
+    field = np.zeros((p.frames, 2, p.height // 2, p.width // 2), dtype=np.float16)
+    field[:, 0], field[:, 1] = 2.0, -1.0
+    for v in videos[1:]:
+        io.write_array(root / "flow" / "videos" / f"{v.stem}.npy", field)
+    with pytest.raises(DataError, match=r"^dataset 'toyota-smarthome': no flow file for 1 of 8 videos \(first: "
+                                        rf"{root / 'flow' / 'videos' / videos[0].stem}.npy\); prepare them with "
+                                        rf"'xbench data flow {root} --out {root / 'flow'}'$"):
+        open_tsu(TSUOptions(root=str(root), flow_dir=str(root / "flow"), **small), tmp_path / "home")
+    io.write_array(root / "flow" / "videos" / f"{videos[0].stem}.npy", field)
+    ds = open_tsu(TSUOptions(root=str(root), flow_dir=str(root / "flow"), **small), tmp_path / "home")
+    video = ds.videos("test")[0]
+    flow = ds.read(video, "flow")
+    # the frames' short side 36 -> 32, cropped to 32 x 32: the flow's grid 16 x 16, vectors x 32/36
+    assert (flow.shape, flow.dtype) == ((video.num_frames, 2, 16, 16), np.float16)
+    np.testing.assert_allclose(flow[:, 0], 2.0 * 32 / p.height, rtol=1e-3)
+    np.testing.assert_allclose(flow[:, 1], -1.0 * 32 / p.height, rtol=1e-3)
+    # the flow files are data: another field is another data hash
+    before = ds.manifest_hash()
+    io.write_array(root / "flow" / "videos" / f"{videos[0].stem}.npy", field * 2)
+    again = open_tsu(TSUOptions(root=str(root), flow_dir=str(root / "flow"), **small), tmp_path / "home")
+    assert again.manifest_hash() != before
+    io.write_array(root / "flow" / "videos" / f"{videos[0].stem}.npy", field[:3])
+    bad = open_tsu(TSUOptions(root=str(root), flow_dir=str(root / "flow"), **small), tmp_path / "home")
+    first = next(v for s in ("train", "val", "test") for v in bad.videos(s) if Path(v.files["rgb"]).stem == videos[0].stem)
+    with pytest.raises(DataError, match=r"flow file .* has shape \(3, 2, 18, 24\); its video needs at least"):
+        bad.read(first, "flow")

@@ -13,6 +13,7 @@ import torch
 from xbench.cli import main
 from xbench.config import load_run_config
 from xbench.data import encoded
+from xbench.data.flow import prepare_flow
 from xbench.data.official import class_list
 from xbench.store import ResultStore
 
@@ -30,8 +31,10 @@ def trees(tmp_path_factory) -> dict[str, Path]:
     encoded.egtea_tree(root / "egtea")
     encoded.epic55_tree(root / "epic")
     encoded.tasty_tree(root / "tasty")
+    encoded.tsu_tree(root / "tsu")
+    prepare_flow(root / "tsu", root / "tsu" / "flow")  # as `xbench data flow ROOT --out ROOT/flow`
     return {"mnf-csc": root / "ucf", "xkd": root / "kinetics", "lmkd-egtea": root / "egtea", "lmkd-ek55": root / "epic",
-            "ccd": root / "tasty"}
+            "ccd": root / "tasty", "argb": root / "tsu"}
 
 
 def _cnn14_checkpoint(path: Path) -> Path:
@@ -61,9 +64,13 @@ def _cnn14_checkpoint(path: Path) -> Path:
     # reconstructed: every setting but the task, the data and the metric is inferred
     ("ccd", ["--set=budget.teacher_steps=2", "--set=budget.pretrain_steps=2", "--set=task.meteor=false"],
      ["teacher", "pretrain", "teacher-inference", "student"]),
+    # reconstructed too: the flow teacher reads the flow `xbench data flow` prepared from the videos
+    ("argb", ["--set=budget.teacher_steps=2", "--set=dataset.fps=4"], ["teacher", "teacher-inference", "student"]),
 ])
 def test_each_paper_config_runs_end_to_end_on_its_datasets_fixture_tree(trees, tmp_path, name, extra, stages):
     raw = load_run_config(Path(name))
+    if name == "argb":
+        extra = [*extra, f"--set=dataset.flow_dir={trees[name] / 'flow'}"]
     if name == "mnf-csc":
         extra = [*extra, f"--set=teacher.checkpoint={_cnn14_checkpoint(tmp_path / 'Cnn14_mAP=0.431.pth')}"]
     assert main(["run", "--config", name, f"--set=dataset.root={trees[name]}", *SMOKE, *extra]) == 0

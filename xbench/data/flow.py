@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from xbench.data import io
+from xbench.data import video as vid
 from xbench.errors import DataError, XbenchError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
@@ -82,6 +83,13 @@ def find_videos(src: Path) -> list[Path]:
                   and ".tmp." not in p.name)
 
 
+def _frames(path: Path) -> np.ndarray:
+    """Every frame of a video at its own size, decoded as the real-video datasets decode it (decord,
+    or PyAV where decord cannot read the file)."""
+    p = vid.probe(path)
+    return vid.read_frames(path, p, np.arange(p.frames), min(p.height, p.width))
+
+
 def prepare_flow(src: Path, out: Path, *, pool: int = 2, opts: FarnebackOptions = FarnebackOptions(),
                  overwrite: bool = False,
                  log: Callable[[str], None] = lambda msg: None) -> dict[str, int]:
@@ -100,7 +108,7 @@ def prepare_flow(src: Path, out: Path, *, pool: int = 2, opts: FarnebackOptions 
         if target.is_file() and not overwrite:
             done["kept"] += 1
             continue
-        io.write_array(target, optical_flow(io.read_mp4(video), pool, opts))
+        io.write_array(target, optical_flow(_frames(video), pool, opts))
         done["written"] += 1
         log(f"[{i}/{len(videos)}] {target}")
     return done

@@ -35,11 +35,13 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from xbench.data import decoded, io, manifest, video
 from xbench.data.clips import Clips, FrameFile
@@ -94,6 +96,10 @@ class ClipOptions:
     teacher: str = "train"
     #: fraction of train clips whose labels the student may use (the rest: distillation only)
     label_fraction: float = 1.0
+    #: the ``flow`` modality flow teachers read (Dai et al.): a folder written by
+    #: ``xbench data flow ROOT --out FOLDER`` (each video's ``.npy`` at its path relative to root;
+    #: under root, the data's hash does not depend on where the data lies); none: no flow
+    flow_dir: str | None = field(default=None, metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         if min(self.frames, self.stride, self.short_side, self.crop, self.audio_rate, self.mel_bands,
@@ -396,7 +402,7 @@ class Anticipation:
 class ClipDataset:
     """A real-video dataset: clips from files under ``root``, decoded once, read on demand."""
 
-    modalities = ("rgb", "audio", "text")
+    modalities = ("rgb", "audio", "text", "flow")
     splits = ("train", "val", "test", "teacher")
     #: set by adapters of untrimmed datasets with an anticipation protocol (EPIC-KITCHENS, EGTEA)
     anticipation: Anticipation | None = None
@@ -423,6 +429,15 @@ class ClipDataset:
         videos = sorted({e.path for e in entries})
         # .wav sidecars are read instead of the container's audio: their content is data too
         extras = (*extras, *(self.root / w for w in map(_sidecar_rel, videos) if (self.root / w).is_file()))
+        #: the prepared flow's folder (``flow_dir``): its files are data, hashed with the videos
+        self._flow = Path(opts.flow_dir).expanduser() if opts.flow_dir else None
+        if self._flow is not None:
+            flows = [self._flow / Path(v).with_suffix(".npy") for v in videos]
+            missing = [f for f in flows if not f.is_file()]
+            if missing:
+                raise DataError(f"dataset '{name}': no flow file for {len(missing)} of {len(flows)} videos (first: "
+                                f"{missing[0]}); prepare them with 'xbench data flow {self.root} --out {self._flow}'")
+            extras = (*extras, *flows)
         self.manifest = manifest.Manifest.open(name, self.root, videos, extras, home, log=self._log)
         problems = self.manifest.problems()
         if problems:  # only while preparing (a run stops at the first): prepare lists them and goes on
@@ -453,6 +468,8 @@ class ClipDataset:
             return frames[:, y: y + self.opts.crop, x: x + self.opts.crop]
         if modality == "audio":
             return self.audio(video)
+        if modality == "flow":
+            return self.flow(video)
         raise DataError(f"dataset '{self.name}' has no modality '{modality}'")
 
     def manifest_hash(self) -> str:
@@ -506,6 +523,31 @@ class ClipDataset:
         samples = video_audio(self.root / e.path, self.audio_rate, a, a + self.opts.audio_seconds)
         return samples if len(samples) == self.audio_samples else np.pad(
             samples[: self.audio_samples], (0, max(0, self.audio_samples - len(samples))))
+
+    def flow(self, rec: VideoRecord) -> np.ndarray:
+        """The clip's prepared optical flow at its kept frames, (N, 2, crop / p, crop / p) float16
+        for flow pooled by p: each kept source frame's field (to the next source frame), resized
+        as the frames are (short side, centre crop) with its vectors scaled alike, so they stay in
+        pixels of the frame the student sees."""
+        if self._flow is None:
+            raise DataError(f"dataset '{self.name}' has no flow: set dataset.flow_dir=FOLDER, prepared with "
+                            f"'xbench data flow {self.root} --out FOLDER'")
+        e = self._entry_of[rec.id]
+        path = self._flow / Path(e.path).with_suffix(".npy")
+        fields = io.read_array(path)
+        probe = self.manifest.probe(e.path)
+        idx = self._indices(e)
+        if fields.ndim != 4 or fields.shape[1] != 2 or probe.height % fields.shape[2] or len(fields) <= idx.max():
+            raise DataError(f"flow file {path} has shape {fields.shape}; its video needs at least ({idx.max() + 1}, 2, "
+                            f"{probe.height} / pool, {probe.width} / pool): prepared from another video?")
+        pool = probe.height // fields.shape[2]
+        height, width = video.resized_shape(probe.height, probe.width, self.opts.short_side)
+        x = torch.from_numpy(fields[idx].astype(np.float32))
+        x = F.interpolate(x, size=(height // pool, width // pool), mode="bilinear", antialias=True,
+                          align_corners=False) * (height / probe.height)
+        side = self.opts.crop // pool
+        y0, x0 = (x.shape[2] - side) // 2, (x.shape[3] - side) // 2
+        return x[:, :, y0: y0 + side, x0: x0 + side].numpy().astype(np.float16)
 
     # -- building records -------------------------------------------------------------------
     def _indices(self, e: Entry) -> np.ndarray:
