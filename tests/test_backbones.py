@@ -59,7 +59,7 @@ def test_an_unknown_or_unfit_student_is_one_line(capsys, name):
 
 
 def test_every_library_model_taps_its_last_map_at_its_sample_input():
-    """Shapes on the meta device (nothing computed): the taps of all 16 models at 16 frames of
+    """Shapes on the meta device (nothing computed): the taps of all 17 models at 16 frames of
     112 px (mvit-v2-s: 224 px, all it is built for), flow at 112 px, a 64 x 96 log-mel, 1 s of
     waveform."""
     from xbench.taps import sample_shapes
@@ -76,6 +76,7 @@ def test_every_library_model_taps_its_last_map_at_its_sample_input():
         "r3d-18": video(512, 2, 7), "mc3-18": video(512, 16, 7), "r2plus1d-18": video(512, 2, 7),
         "s3d": video(1024, 2, 3), "mvit-v2-s": video(768, 8, 7), "swin3d-t": video(768, 8, 4),
         "tsn-resnet50": video(2048, 16, 4), "tsm-resnet50": video(2048, 16, 4), "tsn-resnet18": video(512, 16, 4),
+        "tsn-vit-b16": video(768, 16, 7),  # 112 px in 16 px patches
         "videomae-s": video(384, 8, 7), "videomae-b": video(768, 8, 7), "flow-r2plus1d-18": video(512, 2, 7),
         # CNN14: 64 mel x 96 time halved five times; AST: 16 x 16 patches without overlap
         "cnn14": audio(2048, 2, 3), "ast": audio(768, 4, 6),
@@ -93,6 +94,9 @@ def test_a_model_refuses_an_input_it_cannot_read_in_one_line(capsys):
                                                 r"\(its relative-position tables are built for that size\); this "
                                                 r"data gives 8 of 112 x 112$"):
         factories["mvit-v2-s"](ctx)
+    with pytest.raises(IncompatibleError, match=r"^a ViT/16 reads 16 x 16 px patches; this data gives frames of "
+                                                r"100 x 100$"):
+        factories["tsn-vit-b16"](ModelContext(num_classes=3, shapes={"rgb": (8, 3, 100, 100)}))
     with pytest.raises(IncompatibleError, match=r"^cnn14 pools its input 2 x 2 five times: it needs at least 32 x 32 "
                                                 r"mel x time cells; this data gives 16 x 16$"):
         factories["cnn14"](ctx)
@@ -164,7 +168,7 @@ def test_list_students_verbose_shows_inputs_taps_and_shapes(capsys, registry):
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
     assert names == ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "hubert-base", "mc3-18", "mel-cnn", "mvit-v2-s",
                      "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50",
-                     "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s", "wav2vec2-base"]
+                     "tsn-resnet18", "tsn-resnet50", "tsn-vit-b16", "videomae-b", "videomae-s", "wav2vec2-base"]
 
 
 def test_videomae_and_ast_forward_as_the_library_does_and_read_other_lengths():

@@ -50,6 +50,11 @@ def test_the_plan_drops_encoder_pretraining_and_hashes_the_encoder(registry):
     assert p.encoder.name == "frame-cnn"
     assert p.resolved()["models"] == {"student": {"encoder": "frame-cnn"}}
     assert "models" not in plan(registry, base, tiers).resolved()
+    # trained as the student's clip encoder (AVT-b's end-to-end ViT): pretrained like the default one
+    trained = dataclasses.replace(base, student_options={"encoder": "frame-cnn", "encoder_trainable": True})
+    p = plan(registry, trained, tiers)
+    assert ([s.value for s in p.stages], p.frozen_encoder) == (["pretrain", "student", "test"], False)
+    assert p.resolved()["models"] == {"student": {"encoder": "frame-cnn", "encoder_trainable": True}}
 
 
 def test_the_student_trains_on_the_encoders_features_cached_once_for_every_method(registry, data_root, monkeypatch):
@@ -105,6 +110,31 @@ def test_an_encoder_checkpoint_loads_into_the_encoder_and_is_recorded(registry, 
     assert _stage(loaded, "features").source == "computed"  # another key: not the random encoder's entry
 
 
+def test_a_trainable_encoder_is_the_students_clip_encoder_from_its_checkpoint(registry, data_root, tmp_path):
+    torch.manual_seed(5)
+    weights = FrameCNNStudent(ModelContext(num_classes=3, shapes={})).state_dict()
+    weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
+    path = tmp_path / "encoder.pt"
+    torch.save(weights, path)
+    p, rec = _run(registry, data_root, encoder_checkpoint=str(path), encoder_trainable=True)
+    assert [s.stage for s in rec.budget.stages] == ["pretrain", "student"]  # no features: it trains
+    info = rec.checkpoints["student-encoder"]
+    assert (info["loaded"], info["missing"], info["unexpected"]) == (len(weights), ["head.bias", "head.weight"], [])
+    # the student, built as the run builds it, holds the file's weights in its clip encoder and
+    # trains all of them (the encoder's feature projected to the step embedding where widths differ)
+    from xbench.budget import BudgetMeter
+    from xbench.context import Clock, Reporter
+    from xbench.engine import RunContext, prepare
+
+    ctx = RunContext(p, 0, CPU, BudgetMeter(float("inf")), Reporter(lambda s: None, False), data_root,
+                     home=tmp_path / "home", clock=Clock())
+    student = prepare(ctx).student
+    own = student.clip.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in weights.items())
+    assert all(q.requires_grad for q in student.clip.parameters())
+    assert isinstance(student.project, torch.nn.Identity)  # frame-cnn's 64-d feature is the step width
+
+
 def _err(args, capsys):
     code = main(["run", "--method", "student", "--budget", "smoke", *args])
     return code, capsys.readouterr().err
@@ -114,11 +144,13 @@ def _err(args, capsys):
     (["--task", "anticipation", "--set", "student.encoder=tsn-resnet81"],
      "student.encoder: unknown student 'tsn-resnet81'; did you mean 'tsn-resnet18'?"),
     (["--task", "recognition", "--set", "student.encoder=tsn-resnet18"],
-     "student.encoder: student 'frame-cnn' does not read features (a student that does declares reads_features)"),
+     "student.encoder: student 'frame-cnn' takes no encoder (a student that does declares takes_encoder)"),
     (["--task", "anticipation", "--set", "student.encoder=mel-cnn"],
      "student.encoder: 'mel-cnn' reads audio; task 'anticipation' gives the student rgb"),
     (["--task", "anticipation", "--set", "student.encoder=step-avt"],
      "student.encoder: 'step-avt' lacks a sample shape of its rgb input, so it cannot encode clips"),
+    (["--task", "anticipation", "--set", "student.encoder_trainable=true"],
+     "student.encoder_trainable: give student.encoder=NAME too (the network it trains)"),
     (["--task", "anticipation", "--set", "student.encoder_checkpoint=x.pt"],
      "student.encoder_checkpoint: give student.encoder=NAME too (the network it initialises)"),
     (["--task", "anticipation", "--set", "student.encoder=frame-cnn", "--set", "student.encoder_checkpoint=no.pt"],

@@ -51,11 +51,11 @@ def test_registry_names_and_owners(registry):
         # the library models (xbench.backbones) are both students and teachers
         "teachers": ["ast", "audio-cnn", "cnn14", "flow-pose-tcn", "flow-r2plus1d-18", "flow-tcn", "hubert-base", "lm",
                      "mc3-18", "minilm", "mvit-v2-s", "pose-tcn", "r2plus1d-18", "r3d-18", "rgb-tcn", "s3d", "swin3d-t",
-                     "tiny-bert", "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "two-stream-tcn", "video-cnn",
-                     "videomae-b", "videomae-s", "wav2vec2-base"],
+                     "tiny-bert", "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "tsn-vit-b16", "two-stream-tcn",
+                     "video-cnn", "videomae-b", "videomae-s", "wav2vec2-base"],
         "students": ["ast", "cnn14", "flow-r2plus1d-18", "frame-cnn", "hubert-base", "mc3-18", "mel-cnn", "mvit-v2-s",
                      "r2plus1d-18", "r3d-18", "s3d", "snippet-tcn", "step-avt", "swin3d-t", "tsm-resnet50",
-                     "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s", "wav2vec2-base"],
+                     "tsn-resnet18", "tsn-resnet50", "tsn-vit-b16", "videomae-b", "videomae-s", "wav2vec2-base"],
         "losses": ["argb-abs", "argb-atomic", "argb-gcr", "at", "bce", "caption", "cc", "ccd-infonce", "ce",
                    "coral", "cosine", "crd", "dkd", "fitnet", "kd", "kd-gated", "kd-oracle", "lmkd-kl", "mmd", "mse",
                    "nst", "pkt", "rkd", "sp", "vid"],
@@ -67,7 +67,8 @@ def test_registry_names_and_owners(registry):
                     "student+teacher-labels", "teacher", "vid", "xkd", "xkd-mae"],
     }
     library = ["ast", "cnn14", "flow-r2plus1d-18", "hubert-base", "mc3-18", "mvit-v2-s", "r2plus1d-18", "r3d-18", "s3d",
-               "swin3d-t", "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "videomae-b", "videomae-s", "wav2vec2-base"]
+               "swin3d-t", "tsm-resnet50", "tsn-resnet18", "tsn-resnet50", "tsn-vit-b16", "videomae-b", "videomae-s",
+               "wav2vec2-base"]
     assert registry.registered_by("core") == {
         "teachers": sorted(["audio-cnn", "flow-pose-tcn", "flow-tcn", "pose-tcn", "rgb-tcn", "two-stream-tcn",
                             "video-cnn", *library]),

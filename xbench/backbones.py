@@ -210,6 +210,30 @@ def _timm(arch: str, shift: bool) -> Callable[[ModelContext], VideoBackbone]:
     return factory
 
 
+def _timm_vit(arch: str) -> Callable[[ModelContext], VideoBackbone]:
+    """A timm ViT per frame (AVT-b's backbone: ViT-B/16 on each frame), its patch tokens as the
+    frame's map; its position table is built for the data's frame size (a 224 px checkpoint loads
+    at 224 px: at another size its position table's shape is named as a mismatch)."""
+    def factory(ctx: ModelContext) -> VideoBackbone:
+        import timm
+
+        _, _, h, w = _rgb_shape(ctx)
+        if h % 16 or w % 16:
+            raise IncompatibleError(f"a ViT/16 reads 16 x 16 px patches; this data gives frames of {h} x {w}")
+        net = timm.create_model(arch, pretrained=False, num_classes=0, img_size=(h, w))
+
+        def features(n: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            b, c, t = x.shape[:3]
+            tokens = n.forward_features(x.transpose(1, 2).reshape(b * t, c, *x.shape[3:]))[:, n.num_prefix_tokens:]
+            maps = tokens.transpose(1, 2).reshape(b * t, tokens.shape[2], x.shape[3] // 16, x.shape[4] // 16)
+            return maps.view(b, t, *maps.shape[1:]).transpose(1, 2)
+
+        stats = (net.pretrained_cfg.get("mean", IMAGENET_MEAN), net.pretrained_cfg.get("std", IMAGENET_STD))
+        return VideoBackbone(ctx, net, net.num_features, features, stats=stats)
+
+    return factory
+
+
 # ----------------------------------------------------------------------------- transformers
 
 
@@ -427,6 +451,8 @@ def library_models() -> list[tuple[str, str, Callable[[ModelContext], nn.Module]
         ("tsm-resnet50", "TSM (Lin et al. 2019): TSN's ResNet-50, 1/8 + 1/8 channels shifted in time, random init (24M)",
          _timm("resnet50", True), rgb),
         ("tsn-resnet18", "TSN with timm's ResNet-18 per frame, random init (11M)", _timm("resnet18", False), rgb),
+        ("tsn-vit-b16", ("timm's ViT-B/16 per frame (AVT-b's backbone, Girdhar & Grauman 2021), averaged over "
+         "time, random init (86M)"), _timm_vit("vit_base_patch16_224"), rgb),
         ("videomae-s", "transformers' VideoMAE ViT-S/16 (Tong et al. 2022), tubelets of 2 frames, random init (22M)",
          _videomae(384, 6), rgb),
         ("videomae-b", "transformers' VideoMAE ViT-B/16, random init (86M)", _videomae(768, 12), rgb),

@@ -189,7 +189,7 @@ def xbench_register_students(register):
         taps=("logits", "feature", "tokens", "past_logits", "pred_next", "next_actual",
               "sentence_logits", "generated"),
         train_inputs=("next_tokens",),
-        reads_features=True,  # RULSTM-style: --set student.encoder=NAME
+        takes_encoder=True,  # --set student.encoder=NAME: frozen features (RULSTM) or trained (AVT-b)
     ))
 
     register(StudentSpec(

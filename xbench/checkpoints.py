@@ -48,7 +48,8 @@ class ModelSetup:
     recomputed in the backward pass instead of kept: less memory, more time). For a student,
     ``encoder`` (frozen-feature mode: the registered student whose ``feature`` tap encodes each
     clip once, frozen, in place of the clip's frames; ``xbench.engine.features``) and
-    ``encoder_checkpoint``, the local file it starts from."""
+    ``encoder_checkpoint``, the local file it starts from, and ``encoder_trainable`` (the student
+    trains the encoder as its clip encoder instead of reading its frozen features)."""
 
     checkpoint: Checkpoint | None = None
     train_steps: int | None = None
@@ -56,6 +57,7 @@ class ModelSetup:
     activation_checkpointing: bool = False
     encoder: str | None = None
     encoder_checkpoint: Checkpoint | None = None
+    encoder_trainable: bool = False
 
     def plain(self) -> dict[str, Any]:
         """What the config hash and the teacher-cache key hold (the file's hash, not its path)."""
@@ -64,11 +66,13 @@ class ModelSetup:
                 **({"compile": self.compile} if self.compile else {}),
                 **({"activation_checkpointing": True} if self.activation_checkpointing else {}),
                 **({"encoder": self.encoder} if self.encoder else {}),
-                **({"encoder_checkpoint": self.encoder_checkpoint.sha256} if self.encoder_checkpoint else {})}
+                **({"encoder_checkpoint": self.encoder_checkpoint.sha256} if self.encoder_checkpoint else {}),
+                **({"encoder_trainable": True} if self.encoder_trainable else {})}
 
 
 #: the harness's keys in ``--set student.KEY`` / ``--set teacher.KEY`` (the rest are the spec's)
-SETUP_KEYS = {"student": ("checkpoint", "compile", "activation_checkpointing", "encoder", "encoder_checkpoint"),
+SETUP_KEYS = {"student": ("checkpoint", "compile", "activation_checkpointing", "encoder", "encoder_checkpoint",
+                          "encoder_trainable"),
               "teacher": ("checkpoint", "train_steps", "compile", "activation_checkpointing")}
 #: ``torch.compile``'s modes (``compile=true``: its default)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -97,7 +101,12 @@ def model_setup(who: str, options: dict[str, Any], max_steps: int) -> tuple[Mode
     if enc_ckpt is not None and encoder is None:
         raise ConfigError(f"{who}.encoder_checkpoint: give {who}.encoder=NAME too (the network it initialises)")
     enc = checkpoint_of(enc_ckpt, f"{who}.encoder_checkpoint") if enc_ckpt is not None else None
-    return ModelSetup(ckpt, steps, mode or None, ac, encoder, enc), rest
+    trainable = options.get("encoder_trainable", False)
+    if not isinstance(trainable, bool):
+        raise ConfigError(f"{who}.encoder_trainable: expected true or false, got {trainable!r}")
+    if trainable and encoder is None:
+        raise ConfigError(f"{who}.encoder_trainable: give {who}.encoder=NAME too (the network it trains)")
+    return ModelSetup(ckpt, steps, mode or None, ac, encoder, enc, trainable), rest
 
 
 def option(who: str) -> str:

@@ -121,16 +121,22 @@ class StepAVT(nn.Module):
     past_logits (B, N, C), pred_next / next_actual (B, N-1, D), sentence_logits (training) or
     generated (evaluation) token ids (B, L).
 
-    It reads features too (frozen-feature mode, RULSTM-style): given each observed step's frozen
-    encoder feature (B, N, F) in place of its frames, a linear layer maps them to the step
-    embeddings, and the rest is the same."""
+    It takes another clip encoder (``student.encoder``): given each observed step's frozen encoder
+    feature (B, N, F) in place of its frames (RULSTM-style), a linear layer maps them to the step
+    embeddings; given the encoder itself (``encoder_trainable``: ``ctx.extras["encoder"]``, AVT-b's
+    end-to-end ViT), it is the clip encoder, its feature projected to the step embedding where the
+    widths differ. The rest is the same."""
 
     def __init__(self, ctx: ModelContext, dim: int = 64, word_dim: int = 32) -> None:
         super().__init__()
         shape = ctx.shapes.get("rgb", ())
         #: frozen-feature mode: the observed steps' features (N, F), not their frames (N, T, 3, H, W)
         self.reads_features = len(shape) == 2
-        self.clip: nn.Module = nn.Linear(shape[-1], dim) if self.reads_features else FrameCNNStudent(ctx)
+        encoder = ctx.extras.get("encoder")
+        self.clip: nn.Module = (nn.Linear(shape[-1], dim) if self.reads_features
+                                else encoder if encoder is not None else FrameCNNStudent(ctx))
+        width = getattr(self.clip, "dim", dim)
+        self.project: nn.Module = nn.Linear(width, dim) if not self.reads_features and width != dim else nn.Identity()
         n = ctx.extras.get("observed", 3)
         self.position = nn.Parameter(torch.zeros(1, n, dim))
         layer = nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.1, batch_first=True, norm_first=True)
@@ -155,7 +161,7 @@ class StepAVT(nn.Module):
         x = inputs["rgb"]  # (B, N, T, 3, H, W) uint8, or (B, N, F) features
         b, n = x.shape[:2]
         steps = (self.clip(x) if self.reads_features
-                 else self.clip({"rgb": x.flatten(0, 1)})["feature"].view(b, n, -1))
+                 else self.project(self.clip({"rgb": x.flatten(0, 1)})["feature"]).view(b, n, -1))
         h = self.temporal(steps + self.position[:, :n], mask=self.causal[:n, :n], is_causal=True)
         context = h[:, -1]
         out = {"logits": self.head(context), "feature": context, "tokens": h,

@@ -60,11 +60,14 @@ class StudentSpec:
     #: an input shape per modality (no batch axis) at which ``xbench list students -v`` shows the
     #: shapes of the taps and of the top modules (built on the meta device: nothing is computed)
     sample: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    #: the student also reads a frozen encoder's features in place of its modality's clips
-    #: (``--set student.encoder=NAME``, RULSTM-style): its ``ctx.shapes[modality]`` then ends in
-    #: the feature width instead of the clip's axes, the clips' leading axes kept (anticipation's
-    #: observed steps: (N, T, 3, H, W) becomes (N, D)), and the values are float features
-    reads_features: bool = False
+    #: the student encodes its clips with another registered network where the user names one
+    #: (``--set student.encoder=NAME``): frozen by default, it reads that encoder's features in
+    #: place of the clips (RULSTM-style; its ``ctx.shapes[modality]`` then ends in the feature
+    #: width instead of the clip's axes, the leading axes kept: anticipation's (N, T, 3, H, W)
+    #: becomes (N, D), float features); with ``student.encoder_trainable=true`` it gets the
+    #: encoder itself, built, as ``ctx.extras["encoder"]`` (its ``dim`` the feature width), and
+    #: trains it as its clip encoder (AVT-b's end-to-end ViT)
+    takes_encoder: bool = False
 
 
 @dataclass(frozen=True)

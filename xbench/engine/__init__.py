@@ -131,7 +131,7 @@ def _open(ctx: RunContext) -> RunState:
     train_mods = s_mods + (t_mods if p.uses_teacher_in_loss else ()) + p.method.modalities
     teacher_eval = p.method.evaluates == "teacher"
     state = RunState(dataset, task, None, None, None, None, s_mods, t_mods, train_mods)  # type: ignore[arg-type]
-    if p.encoder is not None:  # frozen-feature mode: every split's student clips become features
+    if p.frozen_encoder:  # frozen-feature mode: every split's student clips become features
         state.features = FrozenFeatures(ctx, state)
     state.train = (Examples.concat([state.load(ctx, s, train_mods) for s in p.method.train_splits])
                    if not teacher_eval else None)

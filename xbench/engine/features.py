@@ -6,7 +6,7 @@ with a ``feature`` tap that reads the task's student modality (``tsn-resnet50``,
 ``frame-cnn``, ...), built from its local checkpoint (or randomly initialised, seeded: a
 random-feature baseline) and frozen. Every split the run opens has its student clips replaced by
 the encoder's features, their leading axes kept (anticipation's observed steps: (M, N, T, 3, H, W)
-becomes (M, N, D)), and a student that declares ``reads_features`` trains on them; the encoder
+becomes (M, N, D)), and a student that declares ``takes_encoder`` trains on them; the encoder
 pretraining stage is dropped (the frozen encoder is the clip encoder it would train).
 
 The features are the same for every method of a comparison, so they are computed once and cached
@@ -39,6 +39,26 @@ from xbench.store import xbench_home
 from xbench.train import EVAL_BATCH, derive_seed, place
 
 
+def build_encoder(ctx: RunContext, state: RunState, clip: tuple[int, ...]) -> torch.nn.Module:
+    """``student.encoder`` built for clips of shape ``clip``: seeded by the run's seed alone (the same
+    network for every method), from ``student.encoder_checkpoint`` where given (recorded as
+    ``checkpoints["student-encoder"]``)."""
+    p = ctx.plan
+    assert p.encoder is not None
+    culprit = f"student.encoder '{p.encoder.name}'"
+    torch.manual_seed(derive_seed(ctx.seed, "encoder-init"))
+    mctx = ModelContext(num_classes=state.dataset.num_classes, shapes={p.task.student_modalities[0]: clip})
+    model = call(p.owner("students", p.encoder.name), culprit, p.encoder.factory, mctx)
+    ckpt = p.student_setup.encoder_checkpoint
+    if ckpt is not None:
+        state.checkpoints["student-encoder"] = load_checkpoint(model, ckpt, "student.encoder_checkpoint")
+        ctx.log(f"{culprit}: {describe(state.checkpoints['student-encoder'])}")
+    else:
+        ctx.log(f"{culprit}: randomly initialised (no student.encoder_checkpoint)"
+                + ("" if p.student_setup.encoder_trainable else ": random features"))
+    return model
+
+
 class FrozenFeatures:
     """``state.features``: a split's examples with the student's clips encoded by the frozen encoder
     (built on the first split it sees: the clip's shape comes from the data)."""
@@ -57,15 +77,8 @@ class FrozenFeatures:
 
     def _build(self, clip: tuple[int, ...]) -> torch.nn.Module:
         ctx, state, p = self.ctx, self.state, self.ctx.plan
-        torch.manual_seed(derive_seed(ctx.seed, "encoder-init"))  # the same random encoder for every method
-        mctx = ModelContext(num_classes=state.dataset.num_classes, shapes={self.modality: clip})
-        model = call(p.owner("students", self.spec.name), self.culprit, self.spec.factory, mctx)
+        model = build_encoder(ctx, state, clip)
         ckpt = p.student_setup.encoder_checkpoint
-        if ckpt is not None:
-            state.checkpoints["student-encoder"] = load_checkpoint(model, ckpt, "student.encoder_checkpoint")
-            ctx.log(f"{self.culprit}: {describe(state.checkpoints['student-encoder'])}")
-        else:
-            ctx.log(f"{self.culprit}: randomly initialised (no student.encoder_checkpoint): random features")
         model.requires_grad_(False)
         plugin = p.plugins[p.owner("students", self.spec.name)]
         self.key_base = {

@@ -85,6 +85,11 @@ class Plan:
         return self.owners[kind][name]
 
     @property
+    def frozen_encoder(self) -> bool:
+        """Frozen-feature mode: the student reads a frozen encoder's features of its clips."""
+        return self.encoder is not None and not self.student_setup.encoder_trainable
+
+    @property
     def uses_teacher_in_loss(self) -> bool:
         return bool(self.method.teacher_taps) or any(spec.reads == "teacher" for _, _, spec, _ in self.terms)
 
@@ -244,7 +249,7 @@ def stages_of(p: Plan) -> tuple[Stage, ...]:
         out.append(Stage.TEACHER)
     if p.method.evaluates == "student":
         # a frozen encoder is the clip encoder the pretraining stage would train
-        if p.task.pretrain and p.tier.pretrain_steps > 0 and p.encoder is None:
+        if p.task.pretrain and p.tier.pretrain_steps > 0 and not p.frozen_encoder:
             out.append(Stage.PRETRAIN)
         if p.uses_teacher_in_loss:
             out.append(Stage.TEACHER_INFERENCE)
@@ -267,9 +272,9 @@ def _encoder(reg: Registry, setup: ModelSetup, student: StudentSpec, task: TaskS
         encoder = reg.get("students", setup.encoder)
     except XbenchError as exc:
         raise type(exc)(f"student.encoder: {exc}") from None
-    if not student.reads_features:
-        raise IncompatibleError(f"student.encoder: student '{student.name}' does not read features (a student "
-                                "that does declares reads_features)")
+    if not student.takes_encoder:
+        raise IncompatibleError(f"student.encoder: student '{student.name}' takes no encoder (a student that "
+                                "does declares takes_encoder)")
     modality = task.student_modalities[0] if len(task.student_modalities) == 1 else None
     if modality is None or encoder.modalities != (modality,):
         raise IncompatibleError(f"student.encoder: '{encoder.name}' reads {', '.join(encoder.modalities)}; task "

@@ -3,6 +3,7 @@ self-supervised student, the linear probe, and the one evaluation on test."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from xbench.checkpoints import describe, load_checkpoint
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.data.examples import Examples
+from xbench.engine.features import build_encoder
 from xbench.engine.heads import build_heads, objective_groups, step_fn
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
@@ -29,9 +31,13 @@ from xbench.train import StepSpec, derive_seed, fit, frozen_forward, place, pred
 
 def build_student(ctx: RunContext, state: RunState) -> None:
     p = ctx.plan
+    model_ctx = state.model_ctx
+    if p.encoder is not None and not p.frozen_encoder:  # the student trains it as its clip encoder
+        clip = model_ctx.shapes[p.task.student_modalities[0]][-len(p.encoder.sample[p.task.student_modalities[0]]):]
+        model_ctx = dataclasses.replace(model_ctx, extras={**model_ctx.extras,
+                                                           "encoder": build_encoder(ctx, state, tuple(clip))})
     torch.manual_seed(derive_seed(ctx.seed, "student-init"))  # identical init for every method
-    model = call(p.owner("students", p.student.name), f"student '{p.student.name}'", p.student.factory,
-                 state.model_ctx)
+    model = call(p.owner("students", p.student.name), f"student '{p.student.name}'", p.student.factory, model_ctx)
     if p.student_setup.checkpoint is not None:  # the same file for every method of the comparison
         state.checkpoints["student"] = load_checkpoint(model, p.student_setup.checkpoint, "student")
         ctx.log(f"student '{p.student.name}': {describe(state.checkpoints['student'])}")
