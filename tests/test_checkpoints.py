@@ -141,8 +141,9 @@ def test_a_student_checkpoint_starts_every_method_from_the_same_weights(tmp_path
     assert loaded.config_hash != plain.config_hash and loaded.metrics != plain.metrics
     capsys.readouterr()
     assert main([*base, "--method", "student", "--set=student.frozen=1"]) == 2
-    assert capsys.readouterr().err == ("xbench: error: student options: unknown key 'frozen' "
-                                       "(known: checkpoint, compile, activation_checkpointing, encoder, encoder_checkpoint)\n")
+    assert capsys.readouterr().err == ("xbench: error: student options: unknown key 'frozen' (known: checkpoint, "
+                                       "compile, activation_checkpointing, encoder, encoder_checkpoint, "
+                                       "encoder_trainable)\n")
 
 
 def _grads(model, x):
