@@ -402,6 +402,8 @@ class Anticipation:
 class ClipDataset:
     """A real-video dataset: clips from files under ``root``, decoded once, read on demand."""
 
+    #: what an adapter can give (its registration's); an instance gives flow only where prepared
+    #: flow is given (``flow_dir``)
     modalities = ("rgb", "audio", "text", "flow")
     splits = ("train", "val", "test", "teacher")
     #: set by adapters of untrimmed datasets with an anticipation protocol (EPIC-KITCHENS, EGTEA)
@@ -431,6 +433,7 @@ class ClipDataset:
         extras = (*extras, *(self.root / w for w in map(_sidecar_rel, videos) if (self.root / w).is_file()))
         #: the prepared flow's folder (``flow_dir``): its files are data, hashed with the videos
         self._flow = Path(opts.flow_dir).expanduser() if opts.flow_dir else None
+        self.modalities = ClipDataset.modalities if self._flow else ("rgb", "audio", "text")
         if self._flow is not None:
             flows = [self._flow / Path(v).with_suffix(".npy") for v in videos]
             missing = [f for f in flows if not f.is_file()]
