@@ -169,6 +169,14 @@ def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, d
     assert sources(again) == [("teacher", "cache"), ("teacher-inference", "computed"),
                               ("student", "computed")]
     assert len(list(entry.glob("outputs-train-*.pt"))) == 2
+    # damaged files are misses, not tracebacks: a 0-byte teacher and garbled outputs are computed
+    # again, and the teacher trained anew is the first one, bit for bit
+    (entry / "teacher.pt").write_bytes(b"")
+    for outputs in entry.glob("outputs-train-*.pt"):
+        outputs.write_bytes(b"not a torch file")
+    mended = _run(registry, data_root, "fitnet")
+    assert sources(mended) == [("teacher", "computed"), ("teacher-inference", "computed"), ("student", "computed")]
+    assert repr(mended.metrics) == repr(fitnet.metrics)
 
 
 

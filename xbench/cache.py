@@ -33,6 +33,11 @@ from torch import nn
 from xbench.data.io import sha256_file
 from xbench.settings import settings
 
+#: what reading a damaged entry raises (a 0-byte or garbled torch file: EOFError, UnpicklingError;
+#: a truncated zip: RuntimeError; a wrong layout: KeyError, TypeError, ValueError): a miss, not a
+#: traceback, so the entry is computed again
+UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError)
+
 
 def enabled(kind: str, tier: Any) -> bool:
     """Whether the ``teachers``, ``pretrain`` or ``features`` cache serves a run of ``tier``: its switch is on,
@@ -69,7 +74,7 @@ class ModelCache:
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or not set(missing) <= frozen:
                 raise ValueError(f"state does not fit the {self.what} (missing {sorted(missing)[:3]})")
-        except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+        except UNREADABLE as exc:
             self._log(f"{self.what} cache: corrupt entry {self.dir} ({exc}); retraining")
             return None
         return record
@@ -104,7 +109,7 @@ class TeacherCache(ModelCache):
             outs = torch.load(path, map_location="cpu", weights_only=True)
             if any(len(v) != n for v in outs.values()):
                 raise ValueError(f"{split} has {n} examples")
-        except (OSError, ValueError, RuntimeError) as exc:
+        except UNREADABLE as exc:
             self._log(f"teacher cache: corrupt outputs {path} ({exc}); recomputing")
             return None
         return outs
@@ -129,7 +134,7 @@ class FeatureCache:
             value = torch.load(self.path, map_location="cpu", weights_only=True)["features"]
             if not isinstance(value, torch.Tensor) or tuple(value.shape[:-1]) != shape:
                 raise ValueError(f"expected features of shape {shape} + (width,)")
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        except UNREADABLE as exc:
             self._log(f"feature cache: corrupt entry {self.path} ({exc}); recomputing")
             return None
         return value
