@@ -39,6 +39,12 @@ from xbench.store import xbench_home
 from xbench.train import EVAL_BATCH, derive_seed, place
 
 
+def clip_axes(p: Any) -> int:
+    """How many trailing axes of the student's examples make one clip the encoder reads (its
+    sample's); the axes before them are kept (anticipation's observed steps)."""
+    return len(p.encoder.sample[p.task.student_modalities[0]])
+
+
 def build_encoder(ctx: RunContext, state: RunState, clip: tuple[int, ...]) -> torch.nn.Module:
     """``student.encoder`` built for clips of shape ``clip``: seeded by the run's seed alone (the same
     network for every method), from ``student.encoder_checkpoint`` where given (recorded as
@@ -68,11 +74,12 @@ class FrozenFeatures:
         assert p.encoder is not None
         self.ctx, self.state, self.spec = ctx, state, p.encoder
         self.modality = p.task.student_modalities[0]
-        self.rank = len(p.encoder.sample[self.modality])  # the trailing axes that make one clip
+        self.rank = clip_axes(p)
         self.model: torch.nn.Module | None = None
         self.key_base: dict[str, Any] = {}
         self.spend = ctx.meter.stage(Stage.FEATURES.value, 0)
-        self.spend.stopped_by, self.computed = "done", False
+        # "computed" once any split is encoded here; "cache" while every one was read back
+        self.spend.stopped_by, self.spend.source = "done", "cache"
         self.culprit = f"student.encoder '{p.encoder.name}'"
 
     def _build(self, clip: tuple[int, ...]) -> torch.nn.Module:
@@ -108,12 +115,11 @@ class FrozenFeatures:
         fresh = features is None
         if features is None:
             features = self._encode(column, lead)
-            self.computed = True
+            self.spend.source = "computed"
             if cache is not None:
                 cache.save(features)
         self.spend.samples += shape[0] * math.prod(lead)
         self.spend.seconds += time.perf_counter() - t0
-        self.spend.source = "computed" if self.computed else "cache"
         self.ctx.log(f"features ({split}): {shape[0]} x {'x'.join(map(str, lead)) or '1'} clips -> "
                      f"{tuple(features.shape)} ({'computed' if fresh else 'cache'})")
         return Examples({**examples.tensors, self.modality: features}, examples.meta)

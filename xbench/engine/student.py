@@ -16,7 +16,7 @@ from xbench.checkpoints import describe, load_checkpoint
 from xbench.config import stable_hash, to_plain
 from xbench.context import RunContext, Stage
 from xbench.data.examples import Examples
-from xbench.engine.features import build_encoder
+from xbench.engine.features import build_encoder, clip_axes
 from xbench.engine.heads import build_heads, objective_groups, step_fn
 from xbench.engine.plan import Plan
 from xbench.engine.record import numerics
@@ -33,7 +33,7 @@ def build_student(ctx: RunContext, state: RunState) -> None:
     p = ctx.plan
     model_ctx = state.model_ctx
     if p.encoder is not None and not p.frozen_encoder:  # the student trains it as its clip encoder
-        clip = model_ctx.shapes[p.task.student_modalities[0]][-len(p.encoder.sample[p.task.student_modalities[0]]):]
+        clip = model_ctx.shapes[p.task.student_modalities[0]][-clip_axes(p):]
         model_ctx = dataclasses.replace(model_ctx, extras={**model_ctx.extras,
                                                            "encoder": build_encoder(ctx, state, tuple(clip))})
     torch.manual_seed(derive_seed(ctx.seed, "student-init"))  # identical init for every method
