@@ -51,6 +51,9 @@ class StageSpend:
     eval_seconds: float | None = field(default=None, metadata={"optional_before": math.inf})
     warmup_steps: int | None = field(default=None, metadata={"optional_before": math.inf})
     warmup_seconds: float | None = field(default=None, metadata={"optional_before": math.inf})
+    #: the step a killed run's stage resumed at from its checkpoint (``xbench.resume``); None: it
+    #: ran from its start in one process
+    resumed_at: int | None = field(default=None, metadata={"optional_before": math.inf})
 
     def throughput(self) -> float | None:
         """Training samples per second over the steady steps (warm-up and evaluations out), or

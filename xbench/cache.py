@@ -22,7 +22,6 @@ A frozen encoder's features of the student's clips (frozen-feature mode) are sto
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbench.atomic import atomic_write, atomic_write_text
 from xbench.data.io import sha256_file
 from xbench.settings import settings
 
-#: what reading a damaged entry raises (a 0-byte or garbled torch file: EOFError, UnpicklingError;
-#: a truncated zip: RuntimeError; a wrong layout: KeyError, TypeError, ValueError): a miss, not a
-#: traceback, so the entry is computed again
-UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError)
+#: what reading a damaged entry raises (a 0-byte or garbled torch file: EOFError, UnpicklingError,
+#: IndexError, UnicodeDecodeError; a truncated zip: RuntimeError; a wrong layout: KeyError,
+#: TypeError, ValueError, AttributeError): a miss, not a traceback, so the entry is computed again
+UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, IndexError, AttributeError,
+              OverflowError, pickle.UnpicklingError)
 
 
 def enabled(kind: str, tier: Any) -> bool:
@@ -83,9 +84,8 @@ class ModelCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         state = {k: v for k, v in model.state_dict().items() if k not in frozen}
         _atomic_save(state, self.state_path)
-        tmp = self.dir / f"record.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-        tmp.replace(self.dir / "record.json")  # last: an entry without it is a miss
+        # last: an entry without it is a miss
+        atomic_write_text(self.dir / "record.json", json.dumps(record, indent=1, sort_keys=True))
 
 
 class TeacherCache(ModelCache):
@@ -145,8 +145,6 @@ class FeatureCache:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    # a temporary file of this process's own: two runs filling one entry at once (a sweep's
+    # a temporary file of the writer's own: two runs filling one entry at once (a sweep's
     # parallel jobs) never write into each other's file
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -43,6 +43,11 @@ def _run_parsers(sub) -> None:
                    help="override an option: dataset.*, task.*, method.*, budget.*, teacher.* (repeatable)")
     r.add_argument("--config", type=Path, help="a run config YAML file (CLI flags win)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    r.add_argument("--restart", action="store_true",
+                   help="discard the checkpoints a killed run of this config left and start from step 0 "
+                        "(default: resume from them)")
+    r.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the run's stage checkpoints in XBENCH_HOME/checkpoints after its record is stored")
 
 
 def _result_parsers(sub) -> None:
@@ -327,7 +332,7 @@ def cmd_run(args) -> int:
     from xbench.leaderboard import mean_std
     from xbench.records import EXIT_INCOMPLETE
     from xbench.registry import build_registry
-    from xbench.run import execute, plan, resolve_device
+    from xbench.run import checkpoints_for, execute, plan, resolve_device
     from xbench.store import ResultStore
 
     imports = time.perf_counter() - t_imports
@@ -353,9 +358,12 @@ def cmd_run(args) -> int:
             if age is not None:
                 clock.add("startup", age)
             clock.add("imports", imports)
-        rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock)
+        ckpts = checkpoints_for(p, seed, device, log=log, restart=args.restart)
+        rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock, checkpoints=ckpts)
         with clock.part("record"):
             path = store.add(rec)
+        if ckpts is not None and not args.keep_checkpoints:  # the record holds what they were for
+            ckpts.clear()
         log(f"time: {clock.summary()}")
         (path.parent / "log.txt").write_text("\n".join(lines) + "\n")
         records.append(rec)

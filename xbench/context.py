@@ -117,6 +117,9 @@ class RunContext:
     home: Path | None = None
     #: where the run's wall time goes (never recorded: see ``Clock``)
     clock: Clock = field(default_factory=Clock)
+    #: the run's stage checkpoints (``xbench.resume.RunCheckpoints``), or None: none are saved or
+    #: read
+    checkpoints: Any = None
 
     def __post_init__(self) -> None:
         if self.tier is None:

@@ -29,3 +29,7 @@ class MissingAudio(DataError):
 
 class IncompatibleError(XbenchError):
     """A method cannot run on a task/dataset (a modality or output it needs is missing)."""
+
+
+class CheckpointError(XbenchError):
+    """A stage checkpoint of an interrupted run could not be restored (it was removed: run again)."""

@@ -3,6 +3,14 @@ name (``xbench.engine`` holds the plan, the stages and the record)."""
 
 from __future__ import annotations
 
-from xbench.engine import Plan, execute, plan, resolve_device, resolve_term, teacher_config
+from xbench.engine import (
+    Plan,
+    checkpoints_for,
+    execute,
+    plan,
+    resolve_device,
+    resolve_term,
+    teacher_config,
+)
 
-__all__ = ["Plan", "execute", "plan", "resolve_device", "resolve_term", "teacher_config"]
+__all__ = ["Plan", "checkpoints_for", "execute", "plan", "resolve_device", "resolve_term", "teacher_config"]

@@ -32,6 +32,9 @@ VARIABLES = {
                                      "results never depend on it")),
     "XBENCH_CLOCK_LIMIT": ("on", ("stop a run at its tier's max_seconds and store it as incomplete (off: no "
                                   "limit; a complete run's numbers never depend on it)")),
+    "XBENCH_CHECKPOINT": ("on", ("`xbench run` saves each stage's state to XBENCH_HOME/checkpoints and a killed run "
+                                 "resumes from it (removed once the record is stored)")),
+    "XBENCH_CHECKPOINT_EVERY": ("the tier's eval_every", "steps between a stage's checkpoints (its end is always one)"),
     "XBENCH_ALLOCATOR": ("steady", "`default` leaves glibc's allocator as it is (see the run record's env)"),
 }
 
@@ -77,6 +80,10 @@ class Settings:
     clock_limit: bool
     #: "steady" (large mmap and trim thresholds) or "default" (glibc as it is)
     allocator: str
+    #: whether `xbench run` checkpoints its stages and resumes a killed run
+    checkpoint: bool = True
+    #: steps between checkpoints (0: at each evaluation)
+    checkpoint_every: int = 0
 
 
 def settings() -> Settings:
@@ -100,4 +107,6 @@ def settings() -> Settings:
         decode_workers=_count("XBENCH_DECODE_WORKERS"),
         clock_limit=flag("XBENCH_CLOCK_LIMIT", True),
         allocator=allocator,
+        checkpoint=flag("XBENCH_CHECKPOINT", True),
+        checkpoint_every=_count("XBENCH_CHECKPOINT_EVERY"),
     )

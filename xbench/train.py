@@ -8,6 +8,7 @@ the wall-clock cap, and model selection (on the val split only; test is evaluate
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,10 @@ from xbench.budget import CurvePoint, StageSpend, peak_memory_mb
 from xbench.config import OptimizerConfig, Tier
 from xbench.context import RunContext
 from xbench.data.examples import Examples
-from xbench.errors import IncompatibleError, PluginError
+from xbench.errors import CheckpointError, IncompatibleError, PluginError
+
+#: what loading a checkpoint that does not fit the stage's modules or optimizer raises
+UNFIT = (RuntimeError, ValueError, KeyError, TypeError, IndexError)
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -241,6 +245,9 @@ class StepSpec:
     after_step: Callable[[float], None] | None = None
     #: the stage's optimizer settings where they are not the tier's (a method's tuned knobs)
     optimizer: OptimizerConfig | None = None
+    #: which of a stage's fits this is where it has several (a crossfit teacher's fold): its
+    #: checkpoint's name
+    tag: tuple[str, ...] = ()
 
 
 def fit(spec: StepSpec, ctx: RunContext) -> tuple[StageSpend, Selection]:
@@ -266,8 +273,6 @@ class _Loop:
         with self.clock.part("setup"):  # the first optimizer of a process imports torch._dynamo
             self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)
         self.sched = build_schedule(self.opt, self.tier, spec.max_steps)
-        order = batch_indices(len(spec.data), self.tier.batch_size, derive_seed(ctx.seed, "data", spec.stage))
-        self.batches = batch_stream(spec.data, order, spec.keys, self.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else None
@@ -275,8 +280,17 @@ class _Loop:
         self.best_state: dict[str, dict] = {}
         self.running: dict[str, list[torch.Tensor]] = {}  # loss terms since the last evaluation
         self.t0 = time.perf_counter()
-        self.bar = ctx.reporter.bar(spec.max_steps, spec.stage)
         self.step = self.last_eval = 0
+        # a time-budget tier is never resumed: the clock is its budget, a resumed stage would get more
+        self.ckpt = ctx.checkpoints if not self.tier.time_budget else None
+        self.ckpt_name = "-".join((spec.stage, *spec.tag))
+        if self.ckpt is not None:
+            self.restore()
+        order = batch_indices(len(spec.data), self.tier.batch_size, derive_seed(ctx.seed, "data", spec.stage))
+        for _ in range(self.step):  # the data order replayed to where the checkpoint left it
+            next(order)
+        self.batches = batch_stream(spec.data, order, spec.keys, self.device)
+        self.bar = ctx.reporter.bar(spec.max_steps, spec.stage, initial=self.step)
         # the steps of one-off work: FLOP counting (the first; it runs eagerly) and compiling
         compiled = any(getattr(m, "_compiled_call_impl", None) is not None
                        for module in spec.modules.values() for m in module.modules())
@@ -337,6 +351,62 @@ class _Loop:
             if self.step % self.tier.eval_every == 0 or self.step == spec.max_steps:
                 self.select()
                 self.train_mode()
+            if self.ckpt is not None and (self.step % self.ckpt.interval(self.tier.eval_every) == 0
+                                          or self.step == spec.max_steps):
+                self.save()
+
+    # -- checkpoints (xbench.resume) ----------------------------------------------------------
+    def save(self) -> None:
+        """The stage's whole state, as ``restore`` reads it."""
+        self.ckpt.save(self.ckpt_name, {
+            "step": self.step, "last_eval": self.last_eval, "max_steps": self.spec.max_steps,
+            "modules": {n: m.state_dict() for n, m in self.spec.modules.items()},
+            "optimizer": self.opt.state_dict(), "schedule": self.sched.state_dict(),
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "running": {k: torch.stack(v) for k, v in self.running.items()},
+            "spend": self.spend.as_dict(), "stage_seconds": time.perf_counter() - self.t0,
+            "run_seconds": time.perf_counter() - self.meter.started,
+            "best": dataclasses.asdict(self.best) if self.best is not None else None,
+            "best_state": self.best_state,
+        })
+
+    def restore(self) -> None:
+        """Continue from the stage's last checkpoint where there is one that fits it."""
+        payload = self.ckpt.load(self.ckpt_name)
+        if payload is None:
+            return
+        spec = self.spec
+        why = _misfit(payload, spec, self.opt)
+        if why is not None:  # nothing is loaded yet: the stage simply starts over
+            self.ckpt.discard(self.ckpt_name, f"checkpoint {self.ckpt.path(self.ckpt_name)} does not fit ({why})")
+            return
+        try:
+            for name, module in spec.modules.items():
+                module.load_state_dict(payload["modules"][name])
+            self.opt.load_state_dict(payload["optimizer"])
+            self.sched.load_state_dict(payload["schedule"])
+        except UNFIT as exc:
+            # the modules may be half loaded: only a new process starts this stage over cleanly
+            self.ckpt.discard(self.ckpt_name, f"checkpoint {self.ckpt.path(self.ckpt_name)} does not fit ({exc})")
+            raise CheckpointError(f"{spec.culprit or spec.stage}: a checkpoint of stage {self.ckpt_name} did not fit "
+                                  f"its modules and was removed; run again") from exc
+        torch.set_rng_state(payload["rng"]["cpu"])
+        if payload["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        self.step, self.last_eval = payload["step"], payload["last_eval"]
+        self.running = {k: [t.to(self.device) for t in v.unbind()] for k, v in payload["running"].items()}
+        saved = StageSpend.from_dict(payload["spend"])
+        for f in dataclasses.fields(StageSpend):
+            setattr(self.spend, f.name, getattr(saved, f.name))
+        self.spend.resumed_at = self.step
+        self.t0 = time.perf_counter() - payload["stage_seconds"]
+        # the safety net counts the time the run had already spent
+        self.meter.started = min(self.meter.started, time.perf_counter() - payload["run_seconds"])
+        self.best = Selection(**payload["best"]) if payload["best"] is not None else None
+        self.best_state = payload["best_state"]
+        self.ckpt.resumed[self.ckpt_name] = self.step
+        self.log(f"{self.ckpt_name}: resumed at step {self.step} of {spec.max_steps} from its checkpoint")
 
     def sync(self) -> None:
         if self.device.type == "cuda":  # the steps queued so far finish inside the interval timed
@@ -379,6 +449,21 @@ class _Loop:
             self.log(f"{spec.stage}: {rate:.1f} samples/s over the steady steps, peak memory "
                      f"{spend.peak_memory_mb:.0f} MiB ({spend.memory_kind})")
         return spend, best
+
+
+def _misfit(payload: dict[str, Any], spec: StepSpec, opt: torch.optim.Optimizer) -> str | None:
+    """Why a checkpoint's payload cannot be this stage's state (its budget, its modules' tensors,
+    its optimizer's parameter groups), or None where it fits."""
+    if payload.get("max_steps") != spec.max_steps or set(payload.get("modules", {})) != set(spec.modules):
+        return "another budget or other modules"
+    for name, module in spec.modules.items():
+        saved, own = payload["modules"][name], module.state_dict()
+        if set(saved) != set(own) or any(getattr(saved[k], "shape", None) != getattr(own[k], "shape", None) for k in own):
+            return f"module {name} has other tensors"
+    groups = payload["optimizer"].get("param_groups", [])
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in opt.param_groups]:
+        return "other parameter groups"
+    return None
 
 
 def _window(step: int, spec: StepSpec, running: dict[str, list[torch.Tensor]]) -> dict[str, float]:

@@ -23,19 +23,22 @@ from xbench.engine import student as _student
 from xbench.engine import teacher as _teacher
 from xbench.engine.features import FrozenFeatures
 from xbench.engine.plan import Plan, plan, resolve_term, stages_of
-from xbench.engine.record import build_record, device_name, environment, git_sha
+from xbench.engine.record import build_record, device_name, environment, git_sha, numerics
 from xbench.engine.state import RunState, call
 from xbench.engine.teacher import teacher_config
 from xbench.errors import ConfigError, IncompatibleError, PluginError
+from xbench.resume import RunCheckpoints, run_identity
 from xbench.settings import settings
 from xbench.specs import ModelContext
 
 __all__ = [
     "STAGES",
     "Plan",
+    "RunCheckpoints",
     "RunContext",
     "RunState",
     "Stage",
+    "checkpoints_for",
     "device_name",
     "environment",
     "execute",
@@ -71,15 +74,30 @@ def resolve_device(name: str) -> torch.device:
 
 def execute(p: Plan, seed: int, *, device: torch.device, data_root: Path | None = None,
             progress: bool = False, log: Callable[[str], None] = lambda s: None,
-            home: Path | None = None, clock: Clock | None = None) -> dict[str, Any]:
+            home: Path | None = None, clock: Clock | None = None, checkpoints: Any = None) -> dict[str, Any]:
     """Train and evaluate one seed of a plan; returns the run record (not yet stored). ``home``
-    holds the teacher cache (default XBENCH_HOME); ``clock`` gets where the time went."""
+    holds the teacher cache (default XBENCH_HOME); ``clock`` gets where the time went;
+    ``checkpoints`` (``xbench.resume.RunCheckpoints``, see ``checkpoints_for``) makes its stages
+    save checkpoints and resume from the ones a killed run of it left."""
     # the wall-clock limit is a safety net: off, nothing but steps and samples ends a stage
     # the clock is a safety net XBENCH_CLOCK_LIMIT may turn off, unless it is the tier's budget
     limit = p.tier.max_seconds if settings().clock_limit or p.tier.time_budget else math.inf
     ctx = RunContext(p, seed, device, BudgetMeter(limit), Reporter(log, progress), data_root,
-                     home=home, clock=clock or Clock())
+                     home=home, clock=clock or Clock(), checkpoints=checkpoints)
     return run(ctx)
+
+
+def checkpoints_for(p: Plan, seed: int, device: torch.device, home: Path | None = None,
+                    log: Callable[[str], None] = lambda s: None, restart: bool = False) -> RunCheckpoints | None:
+    """The stage checkpoints of one seed of ``p`` (None where ``XBENCH_CHECKPOINT`` is off),
+    keyed by everything its numbers depend on (``xbench.resume``); ``restart`` discards the ones
+    a killed run of it left."""
+    s = settings()
+    if not s.checkpoint:
+        return None
+    env = {**numerics(device), "xbench": environment(device)["xbench"], "git_sha": git_sha()}
+    return RunCheckpoints(home or s.home, run_identity(p.resolved(), seed, p.plugins, env),
+                          s.checkpoint_every or None, log, restart)
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
@@ -87,6 +105,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     state."""
     started = dt.datetime.now(dt.timezone.utc)
     state = prepare(ctx)
+    if ctx.checkpoints is not None:  # the data are open: checkpoints of other data are never read
+        ctx.checkpoints.bind(state.dataset.manifest_hash())
     for stage in ctx.plan.stages:
         if stage in state.done:  # its outputs exist (a teacher from the cache)
             continue

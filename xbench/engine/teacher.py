@@ -104,7 +104,7 @@ def teacher_pretrain(ctx: RunContext, state: RunState) -> None:
             groups=[([q for q in teacher.parameters() if q.requires_grad], 1.0)],
             step_fn=lambda batch, t=teacher: {"mlm": t.mlm_loss(batch["text"])}, data=corpus, keys=("text",),
             max_steps=min(p.teacher_options.mlm_steps, p.teacher_steps), main_metric="mlm",
-            culprit=f"teacher '{p.teacher.name}'"), ctx)
+            culprit=f"teacher '{p.teacher.name}'", tag=slot.tag), ctx)
         slot.spends = [spend]
         ctx.log(f"teacher '{p.teacher.name}'{_which(slot)}: masked-LM pretraining, {spend.steps} steps on "
                 f"{len(docs)} texts")
@@ -153,7 +153,7 @@ def train_teacher(ctx: RunContext, state: RunState) -> None:
             groups=[([q for q in teacher.parameters() if q.requires_grad], 1.0)], step_fn=step, data=own,
             keys=t_mods + targets, max_steps=p.teacher_steps, main_metric=teacher_metric(p, state),
             evaluate=state.evaluator(ctx, teacher, t_mods, state.val), culprit=f"teacher '{p.teacher.name}'",
-            optimizer=p.teacher_optimizer), ctx)
+            optimizer=p.teacher_optimizer, tag=slot.tag), ctx)
         spends = [*slot.spends, spend]
         state.spent.extend(s.as_dict() for s in spends)
         # a teacher the clock cut short is this run's only: neither it nor its outputs are cached
