@@ -211,15 +211,18 @@ def test_paper_values_come_from_the_plugins(registry):
     assert markdown([table], paper=True).splitlines()[4].split("|")[-2].strip() == "+9.1 (cm\\_recall1)"
 
 
-def test_published_leaderboard_rerenders_to_the_committed_files(tmp_path, registry):
-    """leaderboard/ holds records and the formats rendered from them: rendering the committed
-    records again must give the committed files, byte for byte (plots: present, not compared)."""
+@pytest.mark.parametrize("where", ["leaderboard", "leaderboard/regimes"])
+def test_published_leaderboard_rerenders_to_the_committed_files(tmp_path, registry, where):
+    """leaderboard/ (the synth-cpu suite) and leaderboard/regimes/ (the regime map) hold records
+    and the formats rendered from them: rendering the committed records again must give the
+    committed files, byte for byte (plots: present, not compared)."""
     from xbench.publish import RENDERED, render_dir
 
-    folder = REPO / "leaderboard"
+    folder = REPO / where
     render_dir(folder, tmp_path, registry)
-    for name in RENDERED:
-        assert (tmp_path / name).read_text() == (folder / name).read_text(), f"leaderboard/{name} is stale"
+    regimes = ("regimes.md", "regimes.tex", "regimes.csv", "regimes.json") if where.endswith("regimes") else ()
+    for name in (*RENDERED, *regimes):
+        assert (tmp_path / name).read_text() == (folder / name).read_text(), f"{where}/{name} is stale"
     committed = sorted(p.name for p in (folder / "plots").glob("*.png"))
     assert committed == sorted(p.name for p in (tmp_path / "plots").glob("*.png")) and committed
     records = list((folder / "records").glob("*.json"))

@@ -192,6 +192,39 @@ def test_a_sweep_in_the_background_stops_on_sigterm_with_its_workers(tmp_path):
     assert left.stdout == ""
 
 
+def test_a_killed_sweep_takes_its_workers_with_it_and_its_rerun_resumes_their_runs(tmp_path, monkeypatch):
+    """kill -9 of a sweep: its worker gets SIGTERM from the kernel (it would otherwise run on beside
+    the rerun's), keeps its checkpoints, and the rerun goes on from them instead of step 0."""
+    monkeypatch.setenv("XBENCH_CHECKPOINT_EVERY", "5")
+    path = write(tmp_path, "name: killed\ntier: smoke\nseeds: [0]\ntasks: [recognition]\nmethods: [student]\n")
+    home = ResultStore().home
+    proc = _sweep(path, "--jobs", "1")
+    deadline = time.time() + 300
+    while not list(home.glob("checkpoints/*/student.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline:  # the worker stops on the signal its parent's death sent
+        left = subprocess.run(["pgrep", "-f", "sweeps/killed/configs"], capture_output=True, text=True, check=False)
+        if not left.stdout:
+            break
+        time.sleep(0.2)
+    assert left.stdout == ""
+    assert ResultStore().records() == [] and list(home.glob("checkpoints/*/student.pt"))
+    proc = _sweep(path, "--jobs", "1")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    [rec] = ResultStore().records()
+    resumed = rec.budget.stage("student").resumed_at
+    assert resumed is not None and resumed % 5 == 0 and 0 < resumed < 30
+    (log,) = (home / "sweeps" / "killed" / "logs").iterdir()  # the worker's output, both sittings
+    assert log.read_text().startswith("xbench: interrupted; nothing of the unfinished run was stored\n")
+    run_log = (home / "runs" / rec.id / "log.txt").read_text().splitlines()
+    assert f"student: resumed at step {resumed} of 30 from its checkpoint" in run_log
+    assert not list(home.glob("checkpoints/*/*"))  # removed once the record was stored
+
+
 def test_a_failing_run_is_reported_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
     path = write(tmp_path, """
 name: failing

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
+from xbench.atomic import atomic_write_text
 from xbench.config import (
     RunConfig,
     Tier,
@@ -449,14 +451,17 @@ class _Workers:
 
     def start(self, run: Run) -> None:
         cfg_path = self.base / "configs" / f"{run.config_hash}.yaml"
-        if not cfg_path.exists():
-            cfg_path.write_text(yaml.safe_dump(run.config, sort_keys=True))
+        # written whole every time: a file a killed sweep left half written is never read
+        atomic_write_text(cfg_path, yaml.safe_dump(run.config, sort_keys=True))
         log_path = self.base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
-        log = log_path.open("w")
-        cmd = [sys.executable, "-m", "xbench.cli", "run", "--config", str(cfg_path), "--seed", str(run.seed),
+        log = log_path.open("a")  # a resumed run's log goes on after the killed one's
+        # -P: an `xbench/` folder in the working directory cannot shadow the installed package
+        cmd = [sys.executable, "-P", "-m", "xbench.cli", "run", "--config", str(cfg_path), "--seed", str(run.seed),
                "--quiet"]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # our own signal handling stops it
+                                start_new_session=True,  # our own signal handling stops it
+                                # the function only calls prctl and getppid (no lock, no import): safe after fork
+                                preexec_fn=functools.partial(_die_with_parent, os.getpid(), _prctl()))  # noqa: PLW1509
         self.running[proc] = (run, time.perf_counter(), log_path, log)
 
     def collect(self, proc: subprocess.Popen) -> None:
@@ -501,6 +506,27 @@ class _Workers:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl on Linux (looked up in the sweep, before any fork), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent(parent: int, prctl: Any) -> None:
+    """In a worker, before it runs: the kernel sends it SIGTERM when the sweep dies (a sweep killed
+    with SIGKILL cannot stop its workers itself; they would run on, and a rerun would start the
+    same run beside them). Linux's prctl(PR_SET_PDEATHSIG); elsewhere nothing."""
+    if prctl is None:
+        return
+    prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the sweep died before the call: nothing would signal this worker
+        os._exit(1)
 
 
 def _stored_score(store: ResultStore, run: Run) -> str:
