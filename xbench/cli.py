@@ -46,6 +46,9 @@ def _run_parsers(sub) -> None:
     r.add_argument("--restart", action="store_true",
                    help="discard the checkpoints a killed run of this config left and start from step 0 "
                         "(default: resume from them)")
+    r.add_argument("--record-to", type=Path, metavar="FILE",
+                   help="write the record to FILE (JSON) instead of the store: how a sweep's Ray or Slurm worker "
+                        "hands it to the sweep, which stores it")
     r.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the run's stage checkpoints in XBENCH_HOME/checkpoints after its record is stored")
 
@@ -85,7 +88,21 @@ def _plugin_parsers(sub) -> None:
     sw = sub.add_parser("sweep", help="run a suite: methods x tasks x seeds at one tier, skipping "
                                       "runs already stored (an interrupted sweep resumes)")
     sw.add_argument("suite", type=Path, help="a suite YAML file, or the name of a shipped one (synth-cpu)")
-    sw.add_argument("--jobs", type=int, default=1, help="runs in parallel, each its own process")
+    sw.add_argument("--jobs", type=int, default=1,
+                    help="runs in parallel, each its own process (executor local; slurm: jobs submitted at once)")
+    sw.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                    help="where the runs execute: local processes, Ray tasks (ray.init(), or --ray-address), or "
+                         "Slurm jobs through submitit; XBENCH_HOME must be a path every worker shares")
+    sw.add_argument("--ray-address", metavar="ADDR", help="executor ray: a running cluster's address (default: "
+                                                          "a local one)")
+    sw.add_argument("--slurm-partition", metavar="NAME", help="executor slurm: the partition")
+    sw.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="executor slurm: GPUs per job")
+    sw.add_argument("--slurm-time", type=int, default=60, metavar="MIN", help="executor slurm: a job's time limit")
+    sw.add_argument("--slurm-cluster", metavar="NAME",
+                    help="executor slurm: submitit's cluster (default: slurm where sbatch exists; `local` runs "
+                         "the jobs as local processes, as the tests do)")
+    sw.add_argument("--gpus-per-run", type=float, default=0.0, metavar="N",
+                    help="executor ray: GPUs each run asks for (its CPUs: 1)")
     sw.add_argument("--dry-run", action="store_true", help="show the grid and what is stored; run nothing")
     sw.add_argument("--regimes", metavar="R0,R2",
                     help="cross the suite with these regimes (a family name such as R2 stands for R2-*; "
@@ -341,7 +358,10 @@ def cmd_run(args) -> int:
     reg = build_registry()
     p = plan(reg, cfg, load_tiers())
     device = resolve_device(cfg.device)
-    store = ResultStore()
+    if args.record_to is not None and len(cfg.seeds) > 1:
+        raise ConfigError(f"--record-to {args.record_to}: one seed only (given {len(cfg.seeds)})")
+    # a worker that hands its record over never opens the store: the sweep's driver writes it
+    store = ResultStore() if args.record_to is None else None
     progress = not args.quiet and sys.stderr.isatty()
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     records = []
@@ -361,11 +381,12 @@ def cmd_run(args) -> int:
         ckpts = checkpoints_for(p, seed, device, log=log, restart=args.restart)
         rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock, checkpoints=ckpts)
         with clock.part("record"):
-            path = store.add(rec)
+            path = _keep(rec, store, args.record_to)
         if ckpts is not None and not args.keep_checkpoints:  # the record holds what they were for
             ckpts.clear()
         log(f"time: {clock.summary()}")
-        (path.parent / "log.txt").write_text("\n".join(lines) + "\n")
+        if args.record_to is None:
+            (path.parent / "log.txt").write_text("\n".join(lines) + "\n")
         records.append(rec)
         say(f"  stored {rec.id} -> {path}")
     metric = p.task.main_metric
@@ -395,6 +416,20 @@ def cmd_run(args) -> int:
               f"stopped {stage.stage} at step {stage.steps} of {stage.max_steps}; stored as incomplete "
               f"({r.id}), left out of leaderboards", file=sys.stderr)
     return EXIT_INCOMPLETE if short else 0
+
+
+def _keep(rec: Any, store: Any, record_to: Path | None) -> Path:
+    """Store the record, or write it to ``record_to`` (atomically) for the sweep that started
+    this run to store; where it went."""
+    if record_to is None:
+        return store.add(rec)
+    import json
+
+    from xbench.atomic import atomic_write_text
+
+    record_to.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record_to, json.dumps(rec.to_json(), indent=1, sort_keys=True))
+    return record_to
 
 
 def cmd_runs(args) -> int:
@@ -479,6 +514,7 @@ def cmd_sweep(args) -> int:
     from xbench.registry import build_registry
     from xbench.store import ResultStore
     from xbench.sweep import (
+        adopt_handed,
         append_history,
         describe,
         history_line,
@@ -496,6 +532,10 @@ def cmd_sweep(args) -> int:
         suite = with_regimes(suite, args.regimes)
     store = ResultStore()
     reg = build_registry()
+    adopted = adopt_handed(store, suite)
+    if adopted:
+        print(f"stored {adopted} records that Ray or Slurm workers had handed over to a sweep that stopped "
+              "before storing them", file=sys.stderr)
     sp = plan_sweep(suite, reg, store, str(args.suite))
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     print(describe(sp), file=sys.stderr)
@@ -509,7 +549,7 @@ def cmd_sweep(args) -> int:
     try:
         # the history and the summary count from the plan the sitting started with; the search's
         # tuned runs join it as they become known
-        final = run_phases(sp, reg, store, str(args.suite), jobs=args.jobs, say=say,
+        final = run_phases(sp, reg, store, str(args.suite), jobs=args.jobs, say=say, executor=_executor(args),
                            progress=not args.quiet and sys.stderr.isatty(), outcomes=outcomes)
     except KeyboardInterrupt:
         # counted from the store: a run that finished as the signal came is stored and counts
@@ -535,6 +575,14 @@ def cmd_sweep(args) -> int:
     if args.publish:
         _publish(args, refresh(final, store), store, reg)
     return 1 if failed or short else 0
+
+
+def _executor(args) -> Any:
+    from xbench.executors import ExecutorOptions
+
+    return ExecutorOptions(name=args.executor, ray_address=args.ray_address, slurm_partition=args.slurm_partition,
+                           slurm_gpus=args.slurm_gpus, slurm_time=args.slurm_time, slurm_cluster=args.slurm_cluster,
+                           gpus=args.gpus_per_run)
 
 
 def _publish(args, done, store, reg) -> None:

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +38,8 @@ from xbench.config import (
 )
 from xbench.context import Reporter
 from xbench.errors import ConfigError, IncompatibleError
+from xbench.executors import ExecutorOptions, arguments, read_record
+from xbench.executors import executor as make_executor
 from xbench.records import EXIT_INCOMPLETE, RunRecord
 from xbench.store import ResultStore
 
@@ -383,23 +382,23 @@ def sweep_dir(store: ResultStore, suite: Suite) -> Path:
 
 def run_sweep(sp: SweepPlan, store: ResultStore, jobs: int = 1,
             say: Callable[[str], None] = lambda m: None, progress: bool = False,
-            outcomes: list[Outcome] | None = None) -> list[Outcome]:
-    """Run what the store lacks, ``jobs`` processes at a time; the finished runs' outcomes are
-    appended to ``outcomes`` (also when interrupted) and returned. KeyboardInterrupt stops the
-    workers (their unfinished runs store nothing) and propagates."""
+            outcomes: list[Outcome] | None = None, executor: ExecutorOptions | None = None) -> list[Outcome]:
+    """Run what the store lacks on ``executor`` (default: ``jobs`` local processes at a time); the
+    finished runs' outcomes are appended to ``outcomes`` (also when interrupted) and returned.
+    KeyboardInterrupt stops the workers (their unfinished runs store nothing) and propagates."""
     outcomes = [] if outcomes is None else outcomes
     if not sp.todo:
         return []
-    pool = _Workers(sp, store, jobs, say, progress, outcomes)
+    pool = _Workers(sp, store, jobs, say, progress, outcomes, executor or ExecutorOptions())
     try:
         while pool.pending or pool.running:
             pool.fill()
-            finished = [proc for proc in pool.running if proc.poll() is not None]
+            finished = pool.finished()
             if not finished:
                 time.sleep(0.2)
                 continue
-            for proc in finished:
-                pool.collect(proc)
+            for handle in finished:
+                pool.collect(handle)
     except BaseException:
         pool.stop_all()
         raise
@@ -409,25 +408,33 @@ def run_sweep(sp: SweepPlan, store: ResultStore, jobs: int = 1,
 
 
 class _Workers:
-    """The worker processes of one sitting: which runs wait, which run, and the progress shown."""
+    """The runs of one sitting on an executor (``xbench.executors``): which runs wait, which run,
+    and the progress shown."""
 
     def __init__(self, sp: SweepPlan, store: ResultStore, jobs: int, say: Callable[[str], None],
-                 progress: bool, outcomes: list[Outcome]) -> None:
+                 progress: bool, outcomes: list[Outcome], executor: ExecutorOptions) -> None:
         self.sp, self.store, self.jobs, self.say, self.outcomes = sp, store, jobs, say, outcomes
         self.todo = sp.todo
         self.base = sweep_dir(store, sp.suite)
-        (self.base / "configs").mkdir(parents=True, exist_ok=True)
-        (self.base / "logs").mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ, XBENCH_HOME=str(store.home.resolve()))
+        for sub in ("configs", "logs", "records"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self.env = {"XBENCH_HOME": str(store.home.resolve()),
+                    **{k: v for k, v in os.environ.items() if k.startswith("XBENCH_")}}
+        self.env["XBENCH_HOME"] = str(store.home.resolve())
         # one thread per run, whatever --jobs: the thread count changes a run's bits (the order of
         # its reductions), so a sweep resumed with another --jobs must not mix two environments in
         # one table; parallelism comes from the jobs (a thread count the user set stands)
         for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            self.env.setdefault(key, "1")
+            self.env[key] = os.environ.get(key, "1")
+        self.options = executor
+        self.exec = make_executor(executor, self.base / "slurm")
+        # the local workers store their records; an engine's hand them to the driver
+        self.hand_over = executor.name != "local"
         self.estimator = Estimator(store, sp.suite.tier)
         self.pending = list(self.todo)
-        self.running: dict[subprocess.Popen, tuple[Run, float, Path, Any]] = {}
+        self.running: dict[Any, tuple[Run, float, Path]] = {}
         self.trained: set[str] = set()  # teacher groups whose first run finished (the cache is filled)
+        self.first: dict[str, Any] = {}  # each teacher group's first run (Ray: the others depend on it)
         self.bar = None
         if progress:  # the one reporter's bar, as a run's stages draw theirs
             self.bar = Reporter(log=say, progress=True).bar(
@@ -437,50 +444,64 @@ class _Workers:
 
     def ready(self, run: Run) -> bool:
         # the first run of a teacher (pretrain) group trains the teacher (encoder); the others
-        # wait for its cache
+        # wait for its cache (under Ray, as a dependency of its task)
+        if self.exec.scheduled:
+            return True
         busy = {g for r, *_ in self.running.values() for g in r.groups}
         return all(g in self.trained or g not in busy for g in run.groups)
 
     def fill(self) -> None:
-        while len(self.running) < self.jobs:
+        while self.exec.scheduled or len(self.running) < self.jobs:
             nxt = next((r for r in self.pending if self.ready(r)), None)
             if nxt is None:
                 return
             self.pending.remove(nxt)
             self.start(nxt)
 
+    def record_path(self, run: Run) -> Path:
+        return self.base / "records" / f"{run.config_hash}_s{run.seed}.json"
+
     def start(self, run: Run) -> None:
         cfg_path = self.base / "configs" / f"{run.config_hash}.yaml"
         # written whole every time: a file a killed sweep left half written is never read
         atomic_write_text(cfg_path, yaml.safe_dump(run.config, sort_keys=True))
         log_path = self.base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
-        log = log_path.open("a")  # a resumed run's log goes on after the killed one's
-        # -P: an `xbench/` folder in the working directory cannot shadow the installed package
-        cmd = [sys.executable, "-P", "-m", "xbench.cli", "run", "--config", str(cfg_path), "--seed", str(run.seed),
-               "--quiet"]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL,
-                                start_new_session=True,  # our own signal handling stops it
-                                # the function only calls prctl and getppid (no lock, no import): safe after fork
-                                preexec_fn=functools.partial(_die_with_parent, os.getpid(), _prctl()))  # noqa: PLW1509
-        self.running[proc] = (run, time.perf_counter(), log_path, log)
+        args = arguments(cfg_path, run.seed, self.record_path(run) if self.hand_over else None)
+        after = [self.first[g] for g in run.groups if g in self.first and g not in self.trained]
+        handle = self.exec.start(args, self.env, log_path, after)
+        for g in run.groups:
+            self.first.setdefault(g, handle)
+        self.running[handle] = (run, time.perf_counter(), log_path)
 
-    def collect(self, proc: subprocess.Popen) -> None:
+    def finished(self) -> list[Any]:
+        return [h for h in self.running if h.poll() is not None]
+
+    def collect(self, handle: Any) -> None:
         """A finished worker: its outcome, the teacher group it unblocks, a progress line."""
-        run, t0, log_path, log = self.running.pop(proc)
-        log.close()
+        run, t0, log_path = self.running.pop(handle)
         took = time.perf_counter() - t0
-        out = Outcome(run, proc.returncode, took, log_path)
-        if proc.returncode == 0:
+        code = handle.poll()
+        if self.hand_over and code in (0, EXIT_INCOMPLETE) and not self.store_handed(self.record_path(run)):
+            code = 1  # it said it finished but handed over no record
+        out = Outcome(run, code, took, log_path)
+        if code == 0:
             self.estimator.add(run.task, took)
             out.score = _stored_score(self.store, run)
         self.trained.update(run.groups)  # after a failure too: let the others try (and train) themselves
         self.outcomes.append(out)
+        self.report(out, log_path)
+
+    def store_handed(self, path: Path) -> bool:
+        return store_handed(self.store, path)
+
+    def report(self, out: Outcome, log_path: Path) -> None:
+        run = out.run
         eta = self.estimator.eta(self.pending + [r for r, *_ in self.running.values()], self.jobs)
         status = (out.score if out.returncode == 0 else
                   f"INCOMPLETE (the wall-clock limit stopped it; a rerun runs it again; log {log_path})"
                   if out.returncode == EXIT_INCOMPLETE else f"FAILED (exit {out.returncode}; log {log_path})")
         line = (f"[{len(self.outcomes)}/{len(self.todo)}] {run.task} {run.label} seed {run.seed}: {status} "
-                f"in {_fmt_duration(took)}; ETA {eta}")
+                f"in {_fmt_duration(out.seconds)}; ETA {eta}")
         if self.bar is not None:
             self.bar.set_postfix_str(f"ETA {eta}", refresh=False)
             self.bar.update(1)
@@ -492,41 +513,34 @@ class _Workers:
     def stop_all(self) -> None:
         # SIGTERM, not SIGINT: a sweep started in the background (nohup, &) ignores SIGINT and so
         # do the workers it starts; `xbench run` stops on SIGTERM without storing anything
-        for proc in self.running:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc, (_, _, _, log) in self.running.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
+        for handle in self.running:
+            handle.stop()
 
     def close(self) -> None:
+        self.exec.close()
         if self.bar is not None:
             self.bar.close()
 
 
-@functools.cache
-def _prctl() -> Any:
-    """libc's prctl on Linux (looked up in the sweep, before any fork), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
+def store_handed(store: ResultStore, path: Path) -> bool:
+    """Store the record a worker of an engine handed over (``xbench run --record-to``) and remove
+    the file; whether there was one."""
+    data = read_record(path)
+    if data is None:
+        return False
+    record = RunRecord.from_json(data, str(path))
+    latest = store.latest(record.config_hash, record.seed)
+    if latest is None or latest.id != record.id:  # else stored already, by a sweep that died before removing it
+        store.add(record)
+    path.unlink()
+    return True
 
-    return ctypes.CDLL(None, use_errno=True).prctl
 
-
-def _die_with_parent(parent: int, prctl: Any) -> None:
-    """In a worker, before it runs: the kernel sends it SIGTERM when the sweep dies (a sweep killed
-    with SIGKILL cannot stop its workers itself; they would run on, and a rerun would start the
-    same run beside them). Linux's prctl(PR_SET_PDEATHSIG); elsewhere nothing."""
-    if prctl is None:
-        return
-    prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the sweep died before the call: nothing would signal this worker
-        os._exit(1)
+def adopt_handed(store: ResultStore, suite: Suite) -> int:
+    """Store the records an engine's workers handed over to a sweep that died before storing them;
+    how many."""
+    folder = sweep_dir(store, suite) / "records"
+    return sum(store_handed(store, p) for p in sorted(folder.glob("*.json"))) if folder.is_dir() else 0
 
 
 def _stored_score(store: ResultStore, run: Run) -> str:
