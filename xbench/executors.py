@@ -78,10 +78,13 @@ class LocalHandle:
     def poll(self) -> int | None:
         return self.proc.poll()
 
-    def stop(self) -> None:
+    def signal(self) -> None:
         # the worker is its own process group (start_new_session): SIGTERM stops it and whatever it started
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.signal()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -160,9 +163,6 @@ class Ray(Executor):
     def start(self, args: list[str], env: dict[str, str], log_path: Path, after: list[Any]) -> RayHandle:
         # a dependency is another run's task: Ray starts this one once those have finished
         return RayHandle(self.ray, self.task.remote(args, env, str(log_path), *[h.ref for h in after]))
-
-    def close(self) -> None:
-        return None  # the driver's ray.init() is the user's session (or this process's): left as it is
 
 
 class Slurm(Executor):

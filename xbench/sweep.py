@@ -418,15 +418,15 @@ class _Workers:
         self.base = sweep_dir(store, sp.suite)
         for sub in ("configs", "logs", "records"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        self.env = {"XBENCH_HOME": str(store.home.resolve()),
-                    **{k: v for k, v in os.environ.items() if k.startswith("XBENCH_")}}
-        self.env["XBENCH_HOME"] = str(store.home.resolve())
+        # xbench's settings travel to a worker of an engine (a local one inherits them anyway); the
+        # store's home wins over the environment's
+        self.env = {**{k: v for k, v in os.environ.items() if k.startswith("XBENCH_")},
+                    "XBENCH_HOME": str(store.home.resolve())}
         # one thread per run, whatever --jobs: the thread count changes a run's bits (the order of
         # its reductions), so a sweep resumed with another --jobs must not mix two environments in
         # one table; parallelism comes from the jobs (a thread count the user set stands)
         for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             self.env[key] = os.environ.get(key, "1")
-        self.options = executor
         self.exec = make_executor(executor, self.base / "slurm")
         # the local workers store their records; an engine's hand them to the driver
         self.hand_over = executor.name != "local"
@@ -481,7 +481,7 @@ class _Workers:
         run, t0, log_path = self.running.pop(handle)
         took = time.perf_counter() - t0
         code = handle.poll()
-        if self.hand_over and code in (0, EXIT_INCOMPLETE) and not self.store_handed(self.record_path(run)):
+        if self.hand_over and code in (0, EXIT_INCOMPLETE) and not store_handed(self.store, self.record_path(run)):
             code = 1  # it said it finished but handed over no record
         out = Outcome(run, code, took, log_path)
         if code == 0:
@@ -490,9 +490,6 @@ class _Workers:
         self.trained.update(run.groups)  # after a failure too: let the others try (and train) themselves
         self.outcomes.append(out)
         self.report(out, log_path)
-
-    def store_handed(self, path: Path) -> bool:
-        return store_handed(self.store, path)
 
     def report(self, out: Outcome, log_path: Path) -> None:
         run = out.run
@@ -513,6 +510,8 @@ class _Workers:
     def stop_all(self) -> None:
         # SIGTERM, not SIGINT: a sweep started in the background (nohup, &) ignores SIGINT and so
         # do the workers it starts; `xbench run` stops on SIGTERM without storing anything
+        for handle in self.running:  # every worker signalled first, then each waited for
+            getattr(handle, "signal", lambda: None)()
         for handle in self.running:
             handle.stop()
 
