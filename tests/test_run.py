@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from xbench.config import RunConfig, load_tiers
+from xbench.data.examples import Examples
 from xbench.run import execute, plan
 from xbench.store import ResultStore
-from xbench.train import batch_indices
+from xbench.train import batch_indices, share
 
 
 def _run(registry, data_root, method, seed=0, **budget):
@@ -71,10 +72,27 @@ def test_data_order_depends_on_seed_and_stage_only():
     b = [b.tolist() for b, _ in zip(batch_indices(10, 4, 123), range(5))]
     assert a == b and all(len(x) == 4 for x in a)
     assert sorted(a[0] + a[1]) == sorted(set(a[0] + a[1]))  # no repeats within an epoch
-    # rank-aware: two ranks split one permutation's batches between them
-    r0 = [x.tolist() for x, _ in zip(batch_indices(16, 4, 1, rank=0, world=2), range(2))]
-    r1 = [x.tolist() for x, _ in zip(batch_indices(16, 4, 1, rank=1, world=2), range(2))]
-    assert sorted(i for batch in r0 + r1 for i in batch) == list(range(16))
+    # under two processes each rank takes its half of every global batch, and counts the other
+    # half as drawn (a column's per-example crops stay the single-process ones)
+    data = Examples({"x": torch.arange(10), "clip": _Draws()})
+    r0 = [x.tolist() for _, x in zip(range(5), share(batch_indices(10, 4, 123), data, ("clip",), 0, 2))]
+    assert r0 == [x[:2] for x in a]
+    assert data.tensors["clip"].skipped == [x[2:] for x in a]
+    r1 = [x.tolist() for _, x in zip(range(5), share(batch_indices(10, 4, 123), data, ("x",), 1, 2))]
+    assert r1 == [x[2:] for x in a]
+
+
+class _Draws:
+    """A lazy column that records what ``Examples.skip`` counted."""
+
+    def __init__(self) -> None:
+        self.skipped: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return 10
+
+    def skip(self, index: torch.Tensor) -> None:
+        self.skipped.append(index.tolist())
 
 
 def test_wall_clock_cap_stops_the_run_and_is_recorded_incomplete(registry, data_root, monkeypatch):

@@ -54,6 +54,11 @@ class StageSpend:
     #: the step a killed run's stage resumed at from its checkpoint (``xbench.resume``); None: it
     #: ran from its start in one process
     resumed_at: int | None = field(default=None, metadata={"optional_before": math.inf})
+    #: the processes the stage ran on (``torchrun``/``--nproc``; None: one) and the device time
+    #: they spent together, each rank's ``seconds`` summed (None: one process, ``seconds``); steps
+    #: are global steps and samples, teacher forwards and FLOPs count every rank's share
+    processes: int | None = field(default=None, metadata={"optional_before": math.inf})
+    device_seconds: float | None = field(default=None, metadata={"optional_before": math.inf})
 
     def throughput(self) -> float | None:
         """Training samples per second over the steady steps (warm-up and evaluations out), or

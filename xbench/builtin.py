@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xbench import distributed
 from xbench.hookspecs import hookimpl
 from xbench.specs import DatasetSpec, LossSpec, LossTerm, StudentSpec, TaskSpec, TeacherSpec
 
@@ -17,8 +18,9 @@ from xbench.specs import DatasetSpec, LossSpec, LossTerm, StudentSpec, TaskSpec,
 def _masked_mean(per_example: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return per_example.mean()
-    # divide by the count of labelled examples, never by zero (a batch may have none)
-    return (per_example * mask).sum() / mask.sum().clamp(min=1)
+    # divide by the count of labelled examples, never by zero (a batch may have none); under
+    # several processes by the ranks' mean count, so the ranks' average is the global batch's mean
+    return (per_example * mask).sum() / distributed.mean_count(mask.sum()).clamp(min=1)
 
 
 class MaskedCrossEntropy(nn.Module):

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbench import distributed
 from xbench.atomic import atomic_write, atomic_write_text
 from xbench.data.io import sha256_file
 from xbench.settings import settings
@@ -81,11 +82,14 @@ class ModelCache:
         return record
 
     def save(self, model: nn.Module, frozen: set[str], record: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        state = {k: v for k, v in model.state_dict().items() if k not in frozen}
-        _atomic_save(state, self.state_path)
-        # last: an entry without it is a miss
-        atomic_write_text(self.dir / "record.json", json.dumps(record, indent=1, sort_keys=True))
+        def write() -> None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            state = {k: v for k, v in model.state_dict().items() if k not in frozen}
+            _atomic_save(state, self.state_path)
+            # last: an entry without it is a miss
+            atomic_write_text(self.dir / "record.json", json.dumps(record, indent=1, sort_keys=True))
+
+        _by_rank0(write)
 
 
 class TeacherCache(ModelCache):
@@ -115,7 +119,7 @@ class TeacherCache(ModelCache):
         return outs
 
     def save_outputs(self, split: str, outs: dict[str, torch.Tensor]) -> None:
-        _atomic_save(outs, self._outputs_path(split))
+        _by_rank0(lambda: _atomic_save(outs, self._outputs_path(split)))
 
 
 class FeatureCache:
@@ -140,8 +144,19 @@ class FeatureCache:
         return value
 
     def save(self, features: torch.Tensor) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save({"features": features}, self.path)
+        # rank 0 alone: it computes the features first, the other ranks then read them (the
+        # dataset opens rank 0 first: ``distributed.main_first``)
+        if distributed.is_main():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_save({"features": features}, self.path)
+
+
+def _by_rank0(write: Any) -> None:
+    """Under several processes only rank 0 writes an entry (every rank computed the same) and the
+    others wait until it is written, so each rank's next lookup finds the same entries."""
+    if distributed.is_main():
+        write()
+    distributed.barrier()
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

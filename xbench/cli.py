@@ -51,6 +51,9 @@ def _run_parsers(sub) -> None:
                         "hands it to the sweep, which stores it")
     r.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the run's stage checkpoints in XBENCH_HOME/checkpoints after its record is stored")
+    r.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="run over N processes on this machine with torchrun (one per GPU, or gloo on CPU): the tier's "
+                        "batch is split over them, so the run trains on the same batches as one process")
 
 
 def _result_parsers(sub) -> None:
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to torchrun
     # SIGTERM (a scheduler, a sweep stopping its workers) stops a run or a sweep as Ctrl-C does:
     # the unfinished run stores nothing (the caller's handler is put back afterwards)
     stoppable = args.command in ("run", "sweep")
@@ -224,7 +228,11 @@ def _main(args) -> int:
     except XbenchError as exc:
         if args.traceback or settings().traceback:
             raise
-        print(f"xbench: error: {_one_line(exc)}", file=sys.stderr)
+        from xbench import distributed
+
+        # under torchrun every rank may fail: say which one
+        where = f"rank {distributed.rank()}: " if distributed.requested() > 1 else ""
+        print(f"xbench: error: {where}{_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xbench: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
@@ -340,6 +348,62 @@ def _process_age() -> float | None:
 
 
 def cmd_run(args) -> int:
+    from xbench import distributed
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: need at least 1 process")
+    if args.nproc > 1 and distributed.requested() == 1:
+        return _launch(args)
+    try:
+        return _run(args)
+    finally:
+        distributed.shutdown()
+
+
+def _launch(args) -> int:
+    """``xbench run --nproc N``: the same command under torchrun's launcher, N processes on this
+    machine; a rank that fails ends the run, named in one line (its own error is printed above)."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from xbench.records import EXIT_INCOMPLETE
+
+    n = args.nproc
+    argv, skip = [], False
+    for a in args.argv:  # the run's own arguments, without --nproc
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    if "OMP_NUM_THREADS" not in os.environ:  # the machine's cores shared out, as torchrun does
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure report is ours
+    # DDP's one-off C++ notes (unused-parameter search) are not the user's concern; errors still show
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=f"xbench-{uuid.uuid4().hex[:8]}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+    try:
+        elastic_launch(config, sys.executable)("-P", "-m", "xbench.cli", *argv)
+    except ChildFailedError as exc:
+        codes = {f.exitcode for f in exc.failures.values()}
+        if codes == {EXIT_INCOMPLETE}:  # every rank stored nothing more than rank 0 said
+            return EXIT_INCOMPLETE
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode
+        how = f"exit {code}" if code >= 0 else f"signal {-code}"
+        print(f"xbench: error: rank {rank} of {n} failed ({how}); the run stopped on every rank", file=sys.stderr)
+        return code if code > 0 else 1
+    return 0
+
+
+def _run(args) -> int:
+    from xbench import distributed
+
     age = _process_age()
     t_imports = time.perf_counter()
     from tabulate import tabulate
@@ -360,8 +424,12 @@ def cmd_run(args) -> int:
     device = resolve_device(cfg.device)
     if args.record_to is not None and len(cfg.seeds) > 1:
         raise ConfigError(f"--record-to {args.record_to}: one seed only (given {len(cfg.seeds)})")
+    device = distributed.init(device.type) or device  # under torchrun: join its process group
+    main = distributed.is_main()
+    if not main:  # rank 0 reports and writes; the others train and evaluate alongside it
+        args.quiet = True
     # a worker that hands its record over never opens the store: the sweep's driver writes it
-    store = ResultStore() if args.record_to is None else None
+    store = ResultStore() if args.record_to is None and main else None
     progress = not args.quiet and sys.stderr.isatty()
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     records = []
@@ -378,8 +446,11 @@ def cmd_run(args) -> int:
             if age is not None:
                 clock.add("startup", age)
             clock.add("imports", imports)
-        ckpts = checkpoints_for(p, seed, device, log=log, restart=args.restart)
+        ckpts = checkpoints_for(p, seed, device, log=log, restart=args.restart and main)
         rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock, checkpoints=ckpts)
+        records.append(rec)
+        if not main:
+            continue
         with clock.part("record"):
             path = _keep(rec, store, args.record_to)
         if ckpts is not None and not args.keep_checkpoints:  # the record holds what they were for
@@ -387,8 +458,9 @@ def cmd_run(args) -> int:
         log(f"time: {clock.summary()}")
         if args.record_to is None:
             (path.parent / "log.txt").write_text("\n".join(lines) + "\n")
-        records.append(rec)
         say(f"  stored {rec.id} -> {path}")
+    if not main:
+        return EXIT_INCOMPLETE if any(not r.complete for r in records) else 0
     metric = p.task.main_metric
     keys = list(records[0].metrics)
     table = [[r.seed, *(f"{r.metrics.get(k, float('nan')):.2f}" for k in keys),

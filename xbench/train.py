@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from xbench import distributed
 from xbench.budget import CurvePoint, StageSpend, peak_memory_mb
 from xbench.config import OptimizerConfig, Tier
 from xbench.context import RunContext
@@ -38,16 +39,27 @@ def derive_seed(seed: int, *names: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def batch_indices(n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
-    """Endless seeded epochs of full batches (drop_last), so every step has the same shapes.
-    With ``world`` > 1 each rank takes every world-th batch of the same permutation."""
+def batch_indices(n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless seeded epochs of full batches (drop_last), so every step has the same shapes."""
     g = torch.Generator().manual_seed(seed)
     bs = min(batch_size, n)
     while True:
         perm = torch.randperm(n, generator=g)
-        for k, i in enumerate(range(0, n - bs + 1, bs)):
-            if k % world == rank:
-                yield perm[i: i + bs]
+        for i in range(0, n - bs + 1, bs):
+            yield perm[i: i + bs]
+
+
+def share(order: Iterator[torch.Tensor], data: Examples, keys: tuple[str, ...], rank: int,
+          world: int) -> Iterator[torch.Tensor]:
+    """Rank ``rank``'s share of each batch of ``order`` (the global batch): the r-th of ``world``
+    equal slices, so the ranks together train on the single-process batches, step by step. The
+    other ranks' rows are counted as drawn (``Examples.skip``), so a column's per-example random
+    crops are the single-process ones too."""
+    for idx in order:
+        local = len(idx) // world
+        mine = idx[rank * local: (rank + 1) * local]
+        data.skip(torch.cat([idx[: rank * local], idx[(rank + 1) * local:]]), keys)
+        yield mine
 
 
 def build_optimizer(groups: list[tuple[list[nn.Parameter], float]], tier: Tier,
@@ -270,6 +282,9 @@ class _Loop:
         self.meter, self.log = ctx.meter, ctx.log
         self.spend = ctx.meter.stage(spec.stage, spec.max_steps)
         self.clock = ctx.clock
+        self.world = distributed.world()
+        if self.world > 1:
+            self._distribute()
         with self.clock.part("setup"):  # the first optimizer of a process imports torch._dynamo
             self.opt = build_optimizer(spec.groups, self.tier, spec.optimizer)
         self.sched = build_schedule(self.opt, self.tier, spec.max_steps)
@@ -287,14 +302,30 @@ class _Loop:
         if self.ckpt is not None:
             self.restore()
         order = batch_indices(len(spec.data), self.tier.batch_size, derive_seed(ctx.seed, "data", spec.stage))
-        for _ in range(self.step):  # the data order replayed to where the checkpoint left it
-            next(order)
+        for _ in range(self.step):  # the data order (and each example's draws) replayed to the checkpoint
+            spec.data.skip(next(order), spec.keys)
+        if self.world > 1:
+            order = share(order, spec.data, spec.keys, distributed.rank(), self.world)
         self.batches = batch_stream(spec.data, order, spec.keys, self.device)
         self.bar = ctx.reporter.bar(spec.max_steps, spec.stage, initial=self.step)
         # the steps of one-off work: FLOP counting (the first; it runs eagerly) and compiling
         compiled = any(getattr(m, "_compiled_call_impl", None) is not None
                        for module in spec.modules.values() for m in module.modules())
         self.warmup = 2 if compiled else 1
+        # under several processes every trained module's gradients are averaged by DDP (built
+        # after a restore: its construction hands rank 0's state to every rank)
+        self.forward = _ddp(spec, self.device) if self.world > 1 else spec.step_fn
+
+    def _distribute(self) -> None:
+        """Under several processes: the global batch must split evenly, and batch norm and
+        dropout become the global batch's (statistics over every rank's share; each rank's
+        rows of one mask)."""
+        bs = min(self.tier.batch_size, len(self.spec.data))
+        if bs % self.world:
+            raise IncompatibleError(f"{self.spec.culprit or self.spec.stage}: the batch of {bs} does not split over "
+                                    f"{self.world} processes (use a process count that divides it)")
+        for module in self.spec.modules.values():
+            distributed.globalize(module)
 
     def train_mode(self) -> None:
         for m in self.spec.modules.values():
@@ -303,9 +334,9 @@ class _Loop:
     def one_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         if self.amp is not None:
             with self.amp:
-                terms = self.spec.step_fn(batch)
+                terms = self.forward(batch)
         else:
-            terms = self.spec.step_fn(batch)
+            terms = self.forward(batch)
         values = iter(terms.values())
         loss = next(values)
         for value in values:  # not sum(): that adds a 0 + tensor op every step
@@ -324,7 +355,7 @@ class _Loop:
             self.select()  # teacher used as it is) still says what its state scores on val
         self.train_mode()
         while self.step < spec.max_steps:
-            if self.meter.out_of_time():
+            if self._out_of_time():
                 # a time-based tier's budget is the clock: it ends the run as max_steps would
                 spend.stopped_by = "time_budget" if self.tier.time_budget else "max_seconds"
                 break
@@ -342,7 +373,7 @@ class _Loop:
                 spend.warmup_steps += 1
             self.step += 1
             spend.steps = self.step
-            n = len(next(iter(batch.values())))
+            n = len(next(iter(batch.values()))) * self.world  # every rank's share is the same size
             spend.samples += n
             spend.teacher_forwards += spec.teacher_forwards_per_step * n
             for name, value in terms.items():  # kept on device: no host sync per step
@@ -354,10 +385,19 @@ class _Loop:
             if self.ckpt is not None and (self.step % self.ckpt.interval(self.tier.eval_every) == 0
                                           or self.step == spec.max_steps):
                 self.save()
+        if self.world > 1 and spend.flops_per_step:  # each rank counted its share of the batch
+            spend.flops_per_step = int(distributed.all_sum([spend.flops_per_step])[0])
+
+    def _out_of_time(self) -> bool:
+        """Whether the run's clock ran out; under several processes, any rank's (all stop at once)."""
+        late = self.meter.out_of_time()
+        return bool(distributed.all_max([float(late)])[0]) if self.world > 1 else late
 
     # -- checkpoints (xbench.resume) ----------------------------------------------------------
     def save(self) -> None:
-        """The stage's whole state, as ``restore`` reads it."""
+        """The stage's whole state, as ``restore`` reads it (rank 0's: every rank holds the same)."""
+        if not distributed.is_main():
+            return
         self.ckpt.save(self.ckpt_name, {
             "step": self.step, "last_eval": self.last_eval, "max_steps": self.spec.max_steps,
             "modules": {n: m.state_dict() for n, m in self.spec.modules.items()},
@@ -416,6 +456,9 @@ class _Loop:
         """An evaluation (the curve's point and the selection), or for a stage that selects
         nothing (self-supervised) the curve's point without a val metric."""
         means = _window(self.step, self.spec, self.running)
+        # every rank evaluates rank 0's state: buffers a method did not keep in step (a bank
+        # updated with the rank's share only) cannot make the ranks select differently
+        distributed.broadcast_buffers(self.spec.modules)
         if self.spec.evaluate is None:
             self.spend.curve.append(CurvePoint(self.step, None, means))
         else:
@@ -445,10 +488,48 @@ class _Loop:
         spend.seconds = time.perf_counter() - self.t0
         spend.flops = spend.flops_per_step * spend.steps
         spend.peak_memory_mb, spend.memory_kind = peak_memory_mb(self.device)
+        if self.world > 1:  # the run's budget is every rank's: device time summed, the largest peak
+            spend.processes = self.world
+            spend.device_seconds = distributed.all_sum([spend.seconds])[0]
+            spend.peak_memory_mb = distributed.all_max([spend.peak_memory_mb])[0]
         if (rate := spend.throughput()) is not None:
             self.log(f"{spec.stage}: {rate:.1f} samples/s over the steady steps, peak memory "
                      f"{spend.peak_memory_mb:.0f} MiB ({spend.memory_kind})")
         return spend, best
+
+
+class _Step(nn.Module):
+    """A stage's trained modules as one module whose forward is its step (the batch -> the loss
+    terms), for DistributedDataParallel to wrap: the step function calls the very modules held
+    here, so DDP's gradient hooks see every parameter it uses."""
+
+    def __init__(self, modules: dict[str, nn.Module], step_fn: Callable[[dict[str, Any]], dict[str, torch.Tensor]]):
+        super().__init__()
+        self.parts = nn.ModuleDict({name.replace(".", "_"): m for name, m in modules.items()})
+        self.step_fn = step_fn
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.step_fn(batch)
+
+
+def _ddp(spec: StepSpec, device: torch.device) -> Callable[[dict[str, Any]], dict[str, torch.Tensor]]:
+    """The stage's step under DistributedDataParallel (gradients averaged over the ranks in
+    buckets, overlapping the backward), or the step itself where nothing it trains has gradients."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    step = _Step(spec.modules, spec.step_fn)
+    if not any(p.requires_grad for p in step.parameters()):
+        return spec.step_fn
+    # a method may leave some of its parameters out of a step (a head a stage does not use);
+    # buffers are the method's to keep in step (xbench.distributed.gather), and the loop hands
+    # rank 0's to every rank before each evaluation
+    import inspect
+
+    # newer torch names the switch forward_sync_buffers (broadcast_buffers warns there)
+    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+               else "broadcast_buffers")
+    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True, **{no_sync: False})
 
 
 def _misfit(payload: dict[str, Any], spec: StepSpec, opt: torch.optim.Optimizer) -> str | None:
@@ -472,6 +553,8 @@ def _window(step: int, spec: StepSpec, running: dict[str, list[torch.Tensor]]) -
     if running:
         # the one host read per window: each term's sum, checked finite together and kept as its mean
         sums = torch.stack([torch.stack(values).sum().float() for values in running.values()]).tolist()
+        if distributed.world() > 1:  # each rank's term is its share's mean: the batch's is their mean
+            sums = [total / distributed.world() for total in distributed.all_sum(sums)]
         bad = next((name for name, total in zip(running, sums) if not math.isfinite(total)), None)
         if bad is not None:
             raise PluginError(f"{spec.culprit}: loss term '{bad}' is not finite at step {step}")
@@ -516,15 +599,19 @@ def predict(model: nn.Module, data: Examples, keys: tuple[str, ...], device: tor
     the batch size is the device's fastest (``EVAL_BATCH``) unless given."""
     batch_size = batch_size or EVAL_BATCH.get(device.type, 256)
     model.eval()
-    out: dict[str, list[torch.Tensor]] = {t: [] for t in taps}
     n = len(data)
+    # under several processes rank r forwards the batches k with k % world == r, the same
+    # batches a single process forms, and every rank gets them all back in order
+    starts = list(range(0, n, batch_size))[distributed.rank()::distributed.world()]
+    parts: list[dict[str, torch.Tensor]] = []
     with torch.inference_mode():
-        for i in range(0, n, batch_size):
+        for i in starts:
             batch = to_device(data.take(torch.arange(i, min(i + batch_size, n)), keys), device)
             result = model(batch)
-            for t in taps:
-                if t not in result:  # e.g. a teacher has no sentence decoder
-                    continue
-                value = result[t]
-                out[t].append(value.float().cpu() if value.is_floating_point() else value.cpu())
-    return {t: torch.cat(v) for t, v in out.items() if v}
+            # a tap a model lacks (a teacher has no sentence decoder) is left out
+            parts.append({t: result[t].float().cpu() if result[t].is_floating_point() else result[t].cpu()
+                          for t in taps if t in result})
+    if distributed.world() > 1:
+        shares = distributed.gather_objects(parts)
+        parts = [shares[k % len(shares)][k // len(shares)] for k in range(sum(map(len, shares)))]
+    return {t: torch.cat([p[t] for p in parts]) for t in taps if parts and t in parts[0]}

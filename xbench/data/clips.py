@@ -84,6 +84,12 @@ class Clips:
             out[j] = self._clip(i).reshape(*lead, self.crop, self.crop, 3)
         return torch.from_numpy(out).movedim(-1, -3).contiguous()  # (..., H, W, 3) -> (..., 3, H, W)
 
+    def skip(self, index: torch.Tensor) -> None:
+        """Count the clips at ``index`` as drawn, unread (``Examples.skip``)."""
+        if self.train and not torch.is_inference_mode_enabled():
+            idx = index.tolist() if isinstance(index, torch.Tensor) else list(index)
+            np.add.at(self._draws, np.asarray(idx, dtype=np.int64), 1)
+
     def _clip(self, i: int) -> np.ndarray:
         f, start, end = self.spans[i]
         file = self.files[f]

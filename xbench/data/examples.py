@@ -48,6 +48,15 @@ class Examples:
             out[k] = [v[i] for i in index.tolist()] if isinstance(v, list) else v[index]
         return out
 
+    def skip(self, index: torch.Tensor, keys: tuple[str, ...] | None = None) -> None:
+        """Count the examples at ``index`` as taken for training without reading them: a lazy
+        column that draws per-example randomness (``Clips``' random crops, keyed by how often
+        the example was drawn) stays where ``take`` would have left it. For the batches a
+        resumed stage replays and the other ranks' share of a batch under several processes."""
+        for k in keys or tuple(self.tensors):
+            if hasattr(self.tensors[k], "skip"):
+                self.tensors[k].skip(index)
+
     def subset(self, index: torch.Tensor) -> Examples:
         """The examples at ``index`` as a split of their own (``index`` renumbered); lazy columns
         stay lazy, and per-example meta lists are cut too."""
@@ -85,3 +94,7 @@ class Rows:
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
         return self.column[self.index[index]]
+
+    def skip(self, index: torch.Tensor) -> None:
+        if hasattr(self.column, "skip"):
+            self.column.skip(self.index[index])

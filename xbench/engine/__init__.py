@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from xbench import distributed
 from xbench.budget import BudgetMeter
 from xbench.context import Clock, Reporter, RunContext, Stage
 from xbench.contracts import Dataset, missing_members, teacher_is_train
@@ -107,6 +108,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     state = prepare(ctx)
     if ctx.checkpoints is not None:  # the data are open: checkpoints of other data are never read
         ctx.checkpoints.bind(state.dataset.manifest_hash())
+        distributed.barrier()  # rank 0's --restart has removed them before any rank reads one
     for stage in ctx.plan.stages:
         if stage in state.done:  # its outputs exist (a teacher from the cache)
             continue
@@ -126,7 +128,7 @@ def prepare(ctx: RunContext) -> RunState:
     """The run's inputs: the dataset and the task opened, the splits loaded with the modalities
     each needs, and the models built (seeded), the teacher trained from the cache where it can be."""
     p = ctx.plan
-    with ctx.clock.part("data"):
+    with ctx.clock.part("data"), distributed.main_first():  # rank 0 generates or decodes, the others read
         state = _open(ctx)
     state.model_ctx = ModelContext(num_classes=state.dataset.num_classes, shapes=_shapes(state),
                                    extras=dict(getattr(state.task, "extras", {})))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from xbench import __version__
+from xbench import __version__, distributed
 from xbench.alloc import state as alloc_state
 from xbench.config import REPO_ROOT, stable_hash, to_plain
 from xbench.context import RunContext
@@ -69,7 +69,9 @@ def numerics(device: torch.device) -> dict[str, Any]:
 
     return {"torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model(), "device": device_name(device),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            # a run over several processes (torchrun) sums in another order: its own cache entries
+            **({"processes": distributed.world()} if distributed.world() > 1 else {})}
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.distributed import gather
 from xbench.search import LogUniform
 from xbench.specs import LossSpec, LossTerm, MethodSpec, PaperResult
 
@@ -88,6 +89,7 @@ class AtomicContrast(nn.Module):
             student, teacher = student[positions], teacher[positions]
         s = F.normalize(self.student(student.float()).flatten(0, -2), dim=-1)
         t = F.normalize(self.teacher(teacher.float()).flatten(0, -2), dim=-1)
+        s, t = gather(s), gather(t)  # the negatives are the global batch's, on every rank
         logits = s @ t.T / self.tau
         return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
 

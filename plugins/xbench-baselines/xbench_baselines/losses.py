@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # the multi-kernel MMD and its bandwidths are shared with XKD's modality alignment
+from xbench.distributed import gather, offset, world
 from xbench.losses import GAMMAS, mmd2  # noqa: F401 - re-exported for this plugin's losses
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -225,7 +226,8 @@ class SPLoss(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        s, t = pooled(student, positions), pooled(teacher, positions)
+        # over the global batch: under several processes every rank gathers the others' rows
+        s, t = gather(pooled(student, positions)), gather(pooled(teacher, positions))
         g_s, g_t = F.normalize(s @ s.t(), dim=1), F.normalize(t @ t.t(), dim=1)
         return (g_s - g_t).pow(2).sum() / len(s) ** 2
 
@@ -263,7 +265,7 @@ class CCLoss(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        s, t = pooled(student, positions), pooled(teacher, positions)
+        s, t = gather(pooled(student, positions)), gather(pooled(teacher, positions))  # the global batch
         return (self.correlation(s) - self.correlation(t)).pow(2).sum() / len(s) ** 2
 
 
@@ -303,7 +305,7 @@ class RKDLoss(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        s, t = pooled(student, positions), pooled(teacher, positions)
+        s, t = gather(pooled(student, positions)), gather(pooled(teacher, positions))  # the global batch
         loss = s.new_zeros(())
         if self.w_d:
             loss = loss + self.w_d * F.smooth_l1_loss(self._distance(s), self._distance(t).detach())
@@ -328,8 +330,8 @@ class PKTLoss(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        p_s = self.conditional(pooled(student, positions))
-        p_t = self.conditional(pooled(teacher, positions))
+        p_s = self.conditional(gather(pooled(student, positions)))  # the global batch
+        p_t = self.conditional(gather(pooled(teacher, positions)))
         return (p_t * torch.log((p_t + 1e-7) / (p_s + 1e-7))).mean()
 
 
@@ -408,7 +410,7 @@ class MMDLoss(RegressedLoss):
     biased estimate over the batch (every real time step a sample). Default weight 1."""
 
     def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mmd2(x, y)
+        return mmd2(gather(x), gather(y))  # the global batch
 
 
 class CORALLoss(RegressedLoss):
@@ -422,6 +424,7 @@ class CORALLoss(RegressedLoss):
     weight 1."""
 
     def compare(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = gather(x), gather(y)  # the global batch
         return (x.mean(0) - y.mean(0)).pow(2).mean() + (_cov(x) - _cov(y)).pow(2).mean() / 4
 
 
@@ -493,17 +496,19 @@ class CRDLoss(nn.Module):
         s = F.normalize(self.embed_s(pooled(student, positions)).float(), dim=1)
         t = F.normalize(self.embed_t(pooled(teacher, positions)).float(), dim=1)
         b = len(s)
-        neg = torch.randint(0, self.n, (b, self.k), device=s.device)
+        # the global batch's draws, this rank's rows of them (every rank draws alike)
+        neg = torch.randint(0, self.n, (b * world(), self.k), device=s.device)[offset(b): offset(b) + b]
         idx = torch.cat([index.view(-1, 1).to(s.device), neg], dim=1)
         # student vs teacher bank, teacher vs student bank (both directions of the paper)
         out_s, out_t = self._scores(s, self.bank_t, idx), self._scores(t, self.bank_s, idx)
         if self.z[0] < 0:
-            with torch.no_grad():
-                self.z.copy_(torch.stack([out_s.mean(), out_t.mean()]) * self.n)
+            with torch.no_grad():  # the global batch's means: every rank keeps the same constants
+                self.z.copy_(gather(torch.stack([out_s.mean(), out_t.mean()]).unsqueeze(0)).mean(0) * self.n)
         loss = self._nce(out_s / self.z[0]) + self._nce(out_t / self.z[1])
         with torch.no_grad():  # the banks follow the current embeddings (a moving average)
-            index = index.to(s.device)
-            for name, v in (("bank_s", s), ("bank_t", t)):
+            # of the global batch: every rank's bank stays the same
+            index = gather(index.to(s.device))
+            for name, v in (("bank_s", gather(s)), ("bank_t", gather(t))):
                 bank = getattr(self, name)
                 mixed = F.normalize(bank[index] * self.momentum + v.detach() * (1 - self.momentum), dim=1)
                 # out of place: this step's scores still need the bank as it was for backward

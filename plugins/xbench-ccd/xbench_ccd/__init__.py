@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.distributed import gather, offset
 from xbench.search import LogUniform
 from xbench.specs import LossSpec, LossTerm, MethodSpec, PaperResult
 
@@ -70,16 +71,19 @@ class CrossModalInfoNCE(nn.Module):
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         s = F.normalize(self.student_proj(student.float()), dim=1)
         t = F.normalize(self.teacher_proj(teacher.float()), dim=1)
-        negatives = t
+        # the in-batch negatives are the global batch's (under several processes every rank
+        # gathers the others' rows; its own positives start at offset)
+        t_all = gather(t)
+        negatives = t_all
         if self.opts.queue and self.filled > 0:
-            negatives = torch.cat([t, self.bank[: int(self.filled)]])
+            negatives = torch.cat([t_all, self.bank[: int(self.filled)]])
         logits = s @ negatives.T / self.opts.tau
-        target = torch.arange(len(s), device=s.device)
+        target = torch.arange(len(s), device=s.device) + offset(len(s))
         loss = F.cross_entropy(logits, target)
         if self.opts.symmetric:
-            loss = 0.5 * (loss + F.cross_entropy(t @ s.T / self.opts.tau, target))
+            loss = 0.5 * (loss + F.cross_entropy(t @ gather(s).T / self.opts.tau, target))
         if self.opts.queue and self.training:
-            self._enqueue(t.detach())
+            self._enqueue(t_all.detach())  # every rank's queue gets the same rows
         return loss
 
     @torch.no_grad()

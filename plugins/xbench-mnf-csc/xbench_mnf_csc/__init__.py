@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbench import hookimpl
+from xbench.distributed import gather
 from xbench.search import LogUniform, Uniform
 from xbench.specs import LossTerm, MethodSpec, ObjectiveContext
 
@@ -87,7 +88,10 @@ def csc_loss(f_v: torch.Tensor, f_g: torch.Tensor, f_ap: torch.Tensor, labels: t
              label_mask: torch.Tensor | None, tau0: float, min_tau: float) -> torch.Tensor:
     """Supervised contrast of the student's features against audio-guided features with the
     per-pair temperature tau_ij = sg(cos(f_v,i, f_a,j^p)) + tau0, clamped at ``min_tau``.
-    Anchors and positives are the examples whose label the student may use."""
+    Anchors and positives are the examples whose label the student may use; over the global
+    batch (under several processes every rank gathers the others' rows)."""
+    f_v, f_g, f_ap, labels = gather(f_v), gather(f_g), gather(f_ap), gather(labels)
+    label_mask = gather(label_mask) if label_mask is not None else None
     v = F.normalize(f_v.float(), dim=-1)
     g = F.normalize(f_g.float(), dim=-1)
     a = F.normalize(f_ap.float(), dim=-1)

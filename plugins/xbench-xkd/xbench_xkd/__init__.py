@@ -74,6 +74,7 @@ from torch import nn
 
 from xbench import hookimpl
 from xbench.contracts import SharedTrunk
+from xbench.distributed import gather, rand_rows
 from xbench.errors import IncompatibleError
 from xbench.losses import GAMMAS, mmd2  # noqa: F401
 from xbench.preprocess import rgb_unit
@@ -316,7 +317,7 @@ class XKDObjective(nn.Module):
         cells = (t // tube) * h * w
         ratio = self.opts.video_mask if m == "rgb" else self.opts.audio_mask
         n_mask = min(max(1, round(ratio * cells)), cells - 1)
-        rank = torch.rand(b, cells, device=x.device).argsort(1).argsort(1)
+        rank = rand_rows(b, cells, device=x.device).argsort(1).argsort(1)  # per example, as in one process
         cell = (rank < n_mask).view(b, t // tube, h, w).repeat_interleave(tube, 1)  # (B, T, h, w)
         pix = cell.repeat_interleave(ph, 2).repeat_interleave(pw, 3).unsqueeze(2)  # (B, T, 1, H, W)
         if m == "rgb":  # mid-grey is the mean value: 0 after the student's normalisation
@@ -397,12 +398,14 @@ class XKDObjective(nn.Module):
                      for m, other in ((self.s_mod, self.p_mod), (self.p_mod, self.s_mod))) / 2
             terms["kd"] = o.kd_weight * kd / total
         if o.align_weight:
-            align = (mmd2(views[self.s_mod][0], views[self.p_mod][0])
-                     + mmd2(t_heads[self.s_mod], t_heads[self.p_mod])) / 2
+            # MMD compares two batches' distributions: the global batch's, on every rank
+            align = (mmd2(gather(views[self.s_mod][0]), gather(views[self.p_mod][0]))
+                     + mmd2(gather(t_heads[self.s_mod]), gather(t_heads[self.p_mod]))) / 2
             terms["align"] = o.align_weight * align / total
         with torch.no_grad():
             for m in MODALITIES:
-                centers[m].mul_(o.center_momentum).add_(t_heads[m].mean(0, keepdim=True),
+                # the global batch's mean: every rank keeps the same centre
+                centers[m].mul_(o.center_momentum).add_(gather(t_heads[m]).mean(0, keepdim=True),
                                                        alpha=1 - o.center_momentum)
         return terms
 
