@@ -353,6 +353,14 @@ def cmd_run(args) -> int:
     if args.nproc < 1:
         raise ConfigError(f"--nproc {args.nproc}: need at least 1 process")
     if args.nproc > 1 and distributed.requested() == 1:
+        from xbench.config import load_tiers
+        from xbench.registry import build_registry
+        from xbench.run import plan
+
+        tier = plan(build_registry(), _run_config(args), load_tiers()).tier
+        if tier.batch_size % args.nproc:  # said before any process starts
+            raise ConfigError(f"--nproc {args.nproc}: tier {tier.name}'s batch of {tier.batch_size} does not split "
+                              f"over {args.nproc} processes")
         return _launch(args)
     try:
         return _run(args)
