@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,39 @@ def test_an_engine_that_is_not_installed_is_named(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^--executor slurm needs the package submitit "
                                           r"\(pip install 'xbench\[slurm\]'\)$"):
         executor(ExecutorOptions(name="slurm"), tmp_path)
+
+
+CLAIMER = """
+import sys, time, torch
+from pathlib import Path
+from xbench.cache import ModelCache
+root, role = Path(sys.argv[1]), sys.argv[2]
+cache = ModelCache(root, "k", "teachers", "teacher", log=lambda m: print(m, flush=True))
+model = torch.nn.Linear(2, 2)
+hit = cache.claim(model)
+if hit is None:
+    (root / f"claimed-{role}").touch()
+    while role == "first" and not (root / "go").exists():
+        time.sleep(0.02)
+    torch.nn.init.constant_(model.weight, 7.0)
+    cache.save(model, set(), {"by": role})
+else:
+    print("read", hit["by"], float(model.weight[0, 0]), flush=True)
+"""
+
+
+def test_two_workers_never_compute_one_cache_entry_at_once(tmp_path):
+    """A worker that misses an entry another is computing waits on the entry's lock and reads
+    what the other stored, instead of computing it too."""
+    start = [sys.executable, "-c", CLAIMER, str(tmp_path)]
+    first = subprocess.Popen([*start, "first"], stdout=subprocess.PIPE, text=True)
+    while not (tmp_path / "claimed-first").exists():
+        assert first.poll() is None
+        time.sleep(0.02)
+    second = subprocess.Popen([*start, "second"], stdout=subprocess.PIPE, text=True)
+    waiting = second.stdout.readline()  # it says so before it blocks
+    (tmp_path / "go").touch()
+    assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0
+    assert waiting == "teacher cache: another run is computing entry k; waiting for it\n"
+    assert second.stdout.read() == "read first 7.0\n"
+    assert not (tmp_path / "claimed-second").exists()

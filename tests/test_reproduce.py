@@ -76,6 +76,10 @@ def test_pre_refactor_records_reproduce_bit_for_bit(path, registry, request):
         pytest.skip(f"environment differs from the record's: {outcome.env_diff}")
     new = outcome.new.to_json()
     elsewhere = BY_PROCESSOR.get(request.node.callspec.id, {}).get(outcome.new.env["cpu"], {})
+    if elsewhere and not outcome.differs:
+        # a virtual machine may hide the model ("AMD EPYC" names several processors): this one
+        # computes what the record's processor did
+        elsewhere = {}
     selection = elsewhere.get("selection", _data(path)["selection"])
     same_selection = json.dumps(new["selection"], sort_keys=True) == json.dumps(selection, sort_keys=True)
     if request.node.callspec.id in CALIBRATED:  # changed on purpose: same spend, other numbers

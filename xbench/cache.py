@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,18 @@ from xbench.settings import settings
 #: TypeError, ValueError, AttributeError): a miss, not a traceback, so the entry is computed again
 UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, IndexError, AttributeError,
               OverflowError, pickle.UnpicklingError)
+
+
+#: the entry locks this process holds: entry lock file -> its open file (a run that failed while
+#: holding one keeps it until the process ends; a later run of this process computes the entry)
+_HELD: dict[Path, Any] = {}
+
+
+def release_all() -> None:
+    """Let go of every entry lock this process holds (a run's end: an entry it claimed and did not
+    store, such as a stage the clock cut short, is for the next run to compute)."""
+    while _HELD:
+        _HELD.popitem()[1].close()
 
 
 def enabled(kind: str, tier: Any) -> bool:
@@ -81,6 +94,52 @@ class ModelCache:
             return None
         return record
 
+    def claim(self, model: nn.Module, needs: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """``load``, and on a miss the entry's lock: where another run is computing this entry
+        (a sweep's parallel jobs, Ray or Slurm workers), wait for it and read what it stored, so
+        one entry is never computed twice at once. None: a miss, the lock held until ``save``
+        or ``release`` (a killed run's lock goes with its process). Under several processes
+        every rank follows rank 0's hit or miss."""
+        hit = self.load(model, needs)
+        if hit is None and distributed.is_main():
+            hit = self._locked_load(model, needs)
+        if distributed.world() > 1:
+            found = distributed.gather_objects(hit is not None)[0]
+            if found and hit is None:  # rank 0 read what another run has just stored
+                hit = self.load(model, needs)
+            elif not found:  # DDP hands rank 0's initial weights to every rank before training
+                hit = None
+        return hit
+
+    def _locked_load(self, model: nn.Module, needs: tuple[str, ...]) -> dict[str, Any] | None:
+        lock = self._lock_path()
+        if sys.platform == "win32" or lock in _HELD:  # no flock there; this process holds it already
+            return None
+        import fcntl
+
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")  # noqa: SIM115 - held open across stages: the lock lives with it
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._log(f"{self.what} cache: another run is computing entry {self.dir.name}; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        _HELD[lock] = handle
+        hit = self.load(model, needs)
+        if hit is not None:
+            self.release()
+        return hit
+
+    def _lock_path(self) -> Path:
+        # beside the kinds' folders, not among the entries: a listing of entries lists entries
+        return self.dir.parent.parent / "locks" / f"{self.dir.parent.name}-{self.key}.lock"
+
+    def release(self) -> None:
+        """Let go of the entry's lock (``claim``), whether or not the entry was stored."""
+        handle = _HELD.pop(self._lock_path(), None)
+        if handle is not None:
+            handle.close()
+
     def save(self, model: nn.Module, frozen: set[str], record: dict[str, Any]) -> None:
         def write() -> None:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +147,7 @@ class ModelCache:
             _atomic_save(state, self.state_path)
             # last: an entry without it is a miss
             atomic_write_text(self.dir / "record.json", json.dumps(record, indent=1, sort_keys=True))
+            self.release()
 
         _by_rank0(write)
 

@@ -414,11 +414,11 @@ def _run(args) -> int:
 
     age = _process_age()
     t_imports = time.perf_counter()
-    from tabulate import tabulate
+    from tabulate import tabulate  # noqa: F401 - imported here, timed as the run's imports
 
     from xbench.config import load_tiers
     from xbench.context import Clock
-    from xbench.leaderboard import mean_std
+    from xbench.leaderboard import mean_std  # noqa: F401 - as above
     from xbench.records import EXIT_INCOMPLETE
     from xbench.registry import build_registry
     from xbench.run import checkpoints_for, execute, plan, resolve_device
@@ -469,6 +469,17 @@ def _run(args) -> int:
         say(f"  stored {rec.id} -> {path}")
     if not main:
         return EXIT_INCOMPLETE if any(not r.complete for r in records) else 0
+    return _print_runs(p, records)
+
+
+def _print_runs(p: Any, records: list[Any]) -> int:
+    """``xbench run``'s summary: the test metrics of each seed (and their mean), what each spent,
+    and a last line for each run the clock cut short; the exit status."""
+    from tabulate import tabulate
+
+    from xbench.leaderboard import mean_std
+    from xbench.records import EXIT_INCOMPLETE
+
     metric = p.task.main_metric
     keys = list(records[0].metrics)
     table = [[r.seed, *(f"{r.metrics.get(k, float('nan')):.2f}" for k in keys),

@@ -17,6 +17,7 @@ import torch
 
 from xbench import distributed
 from xbench.budget import BudgetMeter
+from xbench.cache import release_all
 from xbench.context import Clock, Reporter, RunContext, Stage
 from xbench.contracts import Dataset, missing_members, teacher_is_train
 from xbench.data.examples import Examples
@@ -105,16 +106,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
     """The plan's stages in order on one context; test is evaluated once, on the val-selected
     state."""
     started = dt.datetime.now(dt.timezone.utc)
-    state = prepare(ctx)
-    if ctx.checkpoints is not None:  # the data are open: checkpoints of other data are never read
-        ctx.checkpoints.bind(state.dataset.manifest_hash())
-        distributed.barrier()  # rank 0's --restart has removed them before any rank reads one
-    for stage in ctx.plan.stages:
-        if stage in state.done:  # its outputs exist (a teacher from the cache)
-            continue
-        with ctx.clock.part(_PARTS.get(stage, "train")):
-            STAGES[stage](ctx, state)
-        state.done.add(stage)
+    try:
+        state = prepare(ctx)
+        if ctx.checkpoints is not None:  # the data are open: checkpoints of other data are never read
+            ctx.checkpoints.bind(state.dataset.manifest_hash())
+            distributed.barrier()  # rank 0's --restart has removed them before any rank reads one
+        for stage in ctx.plan.stages:
+            if stage in state.done:  # its outputs exist (a teacher from the cache)
+                continue
+            with ctx.clock.part(_PARTS.get(stage, "train")):
+                STAGES[stage](ctx, state)
+            state.done.add(stage)
+    finally:
+        release_all()  # a cache entry this run claimed and did not store is the next run's to compute
     with ctx.clock.part("record"):
         return build_record(ctx, state, started)
 

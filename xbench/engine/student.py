@@ -57,7 +57,7 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     if enabled("pretrain", p.tier):
         key = pretrain_key(p, ctx.seed, state.dataset, student, state.task, ctx.device)
         cache = ModelCache(ctx.home or xbench_home(), key, "pretrain", "student", ctx.log)
-        hit = cache.load(student, needs=("spend",))
+        hit = cache.claim(student, needs=("spend",))
         if hit is not None:  # the stage leaves the student in eval mode, as fit does
             (spend,) = add_cached(ctx, state, [hit["spend"]])
             student.eval()
@@ -78,6 +78,8 @@ def pretrain(ctx: RunContext, state: RunState) -> None:
     ctx.log(f"pretrain: {spend.steps} steps on {len(clips)} clips ({spend.stopped_by})")
     if cache is not None and spend.stopped_by == "max_steps":  # not a stage the clock cut short
         cache.save(student, set(), {"spend": spend.as_dict()})
+    elif cache is not None:
+        cache.release()
 
 
 def pretrain_config(p: Plan, seed: int) -> dict[str, Any]:

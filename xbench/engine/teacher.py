@@ -73,7 +73,7 @@ def _build_one(ctx: RunContext, state: RunState, fold: int | None, weights: dict
     if enabled("teachers", p.tier):
         key = teacher_key(p, ctx.seed, state.dataset, model, state.task, ctx.device, fold)
         slot.cache = TeacherCache(ctx.home or xbench_home(), key, ctx.log)
-        hit = slot.cache.load(model, needs=("spends", "selection"))
+        hit = slot.cache.claim(model, needs=("spends", "selection"))
         if hit is not None:  # trained before for this (teacher, data, task, tier, seed, fold)
             slot.spend = add_cached(ctx, state, hit["spends"])[-1]
             slot.selection = Selection(**hit["selection"])
@@ -158,6 +158,8 @@ def train_teacher(ctx: RunContext, state: RunState) -> None:
         state.spent.extend(s.as_dict() for s in spends)
         # a teacher the clock cut short is this run's only: neither it nor its outputs are cached
         if any(s.stopped_by == "max_seconds" for s in spends):
+            if slot.cache is not None:
+                slot.cache.release()
             slot.cache = None
         if slot.cache is not None:
             slot.cache.save(teacher, slot.frozen, {
