@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from fakes import fake
 
+from xbench import regimemap
 from xbench.leaderboard import PaperValue, build, pareto_front, wall_time
-from xbench.render import latex, markdown, to_csv, to_html, to_json
+from xbench.render import csv_cell, latex, markdown, to_csv, to_html, to_json
 from xbench.stats import holm, paired, summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +121,28 @@ def test_every_format_escapes_names_from_plugins_and_configs():
     page = to_html(tables)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "a_b&amp;c%" in page
+
+
+def test_no_csv_cell_of_any_column_opens_as_a_formula():
+    """Every text column is guarded (a commit a record claims, its device, a method's name), in
+    the leaderboard's CSV and the regime map's; numbers written as text and "-" are not formulas."""
+    recs = [fake("student", s, 30.0 + s, teacher=False, sha="=cmd|' /C calc'!A0") for s in range(2)]
+    recs += [fake("@SUM(A1)", s, 40.0 + s, sha="+1-2") for s in range(2)]
+    tables = build(recs)
+    cells = [(k, v) for text in (to_csv(tables), regimemap.to_csv(regimemap.build_maps(tables)))
+             for row in csv.DictReader(io.StringIO(text)) for k, v in row.items()]
+    assert ("git_shas", "'=cmd|' /C calc'!A0") in cells and ("method", "'@SUM(A1)") in cells
+    for key, cell in cells:
+        assert cell[:1] not in ("=", "+", "@", "\t", "\r") and (cell[:1] != "-" or cell == "-" or _number(cell)), key
+    assert [csv_cell(v) for v in ("-0.5", "-", "+x", "\tA", 3.0)] == ["-0.5", "-", "'+x", "'\tA", 3.0]
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class _Rows(HTMLParser):

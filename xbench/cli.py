@@ -69,6 +69,10 @@ def _result_parsers(sub) -> None:
     runs.add_argument("--task")
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--delete", metavar="ID", nargs="+", help="remove these stored runs (row and folder)")
+    runs.add_argument("--rebuild", action="store_true",
+                      help="mend the store: a database that does not read is moved aside and made anew, records in "
+                           "runs/ that are not in it are imported once they verify, and stored runs get back a "
+                           "missing result.json")
 
     lb = sub.add_parser("leaderboard", help="tables of stored runs, one per tier and task")
     lb.add_argument("--task", help="only this task")
@@ -181,7 +185,13 @@ def _data_parsers(sub) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return _printable(" ".join(str(exc).split()))
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``): a name from a file or the command
+    line cannot move the cursor, recolour or hide part of a message on the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _terminate(signum, frame):
@@ -355,17 +365,27 @@ def cmd_run(args) -> int:
     if args.nproc > 1 and distributed.requested() == 1:
         from xbench.config import load_tiers
         from xbench.registry import build_registry
-        from xbench.run import plan
+        from xbench.run import plan, resolve_device
 
-        tier = plan(build_registry(), _run_config(args), load_tiers()).tier
+        cfg = _run_config(args)
+        tier = plan(build_registry(), cfg, load_tiers()).tier
         if tier.batch_size % args.nproc:  # said before any process starts
             raise ConfigError(f"--nproc {args.nproc}: tier {tier.name}'s batch of {tier.batch_size} does not split "
                               f"over {args.nproc} processes")
+        if resolve_device(cfg.device).type == "cuda" and args.nproc > _cuda_count():
+            raise ConfigError(f"--nproc {args.nproc}: one process per GPU, and this machine has "
+                              f"{_cuda_count()}")
         return _launch(args)
     try:
         return _run(args)
     finally:
         distributed.shutdown()
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _launch(args) -> int:
@@ -528,6 +548,15 @@ def cmd_runs(args) -> int:
 
     from xbench.store import ResultStore
 
+    if args.rebuild:
+        done = ResultStore.rebuild()
+        for aside in done["moved"]:
+            print(f"moved the unreadable database aside: {aside}")
+        for run_id, why in done["rejected"]:
+            print(f"not imported: {_printable(run_id)}: {why}")
+        print(f"rebuilt the store: {len(done['imported'])} record(s) imported, {len(done['rejected'])} rejected, "
+              f"{len(done['restored'])} result.json restored")
+        return 0
     store = ResultStore()
     if args.delete:
         for run_id in args.delete:

@@ -33,3 +33,7 @@ class IncompatibleError(XbenchError):
 
 class CheckpointError(XbenchError):
     """A stage checkpoint of an interrupted run could not be restored (it was removed: run again)."""
+
+
+class StoreError(XbenchError):
+    """The results store cannot be read (an empty or damaged database: ``xbench runs --rebuild``)."""

@@ -25,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xbench.leaderboard import Row, Table
+from xbench.render import csv_cell
 from xbench.stats import ALPHA, holm, seeds_needed
 
 
@@ -195,7 +196,7 @@ def to_csv(maps: list[RegimeMap]) -> str:
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 

@@ -248,10 +248,15 @@ def to_json(tables: list[Table]) -> str:
          "rows": [_record(r, t) for r in _rows_ordered(t)]} for t in tables]}, indent=1, sort_keys=True) + "\n"
 
 
-def _csv_text(value: Any) -> Any:
-    """A spreadsheet opens a cell starting with = + - @ as a formula: names are prefixed with '."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+def csv_cell(value: Any) -> Any:
+    """A spreadsheet opens a cell starting with = + - @ (or a tab or carriage return) as a formula:
+    every text cell that would be one (a name, a commit, a limit's stage) is prefixed with '.
+    Numbers written as text ("-0.5") and the placeholder "-" are not formulas and stay."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and value != "-":
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
     return value
 
 
@@ -266,8 +271,7 @@ def to_csv(tables: list[Table]) -> str:
             if writer is None:
                 writer = csv.DictWriter(buf, fieldnames=list(rec), lineterminator="\n")
                 writer.writeheader()
-            text_keys = ("tier", "task", "metric", "method", "label", "teacher", "paper", "paper_source")
-            writer.writerow({k: _csv_text(x) if k in text_keys else x for k, x in rec.items()})
+            writer.writerow({k: csv_cell(x) for k, x in rec.items()})
     return buf.getvalue()
 
 

@@ -7,11 +7,14 @@ file is the portable form of a record: it moves between machines and can be impo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
 from pathlib import Path
 
+from xbench.atomic import atomic_write_text
+from xbench.errors import StoreError
 from xbench.records import COMPLETE, RunRecord, problems, run_dir, safe_id, status_of, validate
 from xbench.settings import settings
 
@@ -39,15 +42,92 @@ def xbench_home() -> Path:
 
 
 class ResultStore:
-    def __init__(self, home: Path | None = None) -> None:
+    def __init__(self, home: Path | None = None, *, reconcile: bool = True) -> None:
         self.home = home or xbench_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "results.sqlite"
-        # a generous timeout: parallel sweep workers may write at once
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        files = self._files()
+        if self.path.is_file() and self.path.stat().st_size == 0 and files:
+            # SQLite would take it for a new, empty store: the records would silently vanish
+            raise StoreError(f"{self.path} is empty (0 bytes) but {self.home / 'runs'} holds {len(files)} "
+                             "record(s): 'xbench runs --rebuild' re-imports them")
+        try:
+            # a generous timeout: parallel sweep workers may write at once
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a readable SQLite database ({exc}): 'xbench runs --rebuild' "
+                             f"re-imports the records in {self.home / 'runs'}") from exc
         self.invalid: list[tuple[str, str]] = []
+        if reconcile:
+            self._reconcile(files)
+
+    def _files(self) -> dict[str, Path]:
+        """run id -> its result.json, for every run folder that has one."""
+        return {p.parent.name: p for p in (self.home / "runs").glob("*/result.json")}
+
+    def _ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT id FROM runs")}
+
+    def _reconcile(self, files: dict[str, Path]) -> None:
+        """Say where the database and ``runs/`` disagree (a write a crash cut between the file and
+        the row, a folder removed by hand): what ``xbench runs --rebuild`` would mend."""
+        ids = self._ids()
+        unlisted, fileless = sorted(set(files) - ids), sorted(ids - set(files))
+        if unlisted or fileless:
+            found = [f"{len(unlisted)} record(s) in runs/ not in the database (e.g. {unlisted[0]})"] if unlisted else []
+            found += [f"{len(fileless)} stored run(s) without their result.json (e.g. {fileless[0]})"] if fileless else []
+            logging.getLogger("xbench").warning(f"xbench: store {self.home}: {'; '.join(found)}; "
+                                                "'xbench runs --rebuild' mends both")
+
+    @classmethod
+    def rebuild(cls, home: Path | None = None) -> dict[str, list]:
+        """Mend the store from what it holds: a database that does not read (or is empty while
+        records exist) is moved aside and made anew; every ``runs/*/result.json`` not in it is
+        imported once it verifies (schema, and its content hashes where it has them); a stored
+        run without its file gets it back from its row. What was done: imported ids, rejected
+        (id, why), restored ids, and the database moved aside (if any)."""
+        from xbench.submit import changed_fields, integrity
+
+        home = home or xbench_home()
+        path, moved = home / "results.sqlite", []
+        try:
+            store = cls(home, reconcile=False)
+            store.db.execute("SELECT count(*) FROM runs").fetchone()
+        except (StoreError, sqlite3.DatabaseError):
+            aside = path.with_name(f"results.sqlite.broken-{os.getpid()}")
+            path.replace(aside)
+            for extra in ("-wal", "-shm"):
+                path.with_name(path.name + extra).unlink(missing_ok=True)
+            moved.append(str(aside))
+            store = cls(home, reconcile=False)
+        imported, rejected, restored = [], [], []
+        ids, files = store._ids(), store._files()
+        for run_id in sorted(set(files) - ids):
+            try:
+                data = json.loads(files[run_id].read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                rejected.append((run_id, f"does not read ({exc})"))
+                continue
+            found = problems(data)
+            if not found and "integrity" in data and (changed_fields(data)
+                                                      or integrity(data)["sha256"] != data["integrity"].get("sha256")):
+                found = ["its content no longer matches its hashes"]
+            if found or data.get("id") != run_id:
+                rejected.append((run_id, found[0] if found else f"its id is {data.get('id')!r}"))
+                continue
+            store.add(RunRecord.from_checked(data))
+            imported.append(run_id)
+        for run_id in sorted(ids - set(files)):
+            (text,) = store.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if safe_id(run_id):
+                store.run_dir(run_id)
+                atomic_write_text(run_dir(home, run_id) / "result.json",
+                                  json.dumps(json.loads(text), indent=1, sort_keys=True))
+                restored.append(run_id)
+        store.close()
+        return {"imported": imported, "rejected": rejected, "restored": restored, "moved": moved}
 
     def run_dir(self, run_id: str) -> Path:
         path = run_dir(self.home, run_id)  # a safe id only: never a path of the record's making
