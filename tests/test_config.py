@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from xbench.config import RunConfig, Tier, coerce, from_mapping, load_tiers, parse_set
 from xbench.errors import ConfigError
@@ -77,3 +78,33 @@ def test_tier_validation():
     with pytest.raises(ConfigError, match="student_steps must be positive"):
         from_mapping(Tier, {"name": "t", "description": "", "batch_size": 1, "student_steps": 0,
                             "teacher_steps": 0, "max_seconds": 1, "eval_every": 1}, "t")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1e-3", 0.001), ("1E5", 100000.0), ("-.5", -0.5), ("1e308", 1e308), (3, 3.0),
+    (float("nan"), "x: expected a finite number, got nan"), (float("inf"), "x: expected a finite number, got inf"),
+    ("1e999", "x: expected a finite number, got inf"), ("ten", "x: expected float, got 'ten'"),
+])
+def test_floats_are_finite_and_may_be_written_as_yaml_1_2_writes_them(value, expected):
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError) as err:
+            coerce(value, float, "x")
+        assert str(err.value) == expected
+    else:
+        assert coerce(value, float, "x") == expected
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("optimizer", {"lr": -1}, "need lr > 0, weight_decay >= 0 and 0 <= momentum < 1"),
+    ("optimizer", {"lr": 0}, "need lr > 0, weight_decay >= 0 and 0 <= momentum < 1"),
+    ("optimizer", {"weight_decay": -1e-4}, "need lr > 0, weight_decay >= 0 and 0 <= momentum < 1"),
+    ("optimizer", {"momentum": 1}, "need lr > 0, weight_decay >= 0 and 0 <= momentum < 1"),
+    ("schedule", {"warmup_steps": -1}, "warmup_steps must be >= 0"),
+])
+def test_a_tier_s_optimizer_and_schedule_are_validated_when_read(tmp_path, section, values, message):
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump({"t": {"description": "", "batch_size": 4, "student_steps": 2, "teacher_steps": 0,
+                                          "max_seconds": 60, "eval_every": 1, section: values}}))
+    with pytest.raises(ConfigError) as err:
+        load_tiers(path)
+    assert str(err.value) == f"{path}: tier 't': key '{section}': {message}"

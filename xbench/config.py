@@ -7,6 +7,8 @@ value of the wrong type is a :class:`ConfigError` naming the file, the key and t
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -35,6 +37,10 @@ def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
+
+
+#: a float as YAML 1.2 writes it (1e-3, 1E5, -.5): YAML 1.1, which PyYAML reads, needs a dot
+YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def coerce(value: Any, tp: Any, where: str) -> Any:
@@ -78,7 +84,11 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise bad
     if tp is float:
+        if isinstance(value, str) and YAML12_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; YAML 1.2 and users mean a number
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # .nan would pass every range check: max_seconds=.nan, no limit
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         raise bad
     if tp is int:
@@ -141,11 +151,19 @@ class OptimizerConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
 
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError("need lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     name: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError("warmup_steps must be >= 0")
 
 
 @dataclass(frozen=True)
