@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xbench.cli import main
+from xbench.errors import ConfigError
 from xbench.store import ResultStore
 from xbench.sweep import load_suite, plan_sweep
 
@@ -243,3 +245,16 @@ methods: [student, kd]
     log = Path(err[-2].split("(log: ")[1][:-1])
     assert "xbench: error:" in log.read_text()
     assert ResultStore().records() == []
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", ".hidden", "x" * 101, "na\x1bme"])
+def test_a_suite_name_is_a_slug_never_a_path(tmp_path, name):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "tier": "smoke", "seeds": [0]}))
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    assert str(err.value) == (f"{path}: name {name!r} is not a slug (letters, digits, '.', '_', '-'; starting with "
+                              "a letter or digit; at most 100 characters)")
+    unnamed = tmp_path / "my suite (v2).yaml"
+    unnamed.write_text(yaml.safe_dump({"tier": "smoke", "seeds": [0]}))
+    assert load_suite(unnamed).name == "my-suite-v2"

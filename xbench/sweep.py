@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -62,6 +63,10 @@ class Entry:
     teacher_options: dict[str, Any] = field(default_factory=dict)
 
 
+#: what a suite may be called: its name names its folder under XBENCH_HOME/sweeps
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 @dataclass(frozen=True)
 class Suite:
     """A grid of runs. ``methods`` lists method names, mappings (an :class:`Entry`: a method with
@@ -92,6 +97,12 @@ class Suite:
     #: (``checkpoint``): one for the whole grid, so no method gets another student
     student: str | None = None
     student_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the name is a folder under XBENCH_HOME/sweeps: a path ("../../x") would write outside it
+        if not SUITE_NAME.fullmatch(self.name):
+            raise ValueError(f"name {self.name!r} is not a slug (letters, digits, '.', '_', '-'; "
+                             "starting with a letter or digit; at most 100 characters)")
 
     def search_trials(self, tier: Tier) -> int:
         return tier.trials if self.trials is None else self.trials
@@ -137,7 +148,8 @@ def load_suite(path: Path) -> Suite:
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with name, tier, seeds, tasks, methods")
-    raw.setdefault("name", path.stem)
+    # unnamed: the file's name, as a slug ("my suite.yaml" -> my-suite)
+    raw.setdefault("name", re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("._-") or "suite")
     suite = from_mapping(Suite, raw, str(path))
     if not suite.seeds or len(set(suite.seeds)) != len(suite.seeds):
         raise ConfigError(f"{path}: seeds must be a non-empty list of distinct integers")
