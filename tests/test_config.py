@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from xbench.config import RunConfig, Tier, coerce, from_mapping, load_tiers, parse_set
+from xbench.config import RunConfig, Tier, coerce, from_mapping, load_tiers, load_yaml, parse_set
 from xbench.errors import ConfigError
 
 
@@ -108,3 +108,11 @@ def test_a_tier_s_optimizer_and_schedule_are_validated_when_read(tmp_path, secti
     with pytest.raises(ConfigError) as err:
         load_tiers(path)
     assert str(err.value) == f"{path}: tier 't': key '{section}': {message}"
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"method: kd\ntask: \xff\xfe\n")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    assert str(err.value) == f"{path}: not UTF-8 text (byte 17)"

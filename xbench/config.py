@@ -128,9 +128,11 @@ def replace_options(obj: Any, updates: dict[str, Any], where: str) -> Any:
 
 def load_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -42,7 +42,7 @@ def load_records(folder: Path) -> list[RunRecord]:
     for path in sorted(folder.rglob("*.json")):
         try:
             rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not a readable run record ({exc})") from exc
         record = RunRecord.from_json(rec, str(path))
         # a record edited after its run is not shown: its numbers are not the run's (records made

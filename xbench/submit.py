@@ -165,3 +165,5 @@ def load(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
