@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from xbench.cli import main
 from xbench.data import io
 from xbench.data.synth import SIZES, SynthDataset, SynthOptions, class_names, recipes
 from xbench.errors import DataError
@@ -132,3 +133,13 @@ def test_corrupt_annotation_is_named_and_rewritten(tmp_path):
     SynthDataset(SynthOptions(size="tiny"), tmp_path, log=messages.append)
     assert messages == [f"synth: annotation files in {ds.root} are missing or corrupt; rewriting them"]
     assert ann.read_text() == good
+
+
+def test_options_that_size_the_data_are_bounded_with_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """A typo that would generate for hours (or fill the disk) is refused before anything runs."""
+    monkeypatch.setenv("XBENCH_DATA", str(tmp_path))
+    assert main(["run", "--method", "student", "--task", "recognition", "--tier", "smoke",
+                 "--set", "dataset.procedures=1000000000"]) == 2
+    assert capsys.readouterr().err == ("xbench: error: dataset 'synth' options: procedures must be at most 10,000 "
+                                       "(it sizes the generated data)\n")
+    assert not list(tmp_path.iterdir())

@@ -58,6 +58,12 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230),
            "yellow": (230, 210, 40), "magenta": (210, 50, 200), "cyan": (40, 200, 210)}
 
 
+#: the most each option that sizes the generated data may be (the small size's values are 24
+#: procedures of 5-7 steps, 8 frames of 32 px at 16 fps)
+SIZE_LIMITS = {"procedures": 10_000, "steps_min": 64, "steps_max": 64, "frames": 256, "resolution": 512,
+               "fps": 120, "clutter": 64}
+
+
 @dataclass(frozen=True)
 class SynthOptions:
     """Knobs of the synthetic benchmark. All but ``label_fraction`` and ``flow_dir`` change the
@@ -108,6 +114,11 @@ class SynthOptions:
                 raise ValueError(f"{key} must be in [0, 1]")
         if self.teacher_size is not None and not 0.0 < self.teacher_size <= 20.0:
             raise ValueError("teacher_size must be in (0, 20] (teacher videos per train video)")
+        # options that size the generated data are bounded: a typo (procedures=1000000000) is an
+        # error at once, not a generation that fills the disk or never ends
+        for key, most in SIZE_LIMITS.items():
+            if getattr(self, key) > most:
+                raise ValueError(f"{key} must be at most {most:,} (it sizes the generated data)")
 
     def counts(self) -> dict[str, int]:
         """Videos per split."""
