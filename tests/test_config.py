@@ -116,3 +116,38 @@ def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_yaml(path)
     assert str(err.value) == f"{path}: not UTF-8 text (byte 17)"
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (LAUGHS, "more than 100,000 values once its aliases are expanded"),
+    ("x: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested deeper than 64 levels"),
+    ("x: " + "[" * 70 + "]" * 70 + "\n", "nested deeper than 64 levels"),
+    ("x: !!python/object/apply:os.system [echo]\n", None),
+])
+def test_hostile_yaml_is_refused_in_one_line_before_anything_is_built(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    if message is None:  # a Python tag: the safe loader's own refusal, with its line
+        assert str(err.value).startswith(f"{path}:1: bad YAML: could not determine a constructor")
+    else:
+        assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_file_over_the_size_limit_is_not_read(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    assert str(err.value) == f"{path}: larger than 1 MiB: not a config"
+
+
+def test_a_long_wrong_value_is_cut_in_the_message():
+    with pytest.raises(ConfigError) as err:
+        coerce(list(range(1000)), int, "x")
+    assert str(err.value) == "x: expected int, got " + repr(list(range(1000)))[:77] + "..."

@@ -43,46 +43,58 @@ def _type_name(tp: Any) -> str:
 YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
+class _Bad:
+    """A type mismatch, made a ConfigError only when raised."""
+
+    def __init__(self, where: str, tp: Any, value: Any) -> None:
+        self.where, self.tp, self.value = where, tp, value
+
+    def error(self) -> ConfigError:
+        text = repr(self.value)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        return ConfigError(f"{self.where}: expected {_type_name(self.tp)}, got {text}")
+
+
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (ints are accepted for floats); return it
     converted (lists to tuples where a tuple is expected, mappings to nested dataclasses)."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    bad = _Bad(where, tp, value)  # the message is built only when raised, and kept short
     if tp is Any:
         return value
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise bad
+        raise bad.error()
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
                 return coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise bad
+        raise bad.error()
     if tp is type(None):
         if value is None:
             return None
-        raise bad
+        raise bad.error()
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise bad
+            raise bad.error()
         (arg, *_) = typing.get_args(tp) or (Any,)
         items = [coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise bad
+            raise bad.error()
         return dict(value)
     if is_dataclass(tp):
         if not isinstance(value, dict):
-            raise bad
+            raise bad.error()
         return from_mapping(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise bad
+        raise bad.error()
     if tp is float:
         if isinstance(value, str) and YAML12_FLOAT.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; YAML 1.2 and users mean a number
@@ -90,15 +102,15 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             if not math.isfinite(value):  # .nan would pass every range check: max_seconds=.nan, no limit
                 raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
-        raise bad
+        raise bad.error()
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise bad
+        raise bad.error()
     if tp is str:
         if isinstance(value, str):
             return value
-        raise bad
+        raise bad.error()
     raise ConfigError(f"{where}: unsupported option type {tp!r}")
 
 
@@ -126,21 +138,69 @@ def replace_options(obj: Any, updates: dict[str, Any], where: str) -> Any:
     return obj if merged is None else from_mapping(type(obj), merged, where)
 
 
+#: bounds on a YAML file xbench reads (configs, suites, tiers, regimes are a few KB): its size, its
+#: nodes once aliases are expanded (a 558-byte "billion laughs" file expands to 10^9), its nesting
+YAML_LIMITS = {"bytes": 1 << 20, "nodes": 100_000, "depth": 64}
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a document whose aliases expand it past
+    ``YAML_LIMITS["nodes"]`` nodes or that nests deeper than ``YAML_LIMITS["depth"]``, before
+    anything is built from it."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            sizes: dict[int, int] = {}
+
+            def expanded(n: Any, depth: int) -> int:
+                if depth > YAML_LIMITS["depth"]:
+                    raise ConfigError(f"nested deeper than {YAML_LIMITS['depth']} levels")
+                if id(n) in sizes:  # an alias: the same node again, as large as the first time
+                    return sizes[id(n)]
+                children = ([c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode)
+                            else n.value if isinstance(n, yaml.SequenceNode) else [])
+                total = 1
+                for child in children:
+                    total += expanded(child, depth + 1)
+                    if total > YAML_LIMITS["nodes"]:
+                        raise ConfigError(f"more than {YAML_LIMITS['nodes']:,} values once its aliases are expanded")
+                sizes[id(n)] = total
+                return total
+
+            expanded(node, 0)
+        return node
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` read as YAML by the safe loader, within ``YAML_LIMITS``; a ConfigError naming
+    ``where`` for text that is not YAML or is out of bounds."""
+    if len(text.encode()) > YAML_LIMITS["bytes"]:
+        raise ConfigError(f"{where}: larger than {YAML_LIMITS['bytes'] >> 20} MiB: not a config")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no Python tags
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    except RecursionError as exc:  # the composer recurses before any bound can see the depth
+        raise ConfigError(f"{where}: nested deeper than {YAML_LIMITS['depth']} levels") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: bad YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: bad YAML: {exc}") from exc
+
+
 def load_yaml(path: Path) -> Any:
     try:
+        if path.is_file() and path.stat().st_size > YAML_LIMITS["bytes"]:  # not read into memory at all
+            raise ConfigError(f"{path}: larger than {YAML_LIMITS['bytes'] >> 20} MiB: not a config")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: bad YAML: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: bad YAML: {exc}") from exc
+    return parse_yaml(text, str(path))
 
 
 # ----------------------------------------------------------------------------- budget tiers
@@ -315,10 +375,7 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
         if section not in SET_SECTIONS:
             raise ConfigError(f"--set {item}: unknown section '{section}' "
                               f"(known: {', '.join(SET_SECTIONS)})")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item}: cannot parse value {raw!r}") from exc
+        value = parse_yaml(raw, f"--set {item}") if raw else ""
         out.setdefault(SET_SECTIONS[section], {})[name] = value
     return out
 
