@@ -271,12 +271,35 @@ def test_cli_renders_records_from_a_folder_in_every_format(tmp_path, capsys):
     assert main(["leaderboard", "--records", str(folder), "--out", str(tmp_path / "out")]) == 0
     assert capsys.readouterr().err == f"1 tables of {len(recs)} runs written to {tmp_path / 'out'}\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "README.md", "index.html", "leaderboard.csv", "leaderboard.json", "leaderboard.tex", "plots"]
+        ".xbench-leaderboard", "README.md", "index.html", "leaderboard.csv", "leaderboard.json", "leaderboard.tex",
+        "plots"]
+    # a folder xbench did not write is never written into (its README.md would be overwritten)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes\n")
+    assert main(["leaderboard", "--records", str(folder), "--out", str(mine)]) == 2
+    assert capsys.readouterr().err == (f"xbench: error: {mine}: the folder holds files xbench did not write "
+                                       "(README.md): give an empty folder or one xbench wrote\n")
+    assert [p.name for p in mine.iterdir()] == ["README.md"] and (mine / "README.md").read_text() == "my notes\n"
     # a file that is no run record is named
     (folder / "notes.json").write_text("[1, 2]")
     assert main(["leaderboard", "--records", str(folder)]) == 2
     assert capsys.readouterr().err == (f"xbench: error: {folder / 'notes.json'}: not a valid run record: schema: "
                                        f"a record is a JSON object, not list\n")
+
+
+def test_publish_removes_only_the_records_it_published_before(tmp_path, registry):
+    """--publish replaces its own stale records and leaves every other file in records/ alone."""
+    from xbench.publish import publish
+
+    folder = tmp_path / "board"
+    first = [fake("student", s, v, teacher=False) for s, v in enumerate(STUDENT)]
+    publish(first + [fake("kd", s, v) for s, v in enumerate(KD)], {}, folder, registry, min_seeds=2)
+    (folder / "records" / "notes.json").write_text("{}")  # not xbench's
+    publish(first, {}, folder, registry, min_seeds=2)
+    assert sorted(p.name for p in (folder / "records").iterdir()) == sorted(
+        ["notes.json", *(f"{r.id}.json" for r in first)])
+    assert json.loads((folder / ".xbench-leaderboard").read_text())["records"] == sorted(f"{r.id}.json" for r in first)
 
 
 def test_an_undefined_metric_is_no_score():

@@ -25,12 +25,16 @@ from xbench.leaderboard import (
     paper_values,
     wall_time,
 )
-from xbench.records import RunRecord, validate
+from xbench.records import RunRecord, safe_id, validate
 from xbench.render import markdown, to_csv, to_html, to_json
 from xbench.submit import changed_fields
 
 #: the rendered files of a published folder (plots besides), compared by the re-render test
 RENDERED = ("README.md", "leaderboard.tex", "leaderboard.csv", "leaderboard.json", "index.html")
+#: the file that marks a folder as one xbench renders into (--out, --publish): xbench writes only
+#: into an empty folder or one that has it, and it lists the records xbench put there (the only
+#: ones a later --publish may remove)
+MARKER = ".xbench-leaderboard"
 
 
 def load_records(folder: Path) -> list[RunRecord]:
@@ -112,7 +116,7 @@ def _write(tables: list[Table], records: list[RunRecord], meta: dict[str, Any], 
     """Every rendered format of ``tables`` (made of ``records``) into ``target``."""
     from xbench.plots import write_plots
 
-    target.mkdir(parents=True, exist_ok=True)
+    claim(target)
     preface = _preface(records, meta)
     note = None if include_incomplete else incomplete_note(records)
     if note:
@@ -132,6 +136,32 @@ def _write(tables: list[Table], records: list[RunRecord], meta: dict[str, Any], 
     # the preface's `code` marks are markdown; on the page they are plain text
     (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface).replace("`", ""),
                                                paper=True))
+
+
+def claim(target: Path, published: list[str] | None = None) -> list[str]:
+    """Make ``target`` a folder xbench renders into, refusing one that holds anything xbench did
+    not write (an unrelated README.md would be overwritten): it must be new, empty or carry
+    ``MARKER``. ``published``: the record files now published there, kept in the marker. The
+    record files the marker listed before (what xbench may remove)."""
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target}: not a folder: leaderboards are written into a folder")
+    marker = target / MARKER
+    before: list[str] = []
+    if marker.is_file():
+        try:
+            before = list(json.loads(marker.read_text()).get("records", []))
+        except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+            before = []  # a damaged marker: xbench owns the folder still, but removes no record
+    elif target.is_dir() and any(target.iterdir()):
+        held = sorted(p.name for p in target.iterdir())
+        raise ConfigError(f"{target}: the folder holds files xbench did not write ({', '.join(held[:3])}"
+                          f"{', ...' if len(held) > 3 else ''}): give an empty folder or one xbench wrote")
+    target.mkdir(parents=True, exist_ok=True)
+    if published is not None or not marker.is_file():
+        marker.write_text(json.dumps({"written_by": "xbench leaderboard (--out, --publish)",
+                                      "records": sorted(published if published is not None else before)},
+                                     indent=1) + "\n")
+    return before
 
 
 def _write_regime_maps(tables: list[Table], target: Path) -> None:
@@ -237,18 +267,17 @@ def publish(records: list[RunRecord], meta: dict[str, Any], folder: Path, reg=No
         raise ConfigError(f"--publish: a published row needs at least {min_seeds} seeds (fewer cannot reach "
                           "significance after Holm's correction; --min-seeds N to publish fewer): "
                           + "; ".join(short))
+    for rec in records:
+        validate(rec.to_json(), "--publish")  # a safe id: the file is named by it
+    keep = sorted(f"{rec.id}.json" for rec in records)
+    before = claim(folder, keep)
     rec_dir = folder / "records"
     rec_dir.mkdir(parents=True, exist_ok=True)
-    keep = set()
     for rec in records:
-        data = rec.to_json()
-        validate(data, "--publish")  # a safe id: the file is named by it
-        path = rec_dir / f"{rec.id}.json"
-        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        keep.add(path.name)
-    for path in rec_dir.glob("*.json"):
-        if path.name not in keep:
-            path.unlink()
+        (rec_dir / f"{rec.id}.json").write_text(json.dumps(rec.to_json(), indent=1, sort_keys=True) + "\n")
+    for name in set(before) - set(keep):  # stale: only records an earlier --publish put there
+        if name.endswith(".json") and safe_id(name[:-5]):  # a name, never a path out of the folder
+            (rec_dir / name).unlink(missing_ok=True)
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     _write(tables, records, meta, folder, include_incomplete=False)
     return len(records)
