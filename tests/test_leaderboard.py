@@ -288,6 +288,23 @@ def test_cli_renders_records_from_a_folder_in_every_format(tmp_path, capsys):
                                        f"a record is a JSON object, not list\n")
 
 
+def test_the_preface_escapes_what_records_and_meta_say(tmp_path, registry):
+    """A device name, a commit or a suite name from a record or meta cannot inject markup into
+    the README or the page, nor end a code span early."""
+    from xbench.publish import render_records
+
+    recs = [fake("student", s, v, teacher=False, sha="<b>x</b>") for s, v in enumerate(STUDENT)]
+    for rec in recs:
+        rec.env["device"] = "<img src=x onerror=alert(1)>"
+    render_records(recs, {"suite": "a`b", "suite_file": "*f*"}, tmp_path / "out", registry)
+    readme = (tmp_path / "out" / "README.md").read_text().splitlines()
+    assert readme[2] == f"Suite `a'b` (\\*f\\*), tier `?`: {len(recs)} runs in 1 cells.  "
+    assert readme[3].endswith("summed; &lt;img src=x onerror=alert(1)&gt;.  ")
+    assert readme[4] == "Code: &lt;b&gt;x&lt;/b&gt; (git sha of each run, in its record).  "
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "<b>x</b>" not in page
+
+
 def test_publish_removes_only_the_records_it_published_before(tmp_path, registry):
     """--publish replaces its own stale records and leaves every other file in records/ alone."""
     from xbench.publish import publish

@@ -26,7 +26,7 @@ from xbench.leaderboard import (
     wall_time,
 )
 from xbench.records import RunRecord, safe_id, validate
-from xbench.render import markdown, to_csv, to_html, to_json
+from xbench.render import markdown, md_escape, to_csv, to_html, to_json
 from xbench.submit import changed_fields
 
 #: the rendered files of a published folder (plots besides), compared by the re-render test
@@ -63,27 +63,37 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def _preface(records: list[RunRecord], meta: dict[str, Any]) -> list[str]:
+def _preface(records: list[RunRecord], meta: dict[str, Any], markdown_text: bool = True) -> list[str]:
+    """The lines above the tables: markdown (values from records and meta escaped, code spans
+    unable to close early), or plain text for the HTML page, which escapes it itself."""
+    def t(value: Any) -> str:  # text from a record or meta
+        return md_escape(str(value)) if markdown_text else str(value)
+
+    def c(value: Any) -> str:  # a code span's content: a backtick would end it
+        return str(value).replace("`", "'")
+
+    q = "`" if markdown_text else ""
     wall, total = wall_time(records) if records else (0.0, 0.0)
     shas = sorted({r.git_sha or "?" for r in records})
     cells = {(r.task, r.config_hash) for r in records}
     expected = meta.get("expected_runs")
     lines = [
-        f"Suite `{meta.get('suite', '?')}` ({meta.get('suite_file', '?')}), tier `{meta.get('tier', '?')}`: "
-        f"{len(records)} runs" + (f" of {expected}" if expected else "") + f" in {len(cells)} cells.",
+        f"Suite {q}{c(meta.get('suite', '?'))}{q} ({t(meta.get('suite_file', '?'))}), tier "
+        f"{q}{c(meta.get('tier', '?'))}{q}: {len(records)} runs" + (f" of {t(expected)}" if expected else "")
+        + f" in {len(cells)} cells.",
         (f"Wall time {_hours(wall)} while any run was going (union of the runs' start-finish "
-        f"intervals), {_hours(total)} of runs summed; {records[0].env['device'] if records else '-'}."),
-        f"Code: {', '.join(s[:12] for s in shas)} (git sha of each run, in its record).",
+         f"intervals), {_hours(total)} of runs summed; {t(records[0].env['device']) if records else '-'}."),
+        f"Code: {', '.join(t(s[:12]) for s in shas)} (git sha of each run, in its record).",
     ]
     if meta.get("environment"):
-        lines.append(f"Environment: {meta['environment']}.")
+        lines.append(f"Environment: {t(meta['environment'])}.")
     if meta.get("missing"):
         lines.append(f"Incomplete: {len(meta['missing'])} runs are not done yet; rerunning the "
                      f"command below resumes the sweep.")
     if meta.get("command"):
-        lines.append(f"Made by `{meta['command']}`; re-rendered from `records/` by "
-                     f"`xbench leaderboard --records {meta.get('folder', 'DIR')}/records --out "
-                     f"{meta.get('folder', 'DIR')}`.")
+        folder = c(meta.get("folder", "DIR"))
+        lines.append(f"Made by {q}{c(meta['command'])}{q}; re-rendered from {q}records/{q} by "
+                     f"{q}xbench leaderboard --records {folder}/records --out {folder}{q}.")
     return lines
 
 
@@ -117,10 +127,11 @@ def _write(tables: list[Table], records: list[RunRecord], meta: dict[str, Any], 
     from xbench.plots import write_plots
 
     claim(target)
-    preface = _preface(records, meta)
+    preface, plain = _preface(records, meta), _preface(records, meta, markdown_text=False)
     note = None if include_incomplete else incomplete_note(records)
     if note:
         preface.append(note[0].upper() + note[1:] + ".")
+        plain.append(note[0].upper() + note[1:] + ".")
     title = f"xbench leaderboard: {meta.get('suite', 'runs')}"
     (target / "README.md").write_text(
         f"# {title}\n\n" + "\n".join(f"{line}  " for line in preface) + "\n\n"
@@ -133,9 +144,7 @@ def _write(tables: list[Table], records: list[RunRecord], meta: dict[str, Any], 
     (target / "leaderboard.json").write_text(to_json(tables))
     _write_regime_maps(tables, target)
     plots = write_plots(tables, target)
-    # the preface's `code` marks are markdown; on the page they are plain text
-    (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(preface).replace("`", ""),
-                                               paper=True))
+    (target / "index.html").write_text(to_html(tables, plots, title=title, preface=" ".join(plain), paper=True))
 
 
 def claim(target: Path, published: list[str] | None = None) -> list[str]:
