@@ -68,11 +68,13 @@ def test_an_infinite_metric_never_enters_the_store_and_a_bad_row_is_named_then_d
         store.add(bad)
     assert not (xbench_home() / "runs" / "bad-run" / "result.json").exists()
     # a row damaged in the database itself (written by an older version, or by hand)
+    broken = json.dumps({**good, "id": "broken-row", "metrics": {"top1": "NaN-string"}})
+    (xbench_home() / "runs" / "broken-row").mkdir()
+    (xbench_home() / "runs" / "broken-row" / "result.json").write_text(broken)  # row and file agree
     db = sqlite3.connect(xbench_home() / "results.sqlite")
     with db:
         db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                   ("broken-row", "kd", "recognition", "synth", "smoke", 1, "top1", 0.0, "x", "z",
-                    json.dumps({**good, "id": "broken-row", "metrics": {"top1": "NaN-string"}})))
+                   ("broken-row", "kd", "recognition", "synth", "smoke", 1, "top1", 0.0, "x", "z", broken))
     db.close()
     assert main(["runs"]) == 0
     out, err = capsys.readouterr()

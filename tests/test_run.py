@@ -176,17 +176,29 @@ def test_teacher_cache_is_shared_and_invalidated_by_a_new_checkpoint(registry, d
     assert fitnet.budget.stages[0].steps == kd.budget.stages[0].steps == 30
     assert fitnet.budget.stages[1].teacher_forwards == kd.data.sizes["train"]
     assert fitnet.teacher["cache_key"] == kd.teacher["cache_key"]
-    # a changed checkpoint: loaded as the teacher, and its outputs are computed anew
+    # a changed checkpoint (rewritten with its checksum): loaded as the teacher, and its outputs
+    # are computed anew
+    from xbench.data.io import sha256_file
     from xbench.store import xbench_home
 
     (entry,) = (xbench_home() / "cache" / "teachers").iterdir()
     state = torch.load(entry / "teacher.pt", weights_only=True)
     state["head.bias"] += 1.0
     torch.save(state, entry / "teacher.pt")
+    written = sha256_file(entry / "teacher.pt")
+    (entry / "teacher.pt.sha256").write_text(written + "\n")
     again = _run(registry, data_root, "fitnet")
     assert sources(again) == [("teacher", "cache"), ("teacher-inference", "computed"),
                               ("student", "computed")]
     assert len(list(entry.glob("outputs-train-*.pt"))) == 2
+    # the same file edited behind the checksum's back is a corrupt entry: trained again
+    torch.save({**state, "head.bias": state["head.bias"] + 1.0}, entry / "teacher.pt")
+    logs: list[str] = []
+    p = plan(registry, RunConfig(method="fitnet", task="recognition", budget="smoke"), load_tiers())
+    retrained = execute(p, 0, device=torch.device("cpu"), data_root=data_root, log=logs.append)
+    assert sources(retrained)[0] == ("teacher", "computed")
+    assert f"teacher cache: corrupt entry {entry} (checksum mismatch: its content changed after it was written); " \
+           "retraining" in logs
     # damaged files are misses, not tracebacks: a 0-byte teacher and garbled outputs are computed
     # again, and the teacher trained anew is the first one, bit for bit
     (entry / "teacher.pt").write_bytes(b"")

@@ -64,7 +64,7 @@ def test_the_store_says_where_it_disagrees_with_its_runs_and_rebuild_mends_it(tm
     (home / "runs" / ids[0] / "result.json").unlink()  # a row whose file was removed
     configure_output(quiet=False, verbose=False)  # the one reporter, as the CLI sets it up
     ResultStore(home)
-    assert capsys.readouterr().err.splitlines() == [(f"xbench: store {home}: 2 record(s) in runs/ not in the database (e.g. {min(orphans)}); "
+    assert capsys.readouterr().err.splitlines() == [(f"xbench: warning: store {home}: 2 record(s) in runs/ not in the database (e.g. {min(orphans)}); "
                                f"1 stored run(s) without their result.json (e.g. {ids[0]}); 'xbench runs --rebuild' "
                                "mends both")]
     monkeypatch.setenv("XBENCH_HOME", str(home))

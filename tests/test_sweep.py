@@ -161,7 +161,7 @@ methods: [kd, fitnet]
         "Holm's correction; --min-seeds N to publish fewer): recognition (smoke): fitnet (3), kd (3)")
     assert not pub.exists()
     assert main(["sweep", str(path), "--publish", str(pub), "--unpinned", "--min-seeds", "3"]) == 0
-    assert sorted(p.name for p in pub.iterdir()) == ["README.md", "index.html", "leaderboard.csv", "leaderboard.json",
+    assert sorted(p.name for p in pub.iterdir()) == [".xbench-leaderboard", "README.md", "index.html", "leaderboard.csv", "leaderboard.json",
                                                      "leaderboard.tex", "meta.json", "plots", "records"]
     assert sorted(p.stem for p in (pub / "records").iterdir()) == sorted(r.id for r in after)
     assert "tier `smoke`: 6 runs of 6 in 2 cells." in (pub / "README.md").read_text()

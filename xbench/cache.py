@@ -84,7 +84,7 @@ class ModelCache:
             record = json.loads(rec.read_text())
             if not isinstance(record, dict) or any(k not in record for k in needs):
                 raise ValueError(f"record.json lacks {', '.join(needs)}")
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = _load_checked(ckpt)
             frozen = {n for n, q in model.named_parameters() if not q.requires_grad}
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or not set(missing) <= frozen:
@@ -170,7 +170,7 @@ class TeacherCache(ModelCache):
         if not path.is_file():
             return None
         try:
-            outs = torch.load(path, map_location="cpu", weights_only=True)
+            outs = _load_checked(path)
             if any(len(v) != n for v in outs.values()):
                 raise ValueError(f"{split} has {n} examples")
         except UNREADABLE as exc:
@@ -195,7 +195,7 @@ class FeatureCache:
         if not self.path.is_file():
             return None
         try:
-            value = torch.load(self.path, map_location="cpu", weights_only=True)["features"]
+            value = _load_checked(self.path)["features"]
             if not isinstance(value, torch.Tensor) or tuple(value.shape[:-1]) != shape:
                 raise ValueError(f"expected features of shape {shape} + (width,)")
         except UNREADABLE as exc:
@@ -220,6 +220,24 @@ def _by_rank0(write: Any) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
+    """``obj`` saved at ``path``, then its content's sha256 beside it (``<name>.sha256``): an entry
+    whose bytes changed after it was written (bit rot, a partial copy, a hand edit) never loads."""
     # a temporary file of the writer's own: two runs filling one entry at once (a sweep's
     # parallel jobs) never write into each other's file
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write_text(_digest_path(path), sha256_file(path) + "\n")
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _load_checked(path: Path) -> Any:
+    """The torch file at ``path`` once its content matches the digest saved with it (ValueError:
+    none saved, or another; the caller counts it a corrupt entry and computes it again)."""
+    digest = _digest_path(path)
+    if not digest.is_file():
+        raise ValueError("no checksum saved with it")
+    if digest.read_text().strip() != sha256_file(path):
+        raise ValueError("checksum mismatch: its content changed after it was written")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -78,7 +78,7 @@ class ResultStore:
         if unlisted or fileless:
             found = [f"{len(unlisted)} record(s) in runs/ not in the database (e.g. {unlisted[0]})"] if unlisted else []
             found += [f"{len(fileless)} stored run(s) without their result.json (e.g. {fileless[0]})"] if fileless else []
-            logging.getLogger("xbench").warning(f"xbench: store {self.home}: {'; '.join(found)}; "
+            logging.getLogger("xbench").warning(f"xbench: warning: store {self.home}: {'; '.join(found)}; "
                                                 "'xbench runs --rebuild' mends both")
 
     @classmethod
