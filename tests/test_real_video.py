@@ -4,7 +4,9 @@ protocol, and each bad input as one line with exit status 2."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import wave
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from xbench.budget import BudgetMeter
 from xbench.cli import main
 from xbench.config import RunConfig, load_tiers
 from xbench.context import RunContext, Stage
-from xbench.data import encoded, video
+from xbench.data import encoded, io, manifest, video
 from xbench.data.clips import Clips, FrameFile
 from xbench.data.real import Entry, ListOptions, carve, make_splits
 from xbench.errors import DataError
@@ -301,6 +303,46 @@ def test_a_changed_video_is_refused_until_prepared_again(capsys, tmp_path):
     assert message.endswith(f"prepare it again: xbench data prepare folder --root {root}")
 
 
+def _keeping_size_and_mtime(path: Path, content: bytes) -> None:
+    """Write ``content`` (of the file's length) and put the mtime back, as ``touch -r`` would."""
+    st = path.stat()
+    path.write_bytes(content)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_video_rewritten_with_its_size_and_mtime_kept_is_hashed_and_verify_data_hashes_all(capsys, tmp_path):
+    root = tmp_path / "kept"
+    # frames=7: content no other test writes (the decode cache is shared and keyed by content)
+    encoded.folder_tree(root, classes=2, per_class=4, frames=7, formats=("mp4",), audio=False)
+    run = _run("folder", f"dataset.root={root}", "dataset.val_fraction=0.25", "dataset.test_fraction=0.25")
+    assert main(run) == 0
+    where = manifest.location(io.data_home(), "folder", root) / "manifest.json"
+    victim, rel = root / "class1" / "c1_g01_005.mp4", "class1/c1_g01_005.mp4"
+    good = victim.read_bytes()
+    _keeping_size_and_mtime(victim, good)  # the same bytes: hashed once, its entry refreshed
+    assert main(run) == 0
+    entry = json.loads(where.read_text())["files"][rel]
+    assert entry["ctime_ns"] == victim.stat().st_ctime_ns and entry["sha256"] == io.sha256_file(victim)
+    _keeping_size_and_mtime(victim, bytes(255 - b for b in good))
+    message = _fails(capsys, run, stored=2)
+    assert message == (f"dataset 'folder' at {root} does not match its manifest: {rel} changed content (sha256 "
+                       f"differs; size and mtime kept); prepare it again: xbench data prepare folder --root {root}")
+    # a manifest that vouches for the new stat (restored from a backup with the data): only
+    # --verify-data, which hashes every file, sees it
+    data = json.loads(where.read_text())
+    data["files"][rel]["ctime_ns"] = victim.stat().st_ctime_ns
+    where.write_text(json.dumps(data))
+    message = _fails(capsys, [*run, "--verify-data"], stored=2)
+    assert message.startswith(f"dataset 'folder' at {root} does not match its manifest: {rel} changed content")
+    assert main(["data", "check", "folder", "--root", str(root), *SMALL]) == 0  # the fast pass: fooled
+    assert main(["data", "check", "folder", "--root", str(root), "--verify", *SMALL]) == 1
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"changed: {rel} changed content (sha256 differs; size and mtime kept)",
+        f"folder at {root}: 1 changed, 0 problem files"]
+    assert main(["data", "check", "folder"]) == 2  # a dataset of your files: where they are is needed
+    assert capsys.readouterr().err == "xbench: error: dataset 'folder' is read from your files: say where with --root\n"
+
+
 def test_data_prepare_lists_problems_and_check_reports_changes(capsys, tmp_path):
     root = tmp_path / "prep"
     # frames=9: content no other test writes (the decode cache is shared and keyed by content)
@@ -319,8 +361,8 @@ def test_data_prepare_lists_problems_and_check_reports_changes(capsys, tmp_path)
     assert main(["data", "prepare", "folder", "--root", str(root), "--quiet", *sets]) == 0  # forgets it
     capsys.readouterr()
     assert main(["data", "check", "folder", "--root", str(root), *sets]) == 0
-    assert capsys.readouterr().out == f"folder at {root}: 0 changed, 0 problem files (size and mtime; --verify " \
-                                      "hashes the content)\n"
+    assert capsys.readouterr().out == f"folder at {root}: 0 changed, 0 problem files (by stat; --verify " \
+                                      "hashes every file)\n"
     touched, edited = root / "class0" / "c0_g00_000.mp4", root / "class0" / "c0_g01_001.mp4"
     touched.write_bytes(touched.read_bytes())  # same content, new mtime
     edited.write_bytes(edited.read_bytes()[:-5])

@@ -51,6 +51,10 @@ def _run_parsers(sub) -> None:
                         "hands it to the sweep, which stores it")
     r.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the run's stage checkpoints in XBENCH_HOME/checkpoints after its record is stored")
+    r.add_argument("--verify-data", action="store_true",
+                   help="hash every data file's content against its manifest before using it, not only the files "
+                        "whose stat changed: a generated file that fails is generated again, a file of yours is "
+                        "named and the run stops")
     r.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="run over N processes on this machine with torchrun (one per GPU, or gloo on CPU): the tier's "
                         "batch is split over them, so the run trains on the same batches as one process")
@@ -165,10 +169,13 @@ def _data_parsers(sub) -> None:
     for name, helptext in (("prepare", ("describe a dataset's files (manifest, probe, problems) and decode its "
                                         "clips into the cache; resumes where it stopped")),
                            ("check", ("compare a dataset's files with its manifest and print what changed "
-                                      "(exit 1 if anything did)"))):
+                                      "(exit 1 if anything did); a generated dataset (synth): hash every file of "
+                                      "each option set generated and generate again what fails"))):
         dp = data_sub.add_parser(name, help=helptext)
         dp.add_argument("name", help="a dataset of your files: folder, list, or a plugin's")
-        dp.add_argument("--root", type=Path, required=True, help="the dataset's folder")
+        dp.add_argument("--root", type=Path, required=name == "prepare",
+                        help="the dataset's folder (check of a generated dataset: the data folder it is under, "
+                             "default XBENCH_DATA)")
         dp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a dataset option (as dataset.KEY in runs): annotations, sampling, short_side, ...")
         if name == "prepare":
@@ -177,7 +184,7 @@ def _data_parsers(sub) -> None:
             dp.add_argument("--quiet", action="store_true", help="no progress bar")
         else:
             dp.add_argument("--verify", action="store_true", help="hash every file's content (sha256), not "
-                                                                  "only its size and mtime")
+                                                                  "only the files whose stat changed")
     dc = data_sub.add_parser("cache", help="the decode-once cache of video frames (under XBENCH_DATA)")
     what = dc.add_mutually_exclusive_group(required=True)
     what.add_argument("--info", action="store_true", help="list the caches: key, what it hashes, size")
@@ -376,8 +383,11 @@ def cmd_run(args) -> int:
             raise ConfigError(f"--nproc {args.nproc}: one process per GPU, and this machine has "
                               f"{_cuda_count()}")
         return _launch(args)
+    from xbench.data import io
+
     try:
-        return _run(args)
+        with io.verifying(args.verify_data):
+            return _run(args)
     finally:
         distributed.shutdown()
 
@@ -825,11 +835,16 @@ def _dataset_for_files(args) -> tuple[Any, Any]:
     from xbench.registry import build_registry
 
     spec = build_registry().get("datasets", args.name)
-    if not (isinstance(spec.options, type) and issubclass(spec.options, ClipOptions)):
+    generated = not (isinstance(spec.options, type) and issubclass(spec.options, ClipOptions))
+    if generated and args.data_command == "prepare":
         raise ConfigError(f"dataset '{args.name}' is not read from your files (it is generated on first use): "
                           "nothing to prepare")
+    if not generated and args.root is None:
+        raise ConfigError(f"dataset '{args.name}' is read from your files: say where with --root")
     # the run's --set parser, its section implied (dataset.KEY or plain KEY)
     values = parse_set([s if s.startswith("dataset.") else f"dataset.{s}" for s in args.sets]).get("dataset_options", {})
+    if generated:
+        return spec, from_mapping(spec.options, values, f"dataset '{args.name}' options") if args.sets else None
     return spec, from_mapping(spec.options, {**values, "root": str(args.root)}, f"dataset '{args.name}' options")
 
 
@@ -854,6 +869,8 @@ def _data_files(args) -> int:
     from xbench.data.io import data_home
 
     spec, opts = _dataset_for_files(args)
+    if args.data_command == "check" and not isinstance(opts, real.ClipOptions):
+        return _check_generated(args, spec, opts)
     if args.data_command == "check":
         changes, problems = real.check(spec.factory, opts, data_home(), verify=args.verify)
         for line in changes:
@@ -861,7 +878,7 @@ def _data_files(args) -> int:
         for rel, why in problems.items():
             print(f"problem: {rel}: {why}")
         print(f"{args.name} at {args.root}: {len(changes)} changed, {len(problems)} problem files"
-              + ("" if args.verify else " (size and mtime; --verify hashes the content)"))
+              + ("" if args.verify else " (by stat; --verify hashes every file)"))
         return 1 if changes else 0
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1")
@@ -874,6 +891,27 @@ def _data_files(args) -> int:
           f"decoded now, {s['cached']} already there), {s['cache_bytes'] / 2**20:.1f} MiB for "
           f"{s['video_bytes'] / 2**20:.1f} MiB of video, in {s['seconds']:.1f} s ({s['cache']})")
     return 1 if s["problems"] else 0
+
+
+def _check_generated(args, spec, opts) -> int:
+    """``xbench data check synth``: every file of each generated option set hashed, what fails
+    generated again and named; exit 1 if anything was."""
+    from xbench.data.io import data_home
+    from xbench.data.synth import SynthDataset, SynthOptions
+
+    if not (isinstance(spec.options, type) and issubclass(spec.options, SynthOptions)):
+        raise ConfigError(f"dataset '{args.name}' keeps no manifest of its files: nothing to check")
+    home = args.root or data_home()
+    sets, skipped = SynthDataset.check(home, opts)
+    for ds in sets:
+        for rel, why in ds.repaired.items():
+            print(f"regenerated: {_printable(str(ds.root / rel))}: {why}")
+    for folder, why in skipped.items():
+        print(f"not checked: {_printable(folder)}: {why}")
+    repaired = sum(len(ds.repaired) for ds in sets)
+    print(f"{args.name} under {_printable(str(home / 'synth'))}: {len(sets)} generated sets, "
+          f"{sum(ds.verified for ds in sets)} files verified (sha256), {repaired} regenerated")
+    return 1 if repaired else 0
 
 
 def cmd_data(args) -> int:

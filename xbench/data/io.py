@@ -8,6 +8,8 @@ import json
 import os
 import wave
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,13 +68,40 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: ``xbench run --verify-data`` and ``xbench data check``: hash every file's content, whatever
+#: its stat says (the memo trusts a file whose stat is unchanged)
+_VERIFY: ContextVar[bool] = ContextVar("verify_data", default=False)
+
+
+@contextmanager
+def verifying(on: bool = True) -> Iterator[None]:
+    """Within it, datasets opened hash every file against their manifest."""
+    token = _VERIFY.set(on)
+    try:
+        yield
+    finally:
+        _VERIFY.reset(token)
+
+
+def verify_all() -> bool:
+    return _VERIFY.get()
+
+
+def stamp(st: os.stat_result) -> list[int]:
+    """What says a file may have changed: size, mtime and ctime in ns, inode. ctime because a
+    write that puts the mtime back (``touch -r``, ``os.utime``, a copy tool keeping times) still
+    moves it: no user call sets ctime, so only the content hash can vouch for such a file."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 class FileHashes:
-    """sha256 of the files under ``root``, remembered by their stat (size, mtime in ns, inode) in
-    ``root/<state>``, as git's index and DVC's state do: opening a dataset re-hashes only the
-    files that changed since they were last verified, not all of them (hashing every file of
-    the synthetic dataset was 0.4 s of every run). Any write to a file changes its stat, so a
-    corrupted or replaced file is still hashed and caught; the state is only a memo, and a
-    missing or unreadable one means hashing everything once."""
+    """sha256 of the files under ``root``, remembered by their stat (size, mtime and ctime in ns,
+    inode) in ``root/<state>``, as git's index and DVC's state do: opening a dataset re-hashes
+    only the files that changed since they were last verified, not all of them (hashing every
+    file of the synthetic dataset was 0.4 s of every run). Any write to a file changes its stat
+    (ctime even when the mtime is put back), so a corrupted or replaced file is still hashed and
+    caught; under :func:`verifying` every file is hashed. The state is only a memo: a missing or
+    unreadable one means hashing everything once."""
 
     def __init__(self, root: Path, state: str = ".hashes.json") -> None:
         self.root, self.path = root, root / state
@@ -81,17 +110,19 @@ class FileHashes:
         except (OSError, ValueError):
             self.known = {}
         self.dirty = False
+        self.hashed = 0  # files whose content was read (not vouched for by the memo)
 
     def sha256(self, rel: str) -> str:
         """The file's digest; FileNotFoundError where it is missing."""
-        st = os.stat(os.path.join(self.root, rel))  # not pathlib: thousands of files per open
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        now = stamp(os.stat(os.path.join(self.root, rel)))  # not pathlib: thousands of files per open
         hit = self.known.get(rel)
-        if hit is not None and hit[:3] == stamp:
-            return hit[3]
+        if hit is not None and hit[:-1] == now and not _VERIFY.get():
+            return hit[-1]
         digest = sha256_file(self.root / rel)
-        self.known[rel] = [*stamp, digest]
-        self.dirty = True
+        self.hashed += 1
+        if hit != [*now, digest]:
+            self.known[rel] = [*now, digest]
+            self.dirty = True
         return digest
 
     def save(self) -> None:

@@ -3,10 +3,12 @@
 For each file (the videos, and the annotation files a list names): size, mtime, sha256 and, for a
 video, its probe (frames, fps, size, audio, reader) or the problem that makes it unreadable. It
 lives under ``XBENCH_DATA/datasets/<name>-<root hash>/manifest.json``, never in the dataset's
-folder (which may be read-only). A run checks size and mtime of every file against it (a fast
-pass) and refuses videos that changed, naming the first difference (an edited annotation
-file is small: it is hashed again and the manifest updated); ``xbench data check --verify``
-re-hashes the content. Preparing writes a partial manifest as it goes and resumes from
+folder (which may be read-only). A run checks size, mtime and ctime of every file against it (a
+fast pass) and refuses videos that changed, naming the first difference (an edited annotation
+file is small: it is hashed again and the manifest updated). A file whose size and mtime are
+kept but whose ctime moved (written, then its mtime put back) is hashed: the same content only
+refreshes its entry, other content is refused. ``xbench data check --verify`` and ``xbench run
+--verify-data`` hash every file. Preparing writes a partial manifest as it goes and resumes from
 it: a killed ``prepare`` redoes only the files it had not reached.
 
 ``hash`` (every file's content, annotations included) is the dataset's manifest hash, recorded
@@ -85,7 +87,8 @@ def _describe(args: tuple[str, str, bool]) -> tuple[str, dict[str, Any]]:
     rel, full, is_video = args
     path = Path(full)
     st = path.stat()
-    out: dict[str, Any] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": io.sha256_file(path)}
+    out: dict[str, Any] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+                           "sha256": io.sha256_file(path)}
     if is_video:
         try:
             out["probe"] = asdict(video.probe(path))
@@ -148,17 +151,30 @@ class Manifest:
                 return m  # ``xbench data prepare`` lists the problem files instead of stopping
             return cls._checked(m, name, root)
         files = dict(stored["files"])
+        verify, refreshed = io.verify_all(), 0
         for rel in sorted(set(videos) & set(files)):
-            if not _same_stat(wanted[rel], files[rel]):
-                diff = cls(dir, root, files, []).differences({rel: wanted[rel]}, verify=False, first=True)
-                raise DataError(f"dataset '{name}' at {root} does not match its manifest: {diff[0]}; "
-                                f"prepare it again: xbench data prepare {name} --root {root}")
+            state = _stat_state(wanted[rel], files[rel])
+            if state == "ctime" or (verify and state == "same"):  # only the content can tell
+                if io.sha256_file(wanted[rel]) == files[rel]["sha256"]:
+                    if state == "ctime":
+                        files[rel] = {**files[rel], "ctime_ns": wanted[rel].stat().st_ctime_ns}
+                        refreshed += 1
+                    continue
+            elif state == "same":
+                continue
+            diff = cls(dir, root, files, []).differences({rel: wanted[rel]}, verify=state in ("ctime", "same"),
+                                                         first=True)
+            raise DataError(f"dataset '{name}' at {root} does not match its manifest: {diff[0]}; "
+                            f"prepare it again: xbench data prepare {name} --root {root}")
         video_set = set(videos)
         todo = [(rel, str(p), rel in video_set) for rel, p in sorted(wanted.items())
-                if rel not in files or (rel not in video_set and not _same_stat(p, files[rel]))]
+                if rel not in files or (rel not in video_set and (
+                    _stat_state(p, files[rel]) != "same"
+                    or (verify and io.sha256_file(p) != files[rel]["sha256"])))]
         if todo:  # annotation files are small and new videos are only probed: no refusal
             log(f"{name}: describing {len(todo)} new or edited files in the manifest of {root}")
             files.update(dict(map(_describe, todo)))
+        if todo or refreshed:
             _write(dir / "manifest.json", name, root, files)
         return cls._checked(cls(dir, root, {r: files[r] for r in wanted}, sorted(video_set)), name, root)
 
@@ -185,7 +201,7 @@ class Manifest:
         previous = (_load(dir / "manifest.json") or {}).get("files") or {}
         for prev in ({"files": previous}, _load(partial)):
             for rel, e in (prev or {}).get("files", {}).items():
-                if rel in wanted and _same_stat(wanted[rel][0], e):
+                if rel in wanted and (e := _unchanged(wanted[rel][0], e)) is not None:
                     done[rel] = e
         todo = [(rel, str(p), v) for rel, (p, v) in sorted(wanted.items()) if rel not in done]
         if done and todo:
@@ -215,13 +231,13 @@ class Manifest:
                 out.append(f"{rel} is new (not in the manifest)")
             elif not path.is_file():
                 out.append(f"{rel} is missing")
-            elif not _same_stat(path, e):
-                size = path.stat().st_size
-                if size != e["size"]:
-                    out.append(f"{rel} changed (size {e['size']} -> {size} bytes)")
-                elif not verify or io.sha256_file(path) != e["sha256"]:  # verified: only touched is no change
+            elif (state := _stat_state(path, e)) == "size":
+                out.append(f"{rel} changed (size {e['size']} -> {path.stat().st_size} bytes)")
+            elif state == "mtime":
+                if not verify or io.sha256_file(path) != e["sha256"]:  # verified: only touched is no change
                     out.append(f"{rel} changed (same size, modified since{', other content' if verify else ''})")
-            elif verify and io.sha256_file(path) != e["sha256"]:
+            elif (state == "ctime" or verify) and io.sha256_file(path) != e["sha256"]:
+                # written with its mtime put back: only the content can tell
                 out.append(f"{rel} changed content (sha256 differs; size and mtime kept)")
             if first and out:
                 return out
@@ -235,12 +251,29 @@ def _full(root: Path, rel: str) -> Path:
     return Path(rel) if Path(rel).is_absolute() else root / rel
 
 
-def _same_stat(path: Path, e: dict[str, Any]) -> bool:
+def _stat_state(path: Path, e: dict[str, Any]) -> str:
+    """How a file's stat compares with its entry: ``same``, or the first of ``missing``,
+    ``size``, ``mtime``, ``ctime`` that differs. Only a ``ctime`` difference needs the content
+    to decide (an entry written before ctimes were kept compares as ``ctime`` once)."""
     try:
         st = path.stat()
     except OSError:
-        return False
-    return st.st_size == e.get("size") and st.st_mtime_ns == e.get("mtime_ns")
+        return "missing"
+    if st.st_size != e.get("size"):
+        return "size"
+    if st.st_mtime_ns != e.get("mtime_ns"):
+        return "mtime"
+    return "same" if st.st_ctime_ns == e.get("ctime_ns") else "ctime"
+
+
+def _unchanged(path: Path, e: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry, still true of the file (its ctime refreshed where only that moved), or None."""
+    state = _stat_state(path, e)
+    if state == "same":
+        return e
+    if state == "ctime" and io.sha256_file(path) == e["sha256"]:
+        return {**e, "ctime_ns": path.stat().st_ctime_ns}
+    return None
 
 
 def _load(path: Path) -> dict[str, Any] | None:
