@@ -24,7 +24,8 @@ from xbench.run import execute, plan
 
 CPU = torch.device("cpu")
 #: every stage evaluated after each of its steps: the first point is the first step alone
-BUDGET = {"teacher_steps": 3, "student_steps": 3, "pretrain_steps": 3, "eval_every": 1}
+BUDGET = {"teacher_steps": 3, "student_steps": 3, "pretrain_steps": 3, "finetune_steps": 3, "probe_steps": 3,
+          "eval_every": 1}
 #: a method of each kind the harness keeps in step under DDP: plain KD; CRD's memory banks and
 #: sampled negatives; XKD's EMA teachers, centres, MMD and per-example masks; CCD's in-batch
 #: negatives over the gathered batch and its queue of past batches (on anticipation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -526,16 +527,23 @@ def caption_metrics(refs: list[str], hyps: list[str], meteor: bool = False) -> d
     cider, _ = Cider().compute_score(gts, res)
     out = {"bleu1": 100.0 * float(bleu[0]), "bleu4": 100.0 * float(bleu[3]),
            "rouge_l": 100.0 * float(rouge), "cider": 100.0 * float(cider)}
-    if meteor:
-        import shutil
-
-        if shutil.which("java"):
-            from pycocoevalcap.meteor.meteor import Meteor
-
-            scorer = Meteor()  # a java subprocess, ended when the scorer is collected
-            out["meteor"] = 100.0 * float(scorer.compute_score(gts, res)[0])
-            del scorer
+    if meteor and (scorer := _meteor()) is not None:
+        out["meteor"] = 100.0 * float(scorer.compute_score(gts, res)[0])
     return out
+
+
+@functools.cache
+def _meteor() -> Any:
+    """One METEOR scorer per process (None without java): a java subprocess that takes seconds to
+    load its tables, then scores each call's sentences on their own (as COCO's evaluation reuses
+    one); it ends with the process."""
+    import shutil
+
+    if not shutil.which("java"):
+        return None
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
 
 
 # ----------------------------------------------------------------------------- detection
