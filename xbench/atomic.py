@@ -3,10 +3,29 @@ none), never a torn one that a later run would read."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from xbench.errors import WriteError
+
+#: what a write meets when the disk is the problem, not the program
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def write_error(exc: BaseException, path: Path | str | None = None) -> WriteError | None:
+    """The one-line error for a write that failed for want of room (or a read-only folder),
+    naming the file; None for any other failure. torch.save says only "file write failed"."""
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        why = os.strerror(exc.errno)
+    elif isinstance(exc, RuntimeError) and "file write failed" in str(exc):
+        why = "the write failed (is the disk full?)"
+    else:
+        return None
+    where = path if path is not None else exc.filename if isinstance(exc, OSError) and exc.filename else "a file"
+    return WriteError(f"cannot write {where}: {why}; nothing was replaced (free some space and run again)")
 
 
 def temp_name(path: Path) -> Path:
@@ -29,8 +48,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if (err := write_error(exc, path)) is not None:
+            raise err from exc
         raise
     sync_dir(path.parent)
 

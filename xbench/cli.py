@@ -254,6 +254,14 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         print("xbench: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError) as exc:
+        from xbench.atomic import write_error
+
+        err = write_error(exc)
+        if err is None or args.traceback or settings().traceback:
+            raise
+        print(f"xbench: error: {_one_line(err)}", file=sys.stderr)
+        return 2
 
 
 def cmd_list(args) -> int:

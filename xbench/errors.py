@@ -37,3 +37,8 @@ class CheckpointError(XbenchError):
 
 class StoreError(XbenchError):
     """The results store cannot be read (an empty or damaged database: ``xbench runs --rebuild``)."""
+
+
+class WriteError(XbenchError):
+    """A file could not be written: the disk or the user's quota is full, or the folder is
+    read-only. Written whole or not at all, nothing was replaced."""

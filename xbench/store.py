@@ -150,13 +150,14 @@ class ResultStore:
                      record.main_metric, record.main_score, record.config_hash, record.finished,
                      json.dumps(data, sort_keys=True)),
                 )
-                tmp = path.with_name(f"result.json.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-                tmp.replace(path)
+                atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))  # fsync'd, renamed
                 written = True
-        except BaseException:
+        except BaseException as exc:
             if written:  # the row did not commit: the file must not outlive it
                 path.unlink(missing_ok=True)
+            if isinstance(exc, sqlite3.OperationalError):  # "database or disk is full", a lock held past the timeout
+                raise StoreError(f"cannot store run {record.id} in {self.path}: {exc}; nothing of it was "
+                                 "stored") from exc
             raise
         return path
 

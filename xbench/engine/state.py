@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from xbench.atomic import write_error
 from xbench.budget import StageSpend
 from xbench.context import RunContext, Stage
 from xbench.errors import PluginError, XbenchError
@@ -32,6 +33,8 @@ def call(owner: str, what: str, fn: Callable, *args: Any) -> Any:
     except XbenchError:
         raise
     except Exception as exc:
+        if (err := write_error(exc)) is not None:  # a full disk is not the plugin's fault
+            raise err from exc
         raise PluginError(f"plugin '{owner}' raised in {what}: {type(exc).__name__}: {exc}") from exc
 
 
