@@ -21,6 +21,8 @@ A frozen encoder's features of the student's clips (frozen-feature mode) are sto
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import pickle
 import sys
@@ -84,7 +86,11 @@ class ModelCache:
             record = json.loads(rec.read_text())
             if not isinstance(record, dict) or any(k not in record for k in needs):
                 raise ValueError(f"record.json lacks {', '.join(needs)}")
-            state = _load_checked(ckpt)
+            state, sha = _load_verified(ckpt)
+            # the record names the state it was written with: a state replaced since (another
+            # run rebuilding the entry between our two reads, a hand edit) is not this record's
+            if record.pop("state_sha256", sha) != sha:
+                raise ValueError("its state is not the one its record was written with")
             frozen = {n for n, q in model.named_parameters() if not q.requires_grad}
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or not set(missing) <= frozen:
@@ -145,8 +151,10 @@ class ModelCache:
             self.dir.mkdir(parents=True, exist_ok=True)
             state = {k: v for k, v in model.state_dict().items() if k not in frozen}
             _atomic_save(state, self.state_path)
-            # last: an entry without it is a miss
-            atomic_write_text(self.dir / "record.json", json.dumps(record, indent=1, sort_keys=True))
+            # last: an entry without it is a miss; it names the state it goes with
+            sha = _digest_path(self.state_path).read_text().strip()
+            atomic_write_text(self.dir / "record.json",
+                              json.dumps({**record, "state_sha256": sha}, indent=1, sort_keys=True))
             self.release()
 
         _by_rank0(write)
@@ -235,9 +243,17 @@ def _digest_path(path: Path) -> Path:
 def _load_checked(path: Path) -> Any:
     """The torch file at ``path`` once its content matches the digest saved with it (ValueError:
     none saved, or another; the caller counts it a corrupt entry and computes it again)."""
+    return _load_verified(path)[0]
+
+
+def _load_verified(path: Path) -> tuple[Any, str]:
+    """``_load_checked``, and the digest its content matched. The bytes are read once, then hashed
+    and loaded: a file replaced meanwhile (another run rebuilding the entry) is never half of each."""
     digest = _digest_path(path)
     if not digest.is_file():
         raise ValueError("no checksum saved with it")
-    if digest.read_text().strip() != sha256_file(path):
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if digest.read_text().strip() != sha:
         raise ValueError("checksum mismatch: its content changed after it was written")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), sha
