@@ -14,6 +14,7 @@ can re-render the committed records and compare.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,12 @@ def load_records(folder: Path) -> list[RunRecord]:
     ``runs/``), in a stable order."""
     if not folder.is_dir():
         raise ConfigError(f"--records {folder}: no such folder")
-    out = []
+    out, orphans = [], []
+    stored = _stored_ids(folder)
     for path in sorted(folder.rglob("*.json")):
+        if stored is not None and path.parent.name not in stored:
+            orphans.append(path.parent.name)  # a write a crash cut short: not a stored run
+            continue
         try:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -56,7 +61,25 @@ def load_records(folder: Path) -> list[RunRecord]:
             raise ConfigError(f"{path}: edited after the run: {', '.join(changed)} no longer match(es) "
                               f"the record's hashes")
         out.append(record)
+    if orphans:
+        logging.getLogger("xbench").warning(
+            f"xbench: warning: {len(orphans)} record(s) in {folder} are not in its store's database (e.g. "
+            f"{orphans[0]}): left out; 'xbench runs --rebuild' imports them once they verify")
     return out
+
+
+def _stored_ids(folder: Path) -> set[str] | None:
+    """Where ``folder`` is a store's ``runs/``: the ids its database holds (a record beside them is
+    an orphan, not a run); None for any other folder of records."""
+    if folder.name != "runs" or not (folder.parent / "results.sqlite").is_file():
+        return None
+    from xbench.store import ResultStore
+
+    store = ResultStore(folder.parent, reconcile=False)
+    try:
+        return store.ids()
+    finally:
+        store.close()
 
 
 def _hours(seconds: float) -> str:

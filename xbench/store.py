@@ -67,13 +67,14 @@ class ResultStore:
         """run id -> its result.json, for every run folder that has one."""
         return {p.parent.name: p for p in (self.home / "runs").glob("*/result.json")}
 
-    def _ids(self) -> set[str]:
+    def ids(self) -> set[str]:
+        """The ids of the stored runs."""
         return {row[0] for row in self.db.execute("SELECT id FROM runs")}
 
     def _reconcile(self, files: dict[str, Path]) -> None:
         """Say where the database and ``runs/`` disagree (a write a crash cut between the file and
         the row, a folder removed by hand): what ``xbench runs --rebuild`` would mend."""
-        ids = self._ids()
+        ids = self.ids()
         unlisted, fileless = sorted(set(files) - ids), sorted(ids - set(files))
         if unlisted or fileless:
             found = [f"{len(unlisted)} record(s) in runs/ not in the database (e.g. {unlisted[0]})"] if unlisted else []
@@ -103,7 +104,7 @@ class ResultStore:
             moved.append(str(aside))
             store = cls(home, reconcile=False)
         imported, rejected, restored = [], [], []
-        ids, files = store._ids(), store._files()
+        ids, files = store.ids(), store._files()
         for run_id in sorted(set(files) - ids):
             try:
                 data = json.loads(files[run_id].read_text())
