@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -250,7 +251,7 @@ def _main(args) -> int:
         # under torchrun every rank may fail: say which one
         where = f"rank {distributed.rank()}: " if distributed.requested() > 1 else ""
         print(f"xbench: error: {where}{_one_line(exc)}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("xbench: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
         return 130
@@ -456,6 +457,7 @@ def _run(args) -> int:
 
     from xbench.config import load_tiers
     from xbench.context import Clock
+    from xbench.hashing import stable_hash
     from xbench.leaderboard import mean_std  # noqa: F401 - as above
     from xbench.records import EXIT_INCOMPLETE
     from xbench.registry import build_registry
@@ -476,6 +478,7 @@ def _run(args) -> int:
         args.quiet = True
     # a worker that hands its record over never opens the store: the sweep's driver writes it
     store = ResultStore() if args.record_to is None and main else None
+    config_hash = stable_hash(p.resolved())
     progress = not args.quiet and sys.stderr.isatty()
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     records = []
@@ -492,13 +495,16 @@ def _run(args) -> int:
             if age is not None:
                 clock.add("startup", age)
             clock.add("imports", imports)
-        ckpts = checkpoints_for(p, seed, device, log=log, restart=args.restart and main)
-        rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock, checkpoints=ckpts)
-        records.append(rec)
-        if not main:
-            continue
-        with clock.part("record"):
-            path = _keep(rec, store, args.record_to)
+        # the cell (config, seed) is claimed in the store first: a second sweep or a rerun started
+        # meanwhile never runs it at once (a worker handing its record over runs under its driver)
+        with store.lease(config_hash, seed) if store is not None else contextlib.nullcontext():
+            ckpts = checkpoints_for(p, seed, device, log=log, restart=args.restart and main)
+            rec = execute(p, seed, device=device, progress=progress, log=log, clock=clock, checkpoints=ckpts)
+            records.append(rec)
+            if not main:
+                continue
+            with clock.part("record"):
+                path = _keep(rec, store, args.record_to)
         if ckpts is not None and not args.keep_checkpoints:  # the record holds what they were for
             ckpts.clear()
         log(f"time: {clock.summary()}")
@@ -652,6 +658,7 @@ def cmd_sweep(args) -> int:
     from xbench.registry import build_registry
     from xbench.store import ResultStore
     from xbench.sweep import (
+        EXIT_BUSY,
         adopt_handed,
         append_history,
         describe,
@@ -699,12 +706,14 @@ def cmd_sweep(args) -> int:
               f"'xbench sweep {args.suite}' resumes from there", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - t0
-    failed = [o for o in outcomes if o.returncode not in (0, EXIT_INCOMPLETE)]
+    failed = [o for o in outcomes if o.returncode not in (0, EXIT_INCOMPLETE, EXIT_BUSY)]
     short = [o for o in outcomes if o.returncode == EXIT_INCOMPLETE]
-    finished = len(outcomes) - len(failed) - len(short)
+    elsewhere = [o for o in outcomes if o.returncode == EXIT_BUSY]
+    finished = len(outcomes) - len(failed) - len(short) - len(elsewhere)
     append_history(store, sp, history_line(sp, finished, len(failed) + len(short), seconds, False))
     print(f"sweep '{suite.name}': {finished} runs finished, {len(short)} incomplete, {len(failed)} failed, "
-          f"{len(sp.done)} already stored, in {seconds:.0f} s", file=sys.stderr)
+          + (f"{len(elsewhere)} running elsewhere (a rerun stores what they leave), " if elsewhere else "")
+          + f"{len(sp.done)} already stored, in {seconds:.0f} s", file=sys.stderr)
     for o in short:
         print(f"  incomplete (the clock stopped it; run again next time): {o.run.task} {o.run.label} "
               f"seed {o.run.seed} (log: {o.log})", file=sys.stderr)
@@ -712,7 +721,7 @@ def cmd_sweep(args) -> int:
         print(f"  failed: {o.run.task} {o.run.label} seed {o.run.seed} (log: {o.log})", file=sys.stderr)
     if args.publish:
         _publish(args, refresh(final, store), store, reg)
-    return 1 if failed or short else 0
+    return 1 if failed or short or elsewhere else 0
 
 
 def _executor(args) -> Any:

@@ -42,3 +42,10 @@ class StoreError(XbenchError):
 class WriteError(XbenchError):
     """A file could not be written: the disk or the user's quota is full, or the folder is
     read-only. Written whole or not at all, nothing was replaced."""
+
+
+class CellBusy(XbenchError):
+    """Another live process runs this config and seed (its lease in the store): exit status 4,
+    which a sweep reads as "running elsewhere", not as a failure."""
+
+    exit_code = 4

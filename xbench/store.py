@@ -10,11 +10,16 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from xbench.atomic import atomic_write_text
-from xbench.errors import StoreError
+from xbench.errors import CellBusy, StoreError
 from xbench.records import COMPLETE, RunRecord, problems, run_dir, safe_id, status_of, validate
 from xbench.settings import settings
 
@@ -34,7 +39,43 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_task ON runs (task, tier, method);
 CREATE INDEX IF NOT EXISTS runs_config ON runs (config_hash, seed);
+CREATE TABLE IF NOT EXISTS leases (
+    config_hash TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    born REAL NOT NULL,
+    since REAL NOT NULL,
+    beat REAL NOT NULL,
+    PRIMARY KEY (config_hash, seed)
+);
 """
+
+#: a lease held from another host is stale once its holder has not renewed it for this long
+#: (a run renews its leases every ``BEAT`` seconds; on its own host a holder is checked directly)
+STALE_SECONDS = 600.0
+BEAT = 60.0
+
+
+def _born(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since boot, /proc), or None where it cannot be told:
+    with the pid it tells a live holder from a new process that reuses a dead one's pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, born: float) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    now = _born(pid)
+    return now is None or born < 0 or abs(now - born) < 0.05
 
 
 def xbench_home() -> Path:
@@ -161,6 +202,80 @@ class ResultStore:
                                  "stored") from exc
             raise
         return path
+
+    # -- leases: a cell (config hash, seed) claimed by the process running it ------------------
+    def claim(self, config_hash: str, seed: int) -> str | None:
+        """Claim the cell for this process: None once claimed (a lease held by a dead process, or
+        one not renewed for ``STALE_SECONDS`` from another host, is taken over), else who holds
+        it, in words. So two sweeps, or a sweep and its rerun, never run one cell at once."""
+        host, pid = socket.gethostname(), os.getpid()
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")  # the check and the claim as one step
+            held = self._held_by(config_hash, seed)
+            if held is not None and held[0] != (host, pid):
+                return held[1]
+            me = _born(pid)
+            self.db.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)",
+                            (config_hash, seed, host, pid, -1.0 if me is None else me, now, now))
+        return None
+
+    @contextmanager
+    def lease(self, config_hash: str, seed: int) -> Iterator[None]:
+        """Hold the cell's lease while the block runs (renewed every ``BEAT`` seconds from a
+        thread of its own connection); CellBusy where a live process holds it."""
+        held = self.claim(config_hash, seed)
+        if held is not None:
+            raise CellBusy(f"seed {seed} of this config ({config_hash}) is running already ({held}): a rerun "
+                           "never runs one cell twice at once; wait for it, or stop it")
+        stop = threading.Event()
+
+        def renew() -> None:
+            other = ResultStore(self.home, reconcile=False)
+            try:
+                while not stop.wait(BEAT):
+                    other.renew()
+            finally:
+                other.close()
+
+        beat = threading.Thread(target=renew, name="xbench-lease", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+            self.release(config_hash, seed)
+
+    def renew(self) -> None:
+        """Renew this process's leases (a holder on another host is stale without it)."""
+        with self.db:
+            self.db.execute("UPDATE leases SET beat = ? WHERE host = ? AND pid = ?",
+                            (time.time(), socket.gethostname(), os.getpid()))
+
+    def release(self, config_hash: str, seed: int) -> None:
+        """Let go of this process's lease on the cell (stored, failed or stopped alike)."""
+        with self.db:
+            self.db.execute("DELETE FROM leases WHERE config_hash = ? AND seed = ? AND host = ? AND pid = ?",
+                            (config_hash, seed, socket.gethostname(), os.getpid()))
+
+    def holder(self, config_hash: str, seed: int) -> str | None:
+        """Who runs the cell now, in words (a live lease), or None."""
+        held = self._held_by(config_hash, seed)
+        return None if held is None else held[1]
+
+    def _held_by(self, config_hash: str, seed: int) -> tuple[tuple[str, int], str] | None:
+        """The live holder of the cell's lease ((host, pid), in words), or None: no lease, or a
+        stale one (its process gone on this host; not renewed for ``STALE_SECONDS`` elsewhere)."""
+        row = self.db.execute("SELECT host, pid, born, since, beat FROM leases WHERE config_hash = ? AND seed = ?",
+                              (config_hash, seed)).fetchone()
+        if row is None:
+            return None
+        host, pid, born, since, beat = row
+        if not (_alive(pid, born) if host == socket.gethostname() else time.time() - beat < STALE_SECONDS):
+            return None
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+        return (host, pid), f"pid {pid} on {host} since {started}"
 
     def records(self, task: str | None = None, tier: str | None = None) -> list[RunRecord]:
         """The stored records that pass the schema; the others are left out and listed in

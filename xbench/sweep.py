@@ -38,10 +38,13 @@ from xbench.config import (
     stable_hash,
 )
 from xbench.context import Reporter
-from xbench.errors import ConfigError, IncompatibleError
+from xbench.errors import CellBusy, ConfigError, IncompatibleError
 from xbench.executors import ExecutorOptions, arguments, read_record
 from xbench.executors import executor as make_executor
 from xbench.records import EXIT_INCOMPLETE, RunRecord
+
+#: a worker that found its cell claimed by another live process (not a failure)
+EXIT_BUSY = CellBusy.exit_code
 from xbench.store import ResultStore
 
 #: keys a suite entry may set for its runs (the RunConfig keys but the grid's own)
@@ -474,10 +477,16 @@ class _Workers:
         return self.base / "records" / f"{run.config_hash}_s{run.seed}.json"
 
     def start(self, run: Run) -> None:
+        log_path = self.base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
+        held = None if self.hand_over else self.store.holder(run.config_hash, run.seed)
+        if held is not None:  # another sweep's (or a run's) live worker has this cell: left to it
+            out = Outcome(run, EXIT_BUSY, 0.0, log_path, score=held)
+            self.outcomes.append(out)
+            self.report(out, log_path)
+            return
         cfg_path = self.base / "configs" / f"{run.config_hash}.yaml"
         # written whole every time: a file a killed sweep left half written is never read
         atomic_write_text(cfg_path, yaml.safe_dump(run.config, sort_keys=True))
-        log_path = self.base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
         args = arguments(cfg_path, run.seed, self.record_path(run) if self.hand_over else None)
         after = [self.first[g] for g in run.groups if g in self.first and g not in self.trained]
         handle = self.exec.start(args, self.env, log_path, after)
@@ -507,6 +516,8 @@ class _Workers:
         run = out.run
         eta = self.estimator.eta(self.pending + [r for r, *_ in self.running.values()], self.jobs)
         status = (out.score if out.returncode == 0 else
+                  f"RUNNING ELSEWHERE ({out.score or 'another process holds its lease'}); left to it"
+                  if out.returncode == EXIT_BUSY else
                   f"INCOMPLETE (the wall-clock limit stopped it; a rerun runs it again; log {log_path})"
                   if out.returncode == EXIT_INCOMPLETE else f"FAILED (exit {out.returncode}; log {log_path})")
         line = (f"[{len(self.outcomes)}/{len(self.todo)}] {run.task} {run.label} seed {run.seed}: {status} "
