@@ -13,14 +13,17 @@ from xbench.errors import WriteError
 
 #: what a write meets when the disk is the problem, not the program
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+#: what torch.save's PyTorchStreamWriter raises when the file cannot be written whole
+_TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
 
 
 def write_error(exc: BaseException, path: Path | str | None = None) -> WriteError | None:
     """The one-line error for a write that failed for want of room (or a read-only folder),
-    naming the file; None for any other failure. torch.save says only "file write failed"."""
+    naming the file; None for any other failure. torch.save names no errno: a write that fails
+    outright is "file write failed", a short one (the disk filled within it) "unexpected pos"."""
     if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
         why = os.strerror(exc.errno)
-    elif isinstance(exc, RuntimeError) and "file write failed" in str(exc):
+    elif isinstance(exc, RuntimeError) and any(m in str(exc) for m in _TORCH_WRITE_FAILED):
         why = "the write failed (is the disk full?)"
     else:
         return None

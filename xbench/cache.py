@@ -74,6 +74,7 @@ class ModelCache:
         self.key, self.what = key, what
         self.state_path = self.dir / f"{what}.pt"
         self._log = log
+        self._said: set[str] = set()  # claim reads twice (then under the lock): one line a problem
 
     def load(self, model: nn.Module, needs: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """Load the cached trained state into ``model`` (all but its frozen parameters must be in
@@ -96,7 +97,10 @@ class ModelCache:
             if unexpected or not set(missing) <= frozen:
                 raise ValueError(f"state does not fit the {self.what} (missing {sorted(missing)[:3]})")
         except UNREADABLE as exc:
-            self._log(f"{self.what} cache: corrupt entry {self.dir} ({exc}); retraining")
+            line = f"{self.what} cache: corrupt entry {self.dir} ({exc}); retraining"
+            if line not in self._said:
+                self._said.add(line)
+                self._log(line)
             return None
         return record
 

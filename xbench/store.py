@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from xbench.atomic import atomic_write_text
@@ -203,6 +203,16 @@ class ResultStore:
             raise
         return path
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A database write that fails ("disk I/O error" on a full disk, "database or disk is
+        full", a lock held past the timeout) is a StoreError naming the database; the
+        transaction rolled back."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot write {what} to {self.path}: {exc}") from exc
+
     # -- leases: a cell (config hash, seed) claimed by the process running it ------------------
     def claim(self, config_hash: str, seed: int) -> str | None:
         """Claim the cell for this process: None once claimed (a lease held by a dead process, or
@@ -210,7 +220,7 @@ class ResultStore:
         it, in words. So two sweeps, or a sweep and its rerun, never run one cell at once."""
         host, pid = socket.gethostname(), os.getpid()
         now = time.time()
-        with self.db:
+        with self._writing(f"the lease of seed {seed} of {config_hash}"), self.db:
             self.db.execute("BEGIN IMMEDIATE")  # the check and the claim as one step
             held = self._held_by(config_hash, seed)
             if held is not None and held[0] != (host, pid):
@@ -228,13 +238,33 @@ class ResultStore:
         if held is not None:
             raise CellBusy(f"seed {seed} of this config ({config_hash}) is running already ({held}): a rerun "
                            "never runs one cell twice at once; wait for it, or stop it")
+        done = False
+        try:
+            with self.beating():
+                yield
+            done = True
+        finally:
+            try:
+                self.release(config_hash, seed)
+            except StoreError:
+                if done:
+                    raise
+                # the run's own error says more; the lease left is taken over once this process is gone
+
+    @contextmanager
+    def beating(self) -> Iterator[None]:
+        """Renew this process's leases every ``BEAT`` seconds while the block runs, from a thread
+        of its own connection (a run holding its cell; a sweep driver holding the cells its Ray or
+        Slurm workers run)."""
         stop = threading.Event()
 
         def renew() -> None:
             other = ResultStore(self.home, reconcile=False)
             try:
                 while not stop.wait(BEAT):
-                    other.renew()
+                    # a beat missed (a full disk) only ages the lease; the run meets the disk itself
+                    with suppress(StoreError):
+                        other.renew()
             finally:
                 other.close()
 
@@ -245,17 +275,16 @@ class ResultStore:
         finally:
             stop.set()
             beat.join()
-            self.release(config_hash, seed)
 
     def renew(self) -> None:
         """Renew this process's leases (a holder on another host is stale without it)."""
-        with self.db:
+        with self._writing("the leases of this process"), self.db:
             self.db.execute("UPDATE leases SET beat = ? WHERE host = ? AND pid = ?",
                             (time.time(), socket.gethostname(), os.getpid()))
 
     def release(self, config_hash: str, seed: int) -> None:
         """Let go of this process's lease on the cell (stored, failed or stopped alike)."""
-        with self.db:
+        with self._writing(f"the lease of seed {seed} of {config_hash}"), self.db:
             self.db.execute("DELETE FROM leases WHERE config_hash = ? AND seed = ? AND host = ? AND pid = ?",
                             (config_hash, seed, socket.gethostname(), os.getpid()))
 
@@ -302,7 +331,7 @@ class ResultStore:
 
     def delete(self, run_id: str) -> bool:
         """Remove a stored run: its row and its folder. False when no such run is stored."""
-        with self.db:
+        with self._writing(f"the removal of run {run_id}"), self.db:
             gone = self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
         if safe_id(run_id):
             folder = self.home / "runs" / run_id

@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -406,14 +407,16 @@ def run_sweep(sp: SweepPlan, store: ResultStore, jobs: int = 1,
         return []
     pool = _Workers(sp, store, jobs, say, progress, outcomes, executor or ExecutorOptions())
     try:
-        while pool.pending or pool.running:
-            pool.fill()
-            finished = pool.finished()
-            if not finished:
-                time.sleep(0.2)
-                continue
-            for handle in finished:
-                pool.collect(handle)
+        # the leases the driver holds for an engine's workers are renewed while it runs
+        with store.beating() if pool.hand_over else nullcontext():
+            while pool.pending or pool.running:
+                pool.fill()
+                finished = pool.finished()
+                if not finished:
+                    time.sleep(0.2)
+                    continue
+                for handle in finished:
+                    pool.collect(handle)
     except BaseException:
         pool.stop_all()
         raise
@@ -478,7 +481,10 @@ class _Workers:
 
     def start(self, run: Run) -> None:
         log_path = self.base / "logs" / f"{run.task}_{run.config_hash}_s{run.seed}.log"
-        held = None if self.hand_over else self.store.holder(run.config_hash, run.seed)
+        # a local worker claims its cell itself; an engine's worker has no store, so the driver
+        # holds the cell's lease for it until its record is stored (renewed while the sweep runs)
+        held = self.store.claim(run.config_hash, run.seed) if self.hand_over else \
+            self.store.holder(run.config_hash, run.seed)
         if held is not None:  # another sweep's (or a run's) live worker has this cell: left to it
             out = Outcome(run, EXIT_BUSY, 0.0, log_path, score=held)
             self.outcomes.append(out)
@@ -504,6 +510,8 @@ class _Workers:
         code = handle.poll()
         if self.hand_over and code in (0, EXIT_INCOMPLETE) and not store_handed(self.store, self.record_path(run)):
             code = 1  # it said it finished but handed over no record
+        if self.hand_over:
+            self.store.release(run.config_hash, run.seed)
         out = Outcome(run, code, took, log_path)
         if code == 0:
             self.estimator.add(run.task, took)
@@ -540,6 +548,9 @@ class _Workers:
 
     def close(self) -> None:
         self.exec.close()
+        if self.hand_over:  # cells of workers stopped with the sweep: free for a rerun at once
+            for run, *_ in self.running.values():
+                self.store.release(run.config_hash, run.seed)
         if self.bar is not None:
             self.bar.close()
 

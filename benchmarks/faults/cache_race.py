@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue
 import tempfile
 from pathlib import Path
 
@@ -25,8 +26,10 @@ def worker(rank: int, root: str, iters: int, out: mp.Queue) -> None:
     counts = {"errors": 0, "torn": 0, "hits": 0, "builds": 0, "first_error": ""}
     for i in range(iters):
         cache = TeacherCache(Path(root), "one-key")
+        # an xbench before entries were claimed (PYTHONPATH at an older checkout) loads unlocked
+        claim, release = getattr(cache, "claim", cache.load), getattr(cache, "release", lambda: None)
         try:
-            hit = cache.claim(model)
+            hit = claim(model)
             if hit is None:
                 value = float(rank * 100_000 + i)
                 with torch.no_grad():
@@ -43,7 +46,7 @@ def worker(rank: int, root: str, iters: int, out: mp.Queue) -> None:
         except Exception as exc:  # noqa: BLE001 - any error is what the measurement counts
             counts["errors"] += 1
             counts["first_error"] = counts["first_error"] or f"{type(exc).__name__}: {exc}"
-            cache.release()
+            release()
     out.put(counts)
 
 
@@ -58,7 +61,17 @@ def main() -> None:
         procs = [ctx.Process(target=worker, args=(r, root, args.iters, out)) for r in range(args.procs)]
         for p in procs:
             p.start()
-        results = [out.get() for _ in procs]
+        results = []
+        while len(results) < len(procs):
+            try:
+                results.append(out.get(timeout=5))
+            except queue.Empty:
+                # a worker that died without its counts (killed, or an error outside a claim)
+                # never reports: say so rather than wait for it
+                if all(not p.is_alive() for p in procs) and out.empty():
+                    dead = [p.exitcode for p in procs]
+                    raise SystemExit(f"cache race: {len(procs) - len(results)} worker(s) died without their "
+                                     f"counts (exit codes {dead})") from None
         for p in procs:
             p.join()
     total = {k: sum(r[k] for r in results) for k in ("errors", "torn", "hits", "builds")}

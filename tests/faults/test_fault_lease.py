@@ -62,3 +62,23 @@ def test_a_live_cell_is_refused_and_a_dead_holders_lease_taken_over(registry, tm
     assert sorted(r.seed for r in records) == [0, 1]  # each cell once
     assert ResultStore().holder(busy.config_hash, 1) is None  # released with the run
     assert len(list(Path(os.environ["XBENCH_HOME"], "runs").glob("*/result.json"))) == 2
+
+
+def test_an_engines_workers_cells_are_leased_by_the_driver(registry, tmp_path, capsys):
+    """A Slurm (or Ray) worker hands its record over and has no store: the sweep claims each cell
+    for it, so a live cell is left to its holder there too, and releases it once stored."""
+    path = tmp_path / "engine.yaml"
+    path.write_text(yaml.safe_dump({"name": "engine", "tier": "smoke", "seeds": [0, 1], "tasks": ["recognition"],
+                                    "methods": ["student"]}))
+    runs = plan_sweep(load_suite(path), registry, ResultStore()).runs
+    busy, free = (next(r for r in runs if r.seed == s) for s in (1, 0))
+    holder = _hold(busy.config_hash, 1)
+    try:
+        assert main(["sweep", str(path), "--executor", "slurm", "--slurm-cluster", "local", "--jobs", "2"]) == 1
+        err = capsys.readouterr().err
+        assert f"recognition student seed 1: RUNNING ELSEWHERE (pid {holder.pid} on " in err
+        assert [r.seed for r in ResultStore().records()] == [0]
+        assert ResultStore().holder(free.config_hash, 0) is None  # the driver let go of the stored cell
+        assert ResultStore().holder(busy.config_hash, 1).startswith(f"pid {holder.pid} on ")
+    finally:
+        _kill(holder)
