@@ -61,6 +61,21 @@ class Bench:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "data"
+        self.damaged: dict[Path, bytes] = {}  # shared data files a probe damaged: their bytes
+
+    def damage(self, path: Path, content: bytes, keep_stat: bool = False) -> None:
+        """Replace a shared data file's bytes (its size and mtime kept where asked); ``restore``
+        puts them back after the probe, so an xbench that does not repair it spoils no other probe."""
+        st = path.stat()
+        self.damaged.setdefault(path, path.read_bytes())
+        path.write_bytes(content)
+        if keep_stat:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def restore(self) -> None:
+        for path, content in self.damaged.items():
+            path.write_bytes(content)
+        self.damaged.clear()
         self._peak = 0.0
 
     def home(self, name: str) -> Path:
@@ -190,11 +205,9 @@ def cache_race(b: Bench):
 
 # -- data ------------------------------------------------------------------------------------
 
-def _garble_keeping_stat(path: Path) -> None:
+def _garble_keeping_stat(b: Bench, path: Path) -> None:
     """Random bytes in place, size and mtime kept (what a bad disk or a careless copy leaves)."""
-    st = path.stat()
-    path.write_bytes(os.urandom(st.st_size))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    b.damage(path, os.urandom(path.stat().st_size), keep_stat=True)
 
 
 def _synth_files(b: Bench, suffix: str, split: str) -> list[Path]:
@@ -210,7 +223,7 @@ def data_garbled_wav(b: Bench):
         return f"clean run failed: {first.line}", False
     wavs = _synth_files(b, ".wav", "train")[:12]
     for path in wavs:
-        _garble_keeping_stat(path)
+        _garble_keeping_stat(b, path)
     out = b.xbench(home, "run", "--method", "student", *task)
     named = [ln for ln in out.err.splitlines() if "corrupt" in ln]
     recs = records(home)
@@ -225,7 +238,7 @@ def data_check(b: Bench):
     home = b.home("data-check")
     wavs = _synth_files(b, ".wav", "val")[:3]
     for path in wavs:
-        _garble_keeping_stat(path)
+        _garble_keeping_stat(b, path)
     out = b.xbench(home, "data", "check", "synth")
     named = sum(str(p) in out.out + out.err for p in wavs)
     again = b.xbench(home, "data", "check", "synth")
@@ -237,7 +250,7 @@ def data_check(b: Bench):
 def data_garbled_mp4_no_decode_cache(b: Bench):
     home = b.home("data-mp4")
     (video,) = _synth_files(b, ".mp4", "test")[3:4]
-    video.write_bytes(b"garbage")
+    b.damage(video, b"garbage")
     out = b.xbench(home, "run", "--method", "student", *SMOKE, env=b.env(home, XBENCH_DECODE_CACHE="off"))
     named = [ln for ln in out.err.splitlines() if str(video) in ln]
     again = b.xbench(home, "run", "--method", "student", *SMOKE, "--seed", "1",
@@ -416,23 +429,24 @@ def _refused_file(b: Bench, name: str, text: str | bytes, *args: str, within_s: 
                   file: str = "c.yaml") -> tuple[str, bool]:
     home, path = _config(b, name, text, file)
     argv = [a.replace("{file}", str(path)) for a in args] or ["run", "--config", str(path), "--quiet"]
-    out = b.xbench(home, *argv)
+    out = b.xbench(home, *argv, timeout=120)  # an alias bomb read unbounded would run for minutes
     observed = f"exit {out.rc} in {out.seconds:.1f} s, peak {out.mib:.0f} MiB: {out.line}"
     return observed, out.one_line_error and str(path) in out.line and out.seconds < within_s and not records(home)
 
 
-LAUGHS = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{','.join('*' + chr(97 + i) for _ in range(10))}]\n" for i in range(8))
+#: a billion laughs under a key a run reads (an option's error would show the value it expands to)
+LAUGHS = "method: kd\nmethod_options:\n  T: [&a [1,1,1,1,1,1,1,1,1,1], " + ", ".join(
+    f"&{chr(98 + i)} [{','.join('*' + chr(97 + i) for _ in range(10))}]" for i in range(8)) + "]\n"
 
 
-@probe("input", "a 558-byte billion laughs: one line naming the file, at once, in little memory")
+@probe("input", "a 347-byte billion laughs under method_options: one line naming the file, at once, in little memory")
 def input_billion_laughs(b: Bench):
     return _refused_file(b, "laughs", LAUGHS)
 
 
 @probe("input", "a 50 MB config: one line naming the file, without reading it")
 def input_50mb(b: Bench):
-    return _refused_file(b, "big", "method: kd\nx: " + "a" * 50_000_000 + "\n")
+    return _refused_file(b, "big", "method: kd\nmethod_options:\n  T: " + "a" * 50_000_000 + "\n")
 
 
 @probe("input", "lists nested 20,000 deep: one line naming the file")
@@ -620,6 +634,8 @@ def main() -> None:
                 observed, ok = fn(bench)
             except Exception as exc:  # noqa: BLE001 -- a probe that cannot run (an older xbench) is a row, not the end
                 observed, ok = f"probe failed: {type(exc).__name__}: {exc}"[:200], False
+            finally:
+                bench.restore()
             rows.append({"probe": name, "group": group, "expected": expected, "observed": observed,
                          "verdict": "ok" if ok else "FAILED"})
             print(f"{name:34} {rows[-1]['verdict']:6}  {observed}", flush=True)

@@ -15,7 +15,7 @@ from xbench.errors import StoreError
 from xbench.records import RunRecord
 from xbench.store import ResultStore
 
-FIXTURES = sorted((Path(__file__).parent / "fixtures" / "prerefactor").glob("*.json"))
+FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "prerefactor").glob("*.json"))
 
 
 def _filled(home: Path, n: int) -> list[str]:
