@@ -46,7 +46,7 @@ def files(tmp: Path) -> dict[str, str]:
     # refused: a billion laughs, one value too many, one level too deep, one byte too many
     laughs = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{','.join('*' + chr(97 + i) for _ in range(10))}]\n" for i in range(8))
-    out["billion laughs (558 bytes)"] = laughs
+    out[f"billion laughs ({len(laughs)} bytes)"] = laughs
     out[f"{n:,} values"] = "x: [" + ",".join("1" for _ in range(n)) + "]\n"
     out["20,000 levels of nesting"] = "x: " + "[" * 20000 + "]" * 20000 + "\n"
     out["1 MiB + 1 byte"] = "x: " + "a" * (YAML_LIMITS["bytes"] - 3) + "\n"

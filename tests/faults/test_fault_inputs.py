@@ -6,6 +6,8 @@ carrying control characters; a publishing folder holding files of the user's."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,18 @@ def test_a_publishing_folder_of_the_users_is_refused_and_kept(tmp_path, capsys):
     line = _one_line(capsys)
     assert line.startswith(f"xbench: error: {mine}: the folder holds files xbench did not write (README.md)")
     assert [p.name for p in mine.iterdir()] == ["README.md"] and (mine / "README.md").read_text() == "my notes\n"
+
+
+def test_the_largest_configs_the_limits_allow_are_read_and_the_hostile_ones_refused():
+    """benchmarks/faults/config_limits.py, each file in a fresh process: the outcome column."""
+    script = Path(__file__).parents[2] / "benchmarks" / "faults" / "config_limits.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                         check=True).stdout.splitlines()
+    assert [line.split("  ")[0].strip() for line in out[1:]] == [
+        "a plain config (6 lines)", "99,998 values (list)", "1 MiB (one string)", "63 levels of nesting",
+        "billion laughs (332 bytes)", "100,000 values", "20,000 levels of nesting", "1 MiB + 1 byte"]
+    assert [line.split("  ")[-1].strip() for line in out[1:]] == [
+        "read", "read", "read", "read",
+        "refused: more than 100,000 values once its aliases are expanded",
+        "refused: more than 100,000 values once its aliases are expanded",
+        "refused: nested deeper than 64 levels", "refused: larger than 1 MiB: not a config"]
