@@ -6,9 +6,13 @@ temporary root, on the ``tiny`` synthetic data at the ``smoke`` tier; a probe's 
 what the command printed (its first error line, exit code) and what it left (files, records).
 It prints one row a probe and exits 1 if any verdict is not ``ok``. ``tests/faults/`` runs it.
 
-With ``PYTHONPATH`` pointing at an older checkout, the same probes show how that one behaved:
+    python benchmarks/faults/probes.py [--only NAME ...] [--skip NAME ...] [--json FILE]
 
-    python benchmarks/faults/probes.py [--only NAME ...] [--json FILE]
+The same probes show how an older commit behaved when its package and plugins come first on
+``PYTHONPATH`` (the installed entry points stay; a probe of something that commit lacks fails):
+
+    git worktree add /tmp/old COMMIT
+    PYTHONPATH=/tmp/old$(printf ':%s' /tmp/old/plugins/*/) python benchmarks/faults/probes.py
 """
 
 from __future__ import annotations
