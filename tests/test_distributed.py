@@ -101,7 +101,10 @@ def test_two_processes_train_the_single_process_run(runs, case):
     for a, b in zip(one["budget"]["stages"], two["budget"]["stages"], strict=True):
         assert (b["stage"], b["steps"], b["samples"], b["teacher_forwards"]) == (
             a["stage"], a["steps"], a["samples"], a["teacher_forwards"])
-        assert b["processes"] == 2 and b["device_seconds"] > 0
+        # the ranks' device time is recorded, summed, for the 2-process run only (its value is the
+        # machine's speed: benchmarks/perf/ddp.py measures it)
+        assert b["processes"] == 2 and isinstance(b["device_seconds"], float)
+        assert "processes" not in a and "device_seconds" not in a
         if case.endswith("recognition"):  # every rank's share has the shapes of the whole
             assert b["flops_per_step"] == a["flops_per_step"]
         if a["stage"] in ("teacher", "pretrain") or a is one["budget"]["stages"][0]:
