@@ -185,7 +185,7 @@ class ResultStore:
         path = self.run_dir(record.id) / "result.json"
         written = False
         try:
-            with self.db:
+            with self._writing(f"run {record.id}"), self.db:
                 self.db.execute(
                     "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (record.id, record.method, record.task, record.dataset, record.tier, record.seed,
@@ -194,24 +194,21 @@ class ResultStore:
                 )
                 atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))  # fsync'd, renamed
                 written = True
-        except BaseException as exc:
+        except BaseException:
             if written:  # the row did not commit: the file must not outlive it
                 path.unlink(missing_ok=True)
-            if isinstance(exc, sqlite3.OperationalError):  # "database or disk is full", a lock held past the timeout
-                raise StoreError(f"cannot store run {record.id} in {self.path}: {exc}; nothing of it was "
-                                 "stored") from exc
             raise
         return path
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
         """A database write that fails ("disk I/O error" on a full disk, "database or disk is
-        full", a lock held past the timeout) is a StoreError naming the database; the
-        transaction rolled back."""
+        full", a lock held past the timeout) is a StoreError naming the database; its
+        transaction (inside this block) is rolled back."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot write {what} to {self.path}: {exc}") from exc
+            raise StoreError(f"cannot write {what} to {self.path}: {exc}; nothing of it was written") from exc
 
     # -- leases: a cell (config hash, seed) claimed by the process running it ------------------
     def claim(self, config_hash: str, seed: int) -> str | None:
@@ -238,18 +235,16 @@ class ResultStore:
         if held is not None:
             raise CellBusy(f"seed {seed} of this config ({config_hash}) is running already ({held}): a rerun "
                            "never runs one cell twice at once; wait for it, or stop it")
-        done = False
         try:
             with self.beating():
                 yield
-            done = True
-        finally:
-            try:
+        except BaseException:
+            # the run's own error says more than a failed release; a lease left behind is taken
+            # over once this process is gone
+            with suppress(StoreError):
                 self.release(config_hash, seed)
-            except StoreError:
-                if done:
-                    raise
-                # the run's own error says more; the lease left is taken over once this process is gone
+            raise
+        self.release(config_hash, seed)
 
     @contextmanager
     def beating(self) -> Iterator[None]:

@@ -18,12 +18,14 @@ The same probes show how an older commit behaved when its package and plugins co
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +40,7 @@ CAPPED = ("import os, resource, sys\nn = int(sys.argv[1])\nresource.setrlimit(re
 
 @dataclass
 class Out:
-    """A finished command: exit code, stdout, stderr, seconds and the children's peak memory."""
+    """A finished command: exit code, stdout, stderr, seconds and its peak memory (MiB)."""
 
     rc: int
     out: str
@@ -80,7 +82,6 @@ class Bench:
         for path, content in self.damaged.items():
             path.write_bytes(content)
         self.damaged.clear()
-        self._peak = 0.0
 
     def home(self, name: str) -> Path:
         path = self.root / "homes" / name
@@ -204,7 +205,8 @@ def cache_race(b: Bench):
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, str(script), "--procs", "4", "--iters", "150"], capture_output=True,
                          text=True, env=b.env(b.home("cache-race")), check=False, timeout=1800)
-    line = (out.stdout.strip() or out.stderr.strip().splitlines()[-1]) if (out.stdout or out.stderr) else ""
+    lines = (out.stdout.strip() or out.stderr.strip()).splitlines()
+    line = lines[-1] if lines else ""
     ok = out.returncode == 0 and " 0 errors, 0 torn reads" in line
     return f"{line} ({time.perf_counter() - t0:.0f} s)", ok
 
@@ -219,7 +221,13 @@ def _garble_keeping_stat(b: Bench, path: Path, keep: int = 0) -> None:
 
 
 def _synth_files(b: Bench, suffix: str, split: str) -> list[Path]:
-    return sorted(b.data.glob(f"synth/*/*/{split}/*{suffix}")) or sorted(b.data.glob(f"**/{split}/*{suffix}"))
+    """The generated tiny set's files of a split (``synth/<set>/<modality>/<split>/``), generated
+    first where no probe before this one did (a run of the smoke tier generates them)."""
+    if not (b.data / "synth").is_dir():
+        out = b.xbench(b.home("generate"), "run", "--method", "student", *SMOKE, "--quiet")
+        if out.rc != 0:
+            raise RuntimeError(f"generating the tiny data failed: {out.line}")
+    return sorted(b.data.glob(f"synth/*/*/{split}/*{suffix}"))
 
 
 @probe("data", "12 train .wav garbled past their header, size and mtime kept: each named and generated again")
@@ -434,13 +442,13 @@ def _config(b: Bench, name: str, text: str | bytes, file: str = "c.yaml") -> tup
     return home, path
 
 
-def _refused_file(b: Bench, name: str, text: str | bytes, *args: str, within_s: float = 30,
-                  file: str = "c.yaml") -> tuple[str, bool]:
+def _refused_file(b: Bench, name: str, text: str | bytes, *args: str, file: str = "c.yaml") -> tuple[str, bool]:
     home, path = _config(b, name, text, file)
     argv = [a.replace("{file}", str(path)) for a in args] or ["run", "--config", str(path), "--quiet"]
     out = b.xbench(home, *argv, timeout=120)  # an alias bomb read unbounded would run for minutes
     observed = f"exit {out.rc} in {out.seconds:.1f} s, peak {out.mib:.0f} MiB: {out.line}"
-    return observed, out.one_line_error and str(path) in out.line and out.seconds < within_s and not records(home)
+    # seconds and memory are shown, not judged (the machine's speed): a hang is the timeout's
+    return observed, out.one_line_error and str(path) in out.line and not records(home)
 
 
 #: a billion laughs under a key a run reads (an option's error would show the value it expands to)
@@ -483,8 +491,7 @@ def _refused_option(b: Bench, name: str, *sets: str, key: str) -> tuple[str, boo
 
 @probe("input", "--set dataset.procedures=1000000000: one line naming the option, before generating")
 def input_procedures(b: Bench):
-    observed, ok = _refused_option(b, "procedures", "dataset.procedures=1000000000", key="procedures")
-    return observed, ok
+    return _refused_option(b, "procedures", "dataset.procedures=1000000000", key="procedures")
 
 
 @probe("input", "budget.max_seconds=.nan: one line naming the option (the safety limit never turned off)")
@@ -497,19 +504,15 @@ def _refused_tier(b: Bench, name: str, section: str, key: str, value: float) -> 
     import yaml
 
     home = b.home(name)
-    tiers = yaml.safe_load((Path(_xbench_dir()) / "benchmarks" / "budgets.yaml").read_text())
+    # the tiers of the xbench on the path (found, not imported: an older one's under PYTHONPATH)
+    package = importlib.util.find_spec("xbench").submodule_search_locations[0]
+    tiers = yaml.safe_load((Path(package) / "benchmarks" / "budgets.yaml").read_text())
     tiers["smoke"][section] = {**tiers["smoke"][section], key: value}
     path = home / "budgets.yaml"
     path.write_text(yaml.safe_dump(tiers))
     out = b.xbench(home, "run", "--method", "kd", *SMOKE, "--quiet", env=b.env(home, XBENCH_BUDGETS=str(path)))
     ok = out.one_line_error and str(path) in out.line and section in out.line and not records(home)
     return f"exit {out.rc}: {out.line}", ok
-
-
-def _xbench_dir() -> str:
-    """The installed xbench package's folder (read without importing it into this process)."""
-    return subprocess.run([sys.executable, "-P", "-c", "import xbench, os; print(os.path.dirname(xbench.__file__))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 @probe("input", "a tier's schedule.warmup_steps = -1: one line naming the file and the key")
@@ -635,7 +638,6 @@ def main() -> None:
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         ap.error(f"unknown probe {unknown[0]} (known: {', '.join(PROBES)})")
-    import tempfile
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
